@@ -1,0 +1,1 @@
+"""Matchup's engine: catalog, evaluation, profiling, store and analysis. Never imports streamlit."""

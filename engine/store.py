@@ -1,0 +1,338 @@
+"""The DuckDB store: schema, migrations, locking and every SQL statement Matchup runs.
+
+No process holds the file open longer than one transaction, so the app, CLI runs and
+workers can share it: a connection that meets another process's lock retries with
+backoff for a bounded time, then fails with a message that says what to do.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+
+from engine.errors import MatchupError
+
+DEFAULT_DB = Path(__file__).resolve().parent.parent / "data" / "matchup.duckdb"
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+
+
+class StoreError(MatchupError):
+    """The database cannot be opened or used as asked."""
+
+
+class StoreLockedError(StoreError):
+    """Another process kept the database locked past the timeout."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer Matchup."""
+
+
+# Forward-only migrations: (version, statements). Append; never edit a released step.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+        """CREATE TABLE architectures (
+            arch VARCHAR PRIMARY KEY, module VARCHAR, arch_class VARCHAR NOT NULL,
+            family VARCHAR, registered BOOLEAN NOT NULL, n_pretrained INTEGER, note VARCHAR)""",
+        """CREATE TABLE checkpoints (
+            checkpoint VARCHAR PRIMARY KEY, arch VARCHAR NOT NULL, tag VARCHAR, module VARCHAR,
+            arch_class VARCHAR NOT NULL, family VARCHAR, pretrain_data VARCHAR,
+            finetune_data VARCHAR, data_scale VARCHAR, hub_repo VARCHAR,
+            input_h INTEGER, input_w INTEGER, test_h INTEGER, test_w INTEGER,
+            crop_pct DOUBLE, test_crop_pct DOUBLE, crop_mode VARCHAR, interpolation VARCHAR,
+            mean DOUBLE[], std DOUBLE[], num_classes INTEGER, license VARCHAR,
+            timm_version VARCHAR)""",
+        """CREATE TABLE compute (
+            arch VARCHAR, img_size INTEGER, num_classes INTEGER, params BIGINT, flops DOUBLE,
+            macs DOUBLE, counter VARCHAR, error VARCHAR, torch_version VARCHAR,
+            timm_version VARCHAR, created_at TIMESTAMP,
+            PRIMARY KEY (arch, img_size, num_classes))""",
+        """CREATE TABLE published_results (
+            source_file VARCHAR NOT NULL, dataset VARCHAR NOT NULL, model VARCHAR NOT NULL,
+            checkpoint VARCHAR, img_size INTEGER, top1 DOUBLE, top5 DOUBLE,
+            param_count DOUBLE, crop_pct DOUBLE, interpolation VARCHAR)""",
+        """CREATE TABLE published_benchmarks (
+            source_file VARCHAR NOT NULL, mode VARCHAR, device VARCHAR, precision VARCHAR,
+            layout VARCHAR, torch VARCHAR, cuda VARCHAR, compiled BOOLEAN,
+            model VARCHAR NOT NULL, arch VARCHAR, img_size INTEGER, batch_size INTEGER,
+            samples_per_sec DOUBLE, step_time_ms DOUBLE, gmacs DOUBLE, macts DOUBLE,
+            param_count DOUBLE)""",
+        """CREATE TABLE published_files (
+            source_file VARCHAR PRIMARY KEY, kind VARCHAR, n_rows INTEGER,
+            sha256 VARCHAR, imported_at TIMESTAMP)""",
+        """CREATE TABLE reference_points (
+            source VARCHAR NOT NULL, model VARCHAR NOT NULL, arch_class VARCHAR,
+            pretrain_data VARCHAR, compute_value DOUBLE, compute_unit VARCHAR,
+            imagenet_top1 DOUBLE, params_m DOUBLE, gflops DOUBLE, resolution VARCHAR,
+            notes VARCHAR)""",
+        """CREATE TABLE evals (
+            cache_key VARCHAR PRIMARY KEY, checkpoint VARCHAR NOT NULL, hub_revision VARCHAR,
+            dataset_id VARCHAR, dataset_fingerprint VARCHAR, label_map VARCHAR,
+            img_size INTEGER, crop_pct DOUBLE, crop_mode VARCHAR, interpolation VARCHAR,
+            precision VARCHAR, device_name VARCHAR, n_images INTEGER, top1 DOUBLE,
+            top5 DOUBLE, nll DOUBLE, ece DOUBLE, seconds DOUBLE, images_per_sec DOUBLE,
+            torch_version VARCHAR, timm_version VARCHAR, cuda_version VARCHAR,
+            details JSON, created_at TIMESTAMP)""",
+        """CREATE TABLE benchmarks (
+            cache_key VARCHAR PRIMARY KEY, checkpoint VARCHAR, arch VARCHAR NOT NULL,
+            img_size INTEGER, batch_size INTEGER, precision VARCHAR, channels_last BOOLEAN,
+            compiled BOOLEAN, device_name VARCHAR, throughput DOUBLE, latency_p50_ms DOUBLE,
+            latency_p90_ms DOUBLE, peak_memory_mb DOUBLE, torch_version VARCHAR,
+            timm_version VARCHAR, cuda_version VARCHAR, details JSON, created_at TIMESTAMP)""",
+        """CREATE TABLE jobs (
+            id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, spec JSON, cache_key VARCHAR,
+            state VARCHAR NOT NULL, progress DOUBLE, heartbeat TIMESTAMP, error VARCHAR,
+            created_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP)""",
+    ]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",
+          "published_files", "reference_points", "evals", "benchmarks", "jobs")
+
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
+
+
+def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
+    """--db PATH, else $MATCHUP_DB, else data/matchup.duckdb in the project."""
+    chosen = path or os.environ.get("MATCHUP_DB") or DEFAULT_DB
+    return Path(chosen).expanduser().resolve()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    """One DuckDB file. Each call opens, works in one transaction, and closes."""
+
+    def __init__(self, path: str | os.PathLike | None = None, lock_timeout_s: float | None = None):
+        self.path = resolve_db_path(path)
+        env_timeout = os.environ.get("MATCHUP_LOCK_TIMEOUT")
+        self.lock_timeout_s = (lock_timeout_s if lock_timeout_s is not None
+                               else float(env_timeout) if env_timeout else DEFAULT_LOCK_TIMEOUT_S)
+        self._migrated = False
+
+    # -- connections ---------------------------------------------------------------------------
+    def _open_error(self, reason: str) -> StoreError:
+        return StoreError(
+            f"Cannot open the Matchup database at {self.path}: {reason}. "
+            "Pass --db PATH (or set MATCHUP_DB) to a writable DuckDB file; "
+            "Matchup creates it on first use.")
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        if self.path.is_dir():
+            raise self._open_error("that path is a directory, not a database file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self._open_error(f"its folder cannot be created ({e.strerror or e})") from None
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as e:
+                message = str(e)
+                if not any(marker in message for marker in _LOCK_MARKERS):
+                    raise self._open_error(message.removeprefix("IO Error: ")) from None
+                if time.monotonic() >= deadline:
+                    holder = message.split("Conflicting lock is held in", 1)[-1].split(". See")[0]
+                    raise StoreLockedError(
+                        f"The Matchup database {self.path} stayed locked by another process"
+                        f" ({holder.strip()}) for {self.lock_timeout_s:.0f} s. Wait for that"
+                        " process (an import, a worker or the app) to finish and try again, raise"
+                        " MATCHUP_LOCK_TIMEOUT, or point --db / MATCHUP_DB at another file."
+                    ) from None
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())) * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 1.0)
+            except duckdb.Error as e:
+                raise self._open_error(str(e)) from None
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A migrated connection, closed on exit."""
+        con = self._open()
+        try:
+            if not self._migrated:
+                self._migrate(con)
+                self._migrated = True
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All or nothing: a failure rolls back, so no result is ever half-written."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- schema --------------------------------------------------------------------------------
+    @staticmethod
+    def _version(con: duckdb.DuckDBPyConnection) -> int:
+        has_meta = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+            " AND table_schema = 'main'").fetchone()[0]
+        if not has_meta:
+            return 0
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        try:
+            current = self._version(con)
+        except duckdb.Error as e:
+            raise self._open_error(f"it is not a Matchup database ({e})") from None
+        if current > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"The database {self.path} has schema version {current}, written by a newer "
+                f"Matchup; this Matchup reads schema versions 1 to {SCHEMA_VERSION}. Upgrade "
+                "Matchup (git pull), or point --db / MATCHUP_DB at another file.")
+        if current == SCHEMA_VERSION:
+            return
+        con.execute("BEGIN TRANSACTION")
+        try:
+            current = self._version(con)  # another process may have migrated meanwhile
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for sql in statements:
+                    con.execute(sql)
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        with self.connect() as con:
+            return self._version(con)
+
+    # -- meta ----------------------------------------------------------------------------------
+    @staticmethod
+    def _set_meta(con: duckdb.DuckDBPyConnection, **values: str) -> None:
+        for key, value in values.items():
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, str(value)])
+
+    def meta(self) -> dict[str, str]:
+        with self.connect() as con:
+            return dict(con.execute("SELECT key, value FROM meta").fetchall())
+
+    # -- writes --------------------------------------------------------------------------------
+    @staticmethod
+    def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        columns = ", ".join(frame.columns)
+        con.register("incoming", frame)
+        try:
+            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM incoming")
+        finally:
+            con.unregister("incoming")
+
+    def replace_catalog(self, architectures: pd.DataFrame, checkpoints: pd.DataFrame,
+                        reference_points: pd.DataFrame, timm_version: str) -> None:
+        """The whole catalog in one transaction: readers see the old one or the new one."""
+        with self.transaction() as con:
+            for table in ("architectures", "checkpoints", "reference_points"):
+                con.execute(f"DELETE FROM {table}")
+            self._insert(con, "architectures", architectures)
+            self._insert(con, "checkpoints", checkpoints)
+            self._insert(con, "reference_points", reference_points)
+            self._set_meta(con, catalog_refreshed_at=_now().isoformat(timespec="seconds"),
+                           catalog_timm_version=timm_version)
+
+    def replace_published_file(self, source_file: str, kind: str, rows: pd.DataFrame,
+                               sha256: str) -> None:
+        """One published CSV's rows replace that file's previous rows, in one transaction."""
+        table = {"results": "published_results", "benchmark": "published_benchmarks"}[kind]
+        with self.transaction() as con:
+            for other in ("published_results", "published_benchmarks"):
+                con.execute(f"DELETE FROM {other} WHERE source_file = ?", [source_file])
+            self._insert(con, table, rows)
+            con.execute("INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?)",
+                        [source_file, kind, len(rows), sha256, _now()])
+
+    # -- reads ---------------------------------------------------------------------------------
+    def count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}")
+        with self.connect() as con:
+            return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    def class_counts(self) -> pd.DataFrame:
+        """Pretrained checkpoints per architecture class."""
+        with self.connect() as con:
+            return con.execute(
+                "SELECT arch_class, count(*) AS checkpoints FROM checkpoints"
+                " GROUP BY arch_class ORDER BY checkpoints DESC").df()
+
+    def list_checkpoints(self, arch_class: str | None = None) -> pd.DataFrame:
+        """Checkpoints with class, params and published ImageNet top-1 (when imported)."""
+        sql = """
+            WITH imagenet AS (
+                SELECT checkpoint, max(top1) AS top1, max(param_count) AS param_count,
+                       arg_max(img_size, top1) AS img_size
+                FROM published_results WHERE dataset = 'imagenet' GROUP BY checkpoint),
+            counted AS (SELECT arch, max(params) AS params FROM compute GROUP BY arch)
+            SELECT c.checkpoint, c.arch_class, c.family, c.pretrain_data, c.data_scale,
+                   coalesce(i.param_count, counted.params / 1e6) AS params_m,
+                   i.top1 AS imagenet_top1, i.img_size AS published_img_size
+            FROM checkpoints c
+            LEFT JOIN imagenet i USING (checkpoint)
+            LEFT JOIN counted ON counted.arch = c.arch
+            WHERE ? IS NULL OR lower(c.arch_class) = lower(?)
+            ORDER BY c.checkpoint"""
+        with self.connect() as con:
+            return con.execute(sql, [arch_class, arch_class]).df()
+
+    def info(self) -> dict:
+        """Row counts, joins, schema version and file facts, for `db info` and the sidebar."""
+        with self.connect() as con:
+            counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+            joins = dict(zip(
+                ("published_results_joined", "imagenet_results_joined",
+                 "published_benchmarks_joined", "checkpoints_without_class"),
+                con.execute("""
+                    SELECT
+                      (SELECT count(*) FROM published_results r
+                         JOIN checkpoints c USING (checkpoint)),
+                      (SELECT count(*) FROM published_results r
+                         JOIN checkpoints c USING (checkpoint) WHERE r.dataset = 'imagenet'),
+                      (SELECT count(*) FROM published_benchmarks b
+                         JOIN architectures a USING (arch)),
+                      (SELECT count(*) FROM checkpoints
+                         WHERE arch_class IS NULL OR arch_class = '')""").fetchone()))
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return {"path": str(self.path), "size_bytes": size,
+                "schema_version": int(meta.get("schema_version", 0)),
+                "tables": counts, "joins": joins,
+                "catalog_refreshed_at": meta.get("catalog_refreshed_at"),
+                "catalog_timm_version": meta.get("catalog_timm_version")}
+
+    def export(self, folder: str | os.PathLike) -> list[Path]:
+        """Every table as Parquet, for sharing a lab's results."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        with self.connect() as con:
+            for table in TABLES:
+                target = folder / f"{table}.parquet"
+                con.execute(f"COPY {table} TO '{target.as_posix()}' (FORMAT parquet)")
+                written.append(target)
+        return written
