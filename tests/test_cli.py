@@ -1,0 +1,36 @@
+import json
+
+import timm
+
+from engine.__main__ import main
+from tests.conftest import run_cli
+
+
+def test_refresh_list_and_info_from_the_command_line(tmp_path, capsys):
+    db = str(tmp_path / "m.duckdb")
+    assert main(["--db", db, "catalog", "refresh", "--json"]) == 0
+    refreshed = json.loads(capsys.readouterr().out)
+    assert refreshed["checkpoints"] == len(timm.list_pretrained())
+
+    assert main(["catalog", "list", "--class", "hybrid", "--json", "--db", db]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed and {row["arch_class"] for row in listed} == {"Hybrid"}
+    assert {"checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "params_m",
+            "imagenet_top1"} <= set(listed[0])
+
+    assert main(["--db", db, "db", "info"]) == 0
+    text = capsys.readouterr().out
+    assert f"{refreshed['checkpoints']} rows" in text and "schema version: 1" in text
+    assert "0 checkpoints without a class" in text
+
+
+def test_unreadable_db_is_one_plain_paragraph_not_a_traceback(tmp_path):
+    done = run_cli("db", "info", db=tmp_path)  # a directory
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: Cannot open the Matchup database")
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_unknown_class_is_refused_with_the_choices(tmp_path, capsys):
+    assert main(["--db", str(tmp_path / "m.duckdb"), "catalog", "list", "--class", "cnn"]) == 2
+    assert "choose one of ConvNet, ViT, Hybrid, MLP" in capsys.readouterr().err
