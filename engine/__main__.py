@@ -54,7 +54,8 @@ def cmd_catalog(args, store: Store) -> int:
         else:
             print(f"catalog: {report.checkpoints} pretrained checkpoints of "
                   f"{report.architectures} architectures (timm {report.timm_version}), "
-                  f"{report.reference_points} reference points, in {seconds:.2f} s")
+                  f"{report.reference_points} reference points, {report.compute_loaded} shipped "
+                  f"FLOP counts, in {seconds:.2f} s")
         return 0
     if args.action == "import":
         report = catalog.import_dir(store, args.dir)
@@ -75,6 +76,128 @@ def cmd_catalog(args, store: Store) -> int:
             print(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.2f}"))
         return 0
     raise AssertionError(args.action)
+
+
+def _compute_row(result: dict) -> dict:
+    import torch
+    import timm
+    from datetime import datetime, timezone
+    from engine.profile import COUNTER
+    by_module = result.get("flops_by_module")
+    return {**result, "counter": f"{COUNTER} ({result['device']})",
+            "flops_by_module": json.dumps(by_module) if by_module is not None else None,
+            "torch_version": torch.__version__, "timm_version": timm.__version__,
+            "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+
+
+def cmd_profile(args, store: Store) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+    from engine import profile
+    if args.crosscheck:
+        summary = profile.crosscheck_summary(store.compute_crosscheck())
+        if args.json:
+            _print_json(summary)
+            return 0
+        if not summary["pairs"]:
+            print("no pairs to compare: import published benchmarks (`catalog import DIR`) and "
+                  "count (`profile --all`) first")
+            return 0
+        print(f"{summary['pairs']} (arch, img_size) pairs with counted and published MACs; "
+              f"{summary['share_within_tolerance']:.1%} agree ({summary['tolerance']}); "
+              f"{summary['share_within_3pct_strict']:.1%} within 3% strictly")
+        print("ratio counted/published: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in summary["ratio_quantiles"].items()))
+        for o in summary["outliers"]:
+            print(f"  {o['arch']} @{o['img_size']} ({o['arch_class']}): counted {o['counted_gmacs']:.3f}"
+                  f" vs published {o['published_gmacs']:.2f} GMACs (x{o['ratio']:.2f}): {o['reason']}")
+        return 0
+    if args.all == bool(args.models):
+        raise MatchupError("Name one or more models, or pass --all for every pretrained "
+                           "architecture/resolution pair the catalog needs.")
+    if args.models:
+        results = [_compute_row(profile.count_strict(name, args.img_size).as_dict())
+                   for name in tqdm(args.models, desc="counting", unit="model", disable=args.json)]
+        store.upsert_compute(pd.DataFrame(results))
+    else:
+        if store.count("checkpoints") == 0:
+            raise MatchupError("The catalog is empty: run `python -m engine catalog refresh` "
+                               "(and `catalog import DIR` for published resolutions) first.")
+        targets = store.compute_targets(missing_only=not args.force)
+        rows = list(targets[["arch", "img_size", "img_width", "num_classes"]].itertuples(
+            index=False, name=None))
+        rows = [(a, int(h), int(w), int(n)) for a, h, w, n in rows]
+        results, batch = [], []
+        bar = tqdm(total=len(rows), desc="counting", unit="model", disable=args.json)
+        for result in profile.count_many(rows, jobs=args.jobs):
+            bar.update(1)
+            batch.append(_compute_row(result))
+            if len(batch) >= 100:  # each row is complete; batches keep progress on interruption
+                store.upsert_compute(pd.DataFrame(batch))
+                results += batch
+                batch = []
+        store.upsert_compute(pd.DataFrame(batch))
+        results += batch
+        bar.close()
+        if args.write_shipped:
+            from engine.catalog import SHIPPED_COMPUTE_CSV, write_shipped_compute
+            n = write_shipped_compute(store)
+            print(f"wrote {n} rows to {SHIPPED_COMPUTE_CSV}", file=sys.stderr)
+    frame = pd.DataFrame(results)
+    if args.json:
+        _print_json(_records(frame.drop(columns=["created_at"], errors="ignore")))
+        return 0
+    if frame.empty:
+        print("nothing to count: every needed pair is already counted (--force recounts)")
+        return 0
+    ok = frame[frame["error"].isna()]
+    if args.models:
+        shown = ok.assign(gflops=ok["flops"] / 1e9, params_m=ok["params"] / 1e6)
+        print(shown[["arch", "img_size", "num_classes", "params_m", "gflops"]].to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"))
+    else:
+        print(f"counted {len(ok)} of {len(frame)} pairs; {len(frame) - len(ok)} failed "
+              "(kept with their reason in the compute table)")
+    return 0
+
+
+def _batch_size(value: str):
+    if value == "auto":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError("--batch-size takes a positive integer or 'auto'")
+    return number
+
+
+def cmd_bench(args, store: Store) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+    from engine import profile
+    specs = [profile.BenchSpec(model=name, device=args.device, precision=args.precision,
+                               batch_size=args.batch_size, channels_last=args.channels_last,
+                               compile=args.compile, img_size=args.img_size,
+                               max_memory_mb=args.max_memory_mb)
+             for name in args.models]
+    for spec in specs:  # every bad input is refused before anything runs
+        profile.bench_key(spec)
+    rows = [profile.bench(store, spec, force=args.force)
+            for spec in tqdm(specs, desc="benchmarking", unit="model", disable=args.json)]
+    frame = pd.DataFrame(rows)
+    if args.json:
+        _print_json(_records(frame))
+        return 0
+    frame["ms_per_img"] = 1000 / frame["throughput"]
+    print(frame[["checkpoint", "img_size", "batch_size", "precision", "device_name", "throughput",
+                 "ms_per_img", "latency_p50_ms", "latency_p90_ms", "peak_memory_mb", "cached"]]
+          .to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.2f}"))
+    for row in rows:
+        if row["error"]:
+            print(f"{row['checkpoint']}: {row['error']}", file=sys.stderr)
+    return 0
 
 
 def cmd_db(args, store: Store) -> int:
@@ -127,6 +250,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class", dest="arch_class", help="ConvNet, ViT, Hybrid or MLP")
     p.add_argument("--json", action="store_true")
 
+    prof = commands.add_parser("profile", parents=[common], help="count params and FLOPs")
+    prof.add_argument("models", nargs="*", metavar="MODEL", help="arch or arch.tag")
+    prof.add_argument("--all", action="store_true", help="every pair the catalog needs")
+    prof.add_argument("--img-size", type=int, help="count at this resolution instead")
+    prof.add_argument("--jobs", type=int, help="worker processes for --all (default: all cores)")
+    prof.add_argument("--force", action="store_true", help="recount pairs already counted")
+    prof.add_argument("--crosscheck", action="store_true",
+                      help="compare counted MACs with timm's published infer_gmacs")
+    prof.add_argument("--write-shipped", action="store_true",
+                      help="after --all, write the compute table to data/compute.csv")
+    prof.add_argument("--json", action="store_true")
+
+    bench = commands.add_parser("bench", parents=[common],
+                                help="measure throughput, latency and memory on this machine")
+    bench.add_argument("models", nargs="+", metavar="MODEL", help="arch or arch.tag")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    bench.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16")
+    bench.add_argument("--batch-size", type=_batch_size, default="auto",
+                       help="images per step for throughput, or 'auto' (largest power of two "
+                            "that fits, from 1024 on GPU, 64 on CPU)")
+    bench.add_argument("--img-size", type=int)
+    bench.add_argument("--channels-last", action="store_true")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the model")
+    bench.add_argument("--max-memory-mb", type=float,
+                       help="record models whose weights need more than this as out of memory "
+                            "(default: the memory free on the device)")
+    bench.add_argument("--force", action="store_true", help="measure again even when cached")
+    bench.add_argument("--json", action="store_true")
+
     db = commands.add_parser("db", parents=[common], help="the database file")
     db_actions = db.add_subparsers(dest="action", required=True)
     p = db_actions.add_parser("info", parents=[common], help="row counts, schema version, path and size")
@@ -140,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     store = Store(getattr(args, "db", None))
     try:
-        return {"catalog": cmd_catalog, "db": cmd_db}[args.command](args, store)
+        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "db": cmd_db}[args.command](args, store)
     except MatchupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

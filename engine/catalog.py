@@ -21,6 +21,7 @@ from engine.errors import MatchupError
 from engine.store import Store
 
 REFERENCE_POINTS_CSV = taxonomy.DATA_DIR / "reference" / "paper_facts.csv"
+SHIPPED_COMPUTE_CSV = taxonomy.DATA_DIR / "compute.csv"
 
 # timm's results/ folder: the commit whose files Matchup was checked against, and its file names.
 TIMM_RESULTS_COMMIT = "aa4b5850c1543fa488abf260f18390eda46cf85d"
@@ -89,15 +90,22 @@ def _architectures_frame() -> pd.DataFrame:
     rows = []
     for module in timm.models.list_modules():
         for arch in timm.list_models(module=module):
+            cfg = timm.models.get_pretrained_cfg(arch)
+            size = cfg.input_size if cfg is not None else (None, None, None)
             rows.append((arch, module, taxonomy.arch_class(arch, module), taxonomy.family(arch),
-                         True, pretrained_per_arch.get(arch, 0), None))
+                         True, pretrained_per_arch.get(arch, 0), None, size[1], size[2],
+                         cfg.num_classes if cfg is not None else None))
     registered = {row[0] for row in rows}
     for arch, info in taxonomy.retired_archs().items():
         if arch not in registered:
             rows.append((arch, info["module"], taxonomy.arch_class(arch, info["module"]),
-                         taxonomy.family(arch), False, 0, info["note"]))
-    return pd.DataFrame(rows, columns=["arch", "module", "arch_class", "family", "registered",
-                                       "n_pretrained", "note"])
+                         taxonomy.family(arch), False, 0, info["note"], None, None, None))
+    frame = pd.DataFrame(rows, columns=["arch", "module", "arch_class", "family", "registered",
+                                        "n_pretrained", "note", "default_input_h",
+                                        "default_input_w", "default_num_classes"])
+    for column in ("default_input_h", "default_input_w", "default_num_classes"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def _checkpoints_frame(architectures: pd.DataFrame) -> pd.DataFrame:
@@ -141,22 +149,43 @@ def reference_points_frame(path: Path = REFERENCE_POINTS_CSV) -> pd.DataFrame:
     return frame
 
 
+def shipped_compute_frame(timm_version: str, path: Path = SHIPPED_COMPUTE_CSV) -> pd.DataFrame:
+    """The project's own FLOP counts for one timm version (counts change with model code)."""
+    if not path.exists():
+        return pd.DataFrame()
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    frame = frame[frame["timm_version"].astype(str) == timm_version]
+    frame["created_at"] = pd.to_datetime(frame["created_at"])
+    return frame
+
+
 @dataclass
 class RefreshReport:
     checkpoints: int
     architectures: int
     reference_points: int
     timm_version: str
+    compute_loaded: int = 0
 
 
 def refresh(store: Store) -> RefreshReport:
-    """Fill `checkpoints`, `architectures` and `reference_points` from the installed timm, offline."""
+    """Fill `checkpoints`, `architectures` and `reference_points` from the installed timm, offline,
+    and load the shipped FLOP counts for this timm version (counts made here are kept)."""
     timm = _timm()
     architectures = _architectures_frame()
     checkpoints = _checkpoints_frame(architectures)
     reference = reference_points_frame()
     store.replace_catalog(architectures, checkpoints, reference, timm.__version__)
-    return RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__)
+    loaded = store.upsert_compute(shipped_compute_frame(timm.__version__), keep_existing=True)
+    return RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__,
+                         loaded)
+
+
+def write_shipped_compute(store: Store, path: Path = SHIPPED_COMPUTE_CSV) -> int:
+    """Write the counted compute table as the project's shipped measurement."""
+    frame = store.compute_frame()
+    frame.to_csv(path, index=False)
+    return len(frame)
 
 
 # -- published results import -------------------------------------------------------------------

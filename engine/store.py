@@ -6,6 +6,8 @@ backoff for a bounded time, then fails with a message that says what to do.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import time
@@ -41,7 +43,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         """CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
         """CREATE TABLE architectures (
             arch VARCHAR PRIMARY KEY, module VARCHAR, arch_class VARCHAR NOT NULL,
-            family VARCHAR, registered BOOLEAN NOT NULL, n_pretrained INTEGER, note VARCHAR)""",
+            family VARCHAR, registered BOOLEAN NOT NULL, n_pretrained INTEGER, note VARCHAR,
+            default_input_h INTEGER, default_input_w INTEGER, default_num_classes INTEGER)""",
         """CREATE TABLE checkpoints (
             checkpoint VARCHAR PRIMARY KEY, arch VARCHAR NOT NULL, tag VARCHAR, module VARCHAR,
             arch_class VARCHAR NOT NULL, family VARCHAR, pretrain_data VARCHAR,
@@ -51,10 +54,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             mean DOUBLE[], std DOUBLE[], num_classes INTEGER, license VARCHAR,
             timm_version VARCHAR)""",
         """CREATE TABLE compute (
-            arch VARCHAR, img_size INTEGER, num_classes INTEGER, params BIGINT, flops DOUBLE,
-            macs DOUBLE, counter VARCHAR, error VARCHAR, torch_version VARCHAR,
-            timm_version VARCHAR, created_at TIMESTAMP,
-            PRIMARY KEY (arch, img_size, num_classes))""",
+            arch VARCHAR, img_size INTEGER, num_classes INTEGER, img_width INTEGER,
+            params BIGINT, flops DOUBLE, macs DOUBLE, attention_flops DOUBLE,
+            flops_by_module JSON, reparameterizable BOOLEAN, counter VARCHAR,
+            device VARCHAR, error VARCHAR, torch_version VARCHAR, timm_version VARCHAR,
+            created_at TIMESTAMP, PRIMARY KEY (arch, img_size, num_classes))""",
         """CREATE TABLE published_results (
             source_file VARCHAR NOT NULL, dataset VARCHAR NOT NULL, model VARCHAR NOT NULL,
             checkpoint VARCHAR, img_size INTEGER, top1 DOUBLE, top5 DOUBLE,
@@ -85,7 +89,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             cache_key VARCHAR PRIMARY KEY, checkpoint VARCHAR, arch VARCHAR NOT NULL,
             img_size INTEGER, batch_size INTEGER, precision VARCHAR, channels_last BOOLEAN,
             compiled BOOLEAN, device_name VARCHAR, throughput DOUBLE, latency_p50_ms DOUBLE,
-            latency_p90_ms DOUBLE, peak_memory_mb DOUBLE, torch_version VARCHAR,
+            latency_p90_ms DOUBLE, peak_memory_mb DOUBLE, error VARCHAR, torch_version VARCHAR,
             timm_version VARCHAR, cuda_version VARCHAR, details JSON, created_at TIMESTAMP)""",
         """CREATE TABLE jobs (
             id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, spec JSON, cache_key VARCHAR,
@@ -105,6 +109,12 @@ def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
     """--db PATH, else $MATCHUP_DB, else data/matchup.duckdb in the project."""
     chosen = path or os.environ.get("MATCHUP_DB") or DEFAULT_DB
     return Path(chosen).expanduser().resolve()
+
+
+def cache_key(payload: dict) -> str:
+    """SHA-256 of the canonical JSON of everything that can change a stored number."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _now() -> datetime:
@@ -186,10 +196,11 @@ class Store:
     def _version(con: duckdb.DuckDBPyConnection) -> int:
         has_meta = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-            " AND table_schema = 'main'").fetchone()[0]
+            " AND table_schema = 'main'").fetchall()[0][0]
         if not has_meta:
             return 0
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        row = row[0] if row else None
         return int(row[0]) if row else 0
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -267,12 +278,123 @@ class Store:
             con.execute("INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?)",
                         [source_file, kind, len(rows), sha256, _now()])
 
+    COMPUTE_COLUMNS = ("arch", "img_size", "num_classes", "img_width", "params", "flops", "macs",
+                       "attention_flops", "flops_by_module", "reparameterizable", "counter",
+                       "device", "error", "torch_version",
+                       "timm_version", "created_at")
+
+    def upsert_compute(self, frame: pd.DataFrame, keep_existing: bool = False) -> int:
+        """Counted rows, each complete; `keep_existing` leaves rows already counted here alone."""
+        if frame.empty:
+            return 0
+        frame = frame[[c for c in self.COMPUTE_COLUMNS if c in frame.columns]]
+        columns = ", ".join(frame.columns)
+        conflict = "DO NOTHING" if keep_existing else "DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in frame.columns
+            if c not in ("arch", "img_size", "num_classes"))
+        with self.transaction() as con:
+            before = con.execute("SELECT count(*) FROM compute").fetchall()[0][0]
+            con.register("incoming", frame)
+            try:
+                con.execute(f"INSERT INTO compute ({columns}) SELECT {columns} FROM incoming "
+                            f"ON CONFLICT (arch, img_size, num_classes) {conflict}")
+            finally:
+                con.unregister("incoming")
+            return con.execute("SELECT count(*) FROM compute").fetchall()[0][0] - before
+
+    def compute_targets(self, missing_only: bool = True) -> pd.DataFrame:
+        """(arch, img_size, img_width, num_classes) the catalog needs counted (missing_only: not yet
+        counted, or failed before): each checkpoint at
+        the resolution its accuracy is measured at (its test size and every published img_size)
+        with its own head, and each published benchmark size with the arch's default head."""
+        sql = """
+            WITH needed AS (
+                SELECT arch, coalesce(test_h, input_h) AS img_size,
+                       coalesce(test_w, input_w) AS img_width, num_classes FROM checkpoints
+                UNION
+                SELECT c.arch, r.img_size,
+                       CASE WHEN r.img_size = c.input_h THEN c.input_w ELSE r.img_size END,
+                       c.num_classes
+                FROM published_results r JOIN checkpoints c USING (checkpoint)
+                WHERE r.img_size IS NOT NULL
+                UNION
+                SELECT b.arch, b.img_size,
+                       CASE WHEN b.img_size = a.default_input_h THEN a.default_input_w
+                            ELSE b.img_size END,
+                       a.default_num_classes
+                FROM published_benchmarks b JOIN architectures a USING (arch)
+                WHERE a.n_pretrained > 0 AND a.registered AND b.gmacs IS NOT NULL)
+            SELECT n.* FROM needed n
+            LEFT JOIN compute c USING (arch, img_size, num_classes)
+            WHERE NOT ? OR c.arch IS NULL OR c.error IS NOT NULL
+            ORDER BY arch, img_size, num_classes"""
+        with self.connect() as con:
+            return con.execute(sql, [missing_only]).df()
+
+    def compute_crosscheck(self) -> pd.DataFrame:
+        """Counted MACs beside the newest published infer_gmacs for the same (arch, img_size),
+        counted with the arch's default head, as timm's benchmark builds it."""
+        sql = """
+            WITH published AS (
+                SELECT arch, img_size, arg_max(gmacs, torch || source_file) AS published_gmacs,
+                       arg_max(source_file, torch || source_file) AS source_file
+                FROM published_benchmarks WHERE gmacs IS NOT NULL AND gmacs > 0
+                GROUP BY arch, img_size)
+            SELECT p.arch, a.arch_class, a.family, p.img_size, p.published_gmacs, p.source_file,
+                   c.macs / 1e9 AS counted_gmacs, c.attention_flops / 2e9 AS attention_gmacs,
+                   c.params / 1e6 AS params_m, c.flops_by_module, c.reparameterizable
+            FROM published p
+            JOIN architectures a USING (arch)
+            JOIN compute c ON c.arch = p.arch AND c.img_size = p.img_size
+                          AND c.num_classes = a.default_num_classes
+            WHERE c.error IS NULL
+            ORDER BY p.arch, p.img_size"""
+        with self.connect() as con:
+            return con.execute(sql).df()
+
+    BENCHMARK_COLUMNS = ("cache_key", "checkpoint", "arch", "img_size", "batch_size", "precision",
+                         "channels_last", "compiled", "device_name", "throughput",
+                         "latency_p50_ms", "latency_p90_ms", "peak_memory_mb", "error",
+                         "torch_version", "timm_version", "cuda_version", "details", "created_at")
+
+    def benchmark(self, key: str) -> dict | None:
+        with self.connect() as con:
+            cursor = con.execute("SELECT * FROM benchmarks WHERE cache_key = ?", [key])
+            rows = cursor.fetchall()
+            if not rows:
+                return None
+            row = dict(zip([d[0] for d in cursor.description], rows[0]))
+        row["details"] = json.loads(row["details"]) if row["details"] else {}
+        return row
+
+    def put_benchmark(self, row: dict) -> None:
+        """A finished measurement, written whole (replacing an older one under the same key)."""
+        values = {**row, "details": json.dumps(row.get("details") or {}, default=str),
+                  "created_at": row.get("created_at") or _now()}
+        columns = [c for c in self.BENCHMARK_COLUMNS if c in values]
+        with self.transaction() as con:
+            con.execute(f"INSERT OR REPLACE INTO benchmarks ({', '.join(columns)}) VALUES "
+                        f"({', '.join('?' for _ in columns)})", [values[c] for c in columns])
+
+    def compute_frame(self) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(f"SELECT {', '.join(self.COMPUTE_COLUMNS)} FROM compute "
+                               "ORDER BY arch, img_size, num_classes").df()
+
+    def compute_for(self, arch: str, img_size: int, num_classes: int) -> dict | None:
+        with self.connect() as con:
+            cursor = con.execute("SELECT * FROM compute WHERE arch = ? AND img_size = ? "
+                                 "AND num_classes = ?", [arch, img_size, num_classes])
+            rows = cursor.fetchall()
+            row = rows[0] if rows else None
+            return dict(zip([d[0] for d in cursor.description], row)) if row else None
+
     # -- reads ---------------------------------------------------------------------------------
     def count(self, table: str) -> int:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}")
         with self.connect() as con:
-            return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
     def class_counts(self) -> pd.DataFrame:
         """Pretrained checkpoints per architecture class."""
@@ -303,7 +425,7 @@ class Store:
     def info(self) -> dict:
         """Row counts, joins, schema version and file facts, for `db info` and the sidebar."""
         with self.connect() as con:
-            counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+            counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in TABLES}
             joins = dict(zip(
                 ("published_results_joined", "imagenet_results_joined",
                  "published_benchmarks_joined", "checkpoints_without_class"),
@@ -316,7 +438,7 @@ class Store:
                       (SELECT count(*) FROM published_benchmarks b
                          JOIN architectures a USING (arch)),
                       (SELECT count(*) FROM checkpoints
-                         WHERE arch_class IS NULL OR arch_class = '')""").fetchone()))
+                         WHERE arch_class IS NULL OR arch_class = '')""").fetchall()[0]))
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         size = self.path.stat().st_size if self.path.exists() else 0
         return {"path": str(self.path), "size_bytes": size,
