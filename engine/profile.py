@@ -333,37 +333,39 @@ def _is_oom(error: BaseException) -> bool:
                                                 or "can't allocate memory" in text)
 
 
-class _RssSampler:
-    """Peak resident memory of this process while running, sampled from /proc (Linux)."""
+class _PeakRss:
+    """Peak resident memory of this process inside the block, from the Linux kernel's high-water
+    mark: reset through /proc/self/clear_refs, read back as VmHWM (exact, and costs nothing while
+    the model runs). Where that is unavailable the peak is unknown (None), not guessed."""
 
-    def __init__(self, interval_s: float = 0.005):
-        import threading
-        self.interval_s, self.peak, self._stop = interval_s, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self):
+        self.growth: int | None = None
 
     @staticmethod
-    def rss() -> int:
+    def _status(field: str) -> int | None:
         try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1]) * 1024
         except OSError:
-            return 0
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            self._stop.wait(self.interval_s)
+            return None
+        return None
 
     def __enter__(self):
-        self.start = self.rss()
-        self.peak = self.start
-        self._thread.start()
+        self._start = self._status("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the high-water mark to the current RSS
+            self._reset = True
+        except OSError:
+            self._reset = False
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
+        peak = self._status("VmHWM")
+        if self._reset and peak is not None and self._start is not None:
+            self.growth = max(0, peak - self._start)
 
 
 @dataclass
@@ -441,7 +443,7 @@ def measure(spec: BenchSpec) -> dict:
         return result
 
     memory_format = torch.channels_last if spec.channels_last else torch.contiguous_format
-    sampler = _RssSampler() if device.type == "cpu" else contextlib.nullcontext()
+    sampler = _PeakRss() if device.type == "cpu" else contextlib.nullcontext()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -498,7 +500,7 @@ def measure(spec: BenchSpec) -> dict:
     if device.type == "cuda":
         result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        result["peak_memory_mb"] = max(0, sampler.peak - sampler.start) / 2**20
+        result["peak_memory_mb"] = sampler.growth / 2**20 if sampler.growth is not None else None
     result.update(warmup_steps=spec.warmup_steps, timed_steps=spec.timed_steps,
                   latency_runs=max(spec.latency_runs, 50))
     return result

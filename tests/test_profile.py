@@ -198,7 +198,7 @@ def test_bench_measures_and_caches_on_cpu(store):
     assert first["cached"] is False and first["error"] is None
     assert first["throughput"] > 0 and first["batch_size"] == 4
     assert 0 < first["latency_p50_ms"] <= first["latency_p90_ms"]
-    assert first["peak_memory_mb"] >= 0 and first["device_name"].startswith("CPU")
+    assert first["peak_memory_mb"] > 1 and first["device_name"].startswith("CPU")
     assert first["details"]["threads"] == torch.get_num_threads()
     again = profile.bench(store, spec)
     assert again["cached"] is True and again["cache_key"] == first["cache_key"]
@@ -208,6 +208,12 @@ def test_bench_measures_and_caches_on_cpu(store):
     assert store.count("benchmarks") == 1
     other = profile.bench(store, BenchSpec(TINY, batch_size=2, **FAST))
     assert other["cache_key"] != first["cache_key"] and store.count("benchmarks") == 2
+
+
+def test_peak_memory_on_cpu_covers_at_least_the_weights(store):
+    result = profile.bench(store, BenchSpec("resnet18", batch_size=2, **FAST))
+    weights_mb = 11_689_512 * 4 / 2**20
+    assert weights_mb <= result["peak_memory_mb"] < 20 * weights_mb
 
 
 def test_bench_auto_batch_and_bf16_channels_last_on_cpu(store):
@@ -245,3 +251,12 @@ def test_bench_on_cuda_uses_events_and_reports_allocated_memory(store):
     result = profile.bench(store, BenchSpec(TINY, device="cuda", precision="bf16", batch_size=8, **FAST))
     assert result["error"] is None and result["cuda_version"] == torch.version.cuda
     assert result["peak_memory_mb"] > 0 and result["throughput"] > 0
+
+
+def test_bench_with_torch_compile_is_a_separate_measurement(store):
+    spec = dict(batch_size=2, warmup_steps=2, timed_steps=3, latency_runs=50)
+    eager = profile.bench(store, BenchSpec("test_resnet.r160_in1k", **spec))
+    compiled = profile.bench(store, BenchSpec("test_resnet.r160_in1k", compile=True, **spec))
+    assert compiled["compiled"] and not eager["compiled"]
+    assert compiled["error"] is None and compiled["throughput"] > 0
+    assert compiled["cache_key"] != eager["cache_key"]
