@@ -200,6 +200,34 @@ def cmd_bench(args, store: Store) -> int:
     return 0
 
 
+def cmd_eval(args, store: Store) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+    from engine import datasets, evaluate
+    dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant)
+    settings = evaluate.EvalSettings(device=args.device, precision=args.precision,
+                                     batch_size=args.batch_size, limit=args.limit,
+                                     channels_last=args.channels_last,
+                                     **({"workers": args.workers} if args.workers is not None else {}))
+    bar = tqdm(total=min(len(dataset), args.limit or len(dataset)), unit="img",
+               desc="evaluating", disable=args.json)
+
+    def progress(state):
+        bar.n = state["done"]
+        bar.refresh()
+    rows = evaluate.evaluate(store, args.models, dataset, settings, force=args.force,
+                             progress=progress)
+    bar.close()
+    summary = pd.DataFrame([{k: v for k, v in row.items() if k != "details"} for row in rows])
+    if args.json:
+        _print_json(_records(summary))
+        return 0
+    print(summary[["checkpoint", "n_images", "top1", "top5", "nll", "ece", "img_size",
+                   "images_per_sec", "cached"]].to_string(
+        index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
 def cmd_db(args, store: Store) -> int:
     if args.action == "info":
         info = store.info()
@@ -279,6 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--force", action="store_true", help="measure again even when cached")
     bench.add_argument("--json", action="store_true")
 
+    ev = commands.add_parser("eval", parents=[common], help="accuracy of Hub checkpoints on your data")
+    ev.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint id arch.tag")
+    ev.add_argument("--data", required=True, help="ImageNet-style folder, flat folder + --labels, "
+                                                   "or hfds/NAME[:SPLIT]")
+    ev.add_argument("--labels", help="labels file (CSV/txt: file -> synset or index; ReaL JSON)")
+    ev.add_argument("--variant", default="imagenet",
+                    help="imagenet, imagenet-a, imagenet-r, imagenet-v2, sketch or real")
+    ev.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    ev.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast)")
+    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--workers", type=int, help="DataLoader workers (default: min(4, cores))")
+    ev.add_argument("--limit", type=int, help="evaluate a fixed sample of N images")
+    ev.add_argument("--channels-last", action="store_true")
+    ev.add_argument("--force", action="store_true", help="recompute even when cached")
+    ev.add_argument("--json", action="store_true")
+
     db = commands.add_parser("db", parents=[common], help="the database file")
     db_actions = db.add_subparsers(dest="action", required=True)
     p = db_actions.add_parser("info", parents=[common], help="row counts, schema version, path and size")
@@ -292,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     store = Store(getattr(args, "db", None))
     try:
-        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "db": cmd_db}[args.command](args, store)
+        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "db": cmd_db}[args.command](args, store)
     except MatchupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

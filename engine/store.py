@@ -376,6 +376,30 @@ class Store:
             con.execute(f"INSERT OR REPLACE INTO benchmarks ({', '.join(columns)}) VALUES "
                         f"({', '.join('?' for _ in columns)})", [values[c] for c in columns])
 
+    EVAL_COLUMNS = ("cache_key", "checkpoint", "hub_revision", "dataset_id", "dataset_fingerprint",
+                    "label_map", "img_size", "crop_pct", "crop_mode", "interpolation", "precision",
+                    "device_name", "n_images", "top1", "top5", "nll", "ece", "seconds",
+                    "images_per_sec", "torch_version", "timm_version", "cuda_version", "details",
+                    "created_at")
+
+    def eval_result(self, key: str) -> dict | None:
+        with self.connect() as con:
+            cursor = con.execute("SELECT * FROM evals WHERE cache_key = ?", [key])
+            rows = cursor.fetchall()
+            if not rows:
+                return None
+            row = dict(zip([d[0] for d in cursor.description], rows[0]))
+        row["details"] = json.loads(row["details"]) if row["details"] else {}
+        return row
+
+    def put_eval(self, row: dict) -> None:
+        """A finished evaluation, written whole (replacing an older one under the same key)."""
+        values = {**row, "details": json.dumps(row.get("details") or {}, default=str)}
+        columns = [c for c in self.EVAL_COLUMNS if c in values]
+        with self.transaction() as con:
+            con.execute(f"INSERT OR REPLACE INTO evals ({', '.join(columns)}) VALUES "
+                        f"({', '.join('?' for _ in columns)})", [values[c] for c in columns])
+
     def compute_frame(self) -> pd.DataFrame:
         with self.connect() as con:
             return con.execute(f"SELECT {', '.join(self.COMPUTE_COLUMNS)} FROM compute "
