@@ -209,15 +209,21 @@ def cmd_eval(args, store: Store) -> int:
                                      batch_size=args.batch_size, limit=args.limit,
                                      channels_last=args.channels_last,
                                      **({"workers": args.workers} if args.workers is not None else {}))
-    bar = tqdm(total=min(len(dataset), args.limit or len(dataset)), unit="img",
-               desc="evaluating", disable=args.json)
+    bars = {}
 
     def progress(state):
-        bar.n = state["done"]
-        bar.refresh()
+        """One bar per decoding pass, named after the checkpoints it feeds."""
+        name = ", ".join(state["checkpoints"])
+        if name not in bars:
+            for other in bars.values():
+                other.close()
+            bars[name] = tqdm(total=state["total"], unit="img", desc=name, disable=args.json)
+        bars[name].n = state["done"]
+        bars[name].set_postfix(img_s=f"{state['images_per_sec']:.1f}")
     rows = evaluate.evaluate(store, args.models, dataset, settings, force=args.force,
                              progress=progress)
-    bar.close()
+    for bar in bars.values():
+        bar.close()
     summary = pd.DataFrame([{k: v for k, v in row.items() if k != "details"} for row in rows])
     if args.json:
         _print_json(_records(summary))

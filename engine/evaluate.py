@@ -244,7 +244,8 @@ def _evaluate_group(models: list[dict], dataset: EvalDataset, config: dict, sett
                 elapsed = time.perf_counter() - started
                 rate = done / elapsed if elapsed else 0.0
                 progress({"done": done, "total": len(dataset), "images_per_sec": rate,
-                          "eta_s": (len(dataset) - done) / rate if rate else None})
+                          "eta_s": (len(dataset) - done) / rate if rate else None,
+                          "checkpoints": [e["checkpoint"] for e in models]})
     wall = time.perf_counter() - started
     for entry in models:
         entry["wall_seconds"] = wall

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from engine.errors import MatchupError
@@ -35,12 +36,18 @@ def cache_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
+@lru_cache(maxsize=1)
+def _pretrained_names() -> frozenset[str]:
+    import timm
+    return frozenset(timm.list_pretrained())  # sorting 1,800 names costs ~10 ms: do it once
+
+
 def pretrained_cfg(checkpoint: str):
     """timm's pretrained config for `arch.tag`; unknown ids get close suggestions."""
     import timm
     import timm.models
-    known = timm.list_pretrained()
-    if checkpoint not in known:
+    if checkpoint not in _pretrained_names():
+        known = sorted(_pretrained_names())
         close = difflib.get_close_matches(checkpoint, known, n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise HubError(f"{checkpoint!r} is not a pretrained checkpoint of timm {timm.__version__} "

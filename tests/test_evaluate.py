@@ -293,3 +293,38 @@ def test_eval_cli_runs_offline_and_reports_json(offline_hub, image_folder, tmp_p
     assert json.loads(again.stdout)[0]["cached"] is True
     missing = run_cli("eval", "test_vit.r16_in1k", "--data", str(image_folder), db=db)
     assert missing.returncode == 2 and "Did you mean" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_hugging_face_dataset_through_timms_reader(offline_hub, tmp_path, monkeypatch, store):
+    hf = pytest.importorskip("datasets")
+    import numpy as np
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "ds-cache"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (120, 150, 3), dtype=np.uint8)) for _ in range(4)]
+    labels = [0, 1, 391, 0]
+    files = []
+    for i, image in enumerate(images):  # the same pixels as files, for the independent loop
+        files.append(tmp_path / f"{i}.png")
+        image.save(files[-1])
+    features = hf.Features({"image": hf.Image(), "label": hf.ClassLabel(num_classes=1000)})
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    hf.Dataset.from_dict({"image": images, "label": labels}, features=features).to_parquet(
+        str(tmp_path / "ds" / "data" / "validation-00000-of-00001.parquet"))
+    dataset = datasets.open_dataset(f"hfds/{tmp_path / 'ds'}:validation")
+    assert dataset.targets == labels
+    [row] = evaluate.evaluate(store, ["test_vit.r160_in1k"], dataset, FAST)
+    top1, _ = independent_predictions("test_vit.r160_in1k", offline_hub, files)
+    assert row["details"]["predictions"] == top1 and row["n_images"] == 4
+
+
+def test_hugging_face_dataset_without_the_package_says_how_to_install(tmp_path):
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    code = ("import sys; sys.modules['datasets'] = None\n"
+            "from engine import datasets\n"
+            "try:\n    datasets.open_dataset('hfds/imagenet-1k')\n"
+            "except datasets.DatasetError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert "needs the optional package 'datasets'" in done.stdout and "pip install datasets" in done.stdout
