@@ -234,6 +234,90 @@ def cmd_eval(args, store: Store) -> int:
     return 0
 
 
+def _csv_list(value: str | None, cast=str) -> list | None:
+    return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else None
+
+
+def cmd_analyze(args, store: Store) -> int:
+    from engine import analysis
+    bench_source = args.bench_source
+    if args.cost == "ms_per_img" and bench_source is None:
+        sources = store.published_benchmark_sources()
+        if sources.empty:
+            raise MatchupError("--cost ms_per_img needs published benchmarks (`catalog import DIR`) "
+                               "or --bench-source here (measured with `bench`).")
+        bench_source = sources["source_file"].iloc[0]
+    points = analysis.assemble_points(store.analysis_inputs(), bench_source=bench_source)
+    try:
+        chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes),
+                                 data_scales=_csv_list(args.data_scale), families=_csv_list(args.families),
+                                 sources=_csv_list(args.source))
+        header = {"analysis": args.kind, "cost": args.cost, "quality": args.quality,
+                  "bench_source": bench_source if args.cost == "ms_per_img" else None,
+                  "n_points": int(len(chosen)),
+                  "higher_is_better": analysis.higher_is_better(args.quality)}
+        if args.kind == "frontier":
+            front = analysis.frontier(chosen, args.quality)
+            payload = {**header, "classes": {
+                c: _records(g[["checkpoint", "cost", "quality", "source", "family", "data_scale"]])
+                for c, g in front.groupby("arch_class")}}
+        elif args.kind == "budget":
+            budgets = _csv_list(args.budgets, float)
+            if not budgets:
+                raise MatchupError("analyze budget needs --budgets, e.g. --budgets 1,5,20,100")
+            payload = {**header, "n_boot": args.n_boot, "seed": args.seed,
+                       "budgets": analysis.budget_table(chosen, args.quality, budgets, args.n_boot, args.seed)}
+        elif args.kind == "pairs":
+            payload = {**header, **analysis.matched_pairs(
+                chosen, args.quality, args.tolerance,
+                match_on="pretrain_data" if args.same_data else None)}
+        else:
+            payload = {**header, **analysis.scaling(chosen, args.quality, on=args.on, law=args.law,
+                                                    n_boot=args.n_boot, seed=args.seed)}
+    except analysis.AnalysisError as e:
+        raise MatchupError(str(e)) from None
+    if args.json:
+        _print_json(_clean(payload))
+        return 0
+    _print_analysis(payload)
+    return 0
+
+
+def _clean(value):
+    """JSON-safe: NaN -> null, tuples -> lists, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return _jsonable(value)
+
+
+def _print_analysis(p: dict) -> None:
+    print(f"{p['analysis']}: {p['quality']} against {p['cost']} ({p['n_points']} points)")
+    if p["analysis"] == "frontier":
+        for arch_class, rows in p["classes"].items():
+            steps = ", ".join(f"{r['checkpoint']} ({r['cost']:.3g}, {r['quality']:.2f})" for r in rows)
+            print(f"  {arch_class}: {steps}")
+    elif p["analysis"] == "budget":
+        for row in p["budgets"]:
+            best = "; ".join(f"{c} {b['quality']:.2f} ({b['checkpoint']})" for c, b in row["best"].items())
+            gaps = "; ".join(f"{k} {g['gap']:+.2f} [{g['ci_low']:+.2f}, {g['ci_high']:+.2f}]"
+                             for k, g in row["gaps"].items())
+            print(f"  budget {row['budget']:g}: winner {row['winner']}; {best}; {gaps}")
+    elif p["analysis"] == "pairs":
+        left, right = p["left"], p["right"]
+        print(f"  {p['n_pairs']} pairs within ±{p['tolerance']:.0%}: {left} wins {p['wins'][left]}, "
+              f"{right} wins {p['wins'][right]}, ties {p['wins']['tie']}; "
+              f"{left} share {p['share'][left]:.2f} CI {p['share_ci'][left]}")
+    else:
+        for arch_class, fit in p["fits"].items():
+            print(f"  {arch_class}: log(error) = {fit['a']:.3f} {fit['b']:+.3f} log(cost), R² {fit['r2']:.2f}, "
+                  f"slope CI [{fit['b_ci'][0]:.3f}, {fit['b_ci'][1]:.3f}], n={fit['n_points']}")
+        for c in p["crossovers"]:
+            where = f"{c['crossover']:.3g}" if c.get("crossover") else c["note"]
+            print(f"  crossover {c['classes'][0]} / {c['classes'][1]}: {where}")
+
+
 def cmd_db(args, store: Store) -> int:
     if args.action == "info":
         info = store.info()
@@ -329,6 +413,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--force", action="store_true", help="recompute even when cached")
     ev.add_argument("--json", action="store_true")
 
+    an = commands.add_parser("analyze", parents=[common], help="frontiers, budgets, pairs, scaling")
+    an.add_argument("kind", choices=("frontier", "budget", "pairs", "scaling"))
+    an.add_argument("--cost", required=True,
+                    help="gflops, params_m, latency_ms, ms_per_img or pretrain_tpu_v4_core_hours")
+    an.add_argument("--quality", required=True, help="<dataset>.<metric>, e.g. imagenet.top1")
+    an.add_argument("--budgets", help="comma-separated budgets in cost units (budget)")
+    an.add_argument("--classes", help="comma-separated classes, e.g. ConvNet,ViT")
+    an.add_argument("--data-scale", help="comma-separated buckets: ≈1M,≈10M,≈100M,≥1B")
+    an.add_argument("--families", help="comma-separated families, e.g. convnext,vit")
+    an.add_argument("--source", help="published, measured here, or a paper source id")
+    an.add_argument("--bench-source", help="published benchmark file for ms_per_img, or 'here'")
+    an.add_argument("--tolerance", type=float, default=0.10, help="pairs: ±cost tolerance")
+    an.add_argument("--same-data", action="store_true", help="pairs: only within the same pre-training data")
+    an.add_argument("--on", default="frontier", help="scaling: fit 'frontier' or 'all' points")
+    an.add_argument("--law", default="power", help="scaling: 'power' or 'saturating' (adds E_inf)")
+    an.add_argument("--n-boot", type=int, default=1000)
+    an.add_argument("--seed", type=int, default=0)
+    an.add_argument("--json", action="store_true")
+
     db = commands.add_parser("db", parents=[common], help="the database file")
     db_actions = db.add_subparsers(dest="action", required=True)
     p = db_actions.add_parser("info", parents=[common], help="row counts, schema version, path and size")
@@ -342,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     store = Store(getattr(args, "db", None))
     try:
-        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "db": cmd_db}[args.command](args, store)
+        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "analyze": cmd_analyze, "db": cmd_db}[args.command](args, store)
     except MatchupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

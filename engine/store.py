@@ -400,6 +400,35 @@ class Store:
             con.execute(f"INSERT OR REPLACE INTO evals ({', '.join(columns)}) VALUES "
                         f"({', '.join('?' for _ in columns)})", [values[c] for c in columns])
 
+    def analysis_inputs(self) -> dict[str, pd.DataFrame]:
+        """Everything engine.analysis assembles points from, one frame per source."""
+        facts = "c.arch, c.arch_class, c.family, c.pretrain_data, c.data_scale, c.num_classes"
+        queries = {
+            "published": f"""SELECT r.checkpoint, {facts}, r.img_size, r.dataset, r.top1, r.top5
+                             FROM published_results r JOIN checkpoints c USING (checkpoint)""",
+            "evals": f"""SELECT e.checkpoint, {facts}, e.img_size,
+                                json_extract_string(e.details, '$.variant') AS variant,
+                                e.top1, e.top5, e.ece, e.nll
+                         FROM evals e JOIN checkpoints c USING (checkpoint)""",
+            "compute": "SELECT arch, img_size, num_classes, flops, params, error FROM compute",
+            "published_benchmarks": """SELECT source_file, arch, img_size, samples_per_sec
+                                       FROM published_benchmarks WHERE mode = 'infer'""",
+            "benchmarks": "SELECT arch, img_size, latency_p50_ms, throughput, error FROM benchmarks",
+            "reference": "SELECT * FROM reference_points",
+        }
+        with self.connect() as con:
+            return {name: con.execute(sql).df() for name, sql in queries.items()}
+
+    def published_benchmark_sources(self) -> pd.DataFrame:
+        """Published inference benchmark files, the newest plain (uncompiled, NCHW, AMP) first."""
+        with self.connect() as con:
+            return con.execute("""
+                SELECT source_file, device, precision, layout, torch, compiled, count(*) AS n_rows
+                FROM published_benchmarks WHERE mode = 'infer'
+                GROUP BY ALL
+                ORDER BY compiled, layout <> 'nchw', precision <> 'amp', torch DESC, n_rows DESC
+            """).df()
+
     def compute_frame(self) -> pd.DataFrame:
         with self.connect() as con:
             return con.execute(f"SELECT {', '.join(self.COMPUTE_COLUMNS)} FROM compute "

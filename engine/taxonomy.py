@@ -57,11 +57,14 @@ def arch_class(arch: str, module: str) -> str:
             "add a row with its arch_class") from None
 
 
-_FAMILY_PREFIXES = re.compile(r"^(tf_|legacy_|gluon_|dm_|eca_|timm_|test_)+")
+_FAMILY_PREFIXES = re.compile(r"^(tf_|legacy_|gluon_|dm_|eca_|timm_)+")
 
 
 def family(arch: str) -> str:
-    """A coarse family from the architecture name: resnet50d -> resnet, swinv2_base -> swinv2."""
+    """A coarse family from the architecture name: resnet50d -> resnet, swinv2_base -> swinv2;
+    timm's tiny test_* models form their own family, 'test'."""
+    if arch.startswith("test_"):
+        return "test"
     stem = _FAMILY_PREFIXES.sub("", arch) or arch
     first = stem.split("_", 1)[0]
     match = re.match(r"[a-z]+v\d+|[a-z]+", first)

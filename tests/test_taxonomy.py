@@ -94,7 +94,7 @@ def test_data_scale_bucket_is_nearest_power_of_ten(images, bucket):
 @pytest.mark.parametrize("arch,family", [
     ("resnet50d", "resnet"), ("tf_efficientnet_b0", "efficientnet"), ("swinv2_base_window8_256", "swinv2"),
     ("mobilenetv3_large_100", "mobilenetv3"), ("dm_nfnet_f0", "nfnet"), ("vit_base_patch16_224", "vit"),
-    ("convnextv2_tiny", "convnextv2"), ("eva02_base_patch14_224", "eva"),
+    ("convnextv2_tiny", "convnextv2"), ("eva02_base_patch14_224", "eva"), ("test_vit", "test"),
 ])
 def test_family_from_architecture_name(arch, family):
     assert taxonomy.family(arch) == family

@@ -1,0 +1,390 @@
+"""ConvNets vs ViTs on one cost axis: frontiers, budget winners, matched pairs, scaling laws.
+
+Pure functions over DataFrames: no SQL, no UI. Every uncertainty is a seeded bootstrap, so the
+same inputs give the same intervals. A point is one (checkpoint, quality metric, cost metric).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CLASSES = ("ConvNet", "ViT", "Hybrid", "MLP")
+COST_METRICS = ("gflops", "params_m", "latency_ms", "ms_per_img", "pretrain_tpu_v4_core_hours",
+                "paper_gflops")
+# gflops are counted here, one convention for all checkpoints. Papers report "FLOPs" in their own
+# conventions (ConvNeXt's and NFNet's are multiply-adds, ViT-G's are real FLOPs), so a paper's
+# numbers stay on their own axis, paper_gflops, and are compared only with each other.
+TOY_FAMILIES = ("test",)  # timm's test_* models: tiny nets for unit tests, not candidates
+LOWER_IS_BETTER_SUFFIXES = (".ece", ".nll", ".error")
+DATASET_OF_VARIANT = {"imagenet": "imagenet", "imagenet-a": "imagenet-a", "imagenet-r": "imagenet-r",
+                      "imagenet-v2": "imagenet-v2", "sketch": "sketch", "real": "imagenet-real"}
+POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
+                 "source", "quality_metric", "quality", "cost_metric", "cost"]
+
+
+class AnalysisError(ValueError):
+    """The request cannot be answered from these points; the message says why."""
+
+
+def higher_is_better(quality_metric: str) -> bool:
+    return not quality_metric.endswith(LOWER_IS_BETTER_SUFFIXES)
+
+
+# -- points -------------------------------------------------------------------------------------
+def _quality_rows(frame: pd.DataFrame, dataset_col: str, source: str) -> pd.DataFrame:
+    rows = []
+    for metric in ("top1", "top5", "ece", "nll"):
+        if metric in frame.columns:
+            part = frame[frame[metric].notna()].copy()
+            part["quality_metric"] = part[dataset_col] + "." + metric
+            part["quality"] = part[metric]
+            rows.append(part)
+    if not rows:
+        return pd.DataFrame()
+    out = pd.concat(rows, ignore_index=True)
+    out["source"] = source if source != "measured" else "measured here"
+    return out
+
+
+def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = None) -> pd.DataFrame:
+    """One row per (checkpoint, quality metric, cost metric), with `source` kept.
+
+    inputs: published (published results + checkpoint facts), evals (measured, + facts),
+    compute, published_benchmarks, benchmarks (measured), reference (paper facts).
+    `bench_source` picks the published benchmark file for ms_per_img ('here' = measured)."""
+    published = inputs.get("published", pd.DataFrame())
+    measured = inputs.get("evals", pd.DataFrame())
+    quality = []
+    if not published.empty:
+        quality.append(_quality_rows(published, "dataset", "published"))
+    if not measured.empty:
+        measured = measured.assign(dataset=measured["variant"].map(DATASET_OF_VARIANT).fillna(measured["variant"]))
+        quality.append(_quality_rows(measured, "dataset", "measured"))
+    quality = [q for q in quality if not q.empty]
+    frames = []
+    if quality:
+        q = pd.concat(quality, ignore_index=True)
+        keys = ["checkpoint", "arch", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
+                "num_classes", "source", "quality_metric", "quality"]
+        q = q[keys]
+        compute = inputs.get("compute", pd.DataFrame())
+        if not compute.empty:
+            c = compute[compute["error"].isna()][["arch", "img_size", "num_classes", "flops", "params"]]
+            joined = q.merge(c, on=["arch", "img_size", "num_classes"], how="inner")
+            frames.append(joined.assign(cost_metric="gflops", cost=joined["flops"] / 1e9))
+            frames.append(joined.assign(cost_metric="params_m", cost=joined["params"] / 1e6))
+        bench = inputs.get("published_benchmarks", pd.DataFrame())
+        if bench_source not in (None, "here") and not bench.empty:
+            b = bench[bench["source_file"] == bench_source][["arch", "img_size", "samples_per_sec"]]
+            b = b.groupby(["arch", "img_size"], as_index=False)["samples_per_sec"].max()
+            joined = q.merge(b, on=["arch", "img_size"], how="inner")
+            frames.append(joined.assign(cost_metric="ms_per_img", cost=1000 / joined["samples_per_sec"]))
+        here = inputs.get("benchmarks", pd.DataFrame())
+        if not here.empty:
+            h = here[here["error"].isna()].groupby(["arch", "img_size"], as_index=False).agg(
+                latency=("latency_p50_ms", "min"), throughput=("throughput", "max"))
+            joined = q.merge(h, on=["arch", "img_size"], how="inner")
+            frames.append(joined.assign(cost_metric="latency_ms", cost=joined["latency"]))
+            if bench_source == "here":
+                frames.append(joined.assign(cost_metric="ms_per_img", cost=1000 / joined["throughput"]))
+    reference = inputs.get("reference", pd.DataFrame())
+    if not reference.empty:
+        ref = reference[reference["imagenet_top1"].notna()].copy()
+        ref = ref.assign(checkpoint=ref["model"], family=None, data_scale=None, img_size=None,
+                         source=ref["source"], quality_metric="imagenet.top1", quality=ref["imagenet_top1"])
+        for metric, values in (("paper_gflops", ref["gflops"]), ("params_m", ref["params_m"]),
+                               ("pretrain_tpu_v4_core_hours",
+                                ref["compute_value"].where(ref["compute_unit"] == "tpu_v4_core_hours"))):
+            part = ref.assign(cost_metric=metric, cost=values)
+            frames.append(part[part["cost"].notna()])
+    if not frames:
+        return pd.DataFrame(columns=POINT_COLUMNS)
+    points = pd.concat([f[POINT_COLUMNS] for f in frames if not f.empty], ignore_index=True)
+    return points[(points["cost"] > 0) & points["quality"].notna()].reset_index(drop=True)
+
+
+def select(points: pd.DataFrame, cost: str, quality: str, classes=None, data_scales=None,
+           families=None, sources=None, img_size_range=None, include_toys: bool = False) -> pd.DataFrame:
+    """The points for one cost and one quality metric, after the filters."""
+    if cost not in COST_METRICS:
+        raise AnalysisError(f"Unknown cost {cost!r}; use one of {', '.join(COST_METRICS)}.")
+    chosen = points[(points["cost_metric"] == cost) & (points["quality_metric"] == quality)]
+    if not include_toys:
+        chosen = chosen[~chosen["family"].isin(TOY_FAMILIES)]
+    if classes:
+        chosen = chosen[chosen["arch_class"].isin(classes)]
+    if data_scales:
+        chosen = chosen[chosen["data_scale"].isin(data_scales)]
+    if families:
+        chosen = chosen[chosen["family"].isin(families)]
+    if sources:
+        chosen = chosen[chosen["source"].isin(sources) | chosen["source"].apply(
+            lambda s: ("published" in sources and s not in ("published", "measured here")))]
+    if img_size_range:
+        low, high = img_size_range
+        chosen = chosen[chosen["img_size"].isna() | chosen["img_size"].between(low, high)]
+    if chosen.empty:
+        available = sorted(points.loc[points["cost_metric"] == cost, "quality_metric"].unique())
+        raise AnalysisError(f"No points with cost {cost} and quality {quality} after the filters. "
+                            f"Qualities available with {cost}: {', '.join(available[:12]) or 'none'}.")
+    return chosen.reset_index(drop=True)
+
+
+def _oriented(frame: pd.DataFrame, quality: str) -> np.ndarray:
+    """Quality where higher is always better (lower-is-better metrics are negated)."""
+    q = frame["quality"].to_numpy(dtype=float)
+    return q if higher_is_better(quality) else -q
+
+
+# -- frontier -----------------------------------------------------------------------------------
+def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """True where no other point is at most as costly and at least as good (ties: the first)."""
+    order = np.lexsort((-quality, cost))  # cheapest first; equal cost: best first
+    keep = np.zeros(len(cost), dtype=bool)
+    best = -np.inf
+    for i in order:
+        if quality[i] > best:
+            keep[i] = True
+            best = quality[i]
+    return keep
+
+
+def frontier(points: pd.DataFrame, quality: str) -> pd.DataFrame:
+    """Per class, the Pareto-optimal points sorted by cost: a step function of budget."""
+    parts = []
+    for arch_class, group in points.groupby("arch_class", sort=True):
+        mask = pareto_mask(group["cost"].to_numpy(float), _oriented(group, quality))
+        parts.append(group[mask].sort_values("cost"))
+    return pd.concat(parts, ignore_index=True) if parts else points.iloc[:0]
+
+
+# -- budget -------------------------------------------------------------------------------------
+def _best_under(cost: np.ndarray, oriented: np.ndarray, budget: float) -> int | None:
+    within = np.flatnonzero(cost <= budget)
+    return int(within[np.argmax(oriented[within])]) if len(within) else None
+
+
+def budget_table(points: pd.DataFrame, quality: str, budgets, n_boot: int = 1000, seed: int = 0,
+                 reference_class: str = "ConvNet") -> list[dict]:
+    """For each budget: the best checkpoint of each class with cost <= budget, the gaps to the
+    reference class (ViT - ConvNet, Hybrid - ConvNet) with a bootstrap CI, and the winner.
+    The bootstrap resamples checkpoints within each class (seeded, reproducible)."""
+    sign = 1.0 if higher_is_better(quality) else -1.0
+    rng = np.random.default_rng(seed)
+    classes = {c: g.reset_index(drop=True) for c, g in points.groupby("arch_class")}
+    samples = {c: rng.integers(0, len(g), size=(n_boot, len(g))) for c, g in classes.items()}
+    rows = []
+    for budget in budgets:
+        best, boot = {}, {}
+        for arch_class, group in classes.items():
+            cost = group["cost"].to_numpy(float)
+            oriented = sign * group["quality"].to_numpy(float)
+            i = _best_under(cost, oriented, budget)
+            if i is None:
+                continue
+            best[arch_class] = {"checkpoint": group.at[i, "checkpoint"], "quality": float(group.at[i, "quality"]),
+                                "cost": float(cost[i]), "source": group.at[i, "source"],
+                                "n_under_budget": int((cost <= budget).sum())}
+            masked = np.where(cost <= budget, oriented, -np.inf)[samples[arch_class]].max(axis=1)
+            boot[arch_class] = np.where(np.isfinite(masked), sign * masked, np.nan)
+        gaps = {}
+        if reference_class in best:
+            for other in best:
+                if other == reference_class:
+                    continue
+                diff = boot[other] - boot[reference_class]
+                diff = diff[np.isfinite(diff)]
+                gap = best[other]["quality"] - best[reference_class]["quality"]
+                low, high = (np.percentile(diff, [2.5, 97.5]) if len(diff) else (math.nan, math.nan))
+                gaps[f"{other}-{reference_class}"] = {"gap": gap, "ci_low": float(low), "ci_high": float(high),
+                                                      "n_boot": int(len(diff))}
+        winner = (max(best, key=lambda c: sign * best[c]["quality"]) if best else None)
+        rows.append({"budget": float(budget), "best": best, "gaps": gaps, "winner": winner})
+    return rows
+
+
+# -- matched pairs ------------------------------------------------------------------------------
+def wilson_interval(wins: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    p = wins / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return (centre - half, centre + half)
+
+
+def matched_pairs(points: pd.DataFrame, quality: str, tolerance: float = 0.10,
+                  left: str = "ViT", right: str = "ConvNet", match_on: str | None = None) -> dict:
+    """Each `left` point with the `right` point nearest in log-cost, if within ±tolerance (and,
+    with `match_on`, sharing that column's value, e.g. pretrain_data); the per-pair difference
+    (left - right) and the share of pairs each class wins (Wilson CI)."""
+    if match_on:
+        groups = [g for _, g in points.groupby(match_on, dropna=False)]
+        parts = [_pairs_in(g, left, right, tolerance) for g in groups]
+        pairs = [p for part in parts for p in part]
+    else:
+        pairs = _pairs_in(points, left, right, tolerance)
+    return _pair_summary(pairs, quality, left, right, tolerance, match_on)
+
+
+def _pairs_in(points: pd.DataFrame, left: str, right: str, tolerance: float) -> list[dict]:
+    a = points[points["arch_class"] == left].reset_index(drop=True)
+    b = points[points["arch_class"] == right].reset_index(drop=True)
+    pairs = []
+    if len(a) and len(b):
+        log_b = np.log(b["cost"].to_numpy(float))
+        order = np.argsort(log_b)
+        sorted_b = log_b[order]
+        limit = math.log(1 + tolerance)
+        for i, row in a.iterrows():
+            x = math.log(row["cost"])
+            k = np.searchsorted(sorted_b, x)
+            candidates = [j for j in (k - 1, k) if 0 <= j < len(sorted_b)]
+            j = min(candidates, key=lambda j: abs(sorted_b[j] - x))
+            if abs(sorted_b[j] - x) <= limit:
+                match = b.iloc[order[j]]
+                pairs.append({f"{left.lower()}": row["checkpoint"], f"{right.lower()}": match["checkpoint"],
+                              f"{left.lower()}_cost": float(row["cost"]), f"{right.lower()}_cost": float(match["cost"]),
+                              f"{left.lower()}_quality": float(row["quality"]),
+                              f"{right.lower()}_quality": float(match["quality"]),
+                              "difference": float(row["quality"] - match["quality"])})
+    return pairs
+
+
+def _pair_summary(pairs: list[dict], quality: str, left: str, right: str, tolerance: float,
+                  match_on: str | None) -> dict:
+    sign = 1.0 if higher_is_better(quality) else -1.0
+    n = len(pairs)
+    left_wins = sum(1 for p in pairs if sign * p["difference"] > 0)
+    right_wins = sum(1 for p in pairs if sign * p["difference"] < 0)
+    return {"left": left, "right": right, "tolerance": tolerance, "match_on": match_on,
+            "n_pairs": n, "pairs": pairs,
+            "wins": {left: left_wins, right: right_wins, "tie": n - left_wins - right_wins},
+            "share": {left: left_wins / n if n else math.nan, right: right_wins / n if n else math.nan},
+            "share_ci": {left: wilson_interval(left_wins, n), right: wilson_interval(right_wins, n)},
+            "mean_difference": float(np.mean([p["difference"] for p in pairs])) if n else math.nan}
+
+
+# -- scaling laws -------------------------------------------------------------------------------
+def error_of(frame: pd.DataFrame, quality: str) -> np.ndarray:
+    """The quantity that falls with scale: 100 - accuracy, or the metric itself (ECE, NLL)."""
+    q = frame["quality"].to_numpy(float)
+    return 100.0 - q if higher_is_better(quality) else q
+
+
+def _power_fit(log_c: np.ndarray, log_e: np.ndarray) -> tuple[float, float, float]:
+    slope, intercept = np.polyfit(log_c, log_e, 1)
+    predicted = intercept + slope * log_c
+    total = ((log_e - log_e.mean()) ** 2).sum()
+    r2 = 1 - ((log_e - predicted) ** 2).sum() / total if total > 0 else math.nan
+    return float(intercept), float(slope), float(r2)
+
+
+@dataclass
+class PowerFit:
+    arch_class: str
+    n_points: int
+    a: float
+    b: float
+    r2: float
+    b_ci: tuple[float, float]
+    cost_range: tuple[float, float]
+    boot: np.ndarray  # (n_boot, 2) intercepts and slopes
+
+    def as_dict(self) -> dict:
+        return {"arch_class": self.arch_class, "n_points": self.n_points, "a": self.a, "b": self.b,
+                "r2": self.r2, "b_ci": list(self.b_ci), "cost_range": list(self.cost_range)}
+
+
+def fit_power(frame: pd.DataFrame, quality: str, n_boot: int = 1000, seed: int = 0,
+              arch_class: str = "") -> PowerFit:
+    """log(error) = a + b log(cost), with a bootstrap (resampling points) CI of b."""
+    error = error_of(frame, quality)
+    keep = error > 0
+    log_c = np.log(frame["cost"].to_numpy(float)[keep])
+    log_e = np.log(error[keep])
+    if len(log_c) < 3 or np.ptp(log_c) == 0:
+        raise AnalysisError(f"{arch_class or 'this class'} has {len(log_c)} usable points; a fit needs "
+                            "at least 3 at different costs.")
+    a, b, r2 = _power_fit(log_c, log_e)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(log_c), size=(n_boot, len(log_c)))
+    x, y = log_c[idx], log_e[idx]
+    xm, ym = x.mean(axis=1, keepdims=True), y.mean(axis=1, keepdims=True)
+    sxx = ((x - xm) ** 2).sum(axis=1)
+    valid = sxx > 0
+    slopes = np.where(valid, ((x - xm) * (y - ym)).sum(axis=1) / np.where(valid, sxx, 1), np.nan)
+    intercepts = ym[:, 0] - slopes * xm[:, 0]
+    boot = np.column_stack([intercepts, slopes])[valid]
+    low, high = np.percentile(boot[:, 1], [2.5, 97.5])
+    return PowerFit(arch_class, int(len(log_c)), a, b, r2, (float(low), float(high)),
+                    (float(np.exp(log_c.min())), float(np.exp(log_c.max()))), boot)
+
+
+def fit_saturating(frame: pd.DataFrame, quality: str) -> dict:
+    """error = E_inf + A * cost^-alpha (scipy least squares in log space of the residual error)."""
+    from scipy.optimize import curve_fit
+    cost = frame["cost"].to_numpy(float)
+    error = error_of(frame, quality)
+    if len(cost) < 4:
+        raise AnalysisError("A saturating fit needs at least 4 points.")
+
+    def law(c, e_inf, log_a, alpha):
+        return e_inf + np.exp(log_a) * c ** (-alpha)
+    start = (max(error.min() * 0.5, 1e-6), math.log(max(error.max(), 1e-6)), 0.3)
+    try:
+        params, _ = curve_fit(law, cost, error, p0=start, bounds=([0, -50, 0], [error.min(), 50, 5]),
+                              maxfev=20000)
+    except (RuntimeError, ValueError) as e:
+        raise AnalysisError(f"The saturating law did not converge on these points ({e}).") from None
+    predicted = law(cost, *params)
+    total = ((error - error.mean()) ** 2).sum()
+    return {"e_inf": float(params[0]), "A": float(math.exp(params[1])), "alpha": float(params[2]),
+            "r2": float(1 - ((error - predicted) ** 2).sum() / total) if total > 0 else math.nan}
+
+
+def crossover(fit_1: PowerFit, fit_2: PowerFit) -> dict:
+    """Where two power-law fits cross: log c* = (a2 - a1) / (b1 - b2), with a CI from pairing
+    their bootstrap draws; 'none in range' when it falls outside both classes' observed costs."""
+    low = max(fit_1.cost_range[0], fit_2.cost_range[0])
+    high = min(fit_1.cost_range[1], fit_2.cost_range[1])
+    result = {"classes": [fit_1.arch_class, fit_2.arch_class], "range": [low, high]}
+    if fit_1.b == fit_2.b:
+        return {**result, "crossover": None, "note": "parallel fits: no crossover"}
+    log_c = (fit_2.a - fit_1.a) / (fit_1.b - fit_2.b)
+    n = min(len(fit_1.boot), len(fit_2.boot))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        draws = (fit_2.boot[:n, 0] - fit_1.boot[:n, 0]) / (fit_1.boot[:n, 1] - fit_2.boot[:n, 1])
+    draws = draws[np.isfinite(draws)]
+    ci = [float(np.exp(v)) for v in np.percentile(draws, [2.5, 97.5])] if len(draws) else [math.nan, math.nan]
+    c = float(np.exp(log_c))
+    if not (low <= c <= high):
+        return {**result, "crossover": None, "crossover_ci": ci, "unconstrained_crossover": c,
+                "note": "no crossover in range"}
+    cheaper_wins = fit_1.arch_class if fit_1.b > fit_2.b else fit_2.arch_class
+    return {**result, "crossover": c, "crossover_ci": ci,
+            "note": f"{cheaper_wins} has the lower error below the crossover"}
+
+
+def scaling(points: pd.DataFrame, quality: str, on: str = "frontier", law: str = "power",
+            n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per-class scaling fits (on frontier points by default) and the crossovers between classes."""
+    if on not in ("frontier", "all"):
+        raise AnalysisError("--on takes 'frontier' or 'all'.")
+    data = frontier(points, quality) if on == "frontier" else points
+    fits, saturating, skipped = {}, {}, {}
+    for arch_class, group in data.groupby("arch_class", sort=True):
+        try:
+            fits[arch_class] = fit_power(group, quality, n_boot, seed, arch_class)
+            if law == "saturating":
+                saturating[arch_class] = fit_saturating(group, quality)
+        except AnalysisError as e:
+            skipped[arch_class] = str(e)
+    names = sorted(fits)
+    crossings = [crossover(fits[x], fits[y]) for i, x in enumerate(names) for y in names[i + 1:]]
+    return {"on": on, "law": law, "fits": {c: f.as_dict() for c, f in fits.items()},
+            "saturating": saturating, "crossovers": crossings, "skipped": skipped}

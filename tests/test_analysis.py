@@ -1,0 +1,189 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import analysis, catalog
+from engine.__main__ import main
+
+
+def make_points(rows, quality="imagenet.top1", cost="gflops"):
+    """rows: (checkpoint, arch_class, cost, quality)."""
+    frame = pd.DataFrame(rows, columns=["checkpoint", "arch_class", "cost", "quality"])
+    return frame.assign(family="f", pretrain_data="ImageNet-1k", data_scale="≈1M", img_size=224,
+                        source="published", quality_metric=quality, cost_metric=cost)
+
+
+# -- planted answers --------------------------------------------------------------------------------
+def test_planted_frontier_is_recovered():
+    planted = [("c1", "ConvNet", 1, 70), ("c2", "ConvNet", 2, 75), ("c3", "ConvNet", 8, 80)]
+    dominated = [("d1", "ConvNet", 2.5, 74), ("d2", "ConvNet", 9, 80), ("d3", "ConvNet", 1, 69.9)]
+    vit = [("v1", "ViT", 3, 72), ("v2", "ViT", 5, 71)]
+    front = analysis.frontier(make_points(planted + dominated + vit), "imagenet.top1")
+    assert front[front.arch_class == "ConvNet"]["checkpoint"].tolist() == ["c1", "c2", "c3"]
+    assert front[front.arch_class == "ViT"]["checkpoint"].tolist() == ["v1"]
+
+
+def test_frontier_of_a_lower_is_better_metric_keeps_the_lowest():
+    points = make_points([("a", "ViT", 1, 0.10), ("b", "ViT", 2, 0.05), ("c", "ViT", 3, 0.07)],
+                         quality="imagenet.ece")
+    assert analysis.frontier(points, "imagenet.ece")["checkpoint"].tolist() == ["a", "b"]
+
+
+def test_planted_gap_and_its_confidence_interval():
+    rng = np.random.default_rng(3)
+    costs = np.exp(rng.uniform(0, 4, 60))
+    base = 60 + 5 * np.log(costs)
+    rows = [(f"c{i}", "ConvNet", c, q) for i, (c, q) in enumerate(zip(costs, base))]
+    rows += [(f"v{i}", "ViT", c, q + 2.0) for i, (c, q) in enumerate(zip(costs, base))]
+    [row] = analysis.budget_table(make_points(rows), "imagenet.top1", [20.0], n_boot=1000, seed=1)
+    gap = row["gaps"]["ViT-ConvNet"]
+    assert gap["gap"] == pytest.approx(2.0)
+    assert gap["ci_low"] <= 2.0 <= gap["ci_high"] and gap["n_boot"] == 1000
+    assert row["winner"] == "ViT"
+    again = analysis.budget_table(make_points(rows), "imagenet.top1", [20.0], n_boot=1000, seed=1)
+    assert again[0]["gaps"] == row["gaps"]  # seeded: reproducible
+
+
+def test_planted_exponent_is_recovered_within_2_percent():
+    rng = np.random.default_rng(0)
+    cost = np.exp(rng.uniform(0, 6, 40))
+    error = 30 * cost ** -0.25 * np.exp(rng.normal(0, 0.01, 40))
+    points = make_points([(f"m{i}", "ConvNet", c, 100 - e) for i, (c, e) in enumerate(zip(cost, error))])
+    fit = analysis.fit_power(points, "imagenet.top1", n_boot=1000, seed=0)
+    assert fit.b == pytest.approx(-0.25, rel=0.02)
+    assert fit.b_ci[0] <= -0.25 <= fit.b_ci[1] and fit.r2 > 0.99
+
+
+def test_saturating_law_recovers_its_floor():
+    cost = np.geomspace(1, 1e4, 30)
+    error = 5 + 20 * cost ** -0.5
+    points = make_points([(f"m{i}", "ViT", c, 100 - e) for i, (c, e) in enumerate(zip(cost, error))])
+    fit = analysis.fit_saturating(points, "imagenet.top1")
+    assert fit["e_inf"] == pytest.approx(5, rel=0.02) and fit["alpha"] == pytest.approx(0.5, rel=0.02)
+
+
+def test_crossover_of_two_planted_laws_and_none_in_range():
+    cost = np.geomspace(1, 1000, 25)
+    conv = 100 - 20 * cost ** -0.1          # error 20 c^-0.1
+    vit = 100 - 40 * cost ** -0.4          # error 40 c^-0.4: equal where c^0.3 = 2, c = 10.08
+    points = make_points([(f"c{i}", "ConvNet", c, q) for i, (c, q) in enumerate(zip(cost, conv))]
+                         + [(f"v{i}", "ViT", c, q) for i, (c, q) in enumerate(zip(cost, vit))])
+    result = analysis.scaling(points, "imagenet.top1", on="all")
+    [cross] = result["crossovers"]
+    assert cross["crossover"] == pytest.approx(2 ** (1 / 0.3), rel=0.01)
+    assert cross["crossover_ci"][0] <= cross["crossover"] <= cross["crossover_ci"][1]
+    assert "ConvNet has the lower error below" in cross["note"]
+    parallel = make_points([(f"c{i}", "ConvNet", c, 100 - 20 * c ** -0.2) for i, c in enumerate(cost)]
+                           + [(f"v{i}", "ViT", c, 100 - 10 * c ** -0.21) for i, c in enumerate(cost)])
+    [none] = analysis.scaling(parallel, "imagenet.top1", on="all")["crossovers"]
+    assert none["crossover"] is None and none["note"] == "no crossover in range"
+
+
+def test_pairs_match_within_the_tolerance_and_count_wins():
+    points = make_points([("v1", "ViT", 10, 80), ("c1", "ConvNet", 10.5, 79),
+                          ("v2", "ViT", 100, 85), ("c2", "ConvNet", 125, 86),    # 25% apart: no pair
+                          ("v3", "ViT", 50, 82), ("c3", "ConvNet", 48, 83)])
+    result = analysis.matched_pairs(points, "imagenet.top1", tolerance=0.10)
+    assert result["n_pairs"] == 2 and result["wins"] == {"ViT": 1, "ConvNet": 1, "tie": 0}
+    assert {(p["vit"], p["convnet"]) for p in result["pairs"]} == {("v1", "c1"), ("v3", "c3")}
+
+
+def test_wilson_interval_matches_the_formula():
+    low, high = analysis.wilson_interval(5, 10)
+    assert (low, high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert analysis.wilson_interval(0, 20)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unknown_cost_or_empty_selection_is_a_clear_error():
+    points = make_points([("a", "ViT", 1, 70)])
+    with pytest.raises(analysis.AnalysisError, match="Unknown cost"):
+        analysis.select(points, "watts", "imagenet.top1")
+    with pytest.raises(analysis.AnalysisError, match="Qualities available with gflops: imagenet.top1"):
+        analysis.select(points, "gflops", "sketch.top1")
+
+
+# -- properties ---------------------------------------------------------------------------------------
+point_lists = st.lists(st.tuples(st.sampled_from(["ConvNet", "ViT", "Hybrid"]),
+                                 st.floats(0.1, 1000, allow_nan=False), st.floats(0, 100, allow_nan=False)),
+                       min_size=1, max_size=40)
+
+
+def _frame(tuples):
+    return make_points([(f"m{i}", c, cost, q) for i, (c, cost, q) in enumerate(tuples)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(point_lists, st.data())
+def test_adding_a_dominated_point_never_changes_the_frontier(tuples, data):
+    points = _frame(tuples)
+    before = analysis.frontier(points, "imagenet.top1")
+    anchor = before.iloc[data.draw(st.integers(0, len(before) - 1))]
+    extra = make_points([("dominated", anchor["arch_class"], anchor["cost"] * data.draw(st.floats(1.0, 5.0)),
+                          anchor["quality"] - data.draw(st.floats(0.01, 10.0)))])
+    after = analysis.frontier(pd.concat([points, extra], ignore_index=True), "imagenet.top1")
+    assert sorted(after["checkpoint"]) == sorted(before["checkpoint"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(point_lists, st.lists(st.floats(0.1, 2000), min_size=1, max_size=5))
+def test_budget_winner_is_on_its_class_frontier_and_bests_never_fall_with_budget(tuples, budgets):
+    points = _frame(tuples)
+    front = set(analysis.frontier(points, "imagenet.top1")["checkpoint"])
+    rows = analysis.budget_table(points, "imagenet.top1", sorted(budgets), n_boot=20)
+    previous = {}
+    for row in rows:
+        for arch_class, best in row["best"].items():
+            # the best under a budget has a frontier point of equal quality at no greater cost
+            assert best["checkpoint"] in front or any(
+                r.quality == best["quality"] and r.cost <= best["cost"] and r.checkpoint in front
+                for r in points[points.arch_class == arch_class].itertuples())
+            assert best["quality"] >= previous.get(arch_class, -math.inf)
+            previous[arch_class] = best["quality"]
+        if row["winner"]:
+            assert row["best"][row["winner"]]["quality"] == max(b["quality"] for b in row["best"].values())
+
+
+# -- the papers' own comparisons -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference_points():
+    return analysis.assemble_points({"reference": catalog.reference_points_frame()})
+
+
+def test_convnext_paper_flop_matched_pairs_are_won_by_the_convnet(reference_points):
+    points = analysis.select(reference_points, "paper_gflops", "imagenet.top1", sources=["liu2022_convnext"])
+    swin_or_convnext = points[points["checkpoint"].str.match(r"(Swin|ConvNeXt)-[TSBLX]+ @")]
+    result = analysis.matched_pairs(swin_or_convnext, "imagenet.top1", tolerance=0.10, match_on="pretrain_data")
+    assert result["n_pairs"] == 8
+    assert result["wins"]["ConvNet"] == result["n_pairs"]
+
+
+def test_seed_paper_nfnet_wins_at_120k_and_vit_g_leads_at_300k(reference_points):
+    points = analysis.select(reference_points, "pretrain_tpu_v4_core_hours", "imagenet.top1")
+    at_120k, at_300k = analysis.budget_table(points, "imagenet.top1", [120_000, 300_000], n_boot=200)
+    assert at_120k["winner"] == "ConvNet" and at_120k["best"]["ConvNet"]["quality"] in (90.3, 90.4)
+    assert at_120k["best"]["ViT"]["quality"] == 90.2
+    assert at_300k["winner"] == "ViT" and at_300k["best"]["ViT"]["quality"] == 90.45
+
+
+# -- the CLI on the published data --------------------------------------------------------------------
+def test_analyze_budget_cli_on_published_data(shared_results, catalog_db, tmp_path, capsys):
+    import shutil
+    db = tmp_path / "m.duckdb"
+    shutil.copy(catalog_db, db)
+    assert main(["--db", str(db), "catalog", "import", str(shared_results)]) == 0
+    capsys.readouterr()
+    assert main(["--db", str(db), "analyze", "budget", "--cost", "gflops", "--quality", "imagenet.top1",
+                 "--budgets", "1,5,20,100", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [b["budget"] for b in payload["budgets"]] == [1, 5, 20, 100]
+    for row in payload["budgets"]:
+        assert row["winner"] in analysis.CLASSES
+        for gap in row["gaps"].values():
+            assert gap["ci_low"] <= gap["gap"] <= gap["ci_high"]
+    assert "ViT-ConvNet" in payload["budgets"][-1]["gaps"]
+    assert all(b["best"]["ConvNet"]["checkpoint"].split("_")[0] != "test" for b in payload["budgets"])
