@@ -238,6 +238,16 @@ def _csv_list(value: str | None, cast=str) -> list | None:
     return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else None
 
 
+def _size_range(value: str | None):
+    if not value:
+        return None
+    low, _, high = value.partition("-")
+    try:
+        return (int(low), int(high or low))
+    except ValueError:
+        raise MatchupError(f"--img-size takes MIN-MAX pixels, e.g. 224-384, not {value!r}.") from None
+
+
 def cmd_analyze(args, store: Store) -> int:
     from engine import analysis
     bench_source = args.bench_source
@@ -251,7 +261,8 @@ def cmd_analyze(args, store: Store) -> int:
     try:
         chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes),
                                  data_scales=_csv_list(args.data_scale), families=_csv_list(args.families),
-                                 sources=_csv_list(args.source))
+                                 sources=_csv_list(args.source),
+                                 img_size_range=_size_range(args.img_size))
         header = {"analysis": args.kind, "cost": args.cost, "quality": args.quality,
                   "bench_source": bench_source if args.cost == "ms_per_img" else None,
                   "n_points": int(len(chosen)),
@@ -423,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--data-scale", help="comma-separated buckets: ≈1M,≈10M,≈100M,≥1B")
     an.add_argument("--families", help="comma-separated families, e.g. convnext,vit")
     an.add_argument("--source", help="published, measured here, or a paper source id")
+    an.add_argument("--img-size", help="resolution range MIN-MAX, e.g. 224-384")
     an.add_argument("--bench-source", help="published benchmark file for ms_per_img, or 'here'")
     an.add_argument("--tolerance", type=float, default=0.10, help="pairs: ±cost tolerance")
     an.add_argument("--same-data", action="store_true", help="pairs: only within the same pre-training data")

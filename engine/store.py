@@ -357,9 +357,10 @@ class Store:
                          "latency_p50_ms", "latency_p90_ms", "peak_memory_mb", "error",
                          "torch_version", "timm_version", "cuda_version", "details", "created_at")
 
-    def benchmark(self, key: str) -> dict | None:
+    def _cached(self, table: str, key: str) -> dict | None:
+        """One stored result by cache key, details parsed."""
         with self.connect() as con:
-            cursor = con.execute("SELECT * FROM benchmarks WHERE cache_key = ?", [key])
+            cursor = con.execute(f"SELECT * FROM {table} WHERE cache_key = ?", [key])
             rows = cursor.fetchall()
             if not rows:
                 return None
@@ -367,14 +368,20 @@ class Store:
         row["details"] = json.loads(row["details"]) if row["details"] else {}
         return row
 
-    def put_benchmark(self, row: dict) -> None:
-        """A finished measurement, written whole (replacing an older one under the same key)."""
+    def _put_cached(self, table: str, columns: tuple[str, ...], row: dict) -> None:
+        """A finished result, written whole (replacing an older one under the same key)."""
         values = {**row, "details": json.dumps(row.get("details") or {}, default=str),
                   "created_at": row.get("created_at") or _now()}
-        columns = [c for c in self.BENCHMARK_COLUMNS if c in values]
+        present = [c for c in columns if c in values]
         with self.transaction() as con:
-            con.execute(f"INSERT OR REPLACE INTO benchmarks ({', '.join(columns)}) VALUES "
-                        f"({', '.join('?' for _ in columns)})", [values[c] for c in columns])
+            con.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(present)}) VALUES "
+                        f"({', '.join('?' for _ in present)})", [values[c] for c in present])
+
+    def benchmark(self, key: str) -> dict | None:
+        return self._cached("benchmarks", key)
+
+    def put_benchmark(self, row: dict) -> None:
+        self._put_cached("benchmarks", self.BENCHMARK_COLUMNS, row)
 
     EVAL_COLUMNS = ("cache_key", "checkpoint", "hub_revision", "dataset_id", "dataset_fingerprint",
                     "label_map", "img_size", "crop_pct", "crop_mode", "interpolation", "precision",
@@ -383,22 +390,10 @@ class Store:
                     "created_at")
 
     def eval_result(self, key: str) -> dict | None:
-        with self.connect() as con:
-            cursor = con.execute("SELECT * FROM evals WHERE cache_key = ?", [key])
-            rows = cursor.fetchall()
-            if not rows:
-                return None
-            row = dict(zip([d[0] for d in cursor.description], rows[0]))
-        row["details"] = json.loads(row["details"]) if row["details"] else {}
-        return row
+        return self._cached("evals", key)
 
     def put_eval(self, row: dict) -> None:
-        """A finished evaluation, written whole (replacing an older one under the same key)."""
-        values = {**row, "details": json.dumps(row.get("details") or {}, default=str)}
-        columns = [c for c in self.EVAL_COLUMNS if c in values]
-        with self.transaction() as con:
-            con.execute(f"INSERT OR REPLACE INTO evals ({', '.join(columns)}) VALUES "
-                        f"({', '.join('?' for _ in columns)})", [values[c] for c in columns])
+        self._put_cached("evals", self.EVAL_COLUMNS, row)
 
     def analysis_inputs(self) -> dict[str, pd.DataFrame]:
         """Everything engine.analysis assembles points from, one frame per source."""
