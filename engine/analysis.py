@@ -388,3 +388,57 @@ def scaling(points: pd.DataFrame, quality: str, on: str = "frontier", law: str =
     crossings = [crossover(fits[x], fits[y]) for i, x in enumerate(names) for y in names[i + 1:]]
     return {"on": on, "law": law, "fits": {c: f.as_dict() for c, f in fits.items()},
             "saturating": saturating, "crossovers": crossings, "skipped": skipped}
+
+
+# -- summaries for people ------------------------------------------------------------------------------
+def fit_band(fit: PowerFit, costs: np.ndarray, level: float = 95.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fitted error and its bootstrap band at the given costs."""
+    log_c = np.log(np.asarray(costs, dtype=float))
+    draws = fit.boot[:, :1] + fit.boot[:, 1:] * log_c[None, :]
+    tail = (100 - level) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail], axis=0)
+    return np.exp(fit.a + fit.b * log_c), np.exp(low), np.exp(high)
+
+
+def log_budgets(points: pd.DataFrame, n: int = 16) -> list[float]:
+    """Budgets spread evenly in log space over the observed costs, rounded to 2 significant digits."""
+    low, high = points["cost"].min(), points["cost"].max()
+    raw = np.geomspace(low, high, n)
+    return sorted({float(f"{v:.2g}") for v in raw})
+
+
+def verdict(rows: list[dict], other: str = "ViT", reference: str = "ConvNet", unit: str = "") -> list[str]:
+    """Plain sentences per budget range: 'below 2 GFLOPs ConvNets lead by 1.3 ± 0.4 points'."""
+    key = f"{other}-{reference}"
+    runs: list[list[dict]] = []
+    for row in rows:
+        gap = row["gaps"].get(key)
+        if gap is None:
+            continue
+        if gap["ci_low"] > 0:
+            leader = other
+        elif gap["ci_high"] < 0:
+            leader = reference
+        else:
+            leader = None
+        if runs and runs[-1][0]["leader"] == leader:
+            runs[-1].append({**gap, "budget": row["budget"], "leader": leader})
+        else:
+            runs.append([{**gap, "budget": row["budget"], "leader": leader}])
+    sentences = []
+    for i, run in enumerate(runs):
+        first, last = run[0]["budget"], run[-1]["budget"]
+        if i == 0:
+            where = f"up to {last:g}{unit}"
+        elif i == len(runs) - 1:
+            where = f"from {first:g}{unit}"
+        else:
+            where = f"at {first:g}{unit}" if first == last else f"from {first:g} to {last:g}{unit}"
+        gaps = np.array([r["gap"] for r in run])
+        half = np.mean([(r["ci_high"] - r["ci_low"]) / 2 for r in run])
+        if run[0]["leader"] is None:
+            sentences.append(f"{where}: no clear winner ({other} − {reference} {gaps.mean():+.1f} ± {half:.1f} points)")
+        else:
+            lead = abs(gaps.mean())
+            sentences.append(f"{where}: {run[0]['leader']}s lead by {lead:.1f} ± {half:.1f} points")
+    return sentences

@@ -424,6 +424,49 @@ class Store:
                 ORDER BY compiled, layout <> 'nchw', precision <> 'amp', torch DESC, n_rows DESC
             """).df()
 
+    def checkpoint_detail(self, checkpoint: str) -> dict[str, pd.DataFrame]:
+        """Everything stored about one checkpoint, for its page."""
+        queries = {
+            "facts": "SELECT * FROM checkpoints WHERE checkpoint = ?",
+            "compute": """SELECT c.* FROM compute c JOIN checkpoints k ON k.arch = c.arch
+                          WHERE k.checkpoint = ? ORDER BY c.img_size, c.num_classes""",
+            "published": """SELECT dataset, img_size, top1, top5, param_count, crop_pct, interpolation,
+                                   source_file FROM published_results WHERE checkpoint = ?
+                            ORDER BY dataset, img_size""",
+            "published_gmacs": """SELECT b.img_size, b.source_file, b.gmacs, b.samples_per_sec, b.device,
+                                         b.precision, b.compiled
+                                  FROM published_benchmarks b JOIN checkpoints k ON k.arch = b.arch
+                                  WHERE k.checkpoint = ? AND b.mode = 'infer' ORDER BY b.source_file""",
+            "evals": "SELECT * EXCLUDE (details) FROM evals WHERE checkpoint = ? ORDER BY created_at DESC",
+            "benchmarks": """SELECT b.* EXCLUDE (details) FROM benchmarks b JOIN checkpoints k ON k.arch = b.arch
+                             WHERE k.checkpoint = ? ORDER BY b.created_at DESC""",
+        }
+        with self.connect() as con:
+            return {name: con.execute(sql, [checkpoint]).df() for name, sql in queries.items()}
+
+    def checkpoint_ids(self) -> list[str]:
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT checkpoint FROM checkpoints ORDER BY 1").fetchall()]
+
+    def table_frame(self, table: str, limit: int = 100_000) -> pd.DataFrame:
+        """A stored table for browsing and download (row-limited)."""
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}")
+        with self.connect() as con:
+            return con.execute(f"SELECT * FROM {table} LIMIT ?", [limit]).df()
+
+    def freshness(self) -> str:
+        """A token that changes whenever the file is written (every write ends in a checkpoint
+        when its connection closes): keys the app's cached queries without opening the database."""
+        parts = []
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                stat = path.stat()
+                parts.append(f"{stat.st_mtime_ns}:{stat.st_size}")
+            except FileNotFoundError:
+                parts.append("-")
+        return "|".join(parts)
+
     def compute_frame(self) -> pd.DataFrame:
         with self.connect() as con:
             return con.execute(f"SELECT {', '.join(self.COMPUTE_COLUMNS)} FROM compute "

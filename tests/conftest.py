@@ -123,3 +123,18 @@ def image_folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("val")
     make_image_folder(root)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_sync_network(monkeypatch):
+    """No test reaches timm's repository: a sync goes to a closed loopback port."""
+    monkeypatch.setenv("MATCHUP_TIMM_RESULTS_URL", "http://127.0.0.1:9")
+
+
+@pytest.fixture(scope="session")
+def full_db(catalog_db, shared_results, tmp_path_factory) -> Path:
+    """The catalog plus all of timm's published CSVs (skips where ../shared is absent)."""
+    path = tmp_path_factory.mktemp("full") / "full.duckdb"
+    shutil.copy(catalog_db, path)
+    catalog.import_dir(Store(path), shared_results)
+    return path

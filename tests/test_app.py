@@ -1,23 +1,102 @@
+import shutil
+
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
 
+PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/scaling.py",
+         "pages/seed_paper.py", "pages/checkpoint.py", "pages/results.py", "pages/catalog.py"]
 
 
-def test_app_builds_the_catalog_on_an_empty_db_and_shows_class_sizes(tmp_path, monkeypatch):
+def open_page(page: str, query: dict | None = None) -> AppTest:
+    """The page as a shared link opens it: that page, with the link's query parameters."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()  # app.py: catalog, nav
+    if page != "pages/overview.py":
+        at.switch_page(page)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = ([str(df.value.to_dict()) for df in at.dataframe] + [str(t.value.to_dict()) for t in at.table]
+             + [m.value for m in at.markdown])
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def full_app_db(full_db, tmp_path, monkeypatch):
+    copy = tmp_path / "full.duckdb"
+    shutil.copy(full_db, copy)
+    monkeypatch.setenv("MATCHUP_DB", str(copy))
+    return copy
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_db(page, tmp_path, monkeypatch):
     monkeypatch.setenv("MATCHUP_DB", str(tmp_path / "empty.duckdb"))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-    assert not at.exception
-    shown = {m.label: int(m.value) for m in at.metric}
-    assert set(shown) == {"ConvNet", "ViT", "Hybrid", "MLP"}
-    import timm
-    assert sum(shown.values()) == len(timm.list_pretrained())
-    assert at.dataframe[0].value.shape[0] == sum(shown.values())
+    at = open_page(page)
+    assert not at.exception, at.exception
 
-    at.selectbox(key="arch_class").set_value("MLP").run()
-    assert not at.exception
-    table = at.dataframe[0].value
-    assert len(table) == shown["MLP"] and set(table["arch_class"]) == {"MLP"}
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_the_published_data(page, full_app_db):
+    at = open_page(page)
+    assert not at.exception, at.exception
+    assert not at.error
+
+
+def test_empty_db_builds_the_catalog_and_says_how_to_import_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATCHUP_DB", str(tmp_path / "empty.duckdb"))
+    at = open_page("pages/catalog.py")
+    import timm
+    assert sum(int(m.value) for m in at.metric) == len(timm.list_pretrained())
+    overview = open_page("pages/overview.py")
+    assert any("catalog import DIR" in i.value for i in overview.info)
+
+
+def test_frontier_budget_cost_and_metric_change_the_numbers(full_app_db):
+    at = open_page("pages/frontier.py")
+    before = texts(at)
+    slider = at.select_slider(key="budget")
+    options = slider.options
+    slider.set_value(options[len(options) // 4]).run()
+    after_budget = texts(at)
+    assert after_budget != before
+    at.selectbox(key="cost").set_value("params_m").run()
+    after_cost = texts(at)
+    assert after_cost != after_budget and not at.exception
+    at.selectbox(key="metric").set_value("sketch.top1").run()
+    assert texts(at) != after_cost and not at.exception
+
+
+def test_budget_page_table_follows_the_budget(full_app_db):
+    at = open_page("pages/budget.py")
+    before = at.dataframe[0].value.copy()
+    slider = at.select_slider(key="budget")
+    slider.set_value(slider.options[2]).run()
+    assert not at.dataframe[0].value.equals(before)
+
+
+def test_query_params_restore_the_view(full_app_db):
+    at = open_page("pages/frontier.py", {"cost": "params_m", "metric": "imagenet-r.top1",
+                                         "classes": ["ConvNet", "ViT"], "budget": "20"})
+    assert at.selectbox(key="cost").value == "params_m"
+    assert at.selectbox(key="metric").value == "imagenet-r.top1"
+    assert at.multiselect(key="classes").value == ["ConvNet", "ViT"]
+    assert at.select_slider(key="budget").value == pytest.approx(20, rel=0.3)
+    assert set(at.table[0].value["class"]) <= {"ConvNet", "ViT"}
+    assert at.query_params["cost"] == ["params_m"] or at.query_params["cost"] == "params_m"
+
+
+def test_checkpoint_page_shows_provenance(full_app_db):
+    at = open_page("pages/checkpoint.py", {"checkpoint": "convnext_base.fb_in22k_ft_in1k"})
+    assert at.selectbox(key="checkpoint").value == "convnext_base.fb_in22k_ft_in1k"
+    published = at.dataframe[2].value if len(at.dataframe) > 2 else None
+    assert any("results-imagenet.csv" in str(df.value.to_dict()) for df in at.dataframe)
+    assert "ConvNet" in [m.value for m in at.metric]
+    assert published is not None
 
 
 def test_app_shows_a_plain_error_for_an_unusable_db(tmp_path, monkeypatch):

@@ -1,0 +1,144 @@
+"""Browser timings of the app with the full published data (targets: first render < 2 s per
+page, slider change < 300 ms).
+
+    python bench/app_bench.py [--results DIR] [--rounds 3]
+
+Starts `streamlit run app.py` on a free local port over a database holding the catalog, the
+shipped FLOP counts and timm's published CSVs, opens each page in headless Chromium (Playwright)
+and times navigation -> its chart drawn (or its table, on pages without a chart). The first
+round includes the server's one-off work (imports, assembling the points); rounds after it show
+what a user sees once the server is warm. Then it times a budget-slider step on Frontier:
+key press -> the best-of-class table changed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_RESULTS = ROOT.parent / "shared" / "reference" / "timm-results"
+PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "scaling": "scaling",
+         "seed_paper": "seed_paper", "checkpoint": "checkpoint", "results": "results", "catalog": "catalog"}
+CHART_PAGES = {"overview", "frontier", "scaling", "seed_paper", "catalog"}
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+BASELINE_APP = """
+import altair as alt
+import streamlit as st
+st.title("baseline")
+st.altair_chart(alt.Chart({"values": [{"x": 1, "y": 2}]}).mark_point().encode(x="x:Q", y="y:Q"))
+"""
+
+
+def baseline_first_render(playwright, browser, rounds: int) -> float:
+    """What any Streamlit page costs on this machine: start a minimal app and time it the same way."""
+    folder = Path(tempfile.mkdtemp(prefix="matchup-baseline-"))
+    (folder / "baseline.py").write_text(BASELINE_APP)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "baseline.py", "--server.headless",
+                               "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(180):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        values = []
+        for _ in range(rounds):
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            started = time.perf_counter()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=120_000)
+            values.append(time.perf_counter() - started)
+            page.close()
+        return statistics.median(values[1:]) if len(values) > 1 else values[0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS))
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+    from engine import catalog
+    from engine.store import Store
+    db = Path(tempfile.mkdtemp(prefix="matchup-app-bench-")) / "app.duckdb"
+    catalog.refresh(Store(db))
+    catalog.import_dir(Store(db), args.results)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9"}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                               "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(180):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            times = {name: [] for name in PAGES}
+            for _ in range(args.rounds):
+                for name, path in PAGES.items():
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    started = time.perf_counter()
+                    page.goto(f"{url}/{path}")
+                    selector = (".vega-embed canvas, .vega-embed svg" if name in CHART_PAGES
+                                else "[data-testid='stDataFrame'], [data-testid='stTable']")
+                    page.wait_for_selector(selector, timeout=120_000)
+                    times[name].append(time.perf_counter() - started)
+                    page.close()
+            floor = baseline_first_render(p, browser, args.rounds)
+            print(f"first render (navigation -> chart or table drawn), {args.rounds} rounds; target < 2 s")
+            print(f"  floor: a one-line Streamlit page with one Altair chart, same browser: {floor:.2f} s (warm median)")
+            for name, values in times.items():
+                warm = statistics.median(values[1:]) if len(values) > 1 else values[0]
+                print(f"  {name:<11} cold {values[0]:5.2f} s   warm median {warm:5.2f} s")
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/frontier")
+            table = page.locator("[data-testid='stTable']")
+            table.wait_for(timeout=120_000)
+            slider = page.locator("[data-testid='stSlider'] input[type='range']").first
+            slider.focus()
+            steps = []
+            for _ in range(10):
+                before = table.inner_text()
+                started = time.perf_counter()
+                page.keyboard.press("ArrowLeft")
+                page.wait_for_function("(b) => { const t = document.querySelector(\"[data-testid='stTable']\");"
+                                       " return t && t.innerText !== b; }", arg=before, timeout=30_000)
+                steps.append((time.perf_counter() - started) * 1000)
+            print(f"budget slider step -> table updated: median {statistics.median(steps):.0f} ms, "
+                  f"max {max(steps):.0f} ms over {len(steps)} steps; target < 300 ms")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Budget match: the best of each class per budget with the gap and its CI; matched pairs."""
+import pandas as pd
+import streamlit as st
+
+from engine import analysis
+from pages import shared
+
+shared.enter("budget")
+
+st.title("Budget match")
+filters = shared.global_filters()
+points = shared.current_points()
+cost, metric, bench_source = shared.cost_and_metric(points)
+points = shared.current_points(bench_source) if bench_source else points
+chosen = shared.selected(points, cost, metric, filters)
+if chosen is not None:
+    options = analysis.log_budgets(chosen, n=40)
+    budget = shared.url_select_slider("Budget", options, "budget", options[len(options) // 2])
+    rows = analysis.budget_table(chosen, metric, sorted({*analysis.log_budgets(chosen, n=6), budget}))
+    table = []
+    for row in rows:
+        entry = {"budget": row["budget"], "winner": row["winner"]}
+        for arch_class, best in row["best"].items():
+            entry[f"{arch_class} best"] = f"{best['quality']:.2f} ({best['checkpoint']})"
+        for name, gap in row["gaps"].items():
+            entry[name] = f"{gap['gap']:+.2f} [{gap['ci_low']:+.2f}, {gap['ci_high']:+.2f}]"
+        table.append(entry)
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="budget_table")
+    st.subheader("Matched pairs: each ViT with the ConvNet nearest in cost")
+    tolerance = shared.url_select_slider("Cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3], "tolerance", 0.1)
+    pairs = analysis.matched_pairs(chosen, metric, tolerance=float(tolerance))
+    if pairs["n_pairs"]:
+        left, right = pairs["left"], pairs["right"]
+        a, b, c = st.columns(3)
+        a.metric("pairs", pairs["n_pairs"])
+        low, high = pairs["share_ci"][left]
+        b.metric(f"{left} wins", f"{pairs['share'][left]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
+        low, high = pairs["share_ci"][right]
+        c.metric(f"{right} wins", f"{pairs['share'][right]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
+        st.dataframe(pd.DataFrame(pairs["pairs"]), hide_index=True, width="stretch")
+    else:
+        st.info("No ViT has a ConvNet within that cost tolerance under these filters.")

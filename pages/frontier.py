@@ -1,0 +1,41 @@
+"""Frontier: every checkpoint on one cost axis, with each class's Pareto frontier and a budget."""
+import altair as alt
+import streamlit as st
+
+from engine import analysis
+from pages import shared
+
+shared.enter("frontier")
+
+st.title("Pareto frontier per class")
+filters = shared.global_filters()
+points = shared.current_points()
+cost, metric, bench_source = shared.cost_and_metric(points)
+points = shared.current_points(bench_source) if bench_source else points
+chosen = shared.selected(points, cost, metric, filters)
+if chosen is not None:
+    options = analysis.log_budgets(chosen, n=40)
+    budget = shared.url_select_slider("Budget", options, "budget", options[len(options) // 2])
+    front = analysis.frontier(chosen, metric)
+    x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=shared.COST_LABELS[cost])
+    y = alt.Y("quality:Q", scale=alt.Scale(zero=False), title=metric)
+    pick = alt.selection_point(fields=["checkpoint"], name="pick")
+    dots = alt.Chart(chosen).mark_point(filled=True, opacity=0.6).encode(
+        x=x, y=y, color=alt.Color("arch_class:N", title="class"),
+        shape=alt.Shape("data_scale:N", title="pre-training data"),
+        tooltip=["checkpoint", "arch_class", "family", "pretrain_data", "img_size",
+                 alt.Tooltip("cost:Q", format=".3g"), alt.Tooltip("quality:Q", format=".2f"), "source"],
+    ).add_params(pick)
+    steps = alt.Chart(front).mark_line(interpolate="step-after").encode(x=x, y=y, color="arch_class:N")
+    rule = alt.Chart({"values": [{"budget": budget}]}).mark_rule(strokeDash=[6, 3]).encode(x="budget:Q")
+    event = st.altair_chart(dots + steps + rule, width="stretch", on_select="rerun", key="frontier_chart")
+    picked = (event or {}).get("selection", {}).get("pick") or []
+    if picked and picked[0].get("checkpoint"):
+        st.query_params.clear()
+        st.query_params["checkpoint"] = picked[0]["checkpoint"]
+        st.switch_page("pages/checkpoint.py")
+    [row] = analysis.budget_table(chosen, metric, [budget], n_boot=200)
+    st.subheader(f"Best of each class at ≤ {budget:g}{shared.COST_UNITS[cost]}")
+    st.table([{"class": c, "checkpoint": b["checkpoint"], metric: round(b["quality"], 2),
+               cost: round(b["cost"], 3), "source": b["source"]} for c, b in row["best"].items()])
+    shared.flop_note(cost)

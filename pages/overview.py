@@ -1,0 +1,41 @@
+"""Overview: the verdict at a glance — the class gap across budgets, with its confidence band."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from engine import analysis
+from pages import shared
+
+shared.enter("overview")
+
+st.title("ConvNet or ViT at your budget?")
+filters = shared.global_filters()
+points = shared.current_points()
+cost, metric, _ = shared.cost_and_metric(points)
+points = shared.current_points(st.session_state.get("device")) if cost == "ms_per_img" else points
+chosen = shared.selected(points, cost, metric, filters)
+if chosen is not None:
+    budgets = analysis.log_budgets(chosen)
+    rows = analysis.budget_table(chosen, metric, budgets)
+    gaps = pd.DataFrame([{"budget": r["budget"], "comparison": k, **g}
+                         for r in rows for k, g in r["gaps"].items() if k in ("ViT-ConvNet", "Hybrid-ConvNet")])
+    if gaps.empty:
+        st.info("ConvNets and another class both need points under these filters to draw a gap.")
+    else:
+        base = alt.Chart(gaps).encode(x=alt.X("budget:Q", scale=alt.Scale(type="log"),
+                                              title=shared.COST_LABELS[cost]),
+                                      color=alt.Color("comparison:N", title=None))
+        band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_low:Q", title=f"{metric} gap (points)"),
+                                                  y2="ci_high:Q")
+        line = base.mark_line(point=True).encode(
+            y="gap:Q", tooltip=["comparison", "budget", alt.Tooltip("gap:Q", format="+.2f"),
+                                alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f")])
+        zero = alt.Chart(pd.DataFrame({"y": [0]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
+        st.altair_chart(band + line + zero, width="stretch")
+        st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
+                   "bootstrap interval (checkpoints resampled within each class, 1,000 times).")
+        for other in ("ViT", "Hybrid"):
+            sentences = analysis.verdict(rows, other=other, unit=shared.COST_UNITS[cost])
+            if sentences:
+                st.markdown(f"**{other} vs ConvNet** — " + "; ".join(sentences) + ".")
+    shared.flop_note(cost)

@@ -1,0 +1,51 @@
+"""Scaling: log-log error against cost per class, fitted lines with CI bands, slopes, crossovers."""
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from engine import analysis
+from pages import shared
+
+shared.enter("scaling")
+
+st.title("Scaling laws")
+filters = shared.global_filters()
+points = shared.current_points()
+cost, metric, bench_source = shared.cost_and_metric(points)
+points = shared.current_points(bench_source) if bench_source else points
+chosen = shared.selected(points, cost, metric, filters)
+if chosen is not None:
+    on = shared.url_selectbox("Fit on", ["frontier", "all"], "on")
+    data = analysis.frontier(chosen, metric) if on == "frontier" else chosen
+    result = analysis.scaling(chosen, metric, on=on)
+    curves = []
+    for arch_class, group in data.groupby("arch_class"):
+        if arch_class not in result["fits"]:
+            continue
+        fit = analysis.fit_power(group, metric, arch_class=arch_class)
+        grid = np.geomspace(*fit.cost_range, 40)
+        mid, low, high = analysis.fit_band(fit, grid)
+        curves.append(pd.DataFrame({"cost": grid, "fit": mid, "low": low, "high": high, "arch_class": arch_class}))
+    shown = data.assign(error=analysis.error_of(data, metric))
+    x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=shared.COST_LABELS[cost])
+    label = "100 − " + metric if analysis.higher_is_better(metric) else metric
+    dots = alt.Chart(shown).mark_point(filled=True).encode(
+        x=x, y=alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)"),
+        color="arch_class:N", tooltip=["checkpoint", "arch_class", alt.Tooltip("cost:Q", format=".3g"),
+                                       alt.Tooltip("quality:Q", format=".2f")])
+    layers = [dots]
+    if curves:
+        frame = pd.concat(curves)
+        layers += [alt.Chart(frame).mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color="arch_class:N"),
+                   alt.Chart(frame).mark_line().encode(x=x, y="fit:Q", color="arch_class:N")]
+    st.altair_chart(alt.layer(*layers), width="stretch")
+    st.dataframe(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
+                                "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),
+                 hide_index=True, width="stretch")
+    for c in result["crossovers"]:
+        where = (f"at {c['crossover']:.3g}{shared.COST_UNITS[cost]} (95% CI {c['crossover_ci'][0]:.3g}–"
+                 f"{c['crossover_ci'][1]:.3g}); {c['note']}" if c.get("crossover") else c["note"])
+        st.markdown(f"- **{c['classes'][0]} / {c['classes'][1]}** cross {where}")
+    for arch_class, why in result["skipped"].items():
+        st.caption(f"{arch_class}: {why}")

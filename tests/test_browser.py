@@ -1,0 +1,107 @@
+"""End to end in a real browser: `streamlit run app.py` on a free local port, driven by Playwright
+with Debian's Chromium. Screenshots of every page go to test-artifacts/."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "scaling": "scaling",
+         "seed_paper": "seed_paper", "checkpoint": "checkpoint", "results": "results", "catalog": "catalog"}
+CHART_PAGES = {"overview", "frontier", "scaling", "seed_paper", "catalog"}
+
+if not (os.path.exists(CHROMIUM) and shutil.which("streamlit")):
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser test: .ci/run installs chromium and playwright")
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(full_db, tmp_path_factory):
+    db = tmp_path_factory.mktemp("browser") / "app.duckdb"
+    shutil.copy(full_db, db)
+    port = _free_port()
+    env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("streamlit did not start within 90 s")
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
+    return page
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_page_draws_without_an_exception(browser, app_url, name):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _open(browser, f"{app_url}/{PAGES[name]}")
+    if name in CHART_PAGES:
+        page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=60_000)
+    else:
+        page.wait_for_selector("[data-testid='stDataFrame'], [data-testid='stTable']", timeout=60_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
+def test_moving_the_budget_slider_changes_the_table(browser, app_url):
+    page = _open(browser, f"{app_url}/frontier")
+    table = page.locator("[data-testid='stTable']")
+    table.wait_for(timeout=60_000)
+    before = table.inner_text()
+    slider = page.locator("[data-testid='stSlider'] input[type='range']").first
+    slider.focus()
+    for _ in range(8):  # eight steps to a lower budget, as a keyboard user moves it
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function("(before) => { const t = document.querySelector(\"[data-testid='stTable']\");"
+                           " return t && t.innerText !== before; }", arg=before, timeout=30_000)
+    assert table.inner_text() != before
+    assert "budget=" in page.url
+    page.close()
