@@ -66,7 +66,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="matchup-eval-bench-"))
     os.environ.update(HF_HUB_CACHE=str(tmp / "hub"), HF_HUB_OFFLINE="1")
-    from tests.conftest import SYNSETS, make_image_folder, write_hub_checkpoint
+    from tests.conftest import make_image_folder, write_hub_checkpoint
     from engine import datasets, evaluate
     from engine.store import Store
     for seed, checkpoint in enumerate(CHECKPOINTS):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,7 +57,7 @@ def methodology(rounds: int = 3) -> list[dict]:
 
 def count_time(db: Path, full: bool) -> tuple[float, int, int]:
     """Seconds to count, pairs counted, pairs needed."""
-    from engine import catalog, profile
+    from engine import profile
     from engine.store import Store
     store = Store(db)
     targets = store.compute_targets(missing_only=False)

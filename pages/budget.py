@@ -5,17 +5,9 @@ import streamlit as st
 from engine import analysis
 from pages import shared
 
-shared.enter("budget")
-
-st.title("Budget match")
-filters = shared.global_filters()
-points = shared.current_points()
-cost, metric, bench_source = shared.cost_and_metric(points)
-points = shared.current_points(bench_source) if bench_source else points
-chosen = shared.selected(points, cost, metric, filters)
+chosen, cost, metric = shared.analysis_page("budget", "Budget match")
 if chosen is not None:
-    options = analysis.log_budgets(chosen, n=40)
-    budget = shared.url_select_slider("Budget", options, "budget", options[len(options) // 2])
+    budget = shared.budget_slider(chosen)
     rows = analysis.budget_table(chosen, metric, sorted({*analysis.log_budgets(chosen, n=6), budget}))
     table = []
     for row in rows:

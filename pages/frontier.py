@@ -5,17 +5,9 @@ import streamlit as st
 from engine import analysis
 from pages import shared
 
-shared.enter("frontier")
-
-st.title("Pareto frontier per class")
-filters = shared.global_filters()
-points = shared.current_points()
-cost, metric, bench_source = shared.cost_and_metric(points)
-points = shared.current_points(bench_source) if bench_source else points
-chosen = shared.selected(points, cost, metric, filters)
+chosen, cost, metric = shared.analysis_page("frontier", "Pareto frontier per class")
 if chosen is not None:
-    options = analysis.log_budgets(chosen, n=40)
-    budget = shared.url_select_slider("Budget", options, "budget", options[len(options) // 2])
+    budget = shared.budget_slider(chosen)
     front = analysis.frontier(chosen, metric)
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=shared.COST_LABELS[cost])
     y = alt.Y("quality:Q", scale=alt.Scale(zero=False), title=metric)

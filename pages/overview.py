@@ -6,14 +6,7 @@ import streamlit as st
 from engine import analysis
 from pages import shared
 
-shared.enter("overview")
-
-st.title("ConvNet or ViT at your budget?")
-filters = shared.global_filters()
-points = shared.current_points()
-cost, metric, _ = shared.cost_and_metric(points)
-points = shared.current_points(st.session_state.get("device")) if cost == "ms_per_img" else points
-chosen = shared.selected(points, cost, metric, filters)
+chosen, cost, metric = shared.analysis_page("overview", "ConvNet or ViT at your budget?")
 if chosen is not None:
     budgets = analysis.log_budgets(chosen)
     rows = analysis.budget_table(chosen, metric, budgets)

@@ -7,14 +7,7 @@ import streamlit as st
 from engine import analysis
 from pages import shared
 
-shared.enter("scaling")
-
-st.title("Scaling laws")
-filters = shared.global_filters()
-points = shared.current_points()
-cost, metric, bench_source = shared.cost_and_metric(points)
-points = shared.current_points(bench_source) if bench_source else points
-chosen = shared.selected(points, cost, metric, filters)
+chosen, cost, metric = shared.analysis_page("scaling", "Scaling laws")
 if chosen is not None:
     on = shared.url_selectbox("Fit on", ["frontier", "all"], "on")
     data = analysis.frontier(chosen, metric) if on == "frontier" else chosen

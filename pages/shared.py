@@ -148,8 +148,9 @@ def global_filters() -> dict:
     return {"classes": classes, "data_scales": scales, "sources": SOURCES[source]}
 
 
-def cost_and_metric(points_frame, key_prefix: str = "") -> tuple[str, str, str | None]:
-    """Cost axis (with the published device for ms/img) and quality metric pickers."""
+def cost_and_metric(points_frame) -> tuple[str, str, str | None, object]:
+    """Cost axis (with the published device for ms/img) and quality metric pickers; also
+    returns the points for that device."""
     store = get_store()
     left, middle, right = st.columns(3)
     with left:
@@ -166,7 +167,7 @@ def cost_and_metric(points_frame, key_prefix: str = "") -> tuple[str, str, str |
     with middle:
         metric = url_selectbox("Metric", metrics or ["imagenet.top1"], "metric",
                                default="imagenet.top1" if "imagenet.top1" in metrics else None)
-    return cost, metric, bench_source
+    return cost, metric, bench_source, points_frame
 
 
 def selected(points_frame, cost: str, metric: str, filters: dict):
@@ -178,6 +179,21 @@ def selected(points_frame, cost: str, metric: str, filters: dict):
         st.info(f"{e} Import published results (`python -m engine catalog import DIR`) or run "
                 "evaluations and benchmarks to fill this view.")
         return None
+
+
+def analysis_page(page: str, title: str):
+    """The head every analysis page shares: title, filters, cost and metric, the chosen points.
+    Returns (points or None, cost, metric)."""
+    enter(page)
+    st.title(title)
+    filters = global_filters()
+    cost, metric, _source, points_frame = cost_and_metric(current_points())
+    return selected(points_frame, cost, metric, filters), cost, metric
+
+
+def budget_slider(chosen):
+    options = analysis.log_budgets(chosen, n=40)
+    return url_select_slider("Budget", options, "budget", options[len(options) // 2])
 
 
 def flop_note(cost: str) -> None:
