@@ -49,6 +49,7 @@ PAGES = [
     st.Page("pages/scaling.py", title="Scaling"),
     st.Page("pages/seed_paper.py", title="Seed paper"),
     st.Page("pages/checkpoint.py", title="Checkpoint"),
+    st.Page("pages/crosscheck.py", title="FLOP cross-check"),
     st.Page("pages/results.py", title="Results"),
     st.Page("pages/catalog.py", title="Catalog"),
 ]

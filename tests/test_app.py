@@ -6,7 +6,8 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import ROOT
 
 PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/scaling.py",
-         "pages/seed_paper.py", "pages/checkpoint.py", "pages/results.py", "pages/catalog.py"]
+         "pages/seed_paper.py", "pages/checkpoint.py", "pages/crosscheck.py", "pages/results.py",
+         "pages/catalog.py"]
 
 
 def open_page(page: str, query: dict | None = None) -> AppTest:
@@ -104,3 +105,11 @@ def test_app_shows_a_plain_error_for_an_unusable_db(tmp_path, monkeypatch):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
     assert at.error and "Cannot open the Matchup database" in at.error[0].value
+
+
+def test_crosscheck_page_lists_outliers_with_reasons(full_app_db):
+    at = open_page("pages/crosscheck.py")
+    values = {m.label: m.value for m in at.metric}
+    assert int(values["matched pairs"]) > 1000
+    outliers = at.dataframe[0].value
+    assert len(outliers) > 0 and outliers["reason"].notna().all()

@@ -15,8 +15,9 @@ from tests.conftest import ROOT
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "scaling": "scaling",
-         "seed_paper": "seed_paper", "checkpoint": "checkpoint", "results": "results", "catalog": "catalog"}
-CHART_PAGES = {"overview", "frontier", "scaling", "seed_paper", "catalog"}
+         "seed_paper": "seed_paper", "checkpoint": "checkpoint", "crosscheck": "crosscheck",
+         "results": "results", "catalog": "catalog"}
+CHART_PAGES = {"overview", "frontier", "scaling", "seed_paper", "crosscheck", "catalog"}
 
 if not (os.path.exists(CHROMIUM) and shutil.which("streamlit")):
     if os.environ.get("CI"):
