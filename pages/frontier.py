@@ -12,13 +12,16 @@ if chosen is not None:
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=shared.COST_LABELS[cost])
     y = alt.Y("quality:Q", scale=alt.Scale(zero=False), title=metric)
     pick = alt.selection_point(fields=["checkpoint"], name="pick")
-    dots = alt.Chart(chosen).mark_point(filled=True, opacity=0.6).encode(
+    shown = chosen[["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
+                    "cost", "quality", "source"]]  # only what the chart draws: a lighter page
+    dots = alt.Chart(shown).mark_point(filled=True, opacity=0.6).encode(
         x=x, y=y, color=alt.Color("arch_class:N", title="class"),
         shape=alt.Shape("data_scale:N", title="pre-training data"),
         tooltip=["checkpoint", "arch_class", "family", "pretrain_data", "img_size",
                  alt.Tooltip("cost:Q", format=".3g"), alt.Tooltip("quality:Q", format=".2f"), "source"],
     ).add_params(pick)
-    steps = alt.Chart(front).mark_line(interpolate="step-after").encode(x=x, y=y, color="arch_class:N")
+    steps = alt.Chart(front[["cost", "quality", "arch_class"]]).mark_line(interpolate="step-after").encode(
+        x=x, y=y, color="arch_class:N")
     rule = alt.Chart({"values": [{"budget": budget}]}).mark_rule(strokeDash=[6, 3]).encode(x="budget:Q")
     event = st.altair_chart(dots + steps + rule, width="stretch", on_select="rerun", key="frontier_chart")
     picked = (event or {}).get("selection", {}).get("pick") or []
