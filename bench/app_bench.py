@@ -42,29 +42,36 @@ st.altair_chart(alt.Chart({"values": [{"x": 1, "y": 2}]}).mark_point().encode(x=
 """
 
 
+def serve(script: str, cwd: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`streamlit run SCRIPT` on a free local port, once it answers its health check."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
+                               "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(180):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    return server, url
+
+
 def baseline_first_render(playwright, browser, rounds: int) -> float:
     """What any Streamlit page costs on this machine: start a minimal app and time it the same way."""
     folder = Path(tempfile.mkdtemp(prefix="matchup-baseline-"))
     (folder / "baseline.py").write_text(BASELINE_APP)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "baseline.py", "--server.headless",
-                               "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
-                              cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, url = serve("baseline.py", folder)
     try:
-        for _ in range(180):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
         values = []
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         for _ in range(rounds):
             page = context.new_page()
             started = time.perf_counter()
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(f"{url}/")
             page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=120_000)
             values.append(time.perf_counter() - started)
             page.close()
@@ -85,20 +92,8 @@ def main() -> None:
     db = Path(tempfile.mkdtemp(prefix="matchup-app-bench-")) / "app.duckdb"
     catalog.refresh(Store(db))
     catalog.import_dir(Store(db), args.results)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9"}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(180):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
+    server, url = serve("app.py", ROOT, env)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)

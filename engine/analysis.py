@@ -371,8 +371,10 @@ def crossover(fit_1: PowerFit, fit_2: PowerFit) -> dict:
 
 
 def scaling(points: pd.DataFrame, quality: str, on: str = "frontier", law: str = "power",
-            n_boot: int = 1000, seed: int = 0) -> dict:
-    """Per-class scaling fits (on frontier points by default) and the crossovers between classes."""
+            n_boot: int = 1000, seed: int = 0, curves: bool = False) -> dict:
+    """Per-class scaling fits (on frontier points by default) and the crossovers between classes.
+    `curves` adds, for drawing, each fit and its 95% band on 40 costs across the class's range,
+    and the fitted points with their error."""
     if on not in ("frontier", "all"):
         raise AnalysisError("--on takes 'frontier' or 'all'.")
     data = frontier(points, quality) if on == "frontier" else points
@@ -386,8 +388,18 @@ def scaling(points: pd.DataFrame, quality: str, on: str = "frontier", law: str =
             skipped[arch_class] = str(e)
     names = sorted(fits)
     crossings = [crossover(fits[x], fits[y]) for i, x in enumerate(names) for y in names[i + 1:]]
-    return {"on": on, "law": law, "fits": {c: f.as_dict() for c, f in fits.items()},
-            "saturating": saturating, "crossovers": crossings, "skipped": skipped}
+    result = {"on": on, "law": law, "fits": {c: f.as_dict() for c, f in fits.items()},
+              "saturating": saturating, "crossovers": crossings, "skipped": skipped}
+    if curves:
+        frames = []
+        for arch_class, fit in fits.items():
+            grid = np.geomspace(*fit.cost_range, 40)
+            mid, low, high = fit_band(fit, grid)
+            frames.append(pd.DataFrame({"cost": grid, "fit": mid, "low": low, "high": high,
+                                        "arch_class": arch_class}))
+        result["curves"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        result["points"] = data.assign(error=error_of(data, quality))
+    return result
 
 
 # -- summaries for people ------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Scaling: log-log error against cost per class, fitted lines with CI bands, slopes, crossovers."""
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -10,28 +9,19 @@ from pages import shared
 chosen, cost, metric = shared.analysis_page("scaling", "Scaling laws")
 if chosen is not None:
     on = shared.url_selectbox("Fit on", ["frontier", "all"], "on")
-    data = analysis.frontier(chosen, metric) if on == "frontier" else chosen
-    result = analysis.scaling(chosen, metric, on=on)
-    curves = []
-    for arch_class, group in data.groupby("arch_class"):
-        if arch_class not in result["fits"]:
-            continue
-        fit = analysis.fit_power(group, metric, arch_class=arch_class)
-        grid = np.geomspace(*fit.cost_range, 40)
-        mid, low, high = analysis.fit_band(fit, grid)
-        curves.append(pd.DataFrame({"cost": grid, "fit": mid, "low": low, "high": high, "arch_class": arch_class}))
-    shown = data.assign(error=analysis.error_of(data, metric))
+    result = analysis.scaling(chosen, metric, on=on, curves=True)
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=shared.COST_LABELS[cost])
     label = "100 − " + metric if analysis.higher_is_better(metric) else metric
-    dots = alt.Chart(shown).mark_point(filled=True).encode(
+    dots = alt.Chart(result["points"][["checkpoint", "arch_class", "cost", "quality", "error"]]).mark_point(
+        filled=True).encode(
         x=x, y=alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)"),
         color="arch_class:N", tooltip=["checkpoint", "arch_class", alt.Tooltip("cost:Q", format=".3g"),
                                        alt.Tooltip("quality:Q", format=".2f")])
     layers = [dots]
-    if curves:
-        frame = pd.concat(curves)
-        layers += [alt.Chart(frame).mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color="arch_class:N"),
-                   alt.Chart(frame).mark_line().encode(x=x, y="fit:Q", color="arch_class:N")]
+    if not result["curves"].empty:
+        curves = alt.Chart(result["curves"])
+        layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color="arch_class:N"),
+                   curves.mark_line().encode(x=x, y="fit:Q", color="arch_class:N")]
     st.altair_chart(alt.layer(*layers), width="stretch")
     st.dataframe(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),

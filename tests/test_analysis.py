@@ -78,6 +78,11 @@ def test_crossover_of_two_planted_laws_and_none_in_range():
     assert cross["crossover"] == pytest.approx(2 ** (1 / 0.3), rel=0.01)
     assert cross["crossover_ci"][0] <= cross["crossover"] <= cross["crossover_ci"][1]
     assert "ConvNet has the lower error below" in cross["note"]
+    drawn = analysis.scaling(points, "imagenet.top1", on="all", curves=True)
+    band = drawn["curves"][drawn["curves"]["arch_class"] == "ViT"]
+    assert len(band) == 40  # exact planted data: the band closes on the fit
+    assert (band["low"] <= band["fit"] * (1 + 1e-9)).all() and (band["fit"] <= band["high"] * (1 + 1e-9)).all()
+    assert band["fit"].iloc[0] == pytest.approx(40, rel=0.01)  # the planted law at cost 1
     parallel = make_points([(f"c{i}", "ConvNet", c, 100 - 20 * c ** -0.2) for i, c in enumerate(cost)]
                            + [(f"v{i}", "ViT", c, 100 - 10 * c ** -0.21) for i, c in enumerate(cost)])
     [none] = analysis.scaling(parallel, "imagenet.top1", on="all")["crossovers"]
