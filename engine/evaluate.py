@@ -17,7 +17,7 @@ from typing import Callable
 from engine import hub
 from engine.datasets import EvalDataset
 from engine.errors import MatchupError
-from engine.profile import check_precision, device_name, resolve_device
+from engine.profile import check_precision, device_name, is_out_of_memory, resolve_device
 from engine.store import cache_key
 
 ECE_BINS = 15
@@ -157,11 +157,6 @@ class _Metrics:
         return result
 
 
-def _is_oom(error: BaseException) -> bool:
-    from engine.profile import _is_oom as is_oom
-    return is_oom(error)
-
-
 def _forward(model, images, chunk: list[int]):
     """Logits for a batch; on out-of-memory the batch is split in halves, and the smaller
     chunk size is kept for the rest of the run."""
@@ -171,7 +166,7 @@ def _forward(model, images, chunk: list[int]):
             size = chunk[0]
             return torch.cat([model(images[i:i + size]) for i in range(0, len(images), size)])
         except Exception as e:  # noqa: BLE001
-            if not _is_oom(e) or chunk[0] == 1:
+            if not is_out_of_memory(e) or chunk[0] == 1:
                 raise
             if images.is_cuda:
                 torch.cuda.empty_cache()

@@ -324,7 +324,8 @@ def available_memory_bytes(device) -> int | None:
     return None
 
 
-def _is_oom(error: BaseException) -> bool:
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA or CPU allocator out-of-memory, whatever exception type carries it."""
     import torch
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return True
@@ -459,7 +460,7 @@ def measure(spec: BenchSpec) -> dict:
                     _timed_steps(model, batch, device, warmup, autocast)
                     return _timed_steps(model, batch, device, steps, autocast)
                 except Exception as e:  # noqa: BLE001
-                    if _is_oom(e):
+                    if is_out_of_memory(e):
                         raise OutOfMemory(str(e)) from None
                     raise ProfileError(f"{arch} does not run at {h}x{w} on {env['device_name']}: "
                                        f"{_reason(e)}") from None
