@@ -1,4 +1,5 @@
 """Checkpoint: everything about one checkpoint, with where each number came from."""
+import pandas as pd
 import streamlit as st
 
 from pages import shared
@@ -15,13 +16,20 @@ checkpoint = shared.url_selectbox("Checkpoint", ids, "checkpoint",
                                   default="convnext_tiny.in12k_ft_in1k" if "convnext_tiny.in12k_ft_in1k" in ids else ids[0])
 detail = store.checkpoint_detail(checkpoint)
 facts = detail["facts"].iloc[0]
+
+
+def test_or_train(test_key: str, key: str):
+    """timm's test-time value where the config has one, else the train-time one."""
+    return facts[key] if pd.isna(facts[test_key]) else facts[test_key]
+
+
 a, b, c, d = st.columns(4)
 a.metric("class", facts["arch_class"])
 b.metric("family", facts["family"])
 c.metric("pre-training data", facts["pretrain_data"], help=f"bucket {facts['data_scale']}")
-d.metric("eval size", f"{facts['test_h'] or facts['input_h']} px")
+d.metric("eval size", f"{test_or_train('test_h', 'input_h')} px")
 st.markdown(f"Hub repo: [`{facts['hub_repo']}`](https://huggingface.co/{facts['hub_repo']}) · "
-            f"crop {facts['test_crop_pct'] or facts['crop_pct']} ({facts['crop_mode']}) · "
+            f"crop {test_or_train('test_crop_pct', 'crop_pct')} ({facts['crop_mode']}) · "
             f"{facts['interpolation']} · {facts['num_classes']} classes · timm {facts['timm_version']}")
 st.subheader("Compute (counted here)")
 compute = detail["compute"]

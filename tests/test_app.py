@@ -116,3 +116,17 @@ def test_crosscheck_page_lists_outliers_with_reasons(full_app_db):
     assert int(values["matched pairs"]) > 1000
     outliers = at.dataframe[0].value
     assert len(outliers) > 0 and outliers["reason"].notna().all()
+
+
+def test_checkpoint_page_for_a_config_without_test_size(catalog_db, tmp_path, monkeypatch):
+    """Most pretrained configs have no test_input_size: the page shows the train-time size."""
+    copy = tmp_path / "catalog.duckdb"
+    shutil.copy(catalog_db, copy)
+    monkeypatch.setenv("MATCHUP_DB", str(copy))
+    import timm
+    config = timm.get_pretrained_cfg("mobilenetv3_small_050.lamb_in1k").to_dict()
+    assert config.get("test_input_size") is None
+    at = open_page("pages/checkpoint.py", {"checkpoint": "mobilenetv3_small_050.lamb_in1k"})
+    assert not at.exception, at.exception
+    sizes = {m.label: m.value for m in at.metric}
+    assert sizes["eval size"] == f"{config['input_size'][1]} px"
