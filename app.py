@@ -53,4 +53,5 @@ PAGES = [
     st.Page("pages/results.py", title="Results"),
     st.Page("pages/catalog.py", title="Catalog"),
 ]
+st.session_state["app_shell"] = True  # pages check it: see shared.enter
 st.navigation(PAGES).run()

@@ -5,6 +5,7 @@ import streamlit as st
 from engine import profile
 from pages import shared
 
+shared.enter("crosscheck")
 st.title("FLOP cross-check")
 st.caption("Counted here: forward pass, batch 1, 2 FLOPs per multiply-add, attention matmuls included "
            "(torch FlopCounterMode on the meta device); MACs = FLOPs / 2. Published: timm's infer_gmacs "

@@ -4,6 +4,7 @@ import streamlit as st
 
 from pages import shared
 
+shared.enter("seed_paper")
 st.title("ConvNets Match Vision Transformers at Scale")
 st.caption("Smith, Brock, Berrada, De (2023), arXiv 2310.16764: NFNets pre-trained on JFT-4B and "
            "fine-tuned on ImageNet, against ViTs of comparable pre-training compute.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 
+import altair as alt
 import streamlit as st
 
 from engine import analysis, catalog
@@ -89,6 +90,14 @@ def enter(page: str) -> None:
     """Called first by each page: on entering it (a fresh session from a shared link, or a
     switch from another page) the URL's parameters win over what widgets held; while the user
     stays on the page, the widgets write the URL."""
+    if not st.session_state.get("app_shell"):
+        # A server's very first visitor arriving on a page's URL gets Streamlit's legacy pages/
+        # mode, which runs this file without app.py (no catalog check, no sidebar, every file
+        # in pages/ listed). app.py's st.navigation ends that mode, but only once app.py runs;
+        # end it here (the flag st.navigation clears) and rerun through app.py.
+        from streamlit.runtime.pages_manager import PagesManager
+        PagesManager.uses_pages_directory = False
+        st.rerun()
     st.session_state["entering_page"] = st.session_state.get("last_page") != page
     st.session_state["last_page"] = page
 
@@ -202,3 +211,24 @@ def flop_note(cost: str) -> None:
                    "2 FLOPs per multiply-add, attention matmuls included, at the resolution the "
                    "accuracy was measured at (torch FlopCounterMode).")
         st.page_link("pages/crosscheck.py", label="How these counts compare with timm's published GMACs")
+
+
+# -- charts whose spec is built once ---------------------------------------------------------------
+def data(name: str) -> alt.Chart:
+    """A chart layer reading the named dataset `name`, supplied at draw time (see `draw`)."""
+    return alt.Chart(alt.NamedData(name))
+
+
+def spec_of(chart: alt.TopLevelMixin) -> dict:
+    """The Vega-Lite dict of a chart built on named datasets. Building and validating an Altair
+    chart costs ~50 ms, so pages cache this per (cost, metric) and only swap the data."""
+    spec = chart.to_dict()
+    spec.pop("config", None)  # Altair's default 300×300 view; Streamlit's theme sizes the chart
+    return spec
+
+
+def draw(spec: dict, datasets: dict, **kwargs):
+    """Draw a cached spec with this run's data. Dataset names are fixed, so a rerun that only
+    changes data (a budget step) keeps the spec identical and the browser updates the drawn
+    chart in place instead of embedding it again."""
+    return st.vega_lite_chart({**spec, "datasets": datasets}, **kwargs)

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -32,10 +33,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(full_db, tmp_path_factory):
-    db = tmp_path_factory.mktemp("browser") / "app.duckdb"
-    shutil.copy(full_db, db)
+def _serve(db) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` over DB on a free local port, once it answers its health check."""
     port = _free_port()
     env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9"}
     server = subprocess.Popen(
@@ -49,12 +48,23 @@ def app_url(full_db, tmp_path_factory):
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return server, url
         except OSError:
             time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("streamlit did not start within 90 s")
+    server.kill()
+    pytest.fail("streamlit did not start within 90 s")
+
+
+@pytest.fixture(scope="module")
+def app_db(full_db, tmp_path_factory):
+    db = tmp_path_factory.mktemp("browser") / "app.duckdb"
+    shutil.copy(full_db, db)
+    return db
+
+
+@pytest.fixture(scope="module")
+def app_url(app_db):
+    server, url = _serve(app_db)
     yield url
     server.terminate()
     server.wait(timeout=30)
@@ -104,4 +114,46 @@ def test_moving_the_budget_slider_changes_the_table(browser, app_url):
                            " return t && t.innerText !== before; }", arg=before, timeout=30_000)
     assert table.inner_text() != before
     assert "budget=" in page.url
+    page.close()
+
+
+def test_a_shared_link_is_the_first_visit_to_a_fresh_server(browser, app_db):
+    """The first request a server sees is a page's URL with parameters (a link in a paper):
+    the app's own navigation and sidebar are shown, not Streamlit's listing of pages/, and the
+    link's parameters set the controls."""
+    server, url = _serve(app_db)
+    try:
+        page = _open(browser, f"{url}/frontier?cost=params_m&budget=30")
+        page.wait_for_selector(".vega-embed svg", timeout=60_000)
+        nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+        assert "Budget match" in nav and "FLOP cross-check" in nav
+        assert "shared" not in nav and "app" not in nav.split()
+        assert page.get_by_role("combobox", name="Cost").input_value() == "parameters (M)"
+        assert "cost=params_m" in page.url
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_clicking_a_frontier_point_opens_its_checkpoint_page(browser, app_url):
+    page = _open(browser, f"{app_url}/frontier")
+    points = page.locator(".vega-embed svg g.mark-symbol path")
+    points.first.wait_for(timeout=60_000)
+    # the frontier lines and the budget rule are drawn above the dots; a click that lands on
+    # them selects nothing, so try points from the topmost down until one opens its page
+    for i in range(points.count() - 1, points.count() - 20, -1):
+        points.nth(i).click(force=True)
+        try:
+            page.wait_for_url("**/checkpoint?checkpoint=*", timeout=3_000)
+            break
+        except sync_api.TimeoutError:
+            continue
+    checkpoint = page.url.split("checkpoint=")[1]
+    chosen = page.get_by_role("combobox", name="Checkpoint")
+    chosen.wait_for(timeout=60_000)
+    assert chosen.input_value() == urllib.parse.unquote(checkpoint)
+    assert checkpoint != "convnext_tiny.in12k_ft_in1k"  # the page's default: the click must pick
+    assert page.locator("[data-testid='stException']").count() == 0
     page.close()
