@@ -30,6 +30,13 @@ PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "scaling": 
          "seed_paper": "seed_paper", "checkpoint": "checkpoint", "crosscheck": "crosscheck",
          "results": "results", "catalog": "catalog"}
 CHART_PAGES = {"overview", "frontier", "scaling", "seed_paper", "crosscheck", "catalog"}
+NAV_LABELS = {"overview": "Overview", "frontier": "Frontier", "budget": "Budget match", "scaling": "Scaling",
+              "seed_paper": "Seed paper", "checkpoint": "Checkpoint", "crosscheck": "FLOP cross-check",
+              "results": "Results", "catalog": "Catalog"}
+TITLES = {"overview": "ConvNet or ViT at your budget?", "frontier": "Pareto frontier per class",
+          "budget": "Budget match", "scaling": "Scaling laws",
+          "seed_paper": "ConvNets Match Vision Transformers at Scale", "checkpoint": "Checkpoint",
+          "crosscheck": "FLOP cross-check", "results": "Results", "catalog": "Checkpoint catalog"}
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 
@@ -81,6 +88,38 @@ def baseline_first_render(playwright, browser, rounds: int) -> float:
         server.wait(timeout=30)
 
 
+def target_selector(name: str) -> str:
+    return (".vega-embed canvas, .vega-embed svg" if name in CHART_PAGES
+            else "[data-testid='stDataFrame'], [data-testid='stTable']")
+
+
+DRAWN = """([title, selector]) => {
+    const h = document.querySelector("[data-testid='stMain'] h1");
+    const drawn = document.querySelector(selector);
+    return h && h.innerText.trim() === title && drawn && !drawn.closest("[data-stale='true']")
+        && !document.querySelector("[data-testid='stStatusWidget']");
+}"""
+
+
+def sidebar_switches(context, url: str, rounds: int) -> dict[str, list[float]]:
+    """How a user moves between pages once the app is open: a click on the sidebar link (no page
+    load; the frontend stays, the server runs the new page)."""
+    page = context.new_page()
+    page.goto(f"{url}/")
+    page.wait_for_function(DRAWN, arg=[TITLES["overview"], target_selector("overview")], timeout=120_000)
+    times = {name: [] for name in PAGES}
+    order = list(PAGES)[1:] + ["overview"]
+    for _ in range(rounds):
+        for name in order:
+            link = page.locator("[data-testid='stSidebarNav'] a", has_text=NAV_LABELS[name]).first
+            started = time.perf_counter()
+            link.click()
+            page.wait_for_function(DRAWN, arg=[TITLES[name], target_selector(name)], timeout=120_000)
+            times[name].append(time.perf_counter() - started)
+    page.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
@@ -112,11 +151,16 @@ def main() -> None:
                     times[name].append(time.perf_counter() - started)
                     page.close()
             floor = baseline_first_render(p, browser, args.rounds)
+            switches = sidebar_switches(context, url, args.rounds)
             print(f"first render (navigation -> chart or table drawn), {args.rounds} rounds; target < 2 s")
             print(f"  floor: a one-line Streamlit page with one Altair chart, same browser: {floor:.2f} s (warm median)")
             for name, values in times.items():
                 warm = statistics.median(values[1:]) if len(values) > 1 else values[0]
                 print(f"  {name:<11} cold {values[0]:5.2f} s   warm median {warm:5.2f} s")
+            print("switching pages with the sidebar (click -> new page's title and chart or table drawn,"
+                  " run finished), median over rounds")
+            for name, values in switches.items():
+                print(f"  {name:<11} {statistics.median(values):5.2f} s   max {max(values):5.2f} s")
             page = context.new_page()
             page.goto(f"{url}/frontier")
             table = page.locator("[data-testid='stTable']")
