@@ -5,7 +5,7 @@ import streamlit as st
 
 from engine import catalog
 from engine.errors import MatchupError
-from pages.shared import db_info, get_store, published_loader
+from pages.shared import db_info, embedded_worker, get_store, published_loader
 
 st.set_page_config(page_title="Matchup: ConvNets vs ViTs at matched compute", layout="wide")
 
@@ -27,6 +27,7 @@ def ensure_catalog() -> dict:
 try:
     info = ensure_catalog()
     loader = published_loader(info["path"])
+    embedded_worker(info["path"])
 except MatchupError as e:
     st.error(str(e))
     st.stop()
@@ -50,6 +51,7 @@ PAGES = [
     st.Page("pages/seed_paper.py", title="Seed paper"),
     st.Page("pages/checkpoint.py", title="Checkpoint"),
     st.Page("pages/crosscheck.py", title="FLOP cross-check"),
+    st.Page("pages/run.py", title="Run"),
     st.Page("pages/results.py", title="Results"),
     st.Page("pages/catalog.py", title="Catalog"),
 ]

@@ -234,6 +234,60 @@ def cmd_eval(args, store: Store) -> int:
     return 0
 
 
+def cmd_jobs(args, store: Store) -> int:
+    from engine import jobs
+    if args.action == "add":
+        base = {"kind": args.kind, "device": args.device, "precision": args.precision,
+                "channels_last": args.channels_last}
+        if args.kind == "eval":
+            if not args.data:
+                raise jobs.JobError("`jobs add eval` needs --data DIR (the evaluation set).")
+            base.update(data=args.data, labels=args.labels, variant=args.variant, limit=args.limit,
+                        workers=args.workers,
+                        batch_size=128 if args.batch_size == "auto" else args.batch_size)
+        else:
+            base.update(batch_size=args.batch_size, img_size=args.img_size, compile=args.compile)
+        specs = [jobs.normalize({**base, "checkpoint": m}) for m in args.models]  # all checked first
+        answers = [jobs.enqueue(store, spec) for spec in specs]
+        rows = [{"checkpoint": a["spec"]["checkpoint"], "outcome": a["outcome"], "job": a["job"]}
+                for a in answers]
+        if args.json:
+            _print_json(rows)
+        else:
+            for row in rows:
+                print(f"{row['checkpoint']}: {row['outcome']}" + (f" (job {row['job']})" if row["job"] else
+                                                                  " (already measured; see the Checkpoint page)"))
+        return 0
+    if args.action == "list":
+        store.requeue_stale(jobs.job_timeout_s(), jobs.MAX_ATTEMPTS)
+        frame = store.jobs_frame(limit=args.limit)
+        if args.json:
+            _print_json(_records(frame))
+            return 0
+        if frame.empty:
+            print("No jobs. Queue one with `python -m engine jobs add eval MODEL --data DIR`.")
+            return 0
+        frame["progress"] = (frame["progress"].fillna(0) * 100).round().astype(int).astype(str) + "%"
+        print(frame[["id", "state", "progress", "label", "worker", "error"]].to_string(index=False, na_rep="-"))
+        return 0
+    state = store.cancel_job(args.job)
+    if state is None:
+        raise jobs.JobError(f"There is no job {args.job!r}; `python -m engine jobs list` shows their ids.")
+    print({"cancelled": f"{args.job}: cancelled", "running": f"{args.job}: asked to stop; its worker stops "
+           "at its next heartbeat and stores nothing"}.get(state, f"{args.job} is already {state}; nothing to cancel"))
+    return 0
+
+
+def cmd_worker(args, store: Store) -> int:
+    from engine import jobs
+    worker = jobs.Worker(store, device=args.device, embedded=args.embedded)
+    print(f"worker {worker.id} on {worker.device}" + (" (until the queue is empty)" if args.once else ""),
+          file=sys.stderr)
+    ran = worker.run(once=args.once, poll_s=args.poll)
+    print(f"worker {worker.id}: ran {ran} job(s)", file=sys.stderr)
+    return 0
+
+
 def _csv_list(value: str | None, cast=str) -> list | None:
     return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else None
 
@@ -444,6 +498,35 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--seed", type=int, default=0)
     an.add_argument("--json", action="store_true")
 
+    jb = commands.add_parser("jobs", parents=[common], help="queue evaluations and benchmarks for workers")
+    jb_actions = jb.add_subparsers(dest="action", required=True)
+    p = jb_actions.add_parser("add", parents=[common], help="queue one job per model (same options as eval/bench)")
+    p.add_argument("kind", choices=("eval", "bench"))
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("--data", help="eval: evaluation set (folder or hfds/NAME:SPLIT)")
+    p.add_argument("--labels")
+    p.add_argument("--variant", default="imagenet")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (any worker)")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--batch-size", type=_batch_size, default="auto")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--img-size", type=int)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p = jb_actions.add_parser("list", parents=[common], help="jobs, newest first")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p = jb_actions.add_parser("cancel", parents=[common], help="cancel a queued job or stop a running one")
+    p.add_argument("job")
+
+    wk = commands.add_parser("worker", parents=[common], help="run queued jobs")
+    wk.add_argument("--device", default="auto", help="cpu or cuda:N (default: cuda:0 if present, else cpu)")
+    wk.add_argument("--once", action="store_true", help="exit when no job is left for this device")
+    wk.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue")
+    wk.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
+
     db = commands.add_parser("db", parents=[common], help="the database file")
     db_actions = db.add_subparsers(dest="action", required=True)
     p = db_actions.add_parser("info", parents=[common], help="row counts, schema version, path and size")
@@ -457,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     store = Store(getattr(args, "db", None))
     try:
-        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "analyze": cmd_analyze, "db": cmd_db}[args.command](args, store)
+        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "analyze": cmd_analyze, "db": cmd_db,
+                "jobs": cmd_jobs, "worker": cmd_worker}[args.command](args, store)
     except MatchupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

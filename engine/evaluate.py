@@ -85,6 +85,17 @@ def _cached_revision(checkpoint: str) -> str | None:
     return None
 
 
+def lookup(store, checkpoint: str, dataset: EvalDataset, settings: EvalSettings) -> dict | None:
+    """The stored result for this request when the weights in the local Hub cache were already
+    evaluated this way; None otherwise. Loads no weights and touches no network. `dataset`
+    must already carry the settings' limit (`dataset.limit(settings.limit)`)."""
+    revision = _cached_revision(checkpoint)
+    if revision is None:
+        return None
+    key, _ = eval_key(checkpoint, revision, dataset, data_config(hub.pretrained_cfg(checkpoint)), settings)
+    return store.eval_result(key)
+
+
 class _Images:
     """Torch dataset over an EvalDataset: (uint8 CHW tensor, index)."""
 
@@ -264,13 +275,10 @@ def evaluate(store, checkpoints: list[str], dataset: EvalDataset, settings: Eval
     for checkpoint in checkpoints:
         cfg = hub.pretrained_cfg(checkpoint)
         config = data_config(cfg)
-        revision = None if force else _cached_revision(checkpoint)
-        if revision is not None:
-            key, _ = eval_key(checkpoint, revision, dataset, config, settings)
-            cached = store.eval_result(key)
-            if cached is not None:
-                results[checkpoint] = {**cached, "cached": True}
-                continue
+        cached = None if force else lookup(store, checkpoint, dataset, settings)
+        if cached is not None:
+            results[checkpoint] = {**cached, "cached": True}
+            continue
         pending.setdefault(_preprocessing_key(config), []).append(
             {"checkpoint": checkpoint, "cfg": cfg, "config": config})
     for group in pending.values():

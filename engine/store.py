@@ -10,6 +10,9 @@ import hashlib
 import json
 import os
 import random
+import subprocess
+import sys
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -96,11 +99,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             state VARCHAR NOT NULL, progress DOUBLE, heartbeat TIMESTAMP, error VARCHAR,
             created_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP)""",
     ]),
+    (2, [  # the job queue: who runs a job, where, its live progress and cancellation
+        "ALTER TABLE jobs ADD COLUMN label VARCHAR",
+        "ALTER TABLE jobs ADD COLUMN device VARCHAR",
+        "ALTER TABLE jobs ADD COLUMN worker VARCHAR",
+        "ALTER TABLE jobs ADD COLUMN attempts INTEGER DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN cancel_requested BOOLEAN DEFAULT false",
+        "ALTER TABLE jobs ADD COLUMN detail JSON",
+        "ALTER TABLE jobs ADD COLUMN result_key VARCHAR",
+        """CREATE TABLE workers (
+            id VARCHAR PRIMARY KEY, host VARCHAR, pid INTEGER, device VARCHAR,
+            embedded BOOLEAN, started_at TIMESTAMP, heartbeat TIMESTAMP, job VARCHAR)""",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",
-          "published_files", "reference_points", "evals", "benchmarks", "jobs")
+          "published_files", "reference_points", "evals", "benchmarks", "jobs", "workers")
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 
@@ -115,6 +130,15 @@ def cache_key(payload: dict) -> str:
     """SHA-256 of the canonical JSON of everything that can change a stored number."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Threads of one process share one DuckDB instance, where two transactions can both read "no
+# such job" and both insert; processes are kept apart by DuckDB's file lock. So queue writes
+# also hold this per-file lock: together they make claim and dedupe atomic.
+_QUEUE_LOCKS: dict[Path, threading.Lock] = {}
+_QUEUE_LOCKS_GUARD = threading.Lock()
+
+ACTIVE_STATES = ("queued", "running")
 
 
 def _now() -> datetime:
@@ -368,20 +392,25 @@ class Store:
         row["details"] = json.loads(row["details"]) if row["details"] else {}
         return row
 
-    def _put_cached(self, table: str, columns: tuple[str, ...], row: dict) -> None:
-        """A finished result, written whole (replacing an older one under the same key)."""
+    def _put_result(self, table: str, columns: tuple[str, ...], row: dict, job: tuple[str, str] | None) -> None:
+        """A finished result and, for a queued job, its `done` state, in one transaction."""
         values = {**row, "details": json.dumps(row.get("details") or {}, default=str),
                   "created_at": row.get("created_at") or _now()}
         present = [c for c in columns if c in values]
-        with self.transaction() as con:
+        with self._queue_lock(), self.transaction() as con:
             con.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(present)}) VALUES "
                         f"({', '.join('?' for _ in present)})", [values[c] for c in present])
+            if job is not None:
+                con.execute("""UPDATE jobs SET state = 'done', progress = 1.0, finished_at = ?,
+                                   result_key = ?, error = NULL
+                               WHERE id = ? AND worker = ? AND state = 'running'""",
+                            [_now(), row["cache_key"], *job])
 
     def benchmark(self, key: str) -> dict | None:
         return self._cached("benchmarks", key)
 
-    def put_benchmark(self, row: dict) -> None:
-        self._put_cached("benchmarks", self.BENCHMARK_COLUMNS, row)
+    def put_benchmark(self, row: dict, job: tuple[str, str] | None = None) -> None:
+        self._put_result("benchmarks", self.BENCHMARK_COLUMNS, row, job)
 
     EVAL_COLUMNS = ("cache_key", "checkpoint", "hub_revision", "dataset_id", "dataset_fingerprint",
                     "label_map", "img_size", "crop_pct", "crop_mode", "interpolation", "precision",
@@ -392,8 +421,8 @@ class Store:
     def eval_result(self, key: str) -> dict | None:
         return self._cached("evals", key)
 
-    def put_eval(self, row: dict) -> None:
-        self._put_cached("evals", self.EVAL_COLUMNS, row)
+    def put_eval(self, row: dict, job: tuple[str, str] | None = None) -> None:
+        self._put_result("evals", self.EVAL_COLUMNS, row, job)
 
     def analysis_inputs(self) -> dict[str, pd.DataFrame]:
         """Everything engine.analysis assembles points from, one frame per source."""
@@ -549,3 +578,195 @@ class Store:
                 con.execute(f"COPY {table} TO '{target.as_posix()}' (FORMAT parquet)")
                 written.append(target)
         return written
+
+    # -- the job queue -------------------------------------------------------------------------
+    def _queue_lock(self) -> threading.Lock:
+        with _QUEUE_LOCKS_GUARD:
+            return _QUEUE_LOCKS.setdefault(self.path, threading.Lock())
+
+    def enqueue_job(self, job_id: str, kind: str, spec: dict, key: str, label: str,
+                    device: str) -> tuple[str, bool]:
+        """Queue a job unless an identical one (same key) is queued or running: then that
+        job's id comes back, attached (True)."""
+        with self._queue_lock(), self.transaction() as con:
+            active = con.execute("SELECT id FROM jobs WHERE cache_key = ? AND state IN ('queued', 'running')"
+                                 " ORDER BY created_at LIMIT 1", [key]).fetchall()
+            if active:
+                return active[0][0], True
+            con.execute("""INSERT INTO jobs (id, kind, spec, cache_key, state, progress, label, device,
+                                             attempts, cancel_requested, created_at)
+                           VALUES (?, ?, ?, ?, 'queued', 0.0, ?, ?, 0, false, ?)""",
+                        [job_id, kind, json.dumps(spec, sort_keys=True), key, label, device, _now()])
+            return job_id, False
+
+    def claim_job(self, worker: str, device: str) -> dict | None:
+        """The oldest queued job this worker's device can run, now running under this worker."""
+        family = "cuda" if device.startswith("cuda") else device
+        with self._queue_lock(), self.transaction() as con:
+            rows = con.execute("""SELECT id FROM jobs WHERE state = 'queued'
+                                    AND (device IN ('auto', ?, ?)) ORDER BY created_at, id LIMIT 1""",
+                               [device, family]).fetchall()
+            if not rows:
+                return None
+            now = _now()
+            con.execute("""UPDATE jobs SET state = 'running', worker = ?, started_at = ?, heartbeat = ?,
+                               attempts = attempts + 1, progress = 0.0, detail = NULL
+                           WHERE id = ?""", [worker, now, now, rows[0][0]])
+            con.execute("UPDATE workers SET job = ?, heartbeat = ? WHERE id = ?", [rows[0][0], now, worker])
+        return self.job(rows[0][0])
+
+    def beat(self, worker: str, job: str | None = None, progress: float | None = None,
+             detail: dict | None = None) -> bool:
+        """A worker's heartbeat, with its job's progress; True when that job should stop
+        (cancel requested, or the job is no longer this worker's)."""
+        now = _now()
+        with self._queue_lock(), self.transaction() as con:
+            con.execute("UPDATE workers SET heartbeat = ?, job = ? WHERE id = ?", [now, job, worker])
+            if job is None:
+                return False
+            con.execute("""UPDATE jobs SET heartbeat = ?, progress = coalesce(?, progress),
+                               detail = coalesce(?, detail)
+                           WHERE id = ? AND worker = ? AND state = 'running'""",
+                        [now, progress, json.dumps(detail) if detail is not None else None, job, worker])
+            rows = con.execute("SELECT cancel_requested, state, worker FROM jobs WHERE id = ?", [job]).fetchall()
+        return not rows or bool(rows[0][0]) or rows[0][1] != "running" or rows[0][2] != worker
+
+    def finish_job(self, job: str, worker: str, state: str, error: str | None = None,
+                   result_key: str | None = None) -> None:
+        """The end of a run that stored no new result (failed, cancelled, or answered from the
+        store); a job another worker has taken over is left to that worker."""
+        with self._queue_lock(), self.transaction() as con:
+            con.execute("""UPDATE jobs SET state = ?, error = ?, result_key = coalesce(?, result_key),
+                               finished_at = ?, progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END
+                           WHERE id = ? AND worker = ? AND state = 'running'""",
+                        [state, error, result_key, _now(), state, job, worker])
+
+    def cancel_job(self, job: str) -> str | None:
+        """A queued job is cancelled at once; a running one is asked to stop. The job's state
+        comes back (None: no such job)."""
+        with self._queue_lock(), self.transaction() as con:
+            rows = con.execute("SELECT state FROM jobs WHERE id = ?", [job]).fetchall()
+            if not rows:
+                return None
+            if rows[0][0] == "queued":
+                con.execute("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", [_now(), job])
+                return "cancelled"
+            if rows[0][0] == "running":
+                con.execute("UPDATE jobs SET cancel_requested = true WHERE id = ?", [job])
+            return rows[0][0]
+
+    def requeue_stale(self, timeout_s: float, max_attempts: int) -> list[str]:
+        """Running jobs whose worker stopped heartbeating go back to the queue (or fail, after
+        max_attempts tries); workers that stopped are forgotten."""
+        cutoff = _now().timestamp() - timeout_s
+        cutoff = datetime.fromtimestamp(cutoff, timezone.utc).replace(tzinfo=None)
+        with self._queue_lock(), self.transaction() as con:
+            stale = con.execute("SELECT id, attempts FROM jobs WHERE state = 'running' AND heartbeat < ?",
+                                [cutoff]).fetchall()
+            for job, attempts in stale:
+                if attempts >= max_attempts:
+                    con.execute("""UPDATE jobs SET state = 'failed', finished_at = ?, error = ?
+                                   WHERE id = ?""",
+                                [_now(), f"Its worker stopped (crash or kill) {attempts} times; not "
+                                 "retried again. Check the worker's log, then queue it again.", job])
+                elif attempts >= 0:
+                    con.execute("""UPDATE jobs SET state = 'queued', worker = NULL, progress = 0.0,
+                                       detail = NULL WHERE id = ?""", [job])
+            con.execute("DELETE FROM workers WHERE heartbeat < ?", [cutoff])
+        return [job for job, _ in stale]
+
+    def job(self, job: str) -> dict | None:
+        with self.connect() as con:
+            cursor = con.execute("SELECT * FROM jobs WHERE id = ?", [job])
+            rows = cursor.fetchall()
+            if not rows:
+                return None
+            row = dict(zip([d[0] for d in cursor.description], rows[0]))
+        for key in ("spec", "detail"):
+            row[key] = json.loads(row[key]) if row[key] else None
+        return row
+
+    def jobs_frame(self, limit: int = 200) -> pd.DataFrame:
+        """Newest jobs first, for `jobs list` and the Run page."""
+        with self.connect() as con:
+            return con.execute("""SELECT id, kind, label, device, state, progress, detail, error, worker,
+                                         attempts, cancel_requested, result_key, created_at,
+                                         started_at, finished_at
+                                  FROM jobs ORDER BY created_at DESC, id LIMIT ?""", [limit]).df()
+
+    def register_worker(self, worker: str, host: str, pid: int, device: str, embedded: bool) -> None:
+        now = _now()
+        with self._queue_lock(), self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                        [worker, host, pid, device, embedded, now, now])
+
+    def unregister_worker(self, worker: str) -> None:
+        with self._queue_lock(), self.transaction() as con:
+            con.execute("DELETE FROM workers WHERE id = ?", [worker])
+
+    def live_workers(self, timeout_s: float) -> pd.DataFrame:
+        cutoff = datetime.fromtimestamp(_now().timestamp() - timeout_s, timezone.utc).replace(tzinfo=None)
+        with self.connect() as con:
+            return con.execute("SELECT * FROM workers WHERE heartbeat >= ? ORDER BY started_at",
+                               [cutoff]).df()
+
+    def queued_count(self) -> int:
+        with self.connect() as con:
+            return con.execute("SELECT count(*) FROM jobs WHERE state = 'queued'").fetchall()[0][0]
+
+    # -- read-only SQL for the Results page ----------------------------------------------------------
+    def read_only_query(self, sql: str, limit: int = 10_000, timeout_s: float = 10.0) -> pd.DataFrame:
+        """One SELECT, run in a child process on a read-only connection with file access off,
+        at most `limit` rows, killed after `timeout_s`: what a shared demo may let anyone type."""
+        statements = _select_statements(sql)
+        if len(statements) != 1:
+            raise QueryError("Give exactly one SELECT statement (no ';'-separated list).")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                done = subprocess.run([sys.executable, "-c", _READ_ONLY_CHILD, str(self.path),
+                                       statements[0], str(int(limit))], capture_output=True,
+                                      timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise QueryError(f"The query ran past {timeout_s:g} s and was stopped. Narrow it "
+                                 "(a WHERE clause, fewer joins) and run it again.") from None
+            if done.returncode == 0:
+                import io
+                return pd.read_parquet(io.BytesIO(done.stdout))
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            message = next((line for line in reversed(lines) if "Error: " in line or "Exception: " in line),
+                           lines[-1] if lines else "unknown error")
+            if any(marker in message for marker in _LOCK_MARKERS) and time.monotonic() < deadline:
+                time.sleep(0.2)  # a writer holds the file for one transaction: try again
+                continue
+            raise QueryError(f"The query failed: {message.split('Error: ', 1)[-1]}")
+
+
+class QueryError(MatchupError):
+    """A read-only query was refused or failed; the message says why."""
+
+
+def _select_statements(sql: str) -> list[str]:
+    """The statements of `sql`, refusing anything but SELECT."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(f"The query does not parse: {str(e).split(': ', 1)[-1]}") from None
+    for statement in statements:
+        if statement.type != duckdb.StatementType.SELECT:
+            raise QueryError(f"Only SELECT queries run here (this is a {statement.type.name} "
+                             "statement): the Results page never changes the database.")
+    return [statement.query for statement in statements]
+
+
+_READ_ONLY_CHILD = """
+import io, sys, duckdb
+path, sql, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+con = duckdb.connect(path, read_only=True)
+con.execute("SET enable_external_access = false")
+con.execute("SET lock_configuration = true")
+frame = con.execute(f"SELECT * FROM ({sql}) LIMIT {limit}").df()
+buffer = io.BytesIO()
+frame.to_parquet(buffer)
+sys.stdout.buffer.write(buffer.getvalue())
+"""

@@ -3,8 +3,11 @@ import io
 
 import streamlit as st
 
+from engine.errors import MatchupError
 from engine.store import TABLES
 from pages import shared
+
+QUERY_ROW_LIMIT, QUERY_TIMEOUT_S = 10_000, 10
 
 shared.enter("results")
 
@@ -15,6 +18,17 @@ text = st.text_input("Filter rows containing", key="filter")
 if text:
     mask = frame.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)
     frame = frame[mask]
+with st.expander("Query with SQL (read-only)"):
+    sql = st.text_area("One SELECT over the tables above", key="sql",
+                       placeholder="SELECT checkpoint, top1 FROM evals ORDER BY top1 DESC")
+    st.caption(f"Runs on a read-only connection with file access off; at most {QUERY_ROW_LIMIT:,} rows "
+               f"and {QUERY_TIMEOUT_S} s.")
+    if sql.strip():
+        try:
+            frame = shared.get_store().read_only_query(sql, limit=QUERY_ROW_LIMIT, timeout_s=QUERY_TIMEOUT_S)
+            table = "query"
+        except MatchupError as e:
+            st.error(str(e))
 st.caption(f"{len(frame)} rows")
 st.dataframe(frame, hide_index=True, width="stretch")
 left, right = st.columns(2)

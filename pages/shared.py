@@ -27,6 +27,31 @@ def get_store() -> Store:
     return _store_for(str(resolve_db_path()))
 
 
+@st.cache_resource
+def _quick_store_for(path: str) -> Store:
+    return Store(path, lock_timeout_s=1)
+
+
+def quick_store() -> Store:
+    """The same database for views that refresh on their own: it gives up on a lock after 1 s,
+    so the view can say it is waiting instead of hanging."""
+    return _quick_store_for(str(resolve_db_path()))
+
+
+@st.cache_resource
+def embedded_worker(path: str):
+    """One per server, unless MATCHUP_READONLY or MATCHUP_NO_EMBEDDED_WORKER is set."""
+    from engine import jobs
+    if jobs.read_only() or os.environ.get("MATCHUP_NO_EMBEDDED_WORKER"):
+        return None
+    return jobs.EmbeddedWorker(path).start()
+
+
+def json_or_none(text):
+    import json
+    return json.loads(text) if isinstance(text, str) and text else None
+
+
 # -- published results in the background ----------------------------------------------------------
 class PublishedLoader:
     """Imports timm's published results once per server: from MATCHUP_PUBLISHED_DIR when set,
@@ -73,6 +98,11 @@ def points(path: str, freshness: str, bench_source: str | None):
 @st.cache_data(show_spinner=False, max_entries=4)
 def bench_sources(path: str, freshness: str):
     return _store_for(path).published_benchmark_sources()
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def checkpoint_table(path: str, freshness: str):
+    return catalog.list_checkpoints(_store_for(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -1,0 +1,361 @@
+"""A job queue in the `jobs` table, so evaluations and benchmarks can be asked for from the browser
+or the shell and run by workers (one per GPU on a lab box, or the app's embedded one).
+
+One job is one checkpoint measured one way. `enqueue` answers from the store when the result
+is already there, attaches to an identical job that is queued or running, else queues a new
+one. A worker claims the oldest job its device can run, heartbeats with progress, stops when
+cancelled, and writes the result and the job's `done` state in one transaction. A job whose
+worker stops heartbeating (crash, kill -9) goes back to the queue after `job_timeout_s()`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+from engine.errors import MatchupError
+from engine.store import Store, cache_key
+
+KINDS = ("eval", "bench")
+DEVICES = ("cpu", "cuda", "auto")
+MAX_ATTEMPTS = 3
+# timm ids: `arch` or `arch.tag`, lower-case letters, digits and underscores (tags may hold dashes)
+CHECKPOINT_ID = re.compile(r"^[a-z0-9_]{1,100}(\.[a-z0-9_-]{1,100})?$")
+
+
+class JobError(MatchupError):
+    """A job cannot be queued as asked; the message says what to change."""
+
+
+def heartbeat_s() -> float:
+    return float(os.environ.get("MATCHUP_HEARTBEAT_S", "2"))
+
+
+def job_timeout_s() -> float:
+    """How long a running job's worker may stay silent before the job is re-queued."""
+    return float(os.environ.get("MATCHUP_JOB_TIMEOUT", "60"))
+
+
+def read_only() -> bool:
+    return os.environ.get("MATCHUP_READONLY", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def data_roots() -> list[Path]:
+    """MATCHUP_DATA_ROOTS: the folders evaluation sets may come from when asked from the
+    browser (os.pathsep-separated, like PATH)."""
+    raw = os.environ.get("MATCHUP_DATA_ROOTS", "")
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def within_roots(path: str | os.PathLike, roots: list[Path]) -> Path:
+    """The resolved path when it lies inside one of `roots` (symlinks followed), else a JobError."""
+    resolved = Path(path).expanduser().resolve()
+    for root in roots:
+        if resolved == root or root in resolved.parents:
+            return resolved
+    where = ", ".join(str(r) for r in roots) or "none are configured"
+    raise JobError(f"{resolved} is outside the evaluation-set folders this app may read ({where}). "
+                   "Pick a set under one of them, or have the admin add its folder to "
+                   "MATCHUP_DATA_ROOTS.")
+
+
+def evaluation_sets(roots: list[Path]) -> list[Path]:
+    """Each root and the folders directly under it, for the browser to choose from."""
+    found = []
+    for root in roots:
+        if root.is_dir():
+            found.append(root)
+            found += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return found
+
+
+def available_devices() -> list[str]:
+    """What a job may ask for here: cpu, each GPU torch sees, and auto (any worker)."""
+    import torch
+    gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return ["cpu", *gpus, "auto"]
+
+
+def check_checkpoint_id(checkpoint: str) -> str:
+    """Refuse anything that is not shaped like a timm id before any lookup or load."""
+    if not isinstance(checkpoint, str) or not CHECKPOINT_ID.match(checkpoint):
+        raise JobError(f"{checkpoint!r} is not a timm checkpoint id (arch or arch.tag: lower-case "
+                       "letters, digits and underscores, e.g. resnet50.a1_in1k).")
+    return checkpoint
+
+
+def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
+    """A validated, complete job spec (defaults filled in). With `roots`, an evaluation set must
+    lie inside them (requests from the browser)."""
+    from engine import hub
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise JobError(f"Unknown job kind {kind!r}; use one of {', '.join(KINDS)}.")
+    checkpoint = check_checkpoint_id(spec.get("checkpoint"))
+    device = spec.get("device", "cpu")
+    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(device)):
+        raise JobError(f"Unknown device {device!r}; use cpu, cuda, cuda:N or auto.")
+    precision = spec.get("precision", "fp32")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise JobError(f"Unknown precision {precision!r}; use fp32, bf16 or fp16.")
+    if device == "cpu" and precision == "fp16":
+        raise JobError("fp16 is not supported on the CPU; use bf16 or fp32, or a cuda device.")
+    out = {"kind": kind, "checkpoint": checkpoint, "device": device, "precision": precision,
+           "channels_last": bool(spec.get("channels_last", False))}
+    if kind == "eval":
+        hub.pretrained_cfg(checkpoint)  # unknown ids: a clear error with close names
+        data = spec.get("data")
+        if not data:
+            raise JobError("An evaluation job needs an evaluation set (data: a folder).")
+        if roots is not None:
+            data = str(within_roots(data, roots))
+            if spec.get("labels"):
+                within_roots(spec["labels"], roots)
+        elif not str(data).startswith("hfds/"):
+            data = str(Path(data).expanduser().resolve())
+        batch_size = int(spec.get("batch_size", 64))
+        limit = spec.get("limit")
+        if batch_size < 1 or (limit is not None and int(limit) < 1):
+            raise JobError("Batch size and image limit must be positive numbers.")
+        out.update(data=data, labels=spec.get("labels"), variant=spec.get("variant", "imagenet"),
+                   batch_size=batch_size, limit=int(limit) if limit else None,
+                   workers=spec.get("workers"))
+    else:
+        from engine import profile
+        profile.checkpoint_target(checkpoint, spec.get("img_size"))  # unknown arch: clear error
+        batch_size = spec.get("batch_size", "auto")
+        if batch_size != "auto" and int(batch_size) < 1:
+            raise JobError("Batch size must be a positive number or 'auto'.")
+        out.update(batch_size=batch_size if batch_size == "auto" else int(batch_size),
+                   img_size=spec.get("img_size"), compile=bool(spec.get("compile", False)))
+    return out
+
+
+def _open_dataset(spec: dict):
+    from engine import datasets
+    return datasets.open_dataset(spec["data"], labels=spec.get("labels"), variant=spec["variant"])
+
+
+def _eval_settings(spec: dict, device: str):
+    from engine.evaluate import EvalSettings
+    extra = {"workers": spec["workers"]} if spec.get("workers") is not None else {}
+    return EvalSettings(device=device, precision=spec["precision"], batch_size=spec["batch_size"],
+                        limit=spec["limit"], channels_last=spec["channels_last"], **extra)
+
+
+def _bench_spec(spec: dict, device: str):
+    from engine.profile import BenchSpec
+    return BenchSpec(model=spec["checkpoint"], device=device, precision=spec["precision"],
+                     batch_size=spec["batch_size"], channels_last=spec["channels_last"],
+                     compile=spec["compile"], img_size=spec["img_size"])
+
+
+def label(spec: dict) -> str:
+    if spec["kind"] == "eval":
+        limit = f", {spec['limit']} images" if spec.get("limit") else ""
+        return f"eval {spec['checkpoint']} on {Path(spec['data']).name}{limit} ({spec['device']}, {spec['precision']})"
+    return f"bench {spec['checkpoint']} ({spec['device']}, {spec['precision']}, batch {spec['batch_size']})"
+
+
+def request_key(spec: dict) -> tuple[str, dict | None]:
+    """The key that makes two requests the same job; for an evaluation it includes the
+    evaluation set's fingerprint, so a changed folder is a new job. Also returns a stored
+    result that already answers the request, when one does."""
+    if spec["kind"] == "eval":
+        dataset = _open_dataset(spec)
+        payload = {**spec, "data_fingerprint": dataset.fingerprint}
+        return cache_key(payload), dataset
+    return cache_key(spec), None
+
+
+def _cached(store: Store, spec: dict, dataset) -> dict | None:
+    """A stored result for this request on this machine (eval: the weights already cached)."""
+    if spec["device"] not in ("cpu",):
+        return None  # what device a worker will use is not known here
+    if spec["kind"] == "eval":
+        from engine import evaluate
+        settings = _eval_settings(spec, "cpu")
+        return evaluate.lookup(store, spec["checkpoint"], dataset.limit(settings.limit), settings)
+    from engine import profile
+    key, _ = profile.bench_key(_bench_spec(spec, "cpu"))
+    return store.benchmark(key)
+
+
+def enqueue(store: Store, spec: dict, roots: list[Path] | None = None) -> dict:
+    """Ask for one job. Returns {"outcome": "cached" | "attached" | "queued", "job": id or
+    None, "result": the stored row when cached}. Refused in read-only mode."""
+    if read_only():
+        raise JobError("This Matchup runs read-only (MATCHUP_READONLY=1): nothing can be queued "
+                       "here. Run your own copy to measure checkpoints.")
+    spec = normalize(spec, roots)
+    key, dataset = request_key(spec)
+    result = _cached(store, spec, dataset)
+    if result is not None:
+        return {"outcome": "cached", "job": None, "result": result, "spec": spec}
+    job_id, attached = store.enqueue_job(uuid.uuid4().hex[:12], spec["kind"], spec, key, label(spec),
+                                         spec["device"])
+    return {"outcome": "attached" if attached else "queued", "job": job_id, "result": None, "spec": spec}
+
+
+class JobCancelled(MatchupError):
+    """The job was cancelled while it ran; nothing was stored."""
+
+
+class _JobStore:
+    """The store as a running job sees it: results are written together with the job's `done`
+    state, and not at all once the job was cancelled."""
+
+    def __init__(self, store: Store, job: str, worker: str, stop: threading.Event):
+        self._store, self._job, self._stop = store, (job, worker), stop
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def _check(self):
+        if self._stop.is_set():
+            raise JobCancelled("Cancelled while running; nothing was stored.")
+
+    def put_eval(self, row: dict, job=None) -> None:
+        self._check()
+        self._store.put_eval(row, job=self._job)
+
+    def put_benchmark(self, row: dict, job=None) -> None:
+        self._check()
+        self._store.put_benchmark(row, job=self._job)
+
+
+class Worker:
+    """Runs queued jobs until stopped (or, with once=True, until none is left for its device)."""
+
+    def __init__(self, store: Store, device: str = "auto", embedded: bool = False):
+        self.store, self.embedded = store, embedded
+        self.device = self._resolve(device)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._job: str | None = None
+        self._progress: tuple[float, dict] | None = None
+        self._stop_job = threading.Event()
+        self._stopped = threading.Event()
+
+    @staticmethod
+    def _resolve(device: str) -> str:
+        if device == "auto":
+            import torch
+            return "cuda:0" if torch.cuda.is_available() else "cpu"
+        from engine.profile import resolve_device
+        resolve_device(device)  # a clear error when that device is not here
+        return device
+
+    def _beat_forever(self):
+        while not self._stopped.wait(heartbeat_s()):
+            try:
+                progress, detail = self._progress or (None, None)
+                if self.store.beat(self.id, self._job, progress, detail) and self._job:
+                    self._stop_job.set()
+            except MatchupError:
+                pass  # the file is busy (an import): the next beat tries again
+
+    def run(self, once: bool = False, poll_s: float = 1.0, stop: threading.Event | None = None) -> int:
+        """Returns the number of jobs this worker ran."""
+        stop = stop or threading.Event()
+        self.store.register_worker(self.id, socket.gethostname(), os.getpid(), self.device, self.embedded)
+        beater = threading.Thread(target=self._beat_forever, daemon=True)
+        beater.start()
+        ran = 0
+        try:
+            while not stop.is_set():
+                self.store.requeue_stale(job_timeout_s(), MAX_ATTEMPTS)
+                job = self.store.claim_job(self.id, self.device)
+                if job is None:
+                    if once:
+                        break
+                    stop.wait(poll_s)
+                    continue
+                self.run_job(job)
+                ran += 1
+        finally:
+            self._stopped.set()
+            beater.join(timeout=5)
+            self.store.unregister_worker(self.id)
+        return ran
+
+    def _report(self, state: dict):
+        done, total = state["done"], state["total"]
+        self._progress = (done / total if total else 0.0,
+                          {"done": done, "total": total, "images_per_sec": state.get("images_per_sec"),
+                           "eta_s": state.get("eta_s")})
+
+    def run_job(self, job: dict) -> None:
+        spec, job_id = job["spec"], job["id"]
+        self._job, self._progress = job_id, None
+        self._stop_job.clear()
+        store = _JobStore(self.store, job_id, self.id, self._stop_job)
+        device = self.device
+        try:
+            if spec["kind"] == "eval":
+                from engine import evaluate
+                [row] = evaluate.evaluate(store, [spec["checkpoint"]], _open_dataset(spec),
+                                          _eval_settings(spec, device), progress=self._report,
+                                          cancel=self._stop_job.is_set)
+            else:
+                from engine import profile
+                self._progress = (0.0, {"stage": "measuring"})
+                row = profile.bench(store, _bench_spec(spec, device))
+            if row.get("cached"):  # answered from the store: nothing new was written
+                self.store.finish_job(job_id, self.id, "done", result_key=row["cache_key"])
+        except (JobCancelled, MatchupError) as e:
+            from engine.evaluate import EvalCancelled
+            cancelled = isinstance(e, (JobCancelled, EvalCancelled))
+            self.store.finish_job(job_id, self.id, "cancelled" if cancelled else "failed",
+                                  None if cancelled else str(e))
+        except Exception as e:  # noqa: BLE001 - a job's failure must not stop the worker
+            where = traceback.extract_tb(e.__traceback__)[-1]
+            self.store.finish_job(job_id, self.id, "failed",
+                                  f"Unexpected {type(e).__name__}: {e} (at {Path(where.filename).name}:"
+                                  f"{where.lineno}). Nothing was stored; report it with this message.")
+        finally:
+            self._job, self._progress = None, None
+
+
+def live_workers(store: Store):
+    return store.live_workers(max(job_timeout_s(), 3 * heartbeat_s()))
+
+
+class EmbeddedWorker:
+    """The app's own worker, so `streamlit run app.py` alone runs what its users queue. A thread
+    that, while jobs are queued and no other worker is alive, runs `python -m engine worker
+    --once` as a child process: the models load and run outside the app's process, so pages
+    stay responsive and a crash takes down only that child."""
+
+    def __init__(self, db: str | os.PathLike, poll_s: float = 2.0):
+        self.db, self.poll_s = str(db), poll_s
+        self.store = Store(db, lock_timeout_s=1)
+        self.runs = 0
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="matchup-embedded-worker")
+        self._stop = threading.Event()
+
+    def start(self) -> "EmbeddedWorker":
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+
+    def _loop(self):
+        import subprocess
+        import sys
+        root = Path(__file__).resolve().parent.parent
+        while not self._stop.wait(self.poll_s):
+            try:
+                if self.store.queued_count() == 0 or not live_workers(self.store).empty:
+                    continue
+            except MatchupError:
+                continue  # busy file: look again next time
+            subprocess.run([sys.executable, "-m", "engine", "worker", "--once", "--embedded",
+                            "--db", self.db], cwd=root, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            self.runs += 1

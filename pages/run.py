@@ -1,0 +1,119 @@
+"""Run: queue evaluations and hardware benchmarks of chosen checkpoints, and watch the queue."""
+import streamlit as st
+
+from engine import jobs
+from engine.errors import MatchupError
+from engine.store import StoreLockedError
+from pages import shared
+
+shared.enter("run")
+st.title("Run on this machine")
+store = shared.get_store()
+read_only = jobs.read_only()
+
+if read_only:
+    st.info("This is a read-only demo (MATCHUP_READONLY=1): running is switched off. The queue "
+            "below shows what this machine's workers are doing.")
+else:
+    catalog = shared.checkpoint_table(str(store.path), store.freshness())
+    with st.expander("Find checkpoints", expanded=True):
+        a, b, c, d = st.columns(4)
+        classes = a.multiselect("Class", sorted(catalog["arch_class"].dropna().unique()), key="run_classes")
+        families = b.multiselect("Family", sorted(catalog["family"].dropna().unique()), key="run_families")
+        scales = c.multiselect("Pre-training data", sorted(catalog["data_scale"].dropna().unique()),
+                               key="run_scales")
+        max_params = d.number_input("At most (M params)", min_value=0.0, value=0.0, step=5.0,
+                                    help="0: no limit", key="run_max_params")
+        shown = catalog
+        if classes:
+            shown = shown[shown["arch_class"].isin(classes)]
+        if families:
+            shown = shown[shown["family"].isin(families)]
+        if scales:
+            shown = shown[shown["data_scale"].isin(scales)]
+        if max_params:
+            shown = shown[shown["params_m"] <= max_params]
+        chosen = st.multiselect(f"Checkpoints ({len(shown)} match; type to search)",
+                                shown["checkpoint"].tolist(), key="run_checkpoints", max_selections=50)
+    kind = st.radio("What to run", ["eval", "bench"], horizontal=True, key="run_kind",
+                    format_func={"eval": "Evaluate on a dataset", "bench": "Hardware benchmark"}.get)
+    a, b, c = st.columns(3)
+    device = a.selectbox("Device", jobs.available_devices(), key="run_device",
+                         help="auto: whichever worker is free (a GPU worker uses its GPU)")
+    precision = b.selectbox("Precision", ["fp32", "bf16", "fp16"], key="run_precision")
+    spec = {"kind": kind, "device": device, "precision": precision}
+    if kind == "eval":
+        roots = jobs.data_roots()
+        sets = jobs.evaluation_sets(roots)
+        if not sets:
+            st.info("No evaluation sets: start the app with MATCHUP_DATA_ROOTS set to the folders that "
+                    "hold them (e.g. MATCHUP_DATA_ROOTS=/data/imagenet). Nothing outside them is "
+                    "readable from the browser. Hardware benchmarks need no data.")
+        data = st.selectbox("Evaluation set", sets, key="run_data", format_func=str)
+        batch = c.number_input("Batch size", min_value=1, value=64, key="run_batch")
+        limit = st.number_input("Image limit (0: all images)", min_value=0, value=0, step=100, key="run_limit")
+        spec.update(data=str(data) if data else None, batch_size=int(batch), limit=int(limit) or None)
+    else:
+        roots = None
+        batch = c.selectbox("Batch size", ["auto", 1, 8, 32, 64, 128, 256], key="run_batch_bench")
+        spec.update(batch_size=batch)
+    if st.button(f"Queue {len(chosen)} job(s)", type="primary", disabled=not chosen or
+                 (kind == "eval" and not spec.get("data"))):
+        for checkpoint in chosen:
+            try:
+                answer = jobs.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots)
+            except StoreLockedError as e:
+                st.warning(f"{checkpoint}: {e}")
+                continue
+            except MatchupError as e:
+                st.error(f"{checkpoint}: {e}")
+                continue
+            st.toast({"queued": f"{checkpoint}: queued", "attached": f"{checkpoint}: already queued; "
+                      "following that job", "cached": f"{checkpoint}: already measured (see its "
+                      "Checkpoint page)"}[answer["outcome"]])
+
+
+@st.fragment(run_every=2)
+def queue():
+    """The queue, refreshed every 2 s on its own (the rest of the page does not rerun)."""
+    st.subheader("Queue")
+    watch = shared.quick_store()
+    try:
+        watch.requeue_stale(jobs.job_timeout_s(), jobs.MAX_ATTEMPTS)
+        frame = watch.jobs_frame(limit=30)
+        workers = jobs.live_workers(watch)
+    except StoreLockedError:
+        st.warning("Waiting for the database: another process is writing to it (an import or a "
+                   "long CLI run). The queue refreshes by itself as soon as it is free.")
+        return
+    if workers.empty:
+        st.caption("No worker is running. The app starts one for queued jobs; on a GPU box run "
+                   "`python -m engine worker --device cuda:0` (one per GPU).")
+    else:
+        st.caption("Workers: " + ", ".join(f"{w.id} on {w.device}" + (" (embedded)" if w.embedded else "")
+                                           for w in workers.itertuples()))
+    if frame.empty:
+        st.caption("No jobs yet.")
+        return
+    for job in frame.itertuples():
+        left, right = st.columns([5, 1])
+        with left:
+            detail = job.detail if isinstance(job.detail, dict) else shared.json_or_none(job.detail)
+            text = f"**{job.state}** · {job.label}"
+            if job.state == "running":
+                rate = (detail or {}).get("images_per_sec")
+                eta = (detail or {}).get("eta_s")
+                extra = "".join([f" · {rate:.1f} img/s" if rate else "",
+                                 f" · ETA {eta:.0f} s" if eta is not None else ""])
+                st.progress(float(job.progress or 0.0), text=f"{text} · {100 * (job.progress or 0):.0f}%{extra}")
+            else:
+                st.markdown(text)
+            if job.error:
+                st.caption(f"Error: {job.error}")
+        if not read_only and job.state in ("queued", "running"):
+            if right.button("Cancel", key=f"cancel-{job.id}", disabled=bool(job.cancel_requested)):
+                watch.cancel_job(job.id)
+                st.rerun(scope="fragment")
+
+
+queue()
