@@ -133,9 +133,10 @@ def cache_key(payload: dict) -> str:
 
 
 # Threads of one process share one DuckDB instance, where two transactions can both read "no
-# such job" and both insert; processes are kept apart by DuckDB's file lock. So queue writes
-# also hold this per-file lock: together they make claim and dedupe atomic.
-_QUEUE_LOCKS: dict[Path, threading.Lock] = {}
+# such job" and both insert (or both migrate a new file); processes are kept apart by DuckDB's
+# file lock. So queue writes and migrations also hold this per-file lock: together they make
+# claim, dedupe and first use atomic.
+_QUEUE_LOCKS: dict[Path, threading.RLock] = {}
 _QUEUE_LOCKS_GUARD = threading.Lock()
 
 ACTIVE_STATES = ("queued", "running")
@@ -197,7 +198,8 @@ class Store:
         con = self._open()
         try:
             if not self._migrated:
-                self._migrate(con)
+                with self._queue_lock():
+                    self._migrate(con)
                 self._migrated = True
             yield con
         finally:
@@ -580,9 +582,9 @@ class Store:
         return written
 
     # -- the job queue -------------------------------------------------------------------------
-    def _queue_lock(self) -> threading.Lock:
+    def _queue_lock(self) -> threading.RLock:
         with _QUEUE_LOCKS_GUARD:
-            return _QUEUE_LOCKS.setdefault(self.path, threading.Lock())
+            return _QUEUE_LOCKS.setdefault(self.path, threading.RLock())
 
     def enqueue_job(self, job_id: str, kind: str, spec: dict, key: str, label: str,
                     device: str) -> tuple[str, bool]:

@@ -126,6 +126,12 @@ def image_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _no_embedded_worker(monkeypatch):
+    """Apps under test run no worker of their own unless a test starts one on purpose."""
+    monkeypatch.setenv("MATCHUP_NO_EMBEDDED_WORKER", "1")
+
+
+@pytest.fixture(autouse=True)
 def _no_sync_network(monkeypatch):
     """No test reaches timm's repository: a sync goes to a closed loopback port."""
     monkeypatch.setenv("MATCHUP_TIMM_RESULTS_URL", "http://127.0.0.1:9")

@@ -1,0 +1,240 @@
+"""The job queue end to end: real workers, real tiny checkpoints from a temporary Hub cache
+(offline), real DuckDB; processes are started and killed as a lab machine would see them."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from engine import jobs
+from engine.errors import MatchupError
+from engine.store import QueryError, Store
+from tests.conftest import ROOT, make_image_folder, run_cli
+
+
+@pytest.fixture
+def queue_env(monkeypatch, offline_hub):
+    monkeypatch.setenv("MATCHUP_HEARTBEAT_S", "0.05")
+    monkeypatch.setenv("MATCHUP_JOB_TIMEOUT", "2")
+    monkeypatch.delenv("MATCHUP_READONLY", raising=False)
+    return offline_hub
+
+
+@pytest.fixture(scope="session")
+def slow_folder(tmp_path_factory):
+    """Enough images that a batch-1 evaluation runs for seconds (progress can be watched)."""
+    root = tmp_path_factory.mktemp("slow-val")
+    make_image_folder(root, per_class=60, size=(320, 240))
+    return root
+
+
+def eval_spec(checkpoint, data, **extra):
+    return {"kind": "eval", "checkpoint": checkpoint, "data": str(data), "batch_size": 4,
+            "workers": 0, **extra}
+
+
+def test_enqueue_queues_attaches_then_answers_from_the_store(store, queue_env, image_folder):
+    first = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
+    again = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
+    assert first["outcome"] == "queued" and again["outcome"] == "attached"
+    assert again["job"] == first["job"]
+    other = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, limit=4))
+    assert other["outcome"] == "queued" and other["job"] != first["job"]  # a different request
+    assert jobs.Worker(store, device="cpu").run(once=True) == 2
+    done = store.job(first["job"])
+    assert done["state"] == "done" and done["progress"] == 1.0 and done["result_key"]
+    row = store.eval_result(done["result_key"])
+    assert row["checkpoint"] == "test_vit.r160_in1k" and row["n_images"] == 12
+    cached = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
+    assert cached["outcome"] == "cached" and cached["job"] is None
+    assert cached["result"]["cache_key"] == done["result_key"]
+    assert len(store.jobs_frame()) == 2  # answering from the store queued nothing
+
+
+def test_worker_runs_three_jobs_with_progress_seen_through_the_db(store, queue_env, slow_folder):
+    ids = [jobs.enqueue(store, eval_spec(c, slow_folder, batch_size=1))["job"]
+           for c in ("test_vit.r160_in1k", "test_convnext.r160_in1k")]
+    ids.append(jobs.enqueue(store, {"kind": "bench", "checkpoint": "test_resnet.r160_in1k",
+                                    "batch_size": 2})["job"])
+    worker = threading.Thread(target=jobs.Worker(store, device="cpu").run, kwargs={"once": True})
+    worker.start()
+    watcher = Store(store.path, lock_timeout_s=30)
+    seen = []
+    while worker.is_alive():
+        frame = watcher.jobs_frame()
+        seen += [(r.id, r.state, r.progress, r.detail) for r in frame.itertuples() if r.state == "running"]
+        time.sleep(0.05)
+    worker.join()
+    states = {r.id: r.state for r in store.jobs_frame().itertuples()}
+    assert [states[i] for i in ids] == ["done", "done", "done"]
+    partial = [(i, p, d) for i, state, p, d in seen if i in ids[:2] and p and 0 < p < 1]
+    assert partial, "no eval progress between 0 and 1 was ever visible in the jobs table"
+    import json
+    detail = json.loads(partial[-1][2])
+    assert detail["total"] == 240 and 0 < detail["done"] < 240 and detail["images_per_sec"] > 0
+    assert store.count("evals") == 2 and store.count("benchmarks") == 1
+
+
+def test_a_killed_worker_job_is_requeued_and_finished_by_another(store, queue_env, slow_folder):
+    job = jobs.enqueue(store, eval_spec("test_convnext.r160_in1k", slow_folder, batch_size=1))["job"]
+    env = {**os.environ, "MATCHUP_DB": str(store.path)}
+    victim = subprocess.Popen([sys.executable, "-m", "engine", "worker", "--device", "cpu"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watcher = Store(store.path, lock_timeout_s=30)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = watcher.job(job)
+        if row["state"] == "running" and 0 < (row["progress"] or 0) < 0.7:
+            break
+        assert row["state"] in ("queued", "running"), row
+        time.sleep(0.02)
+    else:
+        victim.kill()
+        pytest.fail("the worker never reported progress")
+    victim.send_signal(signal.SIGKILL)  # kill -9: no clean-up runs
+    victim.wait()
+    assert watcher.job(job)["state"] == "running"
+    assert store.count("evals") == 0  # nothing partial was stored
+    time.sleep(2.2)  # past MATCHUP_JOB_TIMEOUT: the job is stale
+    assert jobs.Worker(store, device="cpu").run(once=True) == 1
+    finished = store.job(job)
+    assert finished["state"] == "done" and finished["attempts"] == 2
+    assert store.count("evals") == 1 and store.eval_result(finished["result_key"])["n_images"] == 240
+
+
+def test_a_job_whose_worker_keeps_dying_fails_with_a_message(store, queue_env, image_folder):
+    job = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))["job"]
+    for attempt in range(jobs.MAX_ATTEMPTS):
+        store.register_worker(f"ghost{attempt}", "host", 1, "cpu", False)
+        assert store.claim_job(f"ghost{attempt}", "cpu")["id"] == job
+        time.sleep(2.1)
+        store.requeue_stale(jobs.job_timeout_s(), jobs.MAX_ATTEMPTS)
+    failed = store.job(job)
+    assert failed["state"] == "failed" and "stopped (crash or kill) 3 times" in failed["error"]
+
+
+def test_two_users_enqueueing_the_same_job_at_once_make_one_job(store, queue_env, image_folder):
+    spec = eval_spec("test_resnet.r160_in1k", image_folder)
+    jobs.normalize(spec)  # warm timm's registry so the threads start together
+    barrier, answers = threading.Barrier(6), []
+
+    def ask():
+        barrier.wait()
+        answers.append(jobs.enqueue(Store(store.path, lock_timeout_s=30), spec))
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({a["job"] for a in answers}) == 1
+    assert sorted(a["outcome"] for a in answers) == ["attached"] * 5 + ["queued"]
+    # and two processes (two shells) at once
+    command = [sys.executable, "-m", "engine", "jobs", "add", "eval", "test_vit.r160_in1k", "--data",
+               str(image_folder), "--db", str(store.path), "--json"]
+    procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    frame = store.jobs_frame()
+    assert len(frame[frame["label"].str.contains("test_vit")]) == 1
+    assert len(frame) == 2
+
+
+def test_cancel_a_queued_job_and_stop_a_running_one(store, queue_env, slow_folder):
+    queued = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", slow_folder, limit=8))["job"]
+    assert store.cancel_job(queued) == "cancelled"
+    assert store.job(queued)["state"] == "cancelled"
+    running = jobs.enqueue(store, eval_spec("test_convnext.r160_in1k", slow_folder, batch_size=1))["job"]
+    worker = threading.Thread(target=jobs.Worker(store, device="cpu").run, kwargs={"once": True})
+    worker.start()
+    while store.job(running)["state"] != "running" or not store.job(running)["progress"]:
+        time.sleep(0.02)
+    assert store.cancel_job(running) == "running"
+    worker.join(timeout=60)
+    assert store.job(running)["state"] == "cancelled"
+    assert store.count("evals") == 0
+    assert store.cancel_job("nosuchjob") is None
+
+
+def test_a_failing_job_keeps_its_error_for_the_ui(store, queue_env, image_folder):
+    job = jobs.enqueue(store, eval_spec("resnet18.a1_in1k", image_folder))["job"]  # not in the cache
+    jobs.Worker(store, device="cpu").run(once=True)
+    failed = store.job(job)
+    assert failed["state"] == "failed"
+    assert "resnet18.a1_in1k" in failed["error"] and "offline" in failed["error"].lower()
+    assert store.count("evals") == 0
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"checkpoint": "no_such_net.x_in1k"}, "not a pretrained checkpoint"),
+    ({"checkpoint": "../../etc/passwd"}, "not a timm checkpoint id"),
+    ({"checkpoint": "resnet50;rm -rf"}, "not a timm checkpoint id"),
+    ({"kind": "train"}, "Unknown job kind"),
+    ({"device": "tpu"}, "Unknown device"),
+    ({"precision": "fp16", "device": "cpu"}, "fp16 is not supported on the CPU"),
+    ({"batch_size": 0}, "must be positive"),
+])
+def test_bad_requests_are_refused_before_anything_is_queued(store, queue_env, image_folder, bad, message):
+    with pytest.raises(MatchupError, match=message):
+        jobs.enqueue(store, {**eval_spec("test_vit.r160_in1k", image_folder), **bad})
+    assert store.count("jobs") == 0
+
+
+def test_evaluation_sets_outside_the_roots_are_refused(store, queue_env, image_folder, tmp_path):
+    roots = [tmp_path / "sets"]
+    (tmp_path / "sets").mkdir()
+    inside = tmp_path / "sets" / "val"
+    inside.symlink_to(image_folder)  # a set a root links to is still outside: its real path counts
+    for path in (image_folder, tmp_path / "sets" / ".." / "elsewhere", inside, "/etc"):
+        with pytest.raises(jobs.JobError, match="outside the evaluation-set folders"):
+            jobs.enqueue(store, eval_spec("test_vit.r160_in1k", path), roots=roots)
+    assert store.count("jobs") == 0
+    copy = tmp_path / "sets" / "copy"
+    make_image_folder(copy, per_class=1)
+    assert jobs.enqueue(store, eval_spec("test_vit.r160_in1k", copy), roots=roots)["outcome"] == "queued"
+
+
+def test_read_only_mode_refuses_enqueue(store, queue_env, image_folder, monkeypatch):
+    monkeypatch.setenv("MATCHUP_READONLY", "1")
+    with pytest.raises(jobs.JobError, match="read-only"):
+        jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
+    result = run_cli("jobs", "add", "eval", "test_vit.r160_in1k", "--data", str(image_folder), db=store.path)
+    assert result.returncode == 2 and "read-only" in result.stderr
+    assert store.count("jobs") == 0
+
+
+def test_jobs_cli_add_list_cancel(store, queue_env, image_folder):
+    added = run_cli("jobs", "add", "eval", "test_vit.r160_in1k", "test_resnet.r160_in1k", "--data",
+                    str(image_folder), "--json", db=store.path)
+    assert added.returncode == 0, added.stderr
+    import json
+    rows = json.loads(added.stdout)
+    assert [r["outcome"] for r in rows] == ["queued", "queued"]
+    listed = json.loads(run_cli("jobs", "list", "--json", db=store.path).stdout)
+    assert {r["id"] for r in listed} == {r["job"] for r in rows}
+    cancelled = run_cli("jobs", "cancel", rows[0]["job"], db=store.path)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    missing = run_cli("jobs", "cancel", "nope", db=store.path)
+    assert missing.returncode == 2 and "no job 'nope'" in missing.stderr
+    worker = run_cli("worker", "--once", "--device", "cpu", db=store.path, timeout=300)
+    assert worker.returncode == 0 and "ran 1 job" in worker.stderr
+    states = {r["id"]: r["state"] for r in json.loads(run_cli("jobs", "list", "--json", db=store.path).stdout)}
+    assert states == {rows[0]["job"]: "cancelled", rows[1]["job"]: "done"}
+
+
+def test_read_only_query_runs_one_select_with_limits(catalog_store):
+    frame = catalog_store.read_only_query("SELECT checkpoint FROM checkpoints ORDER BY checkpoint", limit=7)
+    assert len(frame) == 7
+    for sql, message in [("DELETE FROM checkpoints", "Only SELECT"),
+                         ("SELECT 1; DROP TABLE jobs", "Only SELECT"),
+                         ("SELECT 1; SELECT 2", "exactly one SELECT"),
+                         ("SELECT * FROM read_csv('/etc/hostname')", "disabled by configuration"),
+                         ("SELEC 1", "does not parse")]:
+        with pytest.raises(QueryError, match=message):
+            catalog_store.read_only_query(sql)
+    with pytest.raises(QueryError, match="ran past 1 s"):
+        catalog_store.read_only_query("SELECT count(*) FROM range(100000000000) a, range(100) b", timeout_s=1)
+    assert catalog_store.count("checkpoints") > 1000
