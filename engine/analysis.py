@@ -412,11 +412,17 @@ def fit_band(fit: PowerFit, costs: np.ndarray, level: float = 95.0) -> tuple[np.
     return np.exp(fit.a + fit.b * log_c), np.exp(low), np.exp(high)
 
 
+def _ceil_2_digits(value: float) -> float:
+    step = 10.0 ** (math.floor(math.log10(value)) - 1)
+    return float(f"{math.ceil(round(value / step, 9)) * step:.2g}")
+
+
 def log_budgets(points: pd.DataFrame, n: int = 16) -> list[float]:
-    """Budgets spread evenly in log space over the observed costs, rounded to 2 significant digits."""
+    """Budgets spread evenly in log space over the observed costs, rounded *up* to 2 significant
+    digits, so the lowest budget admits the cheapest point and the highest admits them all."""
     low, high = points["cost"].min(), points["cost"].max()
     raw = np.geomspace(low, high, n)
-    return sorted({float(f"{v:.2g}") for v in raw})
+    return sorted({_ceil_2_digits(v) for v in raw})
 
 
 def verdict(rows: list[dict], other: str = "ViT", reference: str = "ConvNet", unit: str = "") -> list[str]:

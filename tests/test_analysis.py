@@ -192,3 +192,13 @@ def test_analyze_budget_cli_on_published_data(shared_results, catalog_db, tmp_pa
             assert gap["ci_low"] <= gap["gap"] <= gap["ci_high"]
     assert "ViT-ConvNet" in payload["budgets"][-1]["gaps"]
     assert all(b["best"]["ConvNet"]["checkpoint"].split("_")[0] != "test" for b in payload["budgets"])
+
+
+@pytest.mark.parametrize("costs", [[0.0485, 3849.0], [1.0, 1.0], [0.05], [0.999, 12.01, 99.5], [2.5e-4, 7.0]])
+def test_budget_grid_admits_the_cheapest_and_every_point(costs):
+    """Rounding budgets for display must not leave the cheapest point outside the lowest budget
+    or the dearest outside the highest (a one-checkpoint view showed an empty table)."""
+    budgets = analysis.log_budgets(pd.DataFrame({"cost": costs}))
+    assert budgets == sorted(budgets)
+    assert min(costs) <= budgets[0] <= min(costs) * 1.1
+    assert budgets[-1] >= max(costs)

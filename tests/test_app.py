@@ -6,8 +6,8 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import ROOT
 
 PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/scaling.py",
-         "pages/seed_paper.py", "pages/checkpoint.py", "pages/crosscheck.py", "pages/results.py",
-         "pages/catalog.py"]
+         "pages/seed_paper.py", "pages/checkpoint.py", "pages/crosscheck.py", "pages/run.py",
+         "pages/results.py", "pages/catalog.py"]
 
 
 def open_page(page: str, query: dict | None = None) -> AppTest:
@@ -130,3 +130,81 @@ def test_checkpoint_page_for_a_config_without_test_size(catalog_db, tmp_path, mo
     assert not at.exception, at.exception
     sizes = {m.label: m.value for m in at.metric}
     assert sizes["eval size"] == f"{config['input_size'][1]} px"
+
+
+@pytest.fixture
+def run_page_env(catalog_db, tmp_path, monkeypatch, offline_hub, image_folder):
+    copy = tmp_path / "catalog.duckdb"
+    shutil.copy(catalog_db, copy)
+    monkeypatch.setenv("MATCHUP_DB", str(copy))
+    monkeypatch.setenv("MATCHUP_DATA_ROOTS", str(image_folder.parent))
+    monkeypatch.delenv("MATCHUP_READONLY", raising=False)
+    return copy
+
+
+def test_run_page_queues_the_chosen_checkpoints(run_page_env, image_folder):
+    at = open_page("pages/run.py")
+    assert not at.exception, at.exception
+    at.multiselect(key="run_checkpoints").set_value(["test_vit.r160_in1k", "test_resnet.r160_in1k"]).run()
+    assert str(image_folder) in [str(o) for o in at.selectbox(key="run_data").options]
+    at.selectbox(key="run_data").set_value(str(image_folder)).run()
+    at.number_input(key="run_limit").set_value(8).run()
+    [queue_button] = [b for b in at.button if b.label.startswith("Queue")]
+    queue_button.click().run()
+    assert not at.exception and not at.error
+    from engine.store import Store
+    frame = Store(run_page_env).jobs_frame()
+    assert sorted(frame["label"].str.split().str[1]) == ["test_resnet.r160_in1k", "test_vit.r160_in1k"]
+    assert set(frame["state"]) == {"queued"}
+    assert sum("queued" in m.value for m in at.markdown) == 2
+    cancel = [b for b in at.button if b.label == "Cancel"][0]
+    cancel.click().run()
+    assert sorted(Store(run_page_env).jobs_frame()["state"]) == ["cancelled", "queued"]
+
+
+def test_read_only_demo_hides_run_controls(run_page_env, monkeypatch):
+    monkeypatch.setenv("MATCHUP_READONLY", "1")
+    at = open_page("pages/run.py")
+    assert not at.exception
+    assert any("read-only demo" in i.value for i in at.info)
+    assert not [b for b in at.button if b.label.startswith("Queue") or b.label == "Cancel"]
+    assert len(at.multiselect) == 0 and len(at.radio) == 0  # no checkpoint picker, no job kind
+
+
+def test_run_page_says_it_waits_while_another_process_holds_the_db(run_page_env, monkeypatch):
+    import subprocess
+    import sys
+    import time
+    monkeypatch.setenv("MATCHUP_LOCK_TIMEOUT", "5")
+    at = open_page("pages/run.py")
+    assert not at.exception
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               "con = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
+                               str(run_page_env)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        at.run()
+        waited = time.monotonic() - started
+        assert not at.exception, at.exception
+        assert any("Waiting for the database" in w.value for w in at.warning)
+        assert waited < 5  # the page answered before the store's own lock timeout ran out
+    finally:
+        holder.kill()
+        holder.wait()
+    at.run()
+    assert not any("Waiting for the database" in w.value for w in at.warning)
+
+
+def test_results_page_runs_read_only_sql(full_app_db):
+    at = open_page("pages/results.py")
+    at.text_area(key="sql").set_value("SELECT checkpoint, top1 FROM published_results "
+                                      "WHERE dataset = 'imagenet' ORDER BY top1 DESC LIMIT 5").run()
+    assert not at.exception and not at.error
+    frame = at.dataframe[0].value
+    assert list(frame.columns) == ["checkpoint", "top1"] and len(frame) == 5
+    assert frame["top1"].is_monotonic_decreasing
+    at.text_area(key="sql").set_value("DELETE FROM published_results").run()
+    assert at.error and "Only SELECT" in at.error[0].value
+    from engine.store import Store
+    assert Store(full_app_db).count("published_results") > 10_000

@@ -33,10 +33,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(db) -> tuple[subprocess.Popen, str]:
+def _serve(db, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """`streamlit run app.py` over DB on a free local port, once it answers its health check."""
     port = _free_port()
-    env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9"}
+    env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9",
+           "MATCHUP_NO_EMBEDDED_WORKER": "1", **(extra_env or {})}
+    env = {k: v for k, v in env.items() if v != ""}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -157,3 +159,51 @@ def test_clicking_a_frontier_point_opens_its_checkpoint_page(browser, app_url):
     assert checkpoint != "convnext_tiny.in12k_ft_in1k"  # the page's default: the click must pick
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
+
+
+def test_a_queued_evaluation_runs_and_appears_on_the_frontier(browser, app_db, tmp_path):
+    """From the Run page: pick a checkpoint, queue an evaluation, watch the app's embedded worker
+    finish it, then find it on the Frontier as measured here."""
+    from tests.conftest import make_image_folder, write_hub_checkpoint
+    checkpoint = "mobilenetv3_small_050.lamb_in1k"  # a real catalog entry, small enough for a CPU
+    hub = tmp_path / "hub"
+    write_hub_checkpoint(hub, checkpoint)  # seeded random weights: the test is about the plumbing
+    roots = tmp_path / "sets"
+    make_image_folder(roots / "val", per_class=2)
+    db = tmp_path / "run.duckdb"
+    shutil.copy(app_db, db)
+    server, url = _serve(db, {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "MATCHUP_DATA_ROOTS": str(roots),
+                              "MATCHUP_HEARTBEAT_S": "0.5", "MATCHUP_NO_EMBEDDED_WORKER": ""})
+    try:
+        page = _open(browser, f"{url}/run")
+        picker = page.locator("[data-testid='stMultiSelect']", has_text="Checkpoints").locator("input")
+        picker.click()
+        picker.fill(checkpoint)
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        data = page.get_by_role("combobox", name="Evaluation set")
+        data.click()
+        data.fill(str(roots / "val"))
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        page.wait_for_function("(v) => { const i = document.querySelector('input[aria-label=\"Evaluation set\"]');"
+                               " return i && i.value === v && document.activeElement !== i; }",
+                               arg=str(roots / "val"), timeout=30_000)
+        queue = page.get_by_role("button", name="Queue 1 job(s)")
+        queue.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        queue.click()
+        page.get_by_text(f"queued · eval {checkpoint}").or_(page.get_by_text(f"running · eval {checkpoint}")) \
+            .first.wait_for(timeout=60_000)
+        page.get_by_text(f"done · eval {checkpoint}").wait_for(timeout=180_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
+        page.close()
+        frontier = _open(browser, f"{url}/frontier?source=measured+here")
+        table = frontier.locator("[data-testid='stTable']")
+        table.wait_for(timeout=60_000)
+        assert checkpoint in table.inner_text() and "measured here" in table.inner_text()
+        frontier.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
