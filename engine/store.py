@@ -691,10 +691,15 @@ class Store:
     def jobs_frame(self, limit: int = 200) -> pd.DataFrame:
         """Newest jobs first, for `jobs list` and the Run page."""
         with self.connect() as con:
-            return con.execute("""SELECT id, kind, label, device, state, progress, detail, error, worker,
-                                         attempts, cancel_requested, result_key, created_at,
-                                         started_at, finished_at
-                                  FROM jobs ORDER BY created_at DESC, id LIMIT ?""", [limit]).df()
+            return con.execute("""SELECT j.id, j.kind, j.label, j.device, j.state, j.progress, j.detail,
+                                         j.error, j.worker, j.attempts, j.cancel_requested, j.result_key,
+                                         e.top1 AS result_top1, e.n_images AS result_images,
+                                         b.throughput AS result_throughput, j.created_at, j.started_at,
+                                         j.finished_at
+                                  FROM jobs j
+                                  LEFT JOIN evals e ON j.kind = 'eval' AND e.cache_key = j.result_key
+                                  LEFT JOIN benchmarks b ON j.kind = 'bench' AND b.cache_key = j.result_key
+                                  ORDER BY j.created_at DESC, j.id LIMIT ?""", [limit]).df()
 
     def register_worker(self, worker: str, host: str, pid: int, device: str, embedded: bool) -> None:
         now = _now()

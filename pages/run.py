@@ -1,4 +1,5 @@
 """Run: queue evaluations and hardware benchmarks of chosen checkpoints, and watch the queue."""
+import pandas as pd
 import streamlit as st
 
 from engine import jobs
@@ -107,6 +108,10 @@ def queue():
                                  f" · ETA {eta:.0f} s" if eta is not None else ""])
                 st.progress(float(job.progress or 0.0), text=f"{text} · {100 * (job.progress or 0):.0f}%{extra}")
             else:
+                if job.state == "done" and pd.notna(job.result_top1):
+                    text += f" → top-1 {job.result_top1:.2f}% on {int(job.result_images)} images"
+                elif job.state == "done" and pd.notna(job.result_throughput):
+                    text += f" → {job.result_throughput:.1f} img/s"
                 st.markdown(text)
             if job.error:
                 st.caption(f"Error: {job.error}")

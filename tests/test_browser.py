@@ -195,7 +195,9 @@ def test_a_queued_evaluation_runs_and_appears_on_the_frontier(browser, app_db, t
         queue.click()
         page.get_by_text(f"queued · eval {checkpoint}").or_(page.get_by_text(f"running · eval {checkpoint}")) \
             .first.wait_for(timeout=60_000)
-        page.get_by_text(f"done · eval {checkpoint}").wait_for(timeout=180_000)
+        done = page.get_by_text(f"done · eval {checkpoint}")
+        done.wait_for(timeout=180_000)
+        assert "top-1" in done.inner_text() and "on 8 images" in done.inner_text()
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
         page.close()

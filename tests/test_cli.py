@@ -3,6 +3,7 @@ import json
 import timm
 
 from engine.__main__ import main
+from engine.store import SCHEMA_VERSION
 from tests.conftest import run_cli
 
 
@@ -20,7 +21,7 @@ def test_refresh_list_and_info_from_the_command_line(tmp_path, capsys):
 
     assert main(["--db", db, "db", "info"]) == 0
     text = capsys.readouterr().out
-    assert f"{refreshed['checkpoints']} rows" in text and "schema version: 1" in text
+    assert f"{refreshed['checkpoints']} rows" in text and f"schema version: {SCHEMA_VERSION}" in text
     assert "0 checkpoints without a class" in text
 
 
