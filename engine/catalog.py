@@ -359,3 +359,14 @@ def list_checkpoints(store: Store, arch_class: str | None = None) -> pd.DataFram
                                f"{', '.join(taxonomy.ARCH_CLASSES)}.")
         arch_class = known[arch_class.lower()]
     return store.list_checkpoints(arch_class)
+
+
+def filter_checkpoints(frame: pd.DataFrame, classes=None, families=None, data_scales=None,
+                       max_params_m: float | None = None) -> pd.DataFrame:
+    """Rows of `list_checkpoints` kept by the Run page's filters (empty filter: keep all)."""
+    for column, allowed in (("arch_class", classes), ("family", families), ("data_scale", data_scales)):
+        if allowed:
+            frame = frame[frame[column].isin(allowed)]
+    if max_params_m:
+        frame = frame[frame["params_m"] <= max_params_m]
+    return frame

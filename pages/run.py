@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import jobs
+from engine.catalog import filter_checkpoints as catalog_filter
 from engine.errors import MatchupError
 from engine.store import StoreLockedError
 from pages import shared
@@ -25,15 +26,7 @@ else:
                                key="run_scales")
         max_params = d.number_input("At most (M params)", min_value=0.0, value=0.0, step=5.0,
                                     help="0: no limit", key="run_max_params")
-        shown = catalog
-        if classes:
-            shown = shown[shown["arch_class"].isin(classes)]
-        if families:
-            shown = shown[shown["family"].isin(families)]
-        if scales:
-            shown = shown[shown["data_scale"].isin(scales)]
-        if max_params:
-            shown = shown[shown["params_m"] <= max_params]
+        shown = catalog_filter(catalog, classes, families, scales, max_params)
         chosen = st.multiselect(f"Checkpoints ({len(shown)} match; type to search)",
                                 shown["checkpoint"].tolist(), key="run_checkpoints", max_selections=50)
     kind = st.radio("What to run", ["eval", "bench"], horizontal=True, key="run_kind",

@@ -267,3 +267,12 @@ def test_sync_offline_says_so_and_points_to_import(tmp_path, monkeypatch):
 def test_sync_refuses_a_commit_that_is_not_a_sha(store):
     with pytest.raises(CatalogError, match="not a git commit"):
         catalog.sync(store, commit="main; rm -rf /")
+
+
+def test_filter_checkpoints_keeps_what_each_filter_allows(catalog_store):
+    frame = catalog.list_checkpoints(catalog_store)
+    kept = catalog.filter_checkpoints(frame, classes=["ViT"], data_scales=["≥1B"])
+    assert len(kept) > 0 and set(kept["arch_class"]) == {"ViT"} and set(kept["data_scale"]) == {"≥1B"}
+    assert len(catalog.filter_checkpoints(frame)) == len(frame)
+    small = catalog.filter_checkpoints(frame, families=["resnet"], max_params_m=30)
+    assert len(small) > 0 and (small["params_m"] <= 30).all() and set(small["family"]) == {"resnet"}
