@@ -164,8 +164,8 @@ def label(spec: dict) -> str:
 
 def request_key(spec: dict) -> tuple[str, dict | None]:
     """The key that makes two requests the same job; for an evaluation it includes the
-    evaluation set's fingerprint, so a changed folder is a new job. Also returns a stored
-    result that already answers the request, when one does."""
+    evaluation set's fingerprint, so a changed folder is a new job. Also returns the opened
+    evaluation set (None for a benchmark), so it is read once."""
     if spec["kind"] == "eval":
         dataset = _open_dataset(spec)
         payload = {**spec, "data_fingerprint": dataset.fingerprint}

@@ -671,7 +671,7 @@ class Store:
                                    WHERE id = ?""",
                                 [_now(), f"Its worker stopped (crash or kill) {attempts} times; not "
                                  "retried again. Check the worker's log, then queue it again.", job])
-                elif attempts >= 0:
+                else:
                     con.execute("""UPDATE jobs SET state = 'queued', worker = NULL, progress = 0.0,
                                        detail = NULL WHERE id = ?""", [job])
             con.execute("DELETE FROM workers WHERE heartbeat < ?", [cutoff])
