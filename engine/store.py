@@ -451,8 +451,9 @@ class Store:
             return con.execute("""
                 SELECT source_file, device, precision, layout, torch, compiled, count(*) AS n_rows
                 FROM published_benchmarks WHERE mode = 'infer'
-                GROUP BY ALL
-                ORDER BY compiled, layout <> 'nchw', precision <> 'amp', torch DESC, n_rows DESC
+                GROUP BY source_file, device, precision, layout, torch, compiled
+                ORDER BY compiled, layout <> 'nchw', precision <> 'amp', torch DESC, n_rows DESC,
+                         source_file
             """).df()
 
     def checkpoint_detail(self, checkpoint: str) -> dict[str, pd.DataFrame]:

@@ -202,3 +202,21 @@ def test_budget_grid_admits_the_cheapest_and_every_point(costs):
     assert budgets == sorted(budgets)
     assert min(costs) <= budgets[0] <= min(costs) * 1.1
     assert budgets[-1] >= max(costs)
+
+
+def test_analyze_on_the_ms_per_image_axis_picks_the_newest_plain_benchmark_file(full_db, tmp_path, capsys):
+    """The published-benchmark query must bind on every supported DuckDB (2.0 rejected an ORDER BY
+    on columns GROUP BY ALL did not group), and the default device is the newest plain AMP file."""
+    import shutil
+    from engine.store import Store
+    db = tmp_path / "m.duckdb"
+    shutil.copy(full_db, db)
+    sources = Store(db).published_benchmark_sources()
+    assert len(sources) == 20 and sources["n_rows"].min() > 900
+    first = sources.iloc[0]
+    assert (not first["compiled"], first["layout"], first["precision"]) == (True, "nchw", "amp")
+    assert main(["--db", str(db), "analyze", "frontier", "--cost", "ms_per_img", "--quality",
+                 "imagenet.top1", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["bench_source"] == first["source_file"]
+    assert payload["n_points"] > 500

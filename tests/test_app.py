@@ -12,9 +12,13 @@ PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/sca
 
 def open_page(page: str, query: dict | None = None) -> AppTest:
     """The page as a shared link opens it: that page, with the link's query parameters."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()  # app.py: catalog, nav
-    if page != "pages/overview.py":
-        at.switch_page(page)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if page == "pages/overview.py":  # the default page: the link's parameters are there from the start
+        for key, value in (query or {}).items():
+            at.query_params[key] = value
+        return at.run()
+    at.run()  # app.py: catalog, navigation
+    at.switch_page(page)
     for key, value in (query or {}).items():
         at.query_params[key] = value
     return at.run()
@@ -78,6 +82,20 @@ def test_budget_page_table_follows_the_budget(full_app_db):
     slider = at.select_slider(key="budget")
     slider.set_value(slider.options[2]).run()
     assert not at.dataframe[0].value.equals(before)
+
+
+ANALYSIS_PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/scaling.py"]
+
+
+@pytest.mark.parametrize("page", ANALYSIS_PAGES)
+def test_ms_per_image_cost_axis_renders_on_every_analysis_page(page, full_app_db):
+    """The published-benchmark device picker runs a query DuckDB 2.0 refused: a BinderException
+    on every page that offers the ms-per-image axis."""
+    at = open_page(page, {"cost": "ms_per_img"})
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cost").value == "ms_per_img"
+    assert at.selectbox(key="device").value.startswith("benchmark-infer-amp-nchw-")
+    assert not at.error
 
 
 def test_query_params_restore_the_view(full_app_db):
