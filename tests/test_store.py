@@ -6,7 +6,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from engine import store as store_module
+from engine.store import schema as store_schema
+from engine.store import connection as store_connection
 from engine.store import SCHEMA_VERSION, TABLES, SchemaVersionError, Store, StoreError, StoreLockedError
 
 
@@ -24,7 +25,7 @@ def test_db_path_comes_from_argument_then_env_then_default(monkeypatch, tmp_path
     assert Store().path == tmp_path / "env.duckdb"
     assert Store(tmp_path / "arg.duckdb").path == tmp_path / "arg.duckdb"
     monkeypatch.delenv("MATCHUP_DB")
-    assert Store().path == store_module.DEFAULT_DB
+    assert Store().path == store_connection.DEFAULT_DB
 
 
 def test_database_from_a_newer_schema_is_refused(store):
@@ -42,8 +43,8 @@ def test_forward_migration_upgrades_an_older_file_and_keeps_its_rows(store, monk
     store.replace_catalog(pd.DataFrame(), pd.DataFrame(
         [{"checkpoint": "a.b", "arch": "a", "arch_class": "ViT"}]), pd.DataFrame(), "x")
     extra = (SCHEMA_VERSION + 1, ["ALTER TABLE checkpoints ADD COLUMN note VARCHAR"])
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + [extra])
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(store_schema, "MIGRATIONS", store_schema.MIGRATIONS + [extra])
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     upgraded = Store(store.path)
     assert upgraded.schema_version() == SCHEMA_VERSION + 1
     with upgraded.connect() as con:

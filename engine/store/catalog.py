@@ -1,0 +1,185 @@
+"""The catalog, counted compute and published tables: what exists and what was published."""
+from __future__ import annotations
+
+import pandas as pd
+
+from engine.store import schema
+from engine.store.connection import _now
+
+
+class CatalogTables:
+    def replace_catalog(self, architectures: pd.DataFrame, checkpoints: pd.DataFrame,
+                        reference_points: pd.DataFrame, timm_version: str) -> None:
+        """The whole catalog in one transaction: readers see the old one or the new one."""
+        with self.transaction() as con:
+            for table in ("architectures", "checkpoints", "reference_points"):
+                con.execute(f"DELETE FROM {table}")
+            self._insert(con, "architectures", architectures)
+            self._insert(con, "checkpoints", checkpoints)
+            self._insert(con, "reference_points", reference_points)
+            self._set_meta(con, catalog_refreshed_at=_now().isoformat(timespec="seconds"),
+                           catalog_timm_version=timm_version)
+
+    def replace_published_file(self, source_file: str, kind: str, rows: pd.DataFrame,
+                               sha256: str) -> None:
+        """One published CSV's rows replace that file's previous rows, in one transaction."""
+        table = {"results": "published_results", "benchmark": "published_benchmarks"}[kind]
+        with self.transaction() as con:
+            for other in ("published_results", "published_benchmarks"):
+                con.execute(f"DELETE FROM {other} WHERE source_file = ?", [source_file])
+            self._insert(con, table, rows)
+            con.execute("INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?)",
+                        [source_file, kind, len(rows), sha256, _now()])
+
+    COMPUTE_COLUMNS = ("arch", "img_size", "num_classes", "img_width", "params", "flops", "macs",
+                       "attention_flops", "flops_by_module", "reparameterizable", "counter",
+                       "device", "error", "torch_version",
+                       "timm_version", "created_at")
+
+    def upsert_compute(self, frame: pd.DataFrame, keep_existing: bool = False) -> int:
+        """Counted rows, each complete; `keep_existing` leaves rows already counted here alone."""
+        if frame.empty:
+            return 0
+        frame = frame[[c for c in self.COMPUTE_COLUMNS if c in frame.columns]]
+        columns = ", ".join(frame.columns)
+        conflict = "DO NOTHING" if keep_existing else "DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in frame.columns
+            if c not in ("arch", "img_size", "num_classes"))
+        with self.transaction() as con:
+            before = con.execute("SELECT count(*) FROM compute").fetchall()[0][0]
+            con.register("incoming", frame)
+            try:
+                con.execute(f"INSERT INTO compute ({columns}) SELECT {columns} FROM incoming "
+                            f"ON CONFLICT (arch, img_size, num_classes) {conflict}")
+            finally:
+                con.unregister("incoming")
+            return con.execute("SELECT count(*) FROM compute").fetchall()[0][0] - before
+
+    def compute_targets(self, missing_only: bool = True) -> pd.DataFrame:
+        """(arch, img_size, img_width, num_classes) the catalog needs counted (missing_only: not yet
+        counted, or failed before): each checkpoint at
+        the resolution its accuracy is measured at (its test size and every published img_size)
+        with its own head, and each published benchmark size with the arch's default head."""
+        sql = """
+            WITH needed AS (
+                SELECT arch, coalesce(test_h, input_h) AS img_size,
+                       coalesce(test_w, input_w) AS img_width, num_classes FROM checkpoints
+                UNION
+                SELECT c.arch, r.img_size,
+                       CASE WHEN r.img_size = c.input_h THEN c.input_w ELSE r.img_size END,
+                       c.num_classes
+                FROM published_results r JOIN checkpoints c USING (checkpoint)
+                WHERE r.img_size IS NOT NULL
+                UNION
+                SELECT b.arch, b.img_size,
+                       CASE WHEN b.img_size = a.default_input_h THEN a.default_input_w
+                            ELSE b.img_size END,
+                       a.default_num_classes
+                FROM published_benchmarks b JOIN architectures a USING (arch)
+                WHERE a.n_pretrained > 0 AND a.registered AND b.gmacs IS NOT NULL)
+            SELECT n.* FROM needed n
+            LEFT JOIN compute c USING (arch, img_size, num_classes)
+            WHERE NOT ? OR c.arch IS NULL OR c.error IS NOT NULL
+            ORDER BY arch, img_size, num_classes"""
+        with self.connect() as con:
+            return con.execute(sql, [missing_only]).df()
+
+    def compute_crosscheck(self) -> pd.DataFrame:
+        """Counted MACs beside the newest published infer_gmacs for the same (arch, img_size),
+        counted with the arch's default head, as timm's benchmark builds it."""
+        sql = """
+            WITH published AS (
+                SELECT arch, img_size, arg_max(gmacs, torch || source_file) AS published_gmacs,
+                       arg_max(source_file, torch || source_file) AS source_file
+                FROM published_benchmarks WHERE gmacs IS NOT NULL AND gmacs > 0
+                GROUP BY arch, img_size)
+            SELECT p.arch, a.arch_class, a.family, p.img_size, p.published_gmacs, p.source_file,
+                   c.macs / 1e9 AS counted_gmacs, c.attention_flops / 2e9 AS attention_gmacs,
+                   c.params / 1e6 AS params_m, c.flops_by_module, c.reparameterizable
+            FROM published p
+            JOIN architectures a USING (arch)
+            JOIN compute c ON c.arch = p.arch AND c.img_size = p.img_size
+                          AND c.num_classes = a.default_num_classes
+            WHERE c.error IS NULL
+            ORDER BY p.arch, p.img_size"""
+        with self.connect() as con:
+            return con.execute(sql).df()
+
+    def published_benchmark_sources(self) -> pd.DataFrame:
+        """Published inference benchmark files, the newest plain (uncompiled, NCHW, AMP) first."""
+        with self.connect() as con:
+            return con.execute("""
+                SELECT source_file, device, precision, layout, torch, compiled, count(*) AS n_rows
+                FROM published_benchmarks WHERE mode = 'infer'
+                GROUP BY source_file, device, precision, layout, torch, compiled
+                ORDER BY compiled, layout <> 'nchw', precision <> 'amp', torch DESC, n_rows DESC,
+                         source_file
+            """).df()
+
+    def checkpoint_ids(self) -> list[str]:
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT checkpoint FROM checkpoints ORDER BY 1").fetchall()]
+
+    def compute_frame(self) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(f"SELECT {', '.join(self.COMPUTE_COLUMNS)} FROM compute "
+                               "ORDER BY arch, img_size, num_classes").df()
+
+    def compute_for(self, arch: str, img_size: int, num_classes: int) -> dict | None:
+        with self.connect() as con:
+            cursor = con.execute("SELECT * FROM compute WHERE arch = ? AND img_size = ? "
+                                 "AND num_classes = ?", [arch, img_size, num_classes])
+            rows = cursor.fetchall()
+            row = rows[0] if rows else None
+            return dict(zip([d[0] for d in cursor.description], row)) if row else None
+
+    def class_counts(self) -> pd.DataFrame:
+        """Pretrained checkpoints per architecture class."""
+        with self.connect() as con:
+            return con.execute(
+                "SELECT arch_class, count(*) AS checkpoints FROM checkpoints"
+                " GROUP BY arch_class ORDER BY checkpoints DESC").df()
+
+    def list_checkpoints(self, arch_class: str | None = None) -> pd.DataFrame:
+        """Checkpoints with class, params and published ImageNet top-1 (when imported)."""
+        sql = """
+            WITH imagenet AS (
+                SELECT checkpoint, max(top1) AS top1, max(param_count) AS param_count,
+                       arg_max(img_size, top1) AS img_size
+                FROM published_results WHERE dataset = 'imagenet' GROUP BY checkpoint),
+            counted AS (SELECT arch, max(params) AS params FROM compute GROUP BY arch)
+            SELECT c.checkpoint, c.arch_class, c.family, c.pretrain_data, c.data_scale,
+                   coalesce(i.param_count, counted.params / 1e6) AS params_m,
+                   i.top1 AS imagenet_top1, i.img_size AS published_img_size
+            FROM checkpoints c
+            LEFT JOIN imagenet i USING (checkpoint)
+            LEFT JOIN counted ON counted.arch = c.arch
+            WHERE ? IS NULL OR lower(c.arch_class) = lower(?)
+            ORDER BY c.checkpoint"""
+        with self.connect() as con:
+            return con.execute(sql, [arch_class, arch_class]).df()
+
+    def info(self) -> dict:
+        """Row counts, joins, schema version and file facts, for `db info` and the sidebar."""
+        with self.connect() as con:
+            counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in schema.TABLES}
+            joins = dict(zip(
+                ("published_results_joined", "imagenet_results_joined",
+                 "published_benchmarks_joined", "checkpoints_without_class"),
+                con.execute("""
+                    SELECT
+                      (SELECT count(*) FROM published_results r
+                         JOIN checkpoints c USING (checkpoint)),
+                      (SELECT count(*) FROM published_results r
+                         JOIN checkpoints c USING (checkpoint) WHERE r.dataset = 'imagenet'),
+                      (SELECT count(*) FROM published_benchmarks b
+                         JOIN architectures a USING (arch)),
+                      (SELECT count(*) FROM checkpoints
+                         WHERE arch_class IS NULL OR arch_class = '')""").fetchall()[0]))
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return {"path": str(self.path), "size_bytes": size,
+                "schema_version": int(meta.get("schema_version", 0)),
+                "tables": counts, "joins": joins,
+                "catalog_refreshed_at": meta.get("catalog_refreshed_at"),
+                "catalog_timm_version": meta.get("catalog_timm_version")}

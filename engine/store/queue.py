@@ -1,0 +1,146 @@
+"""The job queue: jobs and the workers that run them."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from engine.store.connection import _now
+
+
+class JobQueue:
+    def enqueue_job(self, job_id: str, kind: str, spec: dict, key: str, label: str,
+                    device: str) -> tuple[str, bool]:
+        """Queue a job unless an identical one (same key) is queued or running: then that
+        job's id comes back, attached (True)."""
+        with self._queue_lock(), self.transaction() as con:
+            active = con.execute("SELECT id FROM jobs WHERE cache_key = ? AND state IN ('queued', 'running')"
+                                 " ORDER BY created_at LIMIT 1", [key]).fetchall()
+            if active:
+                return active[0][0], True
+            con.execute("""INSERT INTO jobs (id, kind, spec, cache_key, state, progress, label, device,
+                                             attempts, cancel_requested, created_at)
+                           VALUES (?, ?, ?, ?, 'queued', 0.0, ?, ?, 0, false, ?)""",
+                        [job_id, kind, json.dumps(spec, sort_keys=True), key, label, device, _now()])
+            return job_id, False
+
+    def claim_job(self, worker: str, device: str) -> dict | None:
+        """The oldest queued job this worker's device can run, now running under this worker."""
+        family = "cuda" if device.startswith("cuda") else device
+        with self._queue_lock(), self.transaction() as con:
+            rows = con.execute("""SELECT id FROM jobs WHERE state = 'queued'
+                                    AND (device IN ('auto', ?, ?)) ORDER BY created_at, id LIMIT 1""",
+                               [device, family]).fetchall()
+            if not rows:
+                return None
+            now = _now()
+            con.execute("""UPDATE jobs SET state = 'running', worker = ?, started_at = ?, heartbeat = ?,
+                               attempts = attempts + 1, progress = 0.0, detail = NULL
+                           WHERE id = ?""", [worker, now, now, rows[0][0]])
+            con.execute("UPDATE workers SET job = ?, heartbeat = ? WHERE id = ?", [rows[0][0], now, worker])
+        return self.job(rows[0][0])
+
+    def beat(self, worker: str, job: str | None = None, progress: float | None = None,
+             detail: dict | None = None) -> bool:
+        """A worker's heartbeat, with its job's progress; True when that job should stop
+        (cancel requested, or the job is no longer this worker's)."""
+        now = _now()
+        with self._queue_lock(), self.transaction() as con:
+            con.execute("UPDATE workers SET heartbeat = ?, job = ? WHERE id = ?", [now, job, worker])
+            if job is None:
+                return False
+            con.execute("""UPDATE jobs SET heartbeat = ?, progress = coalesce(?, progress),
+                               detail = coalesce(?, detail)
+                           WHERE id = ? AND worker = ? AND state = 'running'""",
+                        [now, progress, json.dumps(detail) if detail is not None else None, job, worker])
+            rows = con.execute("SELECT cancel_requested, state, worker FROM jobs WHERE id = ?", [job]).fetchall()
+        return not rows or bool(rows[0][0]) or rows[0][1] != "running" or rows[0][2] != worker
+
+    def finish_job(self, job: str, worker: str, state: str, error: str | None = None,
+                   result_key: str | None = None) -> None:
+        """The end of a run that stored no new result (failed, cancelled, or answered from the
+        store); a job another worker has taken over is left to that worker."""
+        with self._queue_lock(), self.transaction() as con:
+            con.execute("""UPDATE jobs SET state = ?, error = ?, result_key = coalesce(?, result_key),
+                               finished_at = ?, progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END
+                           WHERE id = ? AND worker = ? AND state = 'running'""",
+                        [state, error, result_key, _now(), state, job, worker])
+
+    def cancel_job(self, job: str) -> str | None:
+        """A queued job is cancelled at once; a running one is asked to stop. The job's state
+        comes back (None: no such job)."""
+        with self._queue_lock(), self.transaction() as con:
+            rows = con.execute("SELECT state FROM jobs WHERE id = ?", [job]).fetchall()
+            if not rows:
+                return None
+            if rows[0][0] == "queued":
+                con.execute("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", [_now(), job])
+                return "cancelled"
+            if rows[0][0] == "running":
+                con.execute("UPDATE jobs SET cancel_requested = true WHERE id = ?", [job])
+            return rows[0][0]
+
+    def requeue_stale(self, timeout_s: float, max_attempts: int) -> list[str]:
+        """Running jobs whose worker stopped heartbeating go back to the queue (or fail, after
+        max_attempts tries); workers that stopped are forgotten."""
+        cutoff = _now().timestamp() - timeout_s
+        cutoff = datetime.fromtimestamp(cutoff, timezone.utc).replace(tzinfo=None)
+        with self._queue_lock(), self.transaction() as con:
+            stale = con.execute("SELECT id, attempts FROM jobs WHERE state = 'running' AND heartbeat < ?",
+                                [cutoff]).fetchall()
+            for job, attempts in stale:
+                if attempts >= max_attempts:
+                    con.execute("""UPDATE jobs SET state = 'failed', finished_at = ?, error = ?
+                                   WHERE id = ?""",
+                                [_now(), f"Its worker stopped (crash or kill) {attempts} times; not "
+                                 "retried again. Check the worker's log, then queue it again.", job])
+                else:
+                    con.execute("""UPDATE jobs SET state = 'queued', worker = NULL, progress = 0.0,
+                                       detail = NULL WHERE id = ?""", [job])
+            con.execute("DELETE FROM workers WHERE heartbeat < ?", [cutoff])
+        return [job for job, _ in stale]
+
+    def job(self, job: str) -> dict | None:
+        with self.connect() as con:
+            cursor = con.execute("SELECT * FROM jobs WHERE id = ?", [job])
+            rows = cursor.fetchall()
+            if not rows:
+                return None
+            row = dict(zip([d[0] for d in cursor.description], rows[0]))
+        for key in ("spec", "detail"):
+            row[key] = json.loads(row[key]) if row[key] else None
+        return row
+
+    def jobs_frame(self, limit: int = 200) -> pd.DataFrame:
+        """Newest jobs first, for `jobs list` and the Run page."""
+        with self.connect() as con:
+            return con.execute("""SELECT j.id, j.kind, j.label, j.device, j.state, j.progress, j.detail,
+                                         j.error, j.worker, j.attempts, j.cancel_requested, j.result_key,
+                                         e.top1 AS result_top1, e.n_images AS result_images,
+                                         b.throughput AS result_throughput, j.created_at, j.started_at,
+                                         j.finished_at
+                                  FROM jobs j
+                                  LEFT JOIN evals e ON j.kind = 'eval' AND e.cache_key = j.result_key
+                                  LEFT JOIN benchmarks b ON j.kind = 'bench' AND b.cache_key = j.result_key
+                                  ORDER BY j.created_at DESC, j.id LIMIT ?""", [limit]).df()
+
+    def register_worker(self, worker: str, host: str, pid: int, device: str, embedded: bool) -> None:
+        now = _now()
+        with self._queue_lock(), self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                        [worker, host, pid, device, embedded, now, now])
+
+    def unregister_worker(self, worker: str) -> None:
+        with self._queue_lock(), self.transaction() as con:
+            con.execute("DELETE FROM workers WHERE id = ?", [worker])
+
+    def live_workers(self, timeout_s: float) -> pd.DataFrame:
+        cutoff = datetime.fromtimestamp(_now().timestamp() - timeout_s, timezone.utc).replace(tzinfo=None)
+        with self.connect() as con:
+            return con.execute("SELECT * FROM workers WHERE heartbeat >= ? ORDER BY started_at",
+                               [cutoff]).df()
+
+    def queued_count(self) -> int:
+        with self.connect() as con:
+            return con.execute("SELECT count(*) FROM jobs WHERE state = 'queued'").fetchall()[0][0]

@@ -1,0 +1,78 @@
+"""The DuckDB schema: forward-only migrations and the tables they make."""
+
+# Forward-only migrations: (version, statements). Append; never edit a released step.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+        """CREATE TABLE architectures (
+            arch VARCHAR PRIMARY KEY, module VARCHAR, arch_class VARCHAR NOT NULL,
+            family VARCHAR, registered BOOLEAN NOT NULL, n_pretrained INTEGER, note VARCHAR,
+            default_input_h INTEGER, default_input_w INTEGER, default_num_classes INTEGER)""",
+        """CREATE TABLE checkpoints (
+            checkpoint VARCHAR PRIMARY KEY, arch VARCHAR NOT NULL, tag VARCHAR, module VARCHAR,
+            arch_class VARCHAR NOT NULL, family VARCHAR, pretrain_data VARCHAR,
+            finetune_data VARCHAR, data_scale VARCHAR, hub_repo VARCHAR,
+            input_h INTEGER, input_w INTEGER, test_h INTEGER, test_w INTEGER,
+            crop_pct DOUBLE, test_crop_pct DOUBLE, crop_mode VARCHAR, interpolation VARCHAR,
+            mean DOUBLE[], std DOUBLE[], num_classes INTEGER, license VARCHAR,
+            timm_version VARCHAR)""",
+        """CREATE TABLE compute (
+            arch VARCHAR, img_size INTEGER, num_classes INTEGER, img_width INTEGER,
+            params BIGINT, flops DOUBLE, macs DOUBLE, attention_flops DOUBLE,
+            flops_by_module JSON, reparameterizable BOOLEAN, counter VARCHAR,
+            device VARCHAR, error VARCHAR, torch_version VARCHAR, timm_version VARCHAR,
+            created_at TIMESTAMP, PRIMARY KEY (arch, img_size, num_classes))""",
+        """CREATE TABLE published_results (
+            source_file VARCHAR NOT NULL, dataset VARCHAR NOT NULL, model VARCHAR NOT NULL,
+            checkpoint VARCHAR, img_size INTEGER, top1 DOUBLE, top5 DOUBLE,
+            param_count DOUBLE, crop_pct DOUBLE, interpolation VARCHAR)""",
+        """CREATE TABLE published_benchmarks (
+            source_file VARCHAR NOT NULL, mode VARCHAR, device VARCHAR, precision VARCHAR,
+            layout VARCHAR, torch VARCHAR, cuda VARCHAR, compiled BOOLEAN,
+            model VARCHAR NOT NULL, arch VARCHAR, img_size INTEGER, batch_size INTEGER,
+            samples_per_sec DOUBLE, step_time_ms DOUBLE, gmacs DOUBLE, macts DOUBLE,
+            param_count DOUBLE)""",
+        """CREATE TABLE published_files (
+            source_file VARCHAR PRIMARY KEY, kind VARCHAR, n_rows INTEGER,
+            sha256 VARCHAR, imported_at TIMESTAMP)""",
+        """CREATE TABLE reference_points (
+            source VARCHAR NOT NULL, model VARCHAR NOT NULL, arch_class VARCHAR,
+            pretrain_data VARCHAR, compute_value DOUBLE, compute_unit VARCHAR,
+            imagenet_top1 DOUBLE, params_m DOUBLE, gflops DOUBLE, resolution VARCHAR,
+            notes VARCHAR)""",
+        """CREATE TABLE evals (
+            cache_key VARCHAR PRIMARY KEY, checkpoint VARCHAR NOT NULL, hub_revision VARCHAR,
+            dataset_id VARCHAR, dataset_fingerprint VARCHAR, label_map VARCHAR,
+            img_size INTEGER, crop_pct DOUBLE, crop_mode VARCHAR, interpolation VARCHAR,
+            precision VARCHAR, device_name VARCHAR, n_images INTEGER, top1 DOUBLE,
+            top5 DOUBLE, nll DOUBLE, ece DOUBLE, seconds DOUBLE, images_per_sec DOUBLE,
+            torch_version VARCHAR, timm_version VARCHAR, cuda_version VARCHAR,
+            details JSON, created_at TIMESTAMP)""",
+        """CREATE TABLE benchmarks (
+            cache_key VARCHAR PRIMARY KEY, checkpoint VARCHAR, arch VARCHAR NOT NULL,
+            img_size INTEGER, batch_size INTEGER, precision VARCHAR, channels_last BOOLEAN,
+            compiled BOOLEAN, device_name VARCHAR, throughput DOUBLE, latency_p50_ms DOUBLE,
+            latency_p90_ms DOUBLE, peak_memory_mb DOUBLE, error VARCHAR, torch_version VARCHAR,
+            timm_version VARCHAR, cuda_version VARCHAR, details JSON, created_at TIMESTAMP)""",
+        """CREATE TABLE jobs (
+            id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, spec JSON, cache_key VARCHAR,
+            state VARCHAR NOT NULL, progress DOUBLE, heartbeat TIMESTAMP, error VARCHAR,
+            created_at TIMESTAMP, started_at TIMESTAMP, finished_at TIMESTAMP)""",
+    ]),
+    (2, [  # the job queue: who runs a job, where, its live progress and cancellation
+        "ALTER TABLE jobs ADD COLUMN label VARCHAR",
+        "ALTER TABLE jobs ADD COLUMN device VARCHAR",
+        "ALTER TABLE jobs ADD COLUMN worker VARCHAR",
+        "ALTER TABLE jobs ADD COLUMN attempts INTEGER DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN cancel_requested BOOLEAN DEFAULT false",
+        "ALTER TABLE jobs ADD COLUMN detail JSON",
+        "ALTER TABLE jobs ADD COLUMN result_key VARCHAR",
+        """CREATE TABLE workers (
+            id VARCHAR PRIMARY KEY, host VARCHAR, pid INTEGER, device VARCHAR,
+            embedded BOOLEAN, started_at TIMESTAMP, heartbeat TIMESTAMP, job VARCHAR)""",
+    ]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",
+          "published_files", "reference_points", "evals", "benchmarks", "jobs", "workers")
