@@ -5,7 +5,7 @@ import streamlit as st
 
 from engine import catalog
 from engine.errors import MatchupError
-from pages.shared import db_info, embedded_worker, get_store, published_loader
+from ui.loaders import db_info, embedded_worker, get_store, published_loader
 
 st.set_page_config(page_title="Matchup: ConvNets vs ViTs at matched compute", layout="wide")
 
@@ -55,5 +55,5 @@ PAGES = [
     st.Page("pages/results.py", title="Results"),
     st.Page("pages/catalog.py", title="Catalog"),
 ]
-st.session_state["app_shell"] = True  # pages check it: see shared.enter
+st.session_state["app_shell"] = True  # pages check it: see ui.widgets.enter
 st.navigation(PAGES).run()

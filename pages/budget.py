@@ -3,11 +3,11 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis
-from pages import shared
+from ui import widgets
 
-chosen, cost, metric = shared.analysis_page("budget", "Budget match")
+chosen, cost, metric = widgets.analysis_page("budget", "Budget match")
 if chosen is not None:
-    budget = shared.budget_slider(chosen)
+    budget = widgets.budget_slider(chosen)
     rows = analysis.budget_table(chosen, metric, sorted({*analysis.log_budgets(chosen, n=6), budget}))
     table = []
     for row in rows:
@@ -19,7 +19,7 @@ if chosen is not None:
         table.append(entry)
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="budget_table")
     st.subheader("Matched pairs: each ViT with the ConvNet nearest in cost")
-    tolerance = shared.url_select_slider("Cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3], "tolerance", 0.1)
+    tolerance = widgets.url_select_slider("Cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3], "tolerance", 0.1)
     pairs = analysis.matched_pairs(chosen, metric, tolerance=float(tolerance))
     if pairs["n_pairs"]:
         left, right = pairs["left"], pairs["right"]

@@ -3,10 +3,10 @@ import altair as alt
 import streamlit as st
 
 from engine import catalog, taxonomy
-from pages import shared
+from ui import loaders, widgets
 
-shared.enter("catalog")
-store = shared.get_store()
+widgets.enter("catalog")
+store = loaders.get_store()
 st.title("Checkpoint catalog")
 counts = store.class_counts()
 total = int(counts["checkpoints"].sum())
@@ -25,6 +25,6 @@ st.altair_chart(
         tooltip=["arch_class", "checkpoints"]),
     width="stretch")
 
-chosen = shared.url_selectbox("Class", ["all", *taxonomy.ARCH_CLASSES], "arch_class")
+chosen = widgets.url_selectbox("Class", ["all", *taxonomy.ARCH_CLASSES], "arch_class")
 frame = catalog.list_checkpoints(store, None if chosen == "all" else chosen)
 st.dataframe(frame, hide_index=True, width="stretch")

@@ -2,17 +2,17 @@
 import pandas as pd
 import streamlit as st
 
-from pages import shared
+from ui import loaders, widgets
 
-shared.enter("checkpoint")
+widgets.enter("checkpoint")
 
-store = shared.get_store()
+store = loaders.get_store()
 ids = store.checkpoint_ids()
 st.title("Checkpoint")
 if not ids:
     st.info("The catalog is empty: run `python -m engine catalog refresh`.")
     st.stop()
-checkpoint = shared.url_selectbox("Checkpoint", ids, "checkpoint",
+checkpoint = widgets.url_selectbox("Checkpoint", ids, "checkpoint",
                                   default="convnext_tiny.in12k_ft_in1k" if "convnext_tiny.in12k_ft_in1k" in ids else ids[0])
 detail = store.checkpoint_detail(checkpoint)
 facts = detail["facts"].iloc[0]

@@ -3,14 +3,14 @@ import altair as alt
 import streamlit as st
 
 from engine import profile
-from pages import shared
+from ui import loaders, widgets
 
-shared.enter("crosscheck")
+widgets.enter("crosscheck")
 st.title("FLOP cross-check")
 st.caption("Counted here: forward pass, batch 1, 2 FLOPs per multiply-add, attention matmuls included "
            "(torch FlopCounterMode on the meta device); MACs = FLOPs / 2. Published: timm's infer_gmacs "
            "(fvcore or deepspeed), the newest benchmark file per (architecture, resolution).")
-frame = shared.get_store().compute_crosscheck()
+frame = loaders.get_store().compute_crosscheck()
 if frame.empty:
     st.info("No pairs to compare yet: import published benchmarks (`python -m engine catalog import DIR`).")
     st.stop()

@@ -3,7 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine import analysis
-from pages import shared
+from ui import charts, widgets
 
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
                  "cost", "quality", "source"]  # only what the chart draws: a lighter page
@@ -11,24 +11,24 @@ POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_sc
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def frontier_spec(cost: str, metric: str) -> dict:
-    x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=shared.COST_LABELS[cost])
+    x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
     y = alt.Y("quality:Q", scale=alt.Scale(zero=False), title=metric)
-    dots = shared.data("points").mark_point(filled=True, opacity=0.6).encode(
+    dots = charts.data("points").mark_point(filled=True, opacity=0.6).encode(
         x=x, y=y, color=alt.Color("arch_class:N", title="class"),
         shape=alt.Shape("data_scale:N", title="pre-training data"),
         tooltip=["checkpoint:N", "arch_class:N", "family:N", "pretrain_data:N", "img_size:Q",
                  alt.Tooltip("cost:Q", format=".3g"), alt.Tooltip("quality:Q", format=".2f"), "source:N"],
     ).add_params(alt.selection_point(fields=["checkpoint"], name="pick"))
-    steps = shared.data("frontier").mark_line(interpolate="step-after").encode(x=x, y=y, color="arch_class:N")
-    rule = shared.data("budget").mark_rule(strokeDash=[6, 3]).encode(x="budget:Q")
-    return shared.spec_of(dots + steps + rule)
+    steps = charts.data("frontier").mark_line(interpolate="step-after").encode(x=x, y=y, color="arch_class:N")
+    rule = charts.data("budget").mark_rule(strokeDash=[6, 3]).encode(x="budget:Q")
+    return charts.spec_of(dots + steps + rule)
 
 
-chosen, cost, metric = shared.analysis_page("frontier", "Pareto frontier per class")
+chosen, cost, metric = widgets.analysis_page("frontier", "Pareto frontier per class")
 if chosen is not None:
-    budget = shared.budget_slider(chosen)
+    budget = widgets.budget_slider(chosen)
     front = analysis.frontier(chosen, metric)
-    event = shared.draw(frontier_spec(cost, metric),
+    event = charts.draw(frontier_spec(cost, metric),
                         {"points": chosen[POINT_COLUMNS], "frontier": front[["cost", "quality", "arch_class"]],
                          "budget": [{"budget": budget}]},
                         width="stretch", on_select="rerun", key="frontier_chart")
@@ -36,7 +36,7 @@ if chosen is not None:
     if picked and picked[0].get("checkpoint"):
         st.switch_page("pages/checkpoint.py", query_params={"checkpoint": picked[0]["checkpoint"]})
     [row] = analysis.budget_table(chosen, metric, [budget], n_boot=200)
-    st.subheader(f"Best of each class at ≤ {budget:g}{shared.COST_UNITS[cost]}")
+    st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")
     st.table([{"class": c, "checkpoint": b["checkpoint"], metric: round(b["quality"], 2),
                cost: round(b["cost"], 3), "source": b["source"]} for c, b in row["best"].items()])
-    shared.flop_note(cost)
+    widgets.flop_note(cost)

@@ -4,9 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis
-from pages import shared
+from ui import widgets
 
-chosen, cost, metric = shared.analysis_page("overview", "ConvNet or ViT at your budget?")
+chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?")
 if chosen is not None:
     budgets = analysis.log_budgets(chosen)
     rows = analysis.budget_table(chosen, metric, budgets)
@@ -16,7 +16,7 @@ if chosen is not None:
         st.info("ConvNets and another class both need points under these filters to draw a gap.")
     else:
         base = alt.Chart(gaps).encode(x=alt.X("budget:Q", scale=alt.Scale(type="log"),
-                                              title=shared.COST_LABELS[cost]),
+                                              title=widgets.COST_LABELS[cost]),
                                       color=alt.Color("comparison:N", title=None))
         band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_low:Q", title=f"{metric} gap (points)"),
                                                   y2="ci_high:Q")
@@ -28,7 +28,7 @@ if chosen is not None:
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
                    "bootstrap interval (checkpoints resampled within each class, 1,000 times).")
         for other in ("ViT", "Hybrid"):
-            sentences = analysis.verdict(rows, other=other, unit=shared.COST_UNITS[cost])
+            sentences = analysis.verdict(rows, other=other, unit=widgets.COST_UNITS[cost])
             if sentences:
                 st.markdown(f"**{other} vs ConvNet** — " + "; ".join(sentences) + ".")
-    shared.flop_note(cost)
+    widgets.flop_note(cost)

@@ -5,15 +5,15 @@ import streamlit as st
 
 from engine.errors import MatchupError
 from engine.store import TABLES
-from pages import shared
+from ui import loaders, widgets
 
 QUERY_ROW_LIMIT, QUERY_TIMEOUT_S = 10_000, 10
 
-shared.enter("results")
+widgets.enter("results")
 
 st.title("Results")
-table = shared.url_selectbox("Table", list(TABLES), "table", default="published_results")
-frame = shared.get_store().table_frame(table)
+table = widgets.url_selectbox("Table", list(TABLES), "table", default="published_results")
+frame = loaders.get_store().table_frame(table)
 text = st.text_input("Filter rows containing", key="filter")
 if text:
     mask = frame.astype(str).apply(lambda col: col.str.contains(text, case=False, regex=False)).any(axis=1)
@@ -25,7 +25,7 @@ with st.expander("Query with SQL (read-only)"):
                f"and {QUERY_TIMEOUT_S} s.")
     if sql.strip():
         try:
-            frame = shared.get_store().read_only_query(sql, limit=QUERY_ROW_LIMIT, timeout_s=QUERY_TIMEOUT_S)
+            frame = loaders.get_store().read_only_query(sql, limit=QUERY_ROW_LIMIT, timeout_s=QUERY_TIMEOUT_S)
             table = "query"
         except MatchupError as e:
             st.error(str(e))

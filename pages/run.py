@@ -6,18 +6,18 @@ from engine import jobs
 from engine.catalog import filter_checkpoints as catalog_filter
 from engine.errors import MatchupError
 from engine.store import StoreLockedError
-from pages import shared
+from ui import loaders, widgets
 
-shared.enter("run")
+widgets.enter("run")
 st.title("Run on this machine")
-store = shared.get_store()
+store = loaders.get_store()
 read_only = jobs.read_only()
 
 if read_only:
     st.info("This is a read-only demo (MATCHUP_READONLY=1): running is switched off. The queue "
             "below shows what this machine's workers are doing.")
 else:
-    catalog = shared.checkpoint_table(str(store.path), store.freshness())
+    catalog = loaders.checkpoint_table(str(store.path), store.freshness())
     with st.expander("Find checkpoints", expanded=True):
         a, b, c, d = st.columns(4)
         classes = a.multiselect("Class", sorted(catalog["arch_class"].dropna().unique()), key="run_classes")
@@ -71,7 +71,7 @@ else:
 def queue():
     """The queue, refreshed every 2 s on its own (the rest of the page does not rerun)."""
     st.subheader("Queue")
-    watch = shared.quick_store()
+    watch = loaders.quick_store()
     try:
         watch.requeue_stale(jobs.job_timeout_s(), jobs.MAX_ATTEMPTS)
         frame = watch.jobs_frame(limit=30)
@@ -92,7 +92,7 @@ def queue():
     for job in frame.itertuples():
         left, right = st.columns([5, 1])
         with left:
-            detail = job.detail if isinstance(job.detail, dict) else shared.json_or_none(job.detail)
+            detail = job.detail if isinstance(job.detail, dict) else loaders.json_or_none(job.detail)
             text = f"**{job.state}** · {job.label}"
             if job.state == "running":
                 rate = (detail or {}).get("images_per_sec")

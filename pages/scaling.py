@@ -4,13 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis
-from pages import shared
+from ui import widgets
 
-chosen, cost, metric = shared.analysis_page("scaling", "Scaling laws")
+chosen, cost, metric = widgets.analysis_page("scaling", "Scaling laws")
 if chosen is not None:
-    on = shared.url_selectbox("Fit on", ["frontier", "all"], "on")
+    on = widgets.url_selectbox("Fit on", ["frontier", "all"], "on")
     result = analysis.scaling(chosen, metric, on=on, curves=True)
-    x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=shared.COST_LABELS[cost])
+    x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
     label = "100 − " + metric if analysis.higher_is_better(metric) else metric
     dots = alt.Chart(result["points"][["checkpoint", "arch_class", "cost", "quality", "error"]]).mark_point(
         filled=True).encode(
@@ -27,7 +27,7 @@ if chosen is not None:
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),
                  hide_index=True, width="stretch")
     for c in result["crossovers"]:
-        where = (f"at {c['crossover']:.3g}{shared.COST_UNITS[cost]} (95% CI {c['crossover_ci'][0]:.3g}–"
+        where = (f"at {c['crossover']:.3g}{widgets.COST_UNITS[cost]} (95% CI {c['crossover_ci'][0]:.3g}–"
                  f"{c['crossover_ci'][1]:.3g}); {c['note']}" if c.get("crossover") else c["note"])
         st.markdown(f"- **{c['classes'][0]} / {c['classes'][1]}** cross {where}")
     for arch_class, why in result["skipped"].items():

@@ -2,13 +2,13 @@
 import altair as alt
 import streamlit as st
 
-from pages import shared
+from ui import loaders, widgets
 
-shared.enter("seed_paper")
+widgets.enter("seed_paper")
 st.title("ConvNets Match Vision Transformers at Scale")
 st.caption("Smith, Brock, Berrada, De (2023), arXiv 2310.16764: NFNets pre-trained on JFT-4B and "
            "fine-tuned on ImageNet, against ViTs of comparable pre-training compute.")
-reference = shared.get_store().table_frame("reference_points")
+reference = loaders.get_store().table_frame("reference_points")
 seed = reference[(reference["compute_unit"] == "tpu_v4_core_hours") & reference["imagenet_top1"].notna()]
 seed = seed.assign(error=100 - seed["imagenet_top1"])
 chart = alt.Chart(seed).mark_point(filled=True, size=90).encode(

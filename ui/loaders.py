@@ -1,0 +1,108 @@
+"""The app's view of the store: one Store per file, cached queries keyed by the file's freshness,
+the background loader of published results and the embedded worker."""
+from __future__ import annotations
+
+import os
+import threading
+
+import streamlit as st
+
+from engine import analysis, catalog
+from engine.errors import MatchupError
+from engine.store import Store, resolve_db_path
+
+
+@st.cache_resource
+def _store_for(path: str) -> Store:
+    return Store(path)
+
+
+def get_store() -> Store:
+    """The store for $MATCHUP_DB (else data/matchup.duckdb)."""
+    return _store_for(str(resolve_db_path()))
+
+
+@st.cache_resource
+def _quick_store_for(path: str) -> Store:
+    return Store(path, lock_timeout_s=1)
+
+
+def quick_store() -> Store:
+    """The same database for views that refresh on their own: it gives up on a lock after 1 s,
+    so the view can say it is waiting instead of hanging."""
+    return _quick_store_for(str(resolve_db_path()))
+
+
+@st.cache_resource
+def embedded_worker(path: str):
+    """One per server, unless MATCHUP_READONLY or MATCHUP_NO_EMBEDDED_WORKER is set."""
+    from engine import jobs
+    if jobs.read_only() or os.environ.get("MATCHUP_NO_EMBEDDED_WORKER"):
+        return None
+    return jobs.EmbeddedWorker(path).start()
+
+
+def json_or_none(text):
+    import json
+    return json.loads(text) if isinstance(text, str) and text else None
+
+
+class PublishedLoader:
+    """Imports timm's published results once per server: from MATCHUP_PUBLISHED_DIR when set,
+    else by syncing the pinned commit; pages never wait for it."""
+
+    def __init__(self, store: Store):
+        self.state, self.message = "idle", ""
+        self._store = store
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "PublishedLoader":
+        if self._store.count("published_results") > 0:
+            self.state = "done"
+            return self
+        self.state = "running"
+        self._thread.start()
+        return self
+
+    def _run(self):
+        folder = os.environ.get("MATCHUP_PUBLISHED_DIR")
+        try:
+            report = catalog.import_dir(self._store, folder) if folder else catalog.sync(self._store)
+            self.state = "done"
+            self.message = f"imported {sum(report.imported.values())} published rows"
+        except MatchupError as e:
+            self.state = "failed"
+            self.message = str(e)
+
+
+@st.cache_resource
+def published_loader(path: str) -> PublishedLoader:
+    return PublishedLoader(_store_for(path)).start()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def points(path: str, freshness: str, bench_source: str | None):
+    """All analysis points, shared read-only by every session (no copy per rerun); keyed by the
+    DB's freshness so widgets never re-read the store."""
+    store = _store_for(path)
+    return analysis.assemble_points(store.analysis_inputs(), bench_source=bench_source)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def bench_sources(path: str, freshness: str):
+    return _store_for(path).published_benchmark_sources()
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def checkpoint_table(path: str, freshness: str):
+    return catalog.list_checkpoints(_store_for(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def db_info(path: str, freshness: str) -> dict:
+    return _store_for(path).info()
+
+
+def current_points(bench_source: str | None = None):
+    store = get_store()
+    return points(str(store.path), store.freshness(), bench_source)
