@@ -56,6 +56,25 @@ def cmd_catalog(args, store: Store) -> int:
                   f"{report.architectures} architectures (timm {report.timm_version}), "
                   f"{report.reference_points} reference points, {report.compute_loaded} shipped "
                   f"FLOP counts, in {seconds:.2f} s")
+            if report.published_error:
+                print(f"warning: {report.published_error}", file=sys.stderr)
+            else:
+                print(f"published results: {report.published}")
+        return 0
+    if args.action == "snapshot":
+        from pathlib import Path
+        from engine import snapshot
+        provenance = snapshot.write(Path(args.out) if args.out else None,
+                                    Path(args.source) if args.source else None, args.commit)
+        if args.json:
+            _print_json(provenance)
+        else:
+            out = Path(args.out) if args.out else snapshot.snapshot_dir()
+            size = sum((out / t["file"]).stat().st_size for t in provenance["tables"].values())
+            rows = sum(t["rows"] for t in provenance["tables"].values())
+            print(f"snapshot of timm {provenance['commit'][:8]}: {len(provenance['files'])} files, "
+                  f"{rows} rows, {size / 1e6:.2f} MB of Parquet in {out} "
+                  f"({time.perf_counter() - started:.1f} s)")
         return 0
     if args.action == "import":
         report = catalog.import_dir(store, args.dir)
@@ -393,6 +412,8 @@ def cmd_db(args, store: Store) -> int:
         print(f"schema version: {info['schema_version']}")
         print(f"catalog: refreshed {info['catalog_refreshed_at'] or 'never'}"
               f" (timm {info['catalog_timm_version'] or '-'})")
+        from engine.catalog import describe_published
+        print("published results: " + (describe_published(info["published"]) or "none loaded"))
         for table, n in info["tables"].items():
             print(f"  {table:<22} {n:>8} rows")
         joins = info["joins"]
@@ -428,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = cat_actions.add_parser("sync", parents=[common], help="download timm's published CSVs and import them")
     from engine.catalog import TIMM_RESULTS_COMMIT
     p.add_argument("--commit", default=TIMM_RESULTS_COMMIT)
+    p.add_argument("--json", action="store_true")
+    p = cat_actions.add_parser("snapshot", parents=[common],
+                               help="write the shipped snapshot of timm's published results (data/published)")
+    p.add_argument("--from", dest="source", metavar="DIR",
+                   help="timm's results/ folder at --commit (default: download it at --commit)")
+    p.add_argument("--commit", default=TIMM_RESULTS_COMMIT, help="the timm commit the files are from")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: $MATCHUP_SNAPSHOT_DIR, else data/published)")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("list", parents=[common], help="checkpoints with class, params, published top-1")
     p.add_argument("--class", dest="arch_class", help="ConvNet, ViT, Hybrid or MLP")

@@ -166,19 +166,29 @@ class RefreshReport:
     reference_points: int
     timm_version: str
     compute_loaded: int = 0
+    published: str = ""              # what happened to the shipped published-results snapshot
+    published_error: str | None = None  # why it was not loaded (missing, damaged, newer)
 
 
-def refresh(store: Store) -> RefreshReport:
+def refresh(store: Store, load_published: bool = True) -> RefreshReport:
     """Fill `checkpoints`, `architectures` and `reference_points` from the installed timm, offline,
-    and load the shipped FLOP counts for this timm version (counts made here are kept)."""
+    load the shipped FLOP counts for this timm version (counts made here are kept) and the shipped
+    snapshot of timm's published results (never over rows from sync or import). A snapshot that
+    cannot be loaded leaves the catalog in place and says why in the report."""
     timm = _timm()
     architectures = _architectures_frame()
     checkpoints = _checkpoints_frame(architectures)
     reference = reference_points_frame()
     store.replace_catalog(architectures, checkpoints, reference, timm.__version__)
     loaded = store.upsert_compute(shipped_compute_frame(timm.__version__), keep_existing=True)
-    return RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__,
-                         loaded)
+    report = RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__, loaded)
+    if load_published:
+        from engine import snapshot
+        try:
+            report.published = snapshot.load(store).message
+        except snapshot.SnapshotError as e:
+            report.published_error = str(e)
+    return report
 
 
 def write_shipped_compute(store: Store, path: Path = SHIPPED_COMPUTE_CSV) -> int:
@@ -221,6 +231,11 @@ def parse_file_name(name: str) -> ParsedName | None:
             "device": m["device"] if m["backend"] != "cpu" else f"cpu-{m['device']}",
             "compiled": bool(m["dynamo"])})
     return None
+
+
+def published_names() -> "_Names":
+    """Resolves the model names in published files to this timm's checkpoints and architectures."""
+    return _Names()
 
 
 class _Names:
@@ -294,8 +309,10 @@ class ImportReport:
     failed: dict[str, str] = field(default_factory=dict)    # file -> error
 
 
-def import_dir(store: Store, folder: str | os.PathLike) -> ImportReport:
-    """Import every results-*.csv and benchmark-*.csv; one transaction per file."""
+def import_dir(store: Store, folder: str | os.PathLike, origin: str = "import",
+               commit: str | None = None) -> ImportReport:
+    """Import every results-*.csv and benchmark-*.csv; one transaction per file. `origin` and
+    `commit` record where the files came from (a folder's commit is unknown unless given)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CatalogError(f"{folder} is not a folder. Point `catalog import` at timm's results/ "
@@ -309,14 +326,14 @@ def import_dir(store: Store, folder: str | os.PathLike) -> ImportReport:
                                          "benchmark-<mode>-<precision>-<layout>-pt<ver>-<cuXXX|cpu>"
                                          "-<device>[-dynamo].csv")
             continue
-        names = names or _Names()
+        names = names or published_names()
         try:
             rows = _read_published(path, parsed, names)
         except CatalogError as e:
             report.failed[path.name] = str(e)
             continue
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        store.replace_published_file(path.name, parsed.kind, rows, digest)
+        store.replace_published_file(path.name, parsed.kind, rows, digest, origin=origin, commit=commit)
         report.imported[path.name] = len(rows)
     if not report.imported and not report.failed:
         raise CatalogError(f"{folder} holds no results-*.csv or benchmark-*.csv files. Point "
@@ -324,31 +341,50 @@ def import_dir(store: Store, folder: str | os.PathLike) -> ImportReport:
     return report
 
 
-def sync(store: Store, commit: str = TIMM_RESULTS_COMMIT, base_url: str | None = None,
-         timeout_s: float = 30.0) -> ImportReport:
-    """Download timm's published CSVs at a pinned commit, then import them."""
+def download(commit: str, folder: Path, base_url: str | None = None, timeout_s: float = 30.0) -> None:
+    """timm's published CSVs at `commit` into `folder`; offline or a bad commit is a CatalogError."""
     base_url = (base_url or os.environ.get("MATCHUP_TIMM_RESULTS_URL") or TIMM_RESULTS_URL).rstrip("/")
     if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
         raise CatalogError(f"--commit {commit!r} is not a git commit SHA (7 to 40 hex digits).")
+    for name in TIMM_RESULTS_FILES:
+        url = f"{base_url}/{commit}/results/{name}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                (Path(folder) / name).write_bytes(response.read())
+        except urllib.error.HTTPError as e:
+            raise CatalogError(
+                f"Downloading {name} at commit {commit} failed with HTTP {e.code} ({url}). "
+                "Check the commit, or import a local copy of timm's results/ folder with "
+                "`python -m engine catalog import DIR`.") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise CatalogError(
+                f"Cannot download timm's published results: {base_url} is unreachable "
+                f"({reason}); this machine looks offline. Nothing was changed. Import a local "
+                "copy instead: `python -m engine catalog import DIR`, where DIR is timm's "
+                "results/ folder.") from None
+
+
+def sync(store: Store, commit: str = TIMM_RESULTS_COMMIT, base_url: str | None = None,
+         timeout_s: float = 30.0) -> ImportReport:
+    """Download timm's published CSVs at a pinned commit, then import them."""
     with tempfile.TemporaryDirectory(prefix="matchup-sync-") as tmp:
-        for name in TIMM_RESULTS_FILES:
-            url = f"{base_url}/{commit}/results/{name}"
-            try:
-                with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                    (Path(tmp) / name).write_bytes(response.read())
-            except urllib.error.HTTPError as e:
-                raise CatalogError(
-                    f"Downloading {name} at commit {commit} failed with HTTP {e.code} ({url}). "
-                    "Check the commit, or import a local copy of timm's results/ folder with "
-                    "`python -m engine catalog import DIR`.") from None
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                raise CatalogError(
-                    f"Cannot download timm's published results: {base_url} is unreachable "
-                    f"({reason}); this machine looks offline. Nothing was changed. Import a local "
-                    "copy instead: `python -m engine catalog import DIR`, where DIR is timm's "
-                    "results/ folder.") from None
-        return import_dir(store, tmp)
+        download(commit, Path(tmp), base_url, timeout_s)
+        return import_dir(store, tmp, origin="sync", commit=commit)
+
+
+def describe_published(provenance: list[dict], counts: bool = True) -> str:
+    """One line on where the published rows came from (`Store.published_provenance`), for the
+    sidebar and `db info`; empty when none are loaded."""
+    how = {"snapshot": "shipped snapshot", "sync": "synced", "import": "imported from a folder"}
+    parts = []
+    for entry in provenance:
+        commit = f"timm {entry['commit'][:8]}" if entry.get("commit") else "timm (commit unknown)"
+        when = (entry.get("taken_at") or "")[:10]
+        verb = "taken" if entry["origin"] == "snapshot" else "on"
+        parts.append(f"{commit}, {how.get(entry['origin'], entry['origin'])} {verb} {when}"
+                     + (f" ({entry['files']} files, {entry['rows']:,} rows)" if counts else ""))
+    return "; ".join(parts)
 
 
 def list_checkpoints(store: Store, arch_class: str | None = None) -> pd.DataFrame:

@@ -26,9 +26,10 @@ def store(tmp_path) -> Store:
 
 @pytest.fixture(scope="session")
 def catalog_db(tmp_path_factory) -> Path:
-    """A database with the catalog refreshed once per session; tests copy it before writing."""
+    """A database with the catalog (and no published results) refreshed once per session; tests
+    copy it before writing."""
     path = tmp_path_factory.mktemp("catalog") / "catalog.duckdb"
-    catalog.refresh(Store(path))
+    catalog.refresh(Store(path), load_published=False)
     return path
 
 

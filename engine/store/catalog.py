@@ -1,6 +1,10 @@
 """The catalog, counted compute and published tables: what exists and what was published."""
 from __future__ import annotations
 
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
 import pandas as pd
 
 from engine.store import schema
@@ -21,15 +25,68 @@ class CatalogTables:
                            catalog_timm_version=timm_version)
 
     def replace_published_file(self, source_file: str, kind: str, rows: pd.DataFrame,
-                               sha256: str) -> None:
-        """One published CSV's rows replace that file's previous rows, in one transaction."""
+                               sha256: str, origin: str = "import", commit: str | None = None) -> None:
+        """One published CSV's rows replace that file's previous rows, in one transaction;
+        `origin` (sync or import) and the commit, when known, say where they came from."""
         table = {"results": "published_results", "benchmark": "published_benchmarks"}[kind]
+        now = _now()
         with self.transaction() as con:
             for other in ("published_results", "published_benchmarks"):
                 con.execute(f"DELETE FROM {other} WHERE source_file = ?", [source_file])
             self._insert(con, table, rows)
-            con.execute("INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?)",
-                        [source_file, kind, len(rows), sha256, _now()])
+            con.execute("INSERT OR REPLACE INTO published_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [source_file, kind, len(rows), sha256, now, origin, commit, now])
+
+    def published_origins(self) -> set[str]:
+        """Where the stored published files came from (files from before origins were recorded
+        count as imported)."""
+        with self.connect() as con:
+            return {row[0] for row in con.execute(
+                "SELECT DISTINCT coalesce(origin, 'import') FROM published_files").fetchall()}
+
+    def replace_published_snapshot(self, frames: dict[str, pd.DataFrame], files: list[tuple],
+                                   commit: str | None, taken_at: str, snapshot: str) -> int | None:
+        """The shipped snapshot's rows replace an earlier snapshot's, all in one transaction.
+        Nothing changes (None) when published rows from sync or import are present: a snapshot
+        never overwrites them. `files`: (source_file, kind, rows, sha256) per published file."""
+        now = _now()
+        taken = datetime.fromisoformat(taken_at).astimezone(timezone.utc).replace(tzinfo=None)
+        with self.transaction() as con:
+            foreign = con.execute("SELECT count(*) FROM published_files "
+                                  "WHERE coalesce(origin, 'import') <> 'snapshot'").fetchall()[0][0]
+            if foreign:
+                return None
+            for table in ("published_results", "published_benchmarks", "published_files"):
+                con.execute(f"DELETE FROM {table}")
+            loaded = 0
+            for table, frame in frames.items():
+                known = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
+                self._insert(con, table, frame[[c for c in frame.columns if c in known]])
+                loaded += len(frame)
+            con.executemany("INSERT INTO published_files VALUES (?, ?, ?, ?, ?, 'snapshot', ?, ?)",
+                            [[name, kind, rows, sha256, now, commit, taken]
+                             for name, kind, rows, sha256 in files])
+            self._set_meta(con, published_snapshot=snapshot)
+            return loaded
+
+    def export_published(self, paths: dict[str, str | os.PathLike]) -> None:
+        """Published tables as zstd Parquet (table -> path), in a stable row order, for the
+        shipped snapshot."""
+        with self.connect() as con:
+            for table, path in paths.items():
+                con.execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO '{Path(path).as_posix()}' "
+                            "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 19)")
+
+    def published_provenance(self) -> list[dict]:
+        """Where the published rows came from: one entry per (origin, commit, time taken)."""
+        with self.connect() as con:
+            cursor = con.execute("""
+                SELECT coalesce(origin, 'import') AS origin, commit,
+                       strftime(coalesce(taken_at, imported_at), '%Y-%m-%dT%H:%M:%S') AS taken_at,
+                       count(*) AS files, CAST(sum(n_rows) AS BIGINT) AS rows
+                FROM published_files GROUP BY ALL ORDER BY taken_at DESC, origin""")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     COMPUTE_COLUMNS = ("arch", "img_size", "num_classes", "img_width", "params", "flops", "macs",
                        "attention_flops", "flops_by_module", "reparameterizable", "counter",
@@ -182,4 +239,5 @@ class CatalogTables:
                 "schema_version": int(meta.get("schema_version", 0)),
                 "tables": counts, "joins": joins,
                 "catalog_refreshed_at": meta.get("catalog_refreshed_at"),
-                "catalog_timm_version": meta.get("catalog_timm_version")}
+                "catalog_timm_version": meta.get("catalog_timm_version"),
+                "published": self.published_provenance()}

@@ -71,6 +71,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             id VARCHAR PRIMARY KEY, host VARCHAR, pid INTEGER, device VARCHAR,
             embedded BOOLEAN, started_at TIMESTAMP, heartbeat TIMESTAMP, job VARCHAR)""",
     ]),
+    (3, [  # where each published file came from: the shipped snapshot, `catalog sync` or `import`
+        "ALTER TABLE published_files ADD COLUMN origin VARCHAR",
+        "ALTER TABLE published_files ADD COLUMN commit VARCHAR",
+        "ALTER TABLE published_files ADD COLUMN taken_at TIMESTAMP",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
