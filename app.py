@@ -1,47 +1,9 @@
-"""Matchup's Streamlit entry point: navigation, the shared sidebar, and a catalog on first start."""
+"""Matchup's Streamlit entry point: navigation, the shared sidebar, and a full database on first start."""
 import os
 
 import streamlit as st
 
-from engine import catalog
-from engine.errors import MatchupError
-from ui.loaders import db_info, embedded_worker, get_store, published_loader
-
 st.set_page_config(page_title="Matchup: ConvNets vs ViTs at matched compute", layout="wide")
-
-
-def ensure_catalog() -> dict:
-    """An empty database gets the catalog, the shipped FLOP counts and the paper reference points
-    from the installed timm (offline, a few seconds)."""
-    store = get_store()
-    info = db_info(str(store.path), store.freshness())
-    if info["tables"]["checkpoints"] == 0:
-        with st.status("Building the checkpoint catalog from the installed timm…") as status:
-            report = catalog.refresh(store)
-            status.update(label=f"Catalog built: {report.checkpoints} checkpoints, "
-                                f"{report.compute_loaded} FLOP counts", state="complete")
-        info = db_info(str(store.path), store.freshness())
-    return info
-
-
-try:
-    info = ensure_catalog()
-    loader = published_loader(info["path"])
-    embedded_worker(info["path"])
-except MatchupError as e:
-    st.error(str(e))
-    st.stop()
-
-with st.sidebar:
-    st.caption(f"Database `{info['path']}` · catalog refreshed {info['catalog_refreshed_at']} "
-               f"(timm {info['catalog_timm_version']}) · {info['tables']['published_results']} "
-               f"published results · {info['tables']['evals']} evaluations measured here")
-    if loader.state == "running":
-        source = os.environ.get("MATCHUP_PUBLISHED_DIR") or "timm's repository"
-        st.caption(f"Loading published results from {source} in the background…")
-    elif loader.state == "failed" and info["tables"]["published_results"] == 0:
-        st.caption("Published results are not loaded (offline?). Import them from a folder: "
-                   "`python -m engine catalog import DIR`, or set MATCHUP_PUBLISHED_DIR.")
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", default=True),
@@ -55,5 +17,53 @@ PAGES = [
     st.Page("pages/results.py", title="Results"),
     st.Page("pages/catalog.py", title="Catalog"),
 ]
+# Navigation first: until st.navigation runs, Streamlit lists every file of pages/ on its own.
+navigation = st.navigation(PAGES)
 st.session_state["app_shell"] = True  # pages check it: see ui.widgets.enter
-st.navigation(PAGES).run()
+
+from engine import catalog  # noqa: E402  (after the navigation: these imports take a second)
+from engine.errors import MatchupError  # noqa: E402
+from ui.loaders import db_info, embedded_worker, get_store, published_loader  # noqa: E402
+
+
+def ensure_catalog() -> dict:
+    """An empty database gets, in one step and offline, the catalog from the installed timm, the
+    shipped FLOP counts, the paper reference points and the shipped snapshot of timm's published
+    results (unless MATCHUP_PUBLISHED_DIR names a folder to import instead)."""
+    store = get_store()
+    info = db_info(str(store.path), store.freshness())
+    if info["tables"]["checkpoints"] == 0:
+        with st.status("Building the checkpoint catalog and loading timm's published results…") as status:
+            report = catalog.refresh(store, load_published=not os.environ.get("MATCHUP_PUBLISHED_DIR"))
+            status.update(label=f"Catalog built: {report.checkpoints} checkpoints, {report.compute_loaded} "
+                                f"FLOP counts; {report.published or 'published results not loaded'}",
+                          state="complete")
+        info = db_info(str(store.path), store.freshness())
+    return info
+
+
+try:
+    info = ensure_catalog()
+    loader = published_loader(info["path"])
+    embedded_worker(info["path"])
+except MatchupError as e:
+    st.error(str(e))
+    st.stop()
+
+with st.sidebar:
+    published = catalog.describe_published(info["published"], counts=False)
+    st.caption(f"Database `{info['path']}` · catalog refreshed {info['catalog_refreshed_at']} "
+               f"(timm {info['catalog_timm_version']}) · {info['tables']['published_results']} "
+               f"published results{f' ({published})' if published else ''} · "
+               f"{info['tables']['evals']} evaluations measured here")
+    if info["tables"]["published_results"] == 0:
+        if loader.snapshot_problem:
+            st.warning(loader.snapshot_problem)
+        if loader.state == "running":
+            source = os.environ.get("MATCHUP_PUBLISHED_DIR") or "timm's repository"
+            st.caption(f"Loading published results from {source} in the background…")
+        elif loader.state == "failed":
+            st.caption("Published results are not loaded (offline?). Import them from a folder: "
+                       "`python -m engine catalog import DIR`, or set MATCHUP_PUBLISHED_DIR.")
+
+navigation.run()

@@ -52,13 +52,34 @@ def test_every_page_renders_with_the_published_data(page, full_app_db):
     assert not at.error
 
 
-def test_empty_db_builds_the_catalog_and_says_how_to_import_results(tmp_path, monkeypatch):
+def test_a_new_install_opens_on_the_full_published_data_offline(tmp_path, monkeypatch):
+    """An empty database gets the catalog and the shipped snapshot in one step, with no network
+    (HF offline; a sync would go to a closed port): the Overview draws the gap, not "no points"."""
     monkeypatch.setenv("MATCHUP_DB", str(tmp_path / "empty.duckdb"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = open_page("pages/overview.py")
+    assert not at.exception, at.exception
+    assert not at.info, [i.value for i in at.info]
+    from engine import snapshot
+    from engine.store import Store
+    rows = snapshot.read_provenance()["tables"]["published_results"]["rows"]
+    assert Store(tmp_path / "empty.duckdb").count("published_results") == rows
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert f"{rows} published results (timm aa4b5850, shipped snapshot taken" in sidebar
+    assert any("ViT vs ConvNet" in m.value for m in at.markdown)  # the verdict sentences
+
+
+def test_a_missing_snapshot_leaves_the_catalog_and_says_how_to_fix_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATCHUP_DB", str(tmp_path / "empty.duckdb"))
+    monkeypatch.setenv("MATCHUP_SNAPSHOT_DIR", str(tmp_path / "no-snapshot-here"))
+    overview = open_page("pages/overview.py")  # AppTest shows app.py's sidebar on the default page
+    assert not overview.exception, overview.exception
+    [warning] = [w.value for w in overview.sidebar.warning]
+    assert "is missing" in warning and "catalog import DIR" in warning and "\n" not in warning
+    assert any("catalog import DIR" in i.value for i in overview.info)
     at = open_page("pages/catalog.py")
     import timm
     assert sum(int(m.value) for m in at.metric) == len(timm.list_pretrained())
-    overview = open_page("pages/overview.py")
-    assert any("catalog import DIR" in i.value for i in overview.info)
 
 
 def test_frontier_budget_cost_and_metric_change_the_numbers(full_app_db):

@@ -139,6 +139,36 @@ def test_a_shared_link_is_the_first_visit_to_a_fresh_server(browser, app_db):
         server.wait(timeout=30)
 
 
+def test_a_fresh_install_offline_opens_on_the_full_published_data(browser, tmp_path):
+    """The README's first command on a new clone with no network: an empty database, the Hub
+    offline, timm's repository unreachable. The first page is the Overview drawn from every
+    published result (the shipped snapshot), and the navigation is the app's own throughout."""
+    from engine import snapshot
+    rows = snapshot.read_provenance()["tables"]["published_results"]["rows"]
+    server, url = _serve(tmp_path / "new.duckdb", {"HF_HUB_OFFLINE": "1"})
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        # the catalog is built and the snapshot loaded under a status line; the app's own
+        # navigation is already there (it is sent before any slow work)
+        page.get_by_text("Building the checkpoint catalog").or_(page.get_by_text("Catalog built")) \
+            .first.wait_for(timeout=60_000)
+        nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+        assert "Budget match" in nav and "FLOP cross-check" in nav, nav
+        assert "shared" not in nav and "app" not in nav.split()
+        page.wait_for_selector("[data-testid='stMain'] h1", timeout=120_000)
+        page.get_by_text(f"{rows} published results").wait_for(timeout=60_000)
+        page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=60_000)
+        assert "No points" not in page.locator("[data-testid='stMain']").inner_text()
+        assert "shipped snapshot" in page.locator("[data-testid='stSidebar']").inner_text()
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "first_start.png"), full_page=True)
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_clicking_a_frontier_point_opens_its_checkpoint_page(browser, app_url):
     page = _open(browser, f"{app_url}/frontier")
     points = page.locator(".vega-embed svg g.mark-symbol path")
