@@ -58,6 +58,7 @@ class EvalDataset:
     class_subset: list[int] | None = None
     real_labels: list[list[int]] | None = field(default=None, repr=False)
     hf_dataset: object = field(default=None, repr=False)  # timm ImageDataset for hfds/ sets
+    opened_with: dict = field(default_factory=dict)  # open_dataset's arguments: reopen it elsewhere
 
     def load(self, index: int):
         """The image as RGB PIL, the way timm's datasets open it."""
@@ -186,8 +187,9 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
     labels file; `variant` picks the label conventions (A/R subsets, ReaL multi-labels)."""
     if variant not in VARIANTS:
         raise DatasetError(f"Unknown variant {variant!r}; use one of {', '.join(VARIANTS)}.")
+    opened_with = {"path": str(path), "labels": str(labels) if labels else None, "variant": variant}
     if str(path).startswith("hfds/"):
-        return _hf_dataset(str(path))
+        return replace(_hf_dataset(str(path)), opened_with=opened_with)
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder. Point --data at an ImageNet-style folder "
@@ -227,8 +229,9 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
                                f"{variant} (first: {outside[0]}); use --variant imagenet for them.")
         label_map += f"; logits sliced to the {len(subset)} {variant} classes"
     fingerprint = _fingerprint(root, files, f"{variant}|{label_map}")
+    opened_with.update(path=str(root), labels=str(Path(labels).resolve()) if labels else None)
     return EvalDataset(f"{root}#{variant}", variant, files, targets, label_map, fingerprint,
-                       subset, real)
+                       subset, real, opened_with=opened_with)
 
 
 def _hf_dataset(spec: str) -> EvalDataset:

@@ -2,8 +2,11 @@
 
 Preprocessing is each checkpoint's own, built exactly as timm's validate.py builds it:
 `resolve_data_config(..., use_test_size=True)` then `create_transform` in its prefetcher form
-(uint8 tensors from the workers, normalised on the device). Checkpoints that share that
-preprocessing are evaluated in one pass, so each image is decoded once per sweep.
+(uint8 tensors from the workers, normalised on the device). Checkpoints that see the same pixels
+(size, interpolation, crop) form a group: the first pass over a group decodes every image once,
+feeding up to SWEEP_GROUP models and filling the decoded-image cache (engine.decoded); every
+other checkpoint of the group, now or in a later run, reads the cached pixels. An image that
+cannot be decoded is skipped, counted and listed by path in the result, never fatal.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from engine import hub
+from engine import decoded
 from engine.datasets import EvalDataset
 from engine.errors import MatchupError
 from engine.profile import check_precision, device_name, is_out_of_memory, resolve_device
@@ -47,11 +51,6 @@ def make_transform(config: dict):
                             crop_mode=config["crop_mode"])
 
 
-def _preprocessing_key(config: dict) -> tuple:
-    return (tuple(config["input_size"]), config["interpolation"], float(config["crop_pct"]),
-            config["crop_mode"], tuple(config["mean"]), tuple(config["std"]))
-
-
 @dataclass
 class EvalSettings:
     device: str = "cpu"
@@ -60,6 +59,9 @@ class EvalSettings:
     workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     limit: int | None = None
     channels_last: bool = False
+    compile: bool = False             # torch.compile each model (worth it for long GPU runs)
+    decoded_cache: bool = True        # read and fill the decoded-image cache ($MATCHUP_CACHE)
+    decoded_cache_gb: float | None = None  # its budget (default: half the free disk)
 
 
 def eval_key(checkpoint: str, revision: str, dataset: EvalDataset, config: dict,
@@ -97,20 +99,26 @@ def lookup(store, checkpoint: str, dataset: EvalDataset, settings: EvalSettings)
 
 
 class _Images:
-    """Torch dataset over an EvalDataset: (uint8 CHW tensor, index)."""
+    """Torch dataset over an EvalDataset: (uint8 CHW tensor, index, decoded, why not). An image
+    that cannot be decoded (truncated, empty, not an image) comes back as zeros with the reason,
+    so one bad file never stops a run: it is skipped, counted and listed."""
 
-    def __init__(self, dataset: EvalDataset, transform):
-        self.dataset, self.transform = dataset, transform
+    def __init__(self, dataset: EvalDataset, transform, shape: tuple):
+        self.dataset, self.transform, self.shape = dataset, transform, shape
 
     def __len__(self):
         return len(self.dataset)
 
     def __getitem__(self, index):
         import torch
-        image = self.transform(self.dataset.load(index))
-        if not isinstance(image, torch.Tensor):
-            image = torch.as_tensor(image)
-        return image, index
+        try:
+            image = self.transform(self.dataset.load(index))
+            if not isinstance(image, torch.Tensor):
+                image = torch.as_tensor(image)
+            return image, index, True, ""
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for a broken file
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+            return torch.zeros(self.shape, dtype=torch.uint8), index, False, why
 
 
 class _Metrics:
@@ -184,32 +192,96 @@ def _forward(model, images, chunk: list[int]):
             chunk[0] = max(1, min(chunk[0], len(images)) // 2)
 
 
+def head_error(checkpoint: str, classes: int | None, offset: int, dataset: EvalDataset) -> EvalError | None:
+    """Why a head with `classes` outputs cannot be scored on the 1k classes (None: it can)."""
+    if classes is not None and classes - offset == 1000:
+        return None
+    what = {0: "no classifier head (a feature extractor)", 21841: "an ImageNet-21k head",
+            21843: "an ImageNet-21k head", 11821: "an ImageNet-12k head"}.get(classes, f"a {classes}-class head")
+    return EvalError(f"{checkpoint} has {what}; {dataset.variant} is scored on the 1000 "
+                     "ImageNet-1k classes. Pick a checkpoint fine-tuned on ImageNet-1k "
+                     f"(a tag ending in _in1k, e.g. `catalog list` shows them).")
+
+
 def check_head(checkpoint: str, cfg, model, dataset: EvalDataset) -> int:
     """The label offset to drop; refuses a head that does not predict ImageNet-1k classes."""
     offset = cfg.label_offset or 0
-    classes = getattr(model, "num_classes", None)
-    if classes is None or classes - offset != 1000:
-        what = {0: "no classifier head (a feature extractor)", 21841: "an ImageNet-21k head",
-                21843: "an ImageNet-21k head", 11821: "an ImageNet-12k head"}.get(classes, f"a {classes}-class head")
-        raise EvalError(f"{checkpoint} has {what}; {dataset.variant} is scored on the 1000 "
-                        "ImageNet-1k classes. Pick a checkpoint fine-tuned on ImageNet-1k "
-                        f"(a tag ending in _in1k, e.g. `catalog list` shows them).")
+    error = head_error(checkpoint, getattr(model, "num_classes", None), offset, dataset)
+    if error is not None:
+        raise error
     return offset
 
 
-def _evaluate_group(models: list[dict], dataset: EvalDataset, config: dict, settings: EvalSettings,
-                    progress: Callable | None, cancel: Callable | None) -> None:
-    """One decoding pass feeding every model of the group; fills each model's `metrics`."""
+# -- batches: decoded here, or read from the decoded-image cache ------------------------------------
+def _decoding_batches(dataset: EvalDataset, config: dict, settings: EvalSettings, device, writer, bad: dict):
+    """(uint8 images, indices, decoded mask) decoded by DataLoader workers; undecodable images go
+    to `bad` (index -> why) and every batch into the cache `writer` when there is one."""
+    import torch
+    loader = torch.utils.data.DataLoader(
+        _Images(dataset, make_transform(config), tuple(config["input_size"])),
+        batch_size=settings.batch_size, shuffle=False, num_workers=settings.workers,
+        pin_memory=device.type == "cuda", persistent_workers=False)
+    for images, indices, ok, why in loader:
+        indices = indices.tolist()
+        for index, good, reason in zip(indices, ok.tolist(), why):
+            if not good:
+                bad[index] = reason
+                if writer is not None:
+                    writer.mark_bad(index, reason)
+        if writer is not None:
+            writer.write(indices, images.numpy(), ok.tolist())
+        yield images, indices, ok
+
+
+def _cached_batches(entry: decoded.Entry, batch_size: int, device):
+    """The same batches read from a decoded-cache entry (pinned on CUDA for async copies)."""
+    import numpy as np
+    import torch
+    for start in range(0, len(entry), batch_size):
+        indices = list(range(start, min(start + batch_size, len(entry))))
+        images = torch.from_numpy(np.array(entry.images[indices[0]:indices[-1] + 1]))
+        if device.type == "cuda":
+            images = images.pin_memory()
+        yield images, indices, torch.tensor([i not in entry.bad for i in indices])
+
+
+def _on_device(batches, device):
+    """Batches moved to the device; on CUDA the next batch's copy runs on a side stream while
+    the current batch's forward runs (pinned memory, non-blocking)."""
+    import torch
+    if device.type != "cuda":
+        yield from batches
+        return
+    stream = torch.cuda.Stream(device=device)
+    pending = None
+    for images, indices, ok in batches:
+        with torch.cuda.stream(stream):
+            images = images.to(device, non_blocking=True)
+        if pending is not None:
+            yield pending
+        torch.cuda.current_stream(device).wait_stream(stream)
+        images.record_stream(torch.cuda.current_stream(device))
+        pending = (images, indices, ok)
+    if pending is not None:
+        yield pending
+
+
+# -- one pass over the images, feeding one or more models -----------------------------------------
+class _ModelFailed(Exception):
+    """One model of a pass failed; the others go on."""
+
+    def __init__(self, entry: dict, error: MatchupError):
+        super().__init__(str(error))
+        self.entry, self.error = entry, error
+
+
+def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalSettings, device,
+              progress: Callable | None, cancel: Callable | None, on_failure: Callable | None) -> None:
+    """Every model of `models` sees every batch; fills each model's `metrics`. A model that fails
+    (non-finite logits, out of memory at batch 1) is reported to `on_failure` and dropped, or
+    raises when there is none."""
     import contextlib
     import torch
-    device = resolve_device(settings.device)
-    transform = make_transform(config)
-    loader = torch.utils.data.DataLoader(
-        _Images(dataset, transform), batch_size=settings.batch_size, shuffle=False,
-        num_workers=settings.workers, pin_memory=device.type == "cuda",
-        persistent_workers=False)
-    mean = torch.tensor([x * 255 for x in config["mean"]], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([x * 255 for x in config["std"]], device=device).view(1, 3, 1, 1)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision)
     autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype
                 else contextlib.nullcontext())
@@ -218,116 +290,255 @@ def _evaluate_group(models: list[dict], dataset: EvalDataset, config: dict, sett
     subset_index = torch.tensor(subset, device=device) if subset else None
     targets_all = torch.tensor(dataset.subset_targets())
     chunk = [settings.batch_size]
+    active = []
     for entry in models:
-        entry["model"] = entry["model"].to(device, memory_format=memory_format)
+        model = entry["model"].to(device, memory_format=memory_format)
+        entry["forward"] = torch.compile(model) if settings.compile else model
         entry["metrics"] = _Metrics(dataset.num_classes)
         entry["seconds"] = 0.0
-    done, started = 0, time.perf_counter()
+        entry["norm"] = (tuple(entry["config"]["mean"]), tuple(entry["config"]["std"]))
+        active.append(entry)
+    norms = {key: (torch.tensor([x * 255 for x in key[0]], device=device).view(1, 3, 1, 1),
+                   torch.tensor([x * 255 for x in key[1]], device=device).view(1, 3, 1, 1))
+             for key in {e["norm"] for e in active}}
+    done, started, total = 0, time.perf_counter(), len(dataset)
     with torch.inference_mode():
-        for images, indices in loader:
+        for images, indices, ok in _on_device(batches, device):
             if cancel is not None and cancel():
                 raise EvalCancelled("Evaluation cancelled; nothing was stored.")
-            images = images.to(device, non_blocking=True).float().sub_(mean).div_(std)
-            images = images.contiguous(memory_format=memory_format)
-            targets = targets_all[indices].to(device)
-            real = [dataset.real_labels[i] for i in indices.tolist()] if dataset.real_labels else None
-            for entry in models:
+            keep = ok.to(device)
+            kept = [i for i, good in zip(indices, ok.tolist()) if good]
+            targets = targets_all[kept]
+            real = [dataset.real_labels[i] for i in kept] if dataset.real_labels else None
+            normalised = {}
+            for entry in list(active):
+                if entry["norm"] not in normalised:
+                    mean, std = norms[entry["norm"]]
+                    normalised[entry["norm"]] = images.float().sub_(mean).div_(std).contiguous(
+                        memory_format=memory_format)
                 model_started = time.perf_counter()
-                with autocast:
-                    logits = _forward(entry["model"], images, chunk)
-                logits = logits.float()[:, entry["offset"]:]
-                if subset_index is not None:
-                    logits = logits.index_select(1, subset_index)
-                if not torch.isfinite(logits).all():
-                    raise EvalError(
-                        f"{entry['checkpoint']} produced non-finite logits (NaN or inf) on images "
-                        f"{done}-{done + len(indices) - 1} at {settings.precision}; nothing was "
-                        "stored. Try --precision fp32, or check the weights file.")
-                entry["metrics"].update(logits.cpu(), targets.cpu(), real, subset)
+                try:
+                    with autocast:
+                        logits = _forward(entry["forward"], normalised[entry["norm"]], chunk)
+                    logits = logits.float()[:, entry["offset"]:]
+                    if subset_index is not None:
+                        logits = logits.index_select(1, subset_index)
+                    logits = logits[keep]
+                    if not torch.isfinite(logits).all():
+                        raise EvalError(
+                            f"{entry['checkpoint']} produced non-finite logits (NaN or inf) on images "
+                            f"{done}-{done + len(indices) - 1} at {settings.precision}; nothing was "
+                            "stored. Try --precision fp32, or check the weights file.")
+                except Exception as e:  # noqa: BLE001 - decide below whether it is this model's alone
+                    error = e if isinstance(e, MatchupError) else (
+                        EvalError(f"{entry['checkpoint']} ran out of memory at batch size 1 on "
+                                  f"{device}; nothing was stored.") if is_out_of_memory(e) else None)
+                    if error is None or on_failure is None:
+                        raise error or e
+                    active.remove(entry)
+                    entry.pop("model", None), entry.pop("forward", None)
+                    on_failure(entry, error)
+                    continue
+                entry["metrics"].update(logits.cpu(), targets, real, subset)  # .cpu() waits for the GPU
                 entry["seconds"] += time.perf_counter() - model_started
             done += len(indices)
             if progress is not None:
                 elapsed = time.perf_counter() - started
                 rate = done / elapsed if elapsed else 0.0
-                progress({"done": done, "total": len(dataset), "images_per_sec": rate,
-                          "eta_s": (len(dataset) - done) / rate if rate else None,
+                progress({"done": done, "total": total, "images_per_sec": rate,
+                          "eta_s": (total - done) / rate if rate else None,
                           "checkpoints": [e["checkpoint"] for e in models]})
+            if not active:
+                break
     wall = time.perf_counter() - started
-    for entry in models:
+    for entry in active:
         entry["wall_seconds"] = wall
         entry["batch_size_used"] = chunk[0]
+    models[:] = active
+
+
+def _row(entry: dict, dataset: EvalDataset, settings: EvalSettings, device, shared_with: list[str],
+         pixels: dict) -> dict:
+    """The stored result of one finished model: metrics, provenance and how it was run."""
+    import torch
+    import timm
+    metrics = entry["metrics"].finish()
+    config = entry["config"]
+    bad = pixels["bad"]
+    row = {
+        "cache_key": entry["key"], "checkpoint": entry["checkpoint"],
+        "hub_revision": entry["weights"].revision, "dataset_id": dataset.id,
+        "dataset_fingerprint": dataset.fingerprint, "label_map": dataset.label_map,
+        "img_size": config["input_size"][1], "crop_pct": config["crop_pct"],
+        "crop_mode": config["crop_mode"], "interpolation": config["interpolation"],
+        "precision": settings.precision, "device_name": device_name(device),
+        "n_images": metrics["n_images"], "top1": metrics["top1"], "top5": metrics["top5"],
+        "nll": metrics["nll"], "ece": metrics["ece"], "seconds": entry["wall_seconds"],
+        "images_per_sec": metrics["n_images"] / entry["wall_seconds"],
+        "torch_version": torch.__version__, "timm_version": timm.__version__,
+        "cuda_version": torch.version.cuda if device.type == "cuda" else None,
+        "details": {**entry["payload"], "variant": dataset.variant,
+                    "hub_repo": entry["weights"].repo_id, "weights_file": entry["weights"].filename,
+                    "batch_size": settings.batch_size, "batch_size_used": entry["batch_size_used"],
+                    "workers": settings.workers, "channels_last": settings.channels_last,
+                    "compiled": settings.compile, "model_seconds": entry["seconds"],
+                    "shared_pass_with": shared_with,
+                    "pixels_from": pixels["source"], "decoded_images": pixels["decoded"],
+                    "skipped_images": len(bad),
+                    "skipped_paths": [f"{dataset.files[i]}: {why}" for i, why in sorted(bad.items())][:100],
+                    **{k: v for k, v in metrics.items() if k not in ("n_images", "top1", "top5", "nll", "ece")},
+                    "predictions": entry["metrics"].predictions},
+        "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+    if not metrics["n_images"]:
+        raise EvalError(f"{entry['checkpoint']}: none of the {len(dataset)} images could be decoded "
+                        f"(first: {row['details']['skipped_paths'][:1]}); nothing was stored.")
+    if not all(math.isfinite(row[k]) for k in ("top1", "top5", "nll", "ece")):
+        raise EvalError(f"{entry['checkpoint']}: metrics are not finite; nothing stored.")
+    return row
+
+
+# -- a group of checkpoints that see the same pixels ------------------------------------------------
+def prepare(checkpoint: str, dataset: EvalDataset) -> dict:
+    """What is known before any download: config, and a head that cannot score the 1k classes
+    refused from timm's config alone."""
+    cfg = hub.pretrained_cfg(checkpoint)
+    error = head_error(checkpoint, cfg.num_classes, cfg.label_offset or 0, dataset)
+    if error is not None:
+        raise error
+    return {"checkpoint": checkpoint, "cfg": cfg, "config": data_config(cfg)}
+
+
+def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSettings,
+                   on_row: Callable, on_error: Callable | None = None,
+                   stored: Callable = lambda key: None, progress: Callable | None = None,
+                   cancel: Callable | None = None, cache: decoded.DecodedCache | None = None) -> None:
+    """Evaluate prepared entries that share pixel preprocessing; `on_row(row, cached)` gets each
+    result as soon as it is finished. The first pass decodes (filling `cache`) for up to
+    SWEEP_GROUP models; the rest read the cache. Failures of one checkpoint go to
+    `on_error(checkpoint, message)` and the others go on; without it they raise. `stored(key)`
+    answers results already in a store (a download may bring an evaluated revision)."""
+    device = resolve_device(settings.device)
+    config = entries[0]["config"]
+    key = decoded.DecodedCache.key(dataset, config) if cache is not None else None
+    entry_cache = cache.get(key) if cache is not None else None
+    pending = list(entries)
+
+    def fail(entry, error):
+        if on_error is None:
+            raise error
+        on_error(entry["checkpoint"], str(error))
+
+    def load(entry) -> bool:
+        try:
+            model, weights = hub.load_model(entry["checkpoint"])
+            offset = check_head(entry["checkpoint"], entry["cfg"], model, dataset)
+        except MatchupError as e:
+            fail(entry, e)
+            return False
+        entry_key, payload = eval_key(entry["checkpoint"], weights.revision, dataset, entry["config"], settings)
+        found = stored(entry_key)
+        if found is not None:
+            on_row(found, True)
+            return False
+        entry.update(model=model, weights=weights, offset=offset, key=entry_key, payload=payload)
+        return True
+
+    while pending:
+        if entry_cache is None:
+            chunk = [e for e in pending[:SWEEP_GROUP] if load(e)]
+            pending = pending[SWEEP_GROUP:]
+            if not chunk:
+                continue
+            writer = (cache.writer(key, len(dataset), config, {"dataset": dataset.id, "pixels": list(decoded.pixel_key(config))})
+                      if cache is not None else None)
+            bad: dict[int, str] = {}
+            try:
+                batches = _decoding_batches(dataset, config, settings, device, writer, bad)
+                _run_pass(chunk, batches, dataset, settings, device, progress, cancel,
+                          (lambda e, err: fail(e, err)) if on_error else None)
+                if writer is not None and writer.written == len(dataset):
+                    writer.commit()
+                    entry_cache = cache.get(key)
+                elif writer is not None:  # every model of the pass failed before its end
+                    writer.abort()
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            pixels = {"source": "decoded here", "decoded": len(dataset), "bad": bad}
+        else:
+            entry = pending.pop(0)
+            if not load(entry):
+                continue
+            chunk = [entry]
+            _run_pass(chunk, _cached_batches(entry_cache, settings.batch_size, device), dataset, settings,
+                      device, progress, cancel, (lambda e, err: fail(e, err)) if on_error else None)
+            pixels = {"source": "decoded cache", "decoded": 0, "bad": entry_cache.bad}
+        names = [e["checkpoint"] for e in chunk]
+        for entry in chunk:
+            try:
+                row = _row(entry, dataset, settings, device, [n for n in names if n != entry["checkpoint"]], pixels)
+            except EvalError as e:
+                fail(entry, e)
+                continue
+            finally:
+                entry.pop("model", None), entry.pop("forward", None)
+            on_row(row, False)
+
+
+def open_cache(settings: EvalSettings) -> decoded.DecodedCache | None:
+    if not settings.decoded_cache:
+        return None
+    budget = int(settings.decoded_cache_gb * 1e9) if settings.decoded_cache_gb is not None else None
+    return decoded.DecodedCache(budget_bytes=budget)
+
+
+def check_settings(settings: EvalSettings) -> None:
+    check_precision(settings.precision, resolve_device(settings.device))
+    if settings.batch_size < 1:
+        raise EvalError("--batch-size must be at least 1.")
 
 
 def evaluate(store, checkpoints: list[str], dataset: EvalDataset, settings: EvalSettings | None = None,
-             force: bool = False, progress: Callable | None = None,
-             cancel: Callable | None = None) -> list[dict]:
-    """Evaluate each checkpoint (cached results come back at once); one row per checkpoint."""
-    import torch
-    import timm
+             force: bool = False, progress: Callable | None = None, cancel: Callable | None = None,
+             on_error: Callable | None = None, on_result: Callable | None = None) -> list[dict]:
+    """Evaluate each checkpoint (cached results come back at once); one row per checkpoint, each
+    stored as soon as it is finished. With `on_error(checkpoint, message)` a failing checkpoint
+    becomes {"checkpoint", "error"} and the others go on; without it the failure raises.
+    `on_result(row)` hears of every result, cached or new, as it comes."""
     settings = settings or EvalSettings()
-    device = resolve_device(settings.device)
-    check_precision(settings.precision, device)
-    if settings.batch_size < 1:
-        raise EvalError("--batch-size must be at least 1.")
+    check_settings(settings)
     dataset = dataset.limit(settings.limit)
     results: dict[str, dict] = {}
-    pending: dict[tuple, list[dict]] = {}
+
+    def failed(checkpoint, message):
+        results[checkpoint] = {"checkpoint": checkpoint, "error": message}
+        on_error(checkpoint, message)
+
+    def done(row, cached):
+        if not cached:
+            store.put_eval(row)
+            row = store.eval_result(row["cache_key"])
+        results[row["checkpoint"]] = {**row, "cached": cached}
+        if on_result is not None:
+            on_result(results[row["checkpoint"]])
+
+    groups: dict[tuple, list[dict]] = {}
     for checkpoint in checkpoints:
-        cfg = hub.pretrained_cfg(checkpoint)
-        config = data_config(cfg)
-        cached = None if force else lookup(store, checkpoint, dataset, settings)
-        if cached is not None:
-            results[checkpoint] = {**cached, "cached": True}
+        try:
+            entry = prepare(checkpoint, dataset)
+        except MatchupError as e:
+            if on_error is None:
+                raise
+            failed(checkpoint, str(e))
             continue
-        pending.setdefault(_preprocessing_key(config), []).append(
-            {"checkpoint": checkpoint, "cfg": cfg, "config": config})
-    for group in pending.values():
-        for start in range(0, len(group), SWEEP_GROUP):
-            batch = group[start:start + SWEEP_GROUP]
-            for entry in batch:
-                model, weights = hub.load_model(entry["checkpoint"])
-                entry.update(model=model, weights=weights,
-                             offset=check_head(entry["checkpoint"], entry["cfg"], model, dataset))
-                key, payload = eval_key(entry["checkpoint"], weights.revision, dataset,
-                                        entry["config"], settings)
-                cached = None if force else store.eval_result(key)
-                if cached is not None:  # the download brought a revision already evaluated
-                    results[entry["checkpoint"]] = {**cached, "cached": True}
-                entry.update(key=key, payload=payload)
-            batch = [e for e in batch if e["checkpoint"] not in results]
-            if not batch:
-                continue
-            _evaluate_group(batch, dataset, batch[0]["config"], settings, progress, cancel)
-            for entry in batch:
-                metrics = entry["metrics"].finish()
-                config = entry["config"]
-                row = {
-                    "cache_key": entry["key"], "checkpoint": entry["checkpoint"],
-                    "hub_revision": entry["weights"].revision, "dataset_id": dataset.id,
-                    "dataset_fingerprint": dataset.fingerprint, "label_map": dataset.label_map,
-                    "img_size": config["input_size"][1], "crop_pct": config["crop_pct"],
-                    "crop_mode": config["crop_mode"], "interpolation": config["interpolation"],
-                    "precision": settings.precision, "device_name": device_name(device),
-                    "n_images": metrics["n_images"], "top1": metrics["top1"], "top5": metrics["top5"],
-                    "nll": metrics["nll"], "ece": metrics["ece"], "seconds": entry["wall_seconds"],
-                    "images_per_sec": metrics["n_images"] / entry["wall_seconds"],
-                    "torch_version": torch.__version__, "timm_version": timm.__version__,
-                    "cuda_version": torch.version.cuda if device.type == "cuda" else None,
-                    "details": {**entry["payload"], "variant": dataset.variant,
-                                "hub_repo": entry["weights"].repo_id,
-                                "weights_file": entry["weights"].filename,
-                                "batch_size": settings.batch_size,
-                                "batch_size_used": entry["batch_size_used"],
-                                "workers": settings.workers, "channels_last": settings.channels_last,
-                                "model_seconds": entry["seconds"],
-                                "shared_pass_with": [e["checkpoint"] for e in batch if e is not entry],
-                                **{k: v for k, v in metrics.items()
-                                   if k not in ("n_images", "top1", "top5", "nll", "ece")},
-                                "predictions": entry["metrics"].predictions},
-                    "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
-                if not all(math.isfinite(row[k]) for k in ("top1", "top5", "nll", "ece")):
-                    raise EvalError(f"{entry['checkpoint']}: metrics are not finite; nothing stored.")
-                store.put_eval(row)
-                results[entry["checkpoint"]] = {**store.eval_result(entry["key"]), "cached": False}
-                del entry["model"]
+        found = None if force else lookup(store, checkpoint, dataset, settings)
+        if found is not None:
+            done(found, True)
+            continue
+        groups.setdefault(decoded.pixel_key(entry["config"]), []).append(entry)
+    cache = open_cache(settings) if groups else None
+    for entries in groups.values():
+        evaluate_group(entries, dataset, settings, done, failed if on_error else None,
+                       (lambda key: None) if force else store.eval_result, progress, cancel, cache)
     return [results[c] for c in checkpoints]

@@ -15,8 +15,9 @@ from engine.store import Store  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _no_default_db(monkeypatch, tmp_path):
-    """No test may write the project's own data/matchup.duckdb."""
+    """No test may write the project's own data/matchup.duckdb or data/cache."""
     monkeypatch.setenv("MATCHUP_DB", str(tmp_path / "default.duckdb"))
+    monkeypatch.setenv("MATCHUP_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture
