@@ -250,7 +250,94 @@ def cmd_eval(args, store: Store) -> int:
     print(summary[["checkpoint", "n_images", "top1", "top5", "nll", "ece", "img_size",
                    "images_per_sec", "cached"]].to_string(
         index=False, float_format=lambda v: f"{v:.3f}"))
+    for row in rows:
+        skipped = row["details"].get("skipped_paths") or []
+        if skipped:
+            print(f"{row['checkpoint']}: {row['details']['skipped_images']} images could not be decoded and "
+                  f"were skipped (first: {skipped[0]}); every path is in the result's details")
     return 0
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _flops(n: float) -> str:
+    for unit, scale in (("EFLOPs", 1e18), ("PFLOPs", 1e15), ("TFLOPs", 1e12)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n / 1e9:.2f} GFLOPs"
+
+
+def _print_plan(p) -> None:
+    hours = p.estimated_seconds / 3600
+    print(f"plan on {p.device} at {p.precision}: {len(p.to_run())} of {len(p.checkpoints)} checkpoints to run "
+          f"on {p.n_images} images in {len(p.groups)} preprocessing groups")
+    for g in p.groups:
+        print(f"  group {g['group']}: {len(g['checkpoints'])} checkpoints; decoded cache "
+              f"{g['decoded_cache']} ({_gib(g['decoded_bytes'])})")
+    print(f"  counted FLOPs: {_flops(p.total_flops)}; estimated time: {hours:.2f} h "
+          f"({', '.join(f'{k}: {v}' for k, v in p.estimate_sources.items())})"
+          + (f"; no estimate for {len(p.unestimated)}" if p.unestimated else ""))
+    print(f"  weights to download: {_gib(p.download_bytes)} (fp32 size from counted parameters where not in "
+          f"the Hub cache); decoded-cache disk to write: {_gib(p.decoded_cache_bytes)}")
+    if p.nearest_published:
+        print(f"  published throughput from {p.nearest_published} (nearest device)")
+    skipped = [c for c in p.checkpoints if c["status"] == "skip"]
+    for c in skipped:
+        print(f"  skip {c['checkpoint']}: {c['reason']}")
+
+
+def cmd_sweep(args, store: Store) -> int:
+    from engine import datasets, evaluate, sweep
+    selection = sweep.Selection(classes=_csv_list(args.classes), families=_csv_list(args.families),
+                                data_scales=_csv_list(args.data_scales), max_params_m=args.max_params,
+                                max_gflops=args.max_gflops, checkpoints=_csv_list(args.checkpoints),
+                                from_file=args.from_file, published_only=args.published_only)
+    if not args.data and not (args.dry_run and args.images):
+        raise sweep.SweepError("`sweep` needs --data DIR (the evaluation set); a --dry-run can plan "
+                               "for --images N without one.")
+    settings = evaluate.EvalSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                     limit=args.limit, channels_last=args.channels_last, compile=args.compile,
+                                     decoded_cache_gb=args.decoded_cache_gb,
+                                     **({"workers": args.workers} if args.workers is not None else {}))
+    dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant) if args.data else None
+    if not args.dry_run:
+        evaluate.check_settings(settings)
+    checkpoints = sweep.select(store, selection)
+    the_plan = sweep.plan(store, checkpoints, dataset, settings, n_images=args.images,
+                          estimate_for=args.estimate_for if args.dry_run else None)
+    if args.dry_run:
+        if args.json:
+            _print_json(the_plan.as_dict())
+        else:
+            _print_plan(the_plan)
+        return 0
+    if not args.json:
+        _print_plan(the_plan)
+    report = sweep.run(store, the_plan, dataset, settings, show_progress=not args.json,
+                       ray_address=args.ray, gpus_per_task=args.gpus_per_task)
+    frame = report.frame()
+    failed = frame[frame["status"] == "failed"]
+    if args.json:
+        _print_json({"plan": {k: v for k, v in the_plan.as_dict().items() if k != "checkpoints"},
+                     "results": _records(frame), "seconds": round(report.seconds, 3),
+                     "interrupted": report.interrupted})
+    else:
+        counts = frame["status"].value_counts().to_dict()
+        if not frame.empty:
+            shown = frame[[c for c in ("checkpoint", "status", "top1", "n_images", "images_per_sec",
+                                       "skipped_images", "pixels_from") if c in frame.columns]]
+            print(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.2f}"))
+        for row in failed.itertuples():
+            print(f"failed {row.checkpoint}: {row.error}", file=sys.stderr)
+        print(f"sweep: {', '.join(f'{n} {s}' for s, n in counts.items())} in {report.seconds:.1f} s"
+              + ("; interrupted: run the same command again to resume" if report.interrupted else "")
+              + ("; nothing to do: every checkpoint is already in the store"
+                 if not the_plan.to_run() else ""))
+    if report.interrupted:
+        return 130
+    return 1 if len(failed) else 0
 
 
 def cmd_jobs(args, store: Store) -> int:
@@ -506,6 +593,37 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--force", action="store_true", help="recompute even when cached")
     ev.add_argument("--json", action="store_true")
 
+    sw = commands.add_parser("sweep", parents=[common], help="evaluate many checkpoints: plan, decode once, resume")
+    sw.add_argument("--class", dest="classes", help="comma-separated classes: ConvNet,ViT,Hybrid,MLP")
+    sw.add_argument("--family", dest="families", help="comma-separated families, e.g. convnext,vit")
+    sw.add_argument("--data-scale", dest="data_scales", help="comma-separated buckets: ≈1M,≈10M,≈100M,≥1B")
+    sw.add_argument("--max-params", type=float, help="at most this many million parameters")
+    sw.add_argument("--max-gflops", type=float, help="at most this many counted GFLOPs per image")
+    sw.add_argument("--checkpoints", help="comma-separated checkpoint ids (instead of, or narrowed by, the filters)")
+    sw.add_argument("--from-file", help="a text file with one checkpoint id per line")
+    sw.add_argument("--published-only", action="store_true",
+                    help="only checkpoints timm publishes ImageNet results for")
+    sw.add_argument("--data", help="ImageNet-style folder, flat folder + --labels, or hfds/NAME[:SPLIT]")
+    sw.add_argument("--labels", help="labels file (CSV/txt: file -> synset or index; ReaL JSON)")
+    sw.add_argument("--variant", default="imagenet",
+                    help="imagenet, imagenet-a, imagenet-r, imagenet-v2, sketch or real")
+    sw.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    sw.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast)")
+    sw.add_argument("--batch-size", type=int, default=128)
+    sw.add_argument("--workers", type=int, help="DataLoader workers (default: min(4, cores))")
+    sw.add_argument("--limit", type=int, help="evaluate a fixed sample of N images")
+    sw.add_argument("--channels-last", action="store_true")
+    sw.add_argument("--compile", action="store_true", help="torch.compile each model")
+    sw.add_argument("--decoded-cache-gb", type=float,
+                    help="budget of the decoded-image cache in $MATCHUP_CACHE (default: half the free disk)")
+    sw.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
+    sw.add_argument("--images", type=int, help="--dry-run without --data: plan for N images")
+    sw.add_argument("--estimate-for", metavar="DEVICE", help="--dry-run: estimate time for this device name (e.g. H100)")
+    sw.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="fan out with Ray: alone, a local Ray over this machine; or a cluster's address")
+    sw.add_argument("--gpus-per-task", type=float, default=1.0, help="with --ray: GPUs per checkpoint (may be fractional)")
+    sw.add_argument("--json", action="store_true")
+
     an = commands.add_parser("analyze", parents=[common], help="frontiers, budgets, pairs, scaling")
     an.add_argument("kind", choices=("frontier", "budget", "pairs", "scaling"))
     an.add_argument("--cost", required=True,
@@ -568,7 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     store = Store(getattr(args, "db", None))
     try:
-        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "analyze": cmd_analyze, "db": cmd_db,
+        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval,
+                "sweep": cmd_sweep, "analyze": cmd_analyze, "db": cmd_db,
                 "jobs": cmd_jobs, "worker": cmd_worker}[args.command](args, store)
     except MatchupError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -173,6 +173,31 @@ class CatalogTables:
                          source_file
             """).df()
 
+    def eval_compute(self) -> pd.DataFrame:
+        """Each checkpoint's counted cost where it is evaluated: its test size (else input size)
+        with its own head, as `eval` runs it."""
+        with self.connect() as con:
+            return con.execute("""
+                SELECT c.checkpoint, c.arch, coalesce(c.test_h, c.input_h) AS img_size,
+                       c.num_classes, k.flops, k.params
+                FROM checkpoints c
+                LEFT JOIN compute k ON k.arch = c.arch AND k.img_size = coalesce(c.test_h, c.input_h)
+                                   AND k.num_classes = c.num_classes AND k.error IS NULL
+                ORDER BY c.checkpoint""").df()
+
+    def throughputs(self, device_name: str, precision: str, published_file: str | None) -> pd.DataFrame:
+        """Images/s per (arch, img_size): measured here on `device_name` at `precision`, and in a
+        published benchmark file; for time estimates."""
+        with self.connect() as con:
+            return con.execute("""
+                SELECT arch, img_size, max(throughput) AS images_per_sec, 'measured' AS source
+                FROM benchmarks WHERE error IS NULL AND device_name = ? AND precision = ?
+                GROUP BY arch, img_size
+                UNION ALL
+                SELECT arch, img_size, max(samples_per_sec), 'published'
+                FROM published_benchmarks WHERE source_file = ? AND arch IS NOT NULL
+                GROUP BY arch, img_size""", [device_name, precision, published_file]).df()
+
     def checkpoint_ids(self) -> list[str]:
         with self.connect() as con:
             return [r[0] for r in con.execute("SELECT checkpoint FROM checkpoints ORDER BY 1").fetchall()]

@@ -1,0 +1,390 @@
+"""Sweeps: many checkpoints evaluated on one set, overnight, on one GPU or fanned out with Ray.
+
+A sweep is planned before anything is spent (`plan`: groups, images, counted FLOPs, estimated
+time and where each estimate comes from, downloads, decoded-cache disk). Running it is `eval` at
+scale: the same cache key, the same row, so a sweep result is an eval result; checkpoints already
+in the store are skipped; each result is committed as soon as it is finished, so a sweep stopped
+by a crash, kill -9 or Ctrl-C resumes where it stopped; one checkpoint's failure (gated, offline
+and not cached, out of memory at batch 1, a head that cannot score the 1k classes) is listed with
+its reason and the others go on. With Ray, each checkpoint is a task; the driver is the only
+process that writes the store.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from engine import catalog, decoded, evaluate, hub, taxonomy
+from engine.datasets import EvalDataset
+from engine.errors import MatchupError
+from engine.store import Store
+
+UTILISATION = 0.4  # share of peak assumed when only counted FLOPs are known
+# Dense peak TFLOP/s by device name fragment and precision (vendor data sheets; SXM parts).
+PEAK_TFLOPS = {
+    "h200": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0},
+    "h100": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0},
+    "a100": {"bf16": 312.0, "fp16": 312.0, "fp32": 19.5},
+    "l40s": {"bf16": 362.0, "fp16": 362.0, "fp32": 91.6},
+    "4090": {"bf16": 165.0, "fp16": 165.0, "fp32": 82.6},
+    "cpu": {"bf16": 0.1, "fp16": 0.1, "fp32": 0.1},
+}
+FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_ENDPOINT", "MATCHUP_CACHE")
+
+
+class SweepError(MatchupError):
+    """A sweep cannot be planned or run as asked; the message says what to change."""
+
+
+# -- what to sweep ------------------------------------------------------------------------------------
+@dataclass
+class Selection:
+    """The Run page's filters, plus a FLOP budget and explicit lists; empty filters keep all."""
+    classes: list[str] | None = None
+    families: list[str] | None = None
+    data_scales: list[str] | None = None
+    max_params_m: float | None = None
+    max_gflops: float | None = None
+    checkpoints: list[str] | None = None
+    from_file: str | None = None
+    published_only: bool = False  # only checkpoints timm publishes ImageNet results for
+
+
+def _named(selection: Selection) -> list[str]:
+    names = list(selection.checkpoints or [])
+    if selection.from_file:
+        path = Path(selection.from_file)
+        if not path.is_file():
+            raise SweepError(f"--from-file {path} does not exist; give a text file with one "
+                             "checkpoint id per line (# starts a comment).")
+        names += [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    names = [n for n in dict.fromkeys(names) if n]
+    for name in names:
+        hub.pretrained_cfg(name)  # an unknown id: a clear error with close names
+    return names
+
+
+def select(store: Store, selection: Selection) -> list[str]:
+    """The checkpoint ids a selection names, in catalog order (explicit lists keep their order)."""
+    for value, allowed, option in ((selection.classes, taxonomy.ARCH_CLASSES, "--class"),
+                                   (selection.data_scales, ("≈1M", "≈10M", "≈100M", "≥1B"), "--data-scale")):
+        unknown = [v for v in value or [] if v not in allowed]
+        if unknown:
+            raise SweepError(f"{option} {', '.join(unknown)} is not one of {', '.join(allowed)}.")
+    for value, option in ((selection.max_params_m, "--max-params"), (selection.max_gflops, "--max-gflops")):
+        if value is not None and not value > 0:
+            raise SweepError(f"{option} must be a positive number, not {value}.")
+    frame = catalog.list_checkpoints(store)
+    if frame.empty:
+        raise SweepError("The catalog is empty: run `python -m engine catalog refresh` first.")
+    named = _named(selection)
+    if named:
+        frame = frame.set_index("checkpoint").loc[[n for n in named if n in set(frame["checkpoint"])]].reset_index()
+    else:
+        frame = frame[frame["family"] != "test"]  # timm's toy models only when named
+    frame = catalog.filter_checkpoints(frame, selection.classes, selection.families, selection.data_scales,
+                                       selection.max_params_m)
+    if selection.max_gflops is not None:
+        costs = store.eval_compute().set_index("checkpoint")["flops"] / 1e9
+        frame = frame[frame["checkpoint"].map(costs) <= selection.max_gflops]
+    if selection.published_only:
+        frame = frame[frame["imagenet_top1"].notna()]
+    if frame.empty:
+        raise SweepError("No checkpoint matches this selection; widen the filters (`python -m "
+                         "engine catalog list` shows what exists).")
+    return frame["checkpoint"].tolist()
+
+
+# -- the plan -----------------------------------------------------------------------------------------
+def _peak(device: str, precision: str) -> tuple[float, str] | None:
+    lowered = device.lower()
+    for fragment, peaks in PEAK_TFLOPS.items():
+        if fragment in lowered:
+            return peaks[precision] * 1e12, fragment
+    return None
+
+
+def _nearest_published(store: Store, device: str) -> str | None:
+    """The published benchmark file of the device nearest to `device`: a CPU file for a CPU,
+    else the newest plain AMP GPU file (Blackwell, the closest to a datacenter GPU)."""
+    sources = store.published_benchmark_sources()
+    if sources.empty:
+        return None
+    is_cpu = sources["device"].str.startswith("cpu")
+    wanted = sources[is_cpu] if "cpu" in device.lower() else sources[~is_cpu]
+    return wanted["source_file"].iloc[0] if not wanted.empty else None
+
+
+def _weights_cached(checkpoint: str) -> bool:
+    try:
+        return evaluate._cached_revision(checkpoint) is not None
+    except MatchupError:
+        return False
+
+
+@dataclass
+class Plan:
+    device: str
+    precision: str
+    n_images: int
+    checkpoints: list[dict]              # one per selected checkpoint: what will happen and its cost
+    groups: list[dict]                   # per pixel group: checkpoints to run, decoded-cache state
+    total_flops: float = 0.0             # counted FLOPs of the checkpoints to run × images
+    estimated_seconds: float = 0.0
+    estimate_sources: dict = field(default_factory=dict)
+    download_bytes: float = 0.0
+    decoded_cache_bytes: int = 0
+    nearest_published: str | None = None
+    unestimated: list[str] = field(default_factory=list)
+
+    def to_run(self) -> list[str]:
+        return [c["checkpoint"] for c in self.checkpoints if c["status"] == "to run"]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan(store: Store, checkpoints: list[str], dataset: EvalDataset | None, settings: evaluate.EvalSettings,
+         n_images: int | None = None, estimate_for: str | None = None) -> Plan:
+    """What a sweep would do and cost, before anything is downloaded or decoded. Time per
+    checkpoint comes from benchmarks measured here on this device, else the nearest published
+    benchmark file, else counted FLOPs at UTILISATION of the device's peak; each row says which."""
+    from engine.profile import device_name, resolve_device
+    if dataset is not None:
+        dataset = dataset.limit(settings.limit)
+        n_images = len(dataset)
+    if not n_images or n_images < 1:
+        raise SweepError("A plan needs images: --data DIR, or --images N with --dry-run.")
+    device = estimate_for or device_name(resolve_device(settings.device))
+    published = _nearest_published(store, device)
+    rates = store.throughputs(device, settings.precision, published)
+    measured = {(r.arch, r.img_size): r.images_per_sec for r in rates[rates["source"] == "measured"].itertuples()}
+    from_file = {(r.arch, r.img_size): r.images_per_sec for r in rates[rates["source"] == "published"].itertuples()}
+    compute = store.eval_compute().set_index("checkpoint")
+    peak = _peak(device, settings.precision)
+    cache = decoded.DecodedCache(budget_bytes=0) if dataset is not None and settings.decoded_cache else None
+    rows, groups = [], {}
+    for checkpoint in checkpoints:
+        row = {"checkpoint": checkpoint, "status": "to run", "reason": None, "group": None,
+               "gflops": None, "images_per_sec": None, "estimate_source": None, "seconds": None,
+               "weights_cached": None, "download_bytes": 0.0}
+        try:
+            entry = evaluate.prepare(checkpoint, dataset or _any_imagenet())
+        except MatchupError as e:
+            rows.append({**row, "status": "skip", "reason": str(e)})
+            continue
+        config = entry["config"]
+        pixels = decoded.pixel_key(config)
+        row["group"] = f"{pixels[0][1]}x{pixels[0][2]} {pixels[1]} crop {pixels[2]:g} {pixels[3]}"
+        found = evaluate.lookup(store, checkpoint, dataset, settings) if dataset is not None else None
+        if found is not None:
+            rows.append({**row, **_summary_row(found, "in the store"), "group": row["group"]})
+            continue
+        facts = compute.loc[checkpoint] if checkpoint in compute.index else None
+        flops = float(facts["flops"]) if facts is not None and pd.notna(facts["flops"]) else None
+        where = (facts["arch"], int(facts["img_size"])) if facts is not None else None
+        if where in measured:
+            rate, source = measured[where], f"measured here on {device}"
+        elif where in from_file:
+            rate, source = from_file[where], f"published: {published}"
+        elif flops and peak:
+            rate, source = peak[0] * UTILISATION / flops, f"counted FLOPs at {UTILISATION:.0%} of {peak[1]} peak"
+        else:
+            rate, source = None, None
+        cached = _weights_cached(checkpoint)
+        params = float(facts["params"]) if facts is not None and pd.notna(facts["params"]) else None
+        row.update(gflops=flops / 1e9 if flops else None, images_per_sec=rate, estimate_source=source,
+                   seconds=n_images / rate if rate else None, weights_cached=cached,
+                   download_bytes=0.0 if cached else (4.0 * params if params else math.nan))
+        rows.append(row)
+        group = groups.setdefault(row["group"], {"group": row["group"], "checkpoints": [], "n_images": n_images,
+                                                 "decoded_bytes": decoded.DecodedCache.nbytes(n_images, config),
+                                                 "decoded_cache": "to write"})
+        group["checkpoints"].append(checkpoint)
+        if cache is not None and cache.has(decoded.DecodedCache.key(dataset, config)):
+            group["decoded_cache"] = "cached"
+    running = [r for r in rows if r["status"] == "to run"]
+    result = Plan(device, settings.precision, n_images, rows, list(groups.values()), nearest_published=published)
+    result.total_flops = sum((r["gflops"] or 0) * 1e9 * n_images for r in running)
+    result.estimated_seconds = sum(r["seconds"] or 0 for r in running)
+    result.unestimated = [r["checkpoint"] for r in running if r["seconds"] is None]
+    for r in running:
+        kind = (r["estimate_source"] or "no estimate").split(":")[0].split(" on ")[0].split(" at ")[0]
+        result.estimate_sources[kind] = result.estimate_sources.get(kind, 0) + 1
+    result.download_bytes = sum(r["download_bytes"] for r in running if not math.isnan(r["download_bytes"]))
+    result.decoded_cache_bytes = sum(g["decoded_bytes"] for g in groups.values() if g["decoded_cache"] == "to write")
+    return result
+
+
+def _any_imagenet():
+    """A stand-in set for planning without data: the 1k classes, no images."""
+    return EvalDataset("plan#imagenet", "imagenet", [], [], "plan", "plan")
+
+
+# -- running ------------------------------------------------------------------------------------------
+@dataclass
+class SweepReport:
+    results: list[dict]   # per checkpoint: status done | in the store | failed | skip, metrics or reason
+    seconds: float
+    interrupted: bool = False
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.results)
+
+
+def _summary_row(row: dict, status: str) -> dict:
+    details = row.get("details") or {}
+    return {"checkpoint": row["checkpoint"], "status": status, "top1": row.get("top1"),
+            "top5": row.get("top5"), "n_images": row.get("n_images"),
+            "images_per_sec": row.get("images_per_sec"), "skipped_images": details.get("skipped_images", 0),
+            "pixels_from": details.get("pixels_from"), "error": None}
+
+
+class _Progress:
+    """One bar for the whole sweep: images × checkpoints, with checkpoints done / total. A pass
+    feeding k models over `done` images counts k × done until its checkpoints finish."""
+
+    def __init__(self, n_checkpoints: int, n_images: int, enabled: bool):
+        from tqdm import tqdm
+        self.n_images, self.total, self.finished, self.current = n_images, n_checkpoints, 0, 0
+        self.bar = tqdm(total=n_checkpoints * n_images, unit="img", desc=self._desc(), disable=not enabled,
+                        smoothing=0.1)
+
+    def _desc(self) -> str:
+        return f"sweep {self.finished}/{self.total} checkpoints"
+
+    def _draw(self) -> None:
+        self.bar.n = min(self.bar.total, self.finished * self.n_images + self.current)
+        self.bar.refresh()
+
+    def pass_progress(self, state: dict) -> None:
+        self.current = state["done"] * len(state["checkpoints"])
+        self._draw()
+
+    def checkpoint_finished(self) -> None:
+        self.finished += 1
+        self.current = max(0, self.current - self.n_images)
+        self.bar.set_description(self._desc(), refresh=False)
+        self._draw()
+
+    def close(self):
+        self.bar.close()
+
+
+def run(store: Store, the_plan: Plan, dataset: EvalDataset, settings: evaluate.EvalSettings,
+        show_progress: bool = True, ray_address: str | None = None, gpus_per_task: float = 1.0,
+        on_result: Callable | None = None) -> SweepReport:
+    """Run a plan: locally, or as Ray tasks when `ray_address` is given ("local" starts one)."""
+    started = time.perf_counter()
+    results = {c["checkpoint"]: ({k: c.get(k) for k in _summary_row({"checkpoint": None}, "")} |
+                                 {"status": c["status"], "error": c["reason"]})
+               for c in the_plan.checkpoints if c["status"] != "to run"}
+    to_run = the_plan.to_run()
+    progress = _Progress(len(to_run), the_plan.n_images, show_progress)
+
+    def finished(row: dict, status: str) -> None:
+        results[row["checkpoint"]] = _summary_row(row, status)
+        progress.checkpoint_finished()
+        if on_result is not None:
+            on_result(results[row["checkpoint"]])
+
+    def failed(checkpoint: str, message: str) -> None:
+        results[checkpoint] = {"checkpoint": checkpoint, "status": "failed", "error": message}
+        progress.checkpoint_finished()
+        if on_result is not None:
+            on_result(results[checkpoint])
+
+    interrupted = False
+    try:
+        if to_run and ray_address is not None:
+            _run_on_ray(store, to_run, dataset, settings, ray_address, gpus_per_task, finished, failed)
+        elif to_run:
+            evaluate.evaluate(store, to_run, dataset, settings, progress=progress.pass_progress,
+                              on_error=failed,
+                              on_result=lambda row: finished(row, "in the store" if row["cached"] else "done"))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+    order = [c["checkpoint"] for c in the_plan.checkpoints]
+    rows = [results.get(c, {"checkpoint": c, "status": "not run", "error": None}) for c in order]
+    return SweepReport(rows, time.perf_counter() - started, interrupted)
+
+
+# -- Ray ----------------------------------------------------------------------------------------------
+def evaluate_on_worker(checkpoint: str, data: dict, settings: dict, after: list | None = None) -> dict:
+    """One checkpoint, on whichever Ray worker runs it: no store access; the rows go back to the
+    driver. `after`: a task of the same pixel group to wait for, so its decoded cache is there."""
+    if after:
+        import ray
+        try:
+            ray.get(after[0])
+        except Exception:  # noqa: BLE001 - that task's failure is reported by the driver
+            pass
+    from engine import datasets
+    out = {"checkpoint": checkpoint, "rows": [], "error": None}
+    eval_settings = evaluate.EvalSettings(**settings)
+    try:
+        dataset = datasets.open_dataset(**data).limit(eval_settings.limit)
+        entry = evaluate.prepare(checkpoint, dataset)
+        evaluate.evaluate_group([entry], dataset, eval_settings,
+                                on_row=lambda row, cached: out["rows"].append((row, cached)),
+                                on_error=lambda _c, message: out.update(error=message),
+                                cache=evaluate.open_cache(eval_settings))
+    except MatchupError as e:
+        out["error"] = str(e)
+    return out
+
+
+def _run_on_ray(store: Store, checkpoints: list[str], dataset: EvalDataset, settings: evaluate.EvalSettings,
+                address: str, gpus_per_task: float, finished: Callable, failed: Callable) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("--ray needs Ray: `pip install ray` (on every node), then try again.") from None
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, runtime_env={"env_vars": env},
+                 include_dashboard=False if address == "local" else None, log_to_driver=False)
+    on_gpu = settings.device.startswith("cuda")
+    task = ray.remote(max_retries=2)(evaluate_on_worker).options(
+        num_gpus=gpus_per_task if on_gpu else 0, num_cpus=1)
+    data = dataset.opened_with  # each worker opens the same set (a shared or identical path)
+    remote_settings = {**asdict(settings), "device": "cuda" if on_gpu else settings.device}
+    first_of_group: dict[tuple, object] = {}
+    refs = {}
+    for checkpoint in checkpoints:
+        pixels = decoded.pixel_key(evaluate.data_config(hub.pretrained_cfg(checkpoint)))
+        after = [first_of_group[pixels]] if pixels in first_of_group else None
+        ref = task.remote(checkpoint, data, remote_settings, after)
+        first_of_group.setdefault(pixels, ref)
+        refs[ref] = checkpoint
+    pending = list(refs)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            checkpoint = refs[ready[0]]
+            try:
+                out = ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 - the worker died on every retry
+                failed(checkpoint, f"its Ray task failed after retries ({type(e).__name__}: "
+                                   f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
+                                   "run the sweep again to retry it")
+                continue
+            if out["error"] and not out["rows"]:
+                failed(checkpoint, out["error"])
+                continue
+            for row, cached in out["rows"]:
+                if not cached:
+                    store.put_eval(row)  # the driver is the only writer
+                finished(row, "in the store" if cached else "done")
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
