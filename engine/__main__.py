@@ -315,8 +315,11 @@ def cmd_sweep(args, store: Store) -> int:
         return 0
     if not args.json:
         _print_plan(the_plan)
-    report = sweep.run(store, the_plan, dataset, settings, show_progress=not args.json,
-                       ray_address=args.ray, gpus_per_task=args.gpus_per_task)
+    import contextlib
+    # stdout is the --json contract: what Ray's raylet prints there goes to stderr
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        report = sweep.run(store, the_plan, dataset, settings, show_progress=not args.json,
+                           ray_address=args.ray, gpus_per_task=args.gpus_per_task)
     frame = report.frame()
     failed = frame[frame["status"] == "failed"]
     if args.json:

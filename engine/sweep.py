@@ -350,7 +350,9 @@ def _run_on_ray(store: Store, checkpoints: list[str], dataset: EvalDataset, sett
         raise SweepError("--ray needs Ray: `pip install ray` (on every node), then try again.") from None
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, runtime_env={"env_vars": env},
+        # the engine package travels with the job, so nodes need Matchup's dependencies, not a checkout
+        runtime_env = {"env_vars": env, "py_modules": [str(Path(__file__).resolve().parent)]}
+        ray.init(address=None if address == "local" else address, runtime_env=runtime_env,
                  include_dashboard=False if address == "local" else None, log_to_driver=False)
     on_gpu = settings.device.startswith("cuda")
     task = ray.remote(max_retries=2)(evaluate_on_worker).options(

@@ -14,7 +14,9 @@ import update_pins  # noqa: E402
 APP_CODE = [ROOT / "app.py", *sorted((ROOT / "engine").rglob("*.py")), *sorted((ROOT / "ui").glob("*.py")),
             *sorted((ROOT / "pages").glob("*.py"))]
 OWN = {"engine", "ui", "pages", "tests", "bench"}
-OPTIONAL = {"datasets"}  # `--data hfds/NAME` only; the README says to pip install it (tests do)
+# optional, named in requirements-dev.in (the tests use them) and in the README: `--data hfds/NAME`
+# needs datasets, `sweep --ray` needs ray
+OPTIONAL = {"datasets", "ray"}
 
 
 def _imported_top_level(paths) -> set[str]:
@@ -41,6 +43,8 @@ def test_every_third_party_import_of_the_app_is_a_named_requirement():
         if not distributions & named:
             missing[module] = sorted(distributions)
     assert not missing, f"imported but not in requirements.in: {missing}"
+    dev = {_normal(n) for n in update_pins.direct_dependencies(ROOT / "requirements-dev.in")}
+    assert OPTIONAL <= dev  # optional at run time, installed for the tests
 
 
 @pytest.mark.parametrize("source, target, header", [

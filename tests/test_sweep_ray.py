@@ -1,0 +1,90 @@
+"""Sweeps fanned out on a local Ray (2 CPUs): the same rows as the plain sweep, the driver the only
+writer of the store, and a task whose worker is killed mid-run retried."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine import datasets, sweep
+from engine.evaluate import EvalSettings
+from engine.store import Store
+from tests.conftest import ROOT, make_image_folder
+from tests.test_sweep import CHECKPOINTS, images, offline, sweep_hub, sweep_store  # noqa: F401 (fixtures)
+
+ray = pytest.importorskip("ray")
+FAST = EvalSettings(batch_size=8, workers=0)
+
+
+@pytest.fixture
+def local_ray(offline):  # noqa: F811
+    yield
+    ray.shutdown()
+
+
+def _rows(store: Store) -> dict:
+    frame = store.table_frame("evals")
+    return {r["checkpoint"]: (r["cache_key"], r["top1"], r["n_images"], json.loads(r["details"])["predictions"])
+            for r in frame.to_dict("records")}
+
+
+def test_a_ray_sweep_gives_the_same_rows_as_the_plain_sweep(local_ray, images, sweep_store, tmp_path):  # noqa: F811
+    chosen = ["test_vit.r160_in1k", "test_convnext.r160_in1k", "test_resnet.r160_in1k",
+              "mobilenetv3_small_050.lamb_in1k", "resnet50.a1_in1k"]  # the last is not in the Hub cache
+    dataset = datasets.open_dataset(images)
+    the_plan = sweep.plan(sweep_store, chosen, dataset, FAST)
+    report = sweep.run(sweep_store, the_plan, dataset, FAST, show_progress=False, ray_address="local")
+    by = {r["checkpoint"]: r for r in report.results}
+    assert by["resnet50.a1_in1k"]["status"] == "failed" and "not in the local Hub cache" in by["resnet50.a1_in1k"]["error"]
+    assert all(by[c]["status"] == "done" for c in chosen[:4])
+    plain = Store(tmp_path / "plain.duckdb")
+    shutil.copy(sweep_store.path, plain.path)
+    with plain.transaction() as con:
+        con.execute("DELETE FROM evals")
+    sweep.run(plain, sweep.plan(plain, chosen, dataset, FAST), dataset, FAST, show_progress=False)
+    assert _rows(sweep_store) == _rows(plain)
+
+
+def _ray_task_pids() -> list[int]:
+    """Ray names a worker process after the task it runs."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"ray::evaluate_on_worker" in f.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_ray_task_killed_mid_run_is_retried(offline, sweep_store, tmp_path):  # noqa: F811
+    root = tmp_path / "val"
+    make_image_folder(root, per_class=25, size=(300, 220))
+    chosen = ["test_vit.r160_in1k", "test_resnet.r160_in1k"]
+    command = [sys.executable, "-m", "engine", "--db", str(sweep_store.path), "sweep", "--data", str(root),
+               "--checkpoints", ",".join(chosen), "--batch-size", "2", "--workers", "0", "--ray", "--json"]
+    process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and killed is None:
+        pids = _ray_task_pids()
+        if pids:
+            time.sleep(1.0)  # let it get into the images
+            os.kill(pids[0], signal.SIGKILL)
+            killed = pids[0]
+        time.sleep(0.1)
+    out, err = process.communicate(timeout=300)
+    assert killed is not None, "no Ray task was seen running"
+    assert process.returncode == 0, err
+    assert out.strip().startswith("{"), (out[:2000], err[-3000:])
+    result = json.loads(out)
+    assert [r["status"] for r in result["results"]] == ["done", "done"]
+    evals = Store(sweep_store.path).table_frame("evals")
+    assert sorted(evals["checkpoint"]) == sorted(chosen) and (evals["n_images"] == 100).all()
