@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="matchup-eval-bench-"))
-    os.environ.update(HF_HUB_CACHE=str(tmp / "hub"), HF_HUB_OFFLINE="1")
+    os.environ.update(HF_HUB_CACHE=str(tmp / "hub"), HF_HUB_OFFLINE="1", MATCHUP_CACHE=str(tmp / "cache"))
     from tests.conftest import make_image_folder, write_hub_checkpoint
     from engine import datasets, evaluate
     from engine.store import Store
@@ -74,7 +74,8 @@ def main() -> None:
     synsets = list(datasets.imagenet_synsets())[:10]
     make_image_folder(tmp / "val", synsets=synsets, per_class=args.images // 10)
     dataset = datasets.open_dataset(tmp / "val")
-    settings = evaluate.EvalSettings(batch_size=args.batch_size, workers=args.workers)
+    # the decoding path, as validate.py decodes: the decoded-image cache is sweep_bench.py's subject
+    settings = evaluate.EvalSettings(batch_size=args.batch_size, workers=args.workers, decoded_cache=False)
     store = Store(tmp / "bench.duckdb")
     print(f"{len(dataset)} JPEGs 500x375, batch {args.batch_size}, {args.workers} workers, CPU "
           f"({os.cpu_count()} cores), checkpoints {', '.join(CHECKPOINTS)}")

@@ -13,7 +13,6 @@ import os
 import re
 import socket
 import threading
-import time
 import traceback
 import uuid
 from pathlib import Path
@@ -153,6 +152,20 @@ def _bench_spec(spec: dict, device: str):
     return BenchSpec(model=spec["checkpoint"], device=device, precision=spec["precision"],
                      batch_size=spec["batch_size"], channels_last=spec["channels_last"],
                      compile=spec["compile"], img_size=spec["img_size"])
+
+
+def sweep_plan(store: Store, checkpoints: list[str], spec: dict, roots: list[Path] | None = None):
+    """The plan a sweep of `checkpoints` queued as evaluations with `spec` follows (the Run page
+    shows it before anything is queued); timed for the GPU when the jobs ask for one and it is here."""
+    import torch
+    from engine import sweep
+    if not checkpoints:
+        raise JobError("No checkpoints to sweep: widen the filters.")
+    spec = normalize({**spec, "kind": "eval", "checkpoint": checkpoints[0]}, roots)
+    gpu = spec["device"] != "cpu" and torch.cuda.is_available()
+    index = int(spec["device"].split(":")[1]) if ":" in spec["device"] else 0
+    return sweep.plan(store, checkpoints, _open_dataset(spec), _eval_settings(spec, "cpu"),
+                      estimate_for=torch.cuda.get_device_name(index) if gpu else None)
 
 
 def label(spec: dict) -> str:

@@ -86,8 +86,8 @@ def select(store: Store, selection: Selection) -> list[str]:
     named = _named(selection)
     if named:
         frame = frame.set_index("checkpoint").loc[[n for n in named if n in set(frame["checkpoint"])]].reset_index()
-    else:
-        frame = frame[frame["family"] != "test"]  # timm's toy models only when named
+    elif "test" not in (selection.families or []):
+        frame = frame[frame["family"] != "test"]  # timm's toy models only when asked for
     frame = catalog.filter_checkpoints(frame, selection.classes, selection.families, selection.data_scales,
                                        selection.max_params_m)
     if selection.max_gflops is not None:

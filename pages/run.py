@@ -1,8 +1,8 @@
-"""Run: queue evaluations and hardware benchmarks of chosen checkpoints, and watch the queue."""
+"""Run: queue evaluations, hardware benchmarks or a sweep of a selection, and watch the queue."""
 import pandas as pd
 import streamlit as st
 
-from engine import jobs
+from engine import jobs, sweep
 from engine.catalog import filter_checkpoints as catalog_filter
 from engine.errors import MatchupError
 from engine.store import StoreLockedError
@@ -18,25 +18,39 @@ if read_only:
             "below shows what this machine's workers are doing.")
 else:
     catalog = loaders.checkpoint_table(str(store.path), store.freshness())
+    kind = st.radio("What to run", ["eval", "bench", "sweep"], horizontal=True, key="run_kind",
+                    format_func={"eval": "Evaluate on a dataset", "bench": "Hardware benchmark",
+                                 "sweep": "Sweep: evaluate every match"}.get)
     with st.expander("Find checkpoints", expanded=True):
-        a, b, c, d = st.columns(4)
+        a, b, c, d, e = st.columns(5)
         classes = a.multiselect("Class", sorted(catalog["arch_class"].dropna().unique()), key="run_classes")
         families = b.multiselect("Family", sorted(catalog["family"].dropna().unique()), key="run_families")
         scales = c.multiselect("Pre-training data", sorted(catalog["data_scale"].dropna().unique()),
                                key="run_scales")
         max_params = d.number_input("At most (M params)", min_value=0.0, value=0.0, step=5.0,
                                     help="0: no limit", key="run_max_params")
-        shown = catalog_filter(catalog, classes, families, scales, max_params)
-        chosen = st.multiselect(f"Checkpoints ({len(shown)} match; type to search)",
-                                shown["checkpoint"].tolist(), key="run_checkpoints", max_selections=50)
-    kind = st.radio("What to run", ["eval", "bench"], horizontal=True, key="run_kind",
-                    format_func={"eval": "Evaluate on a dataset", "bench": "Hardware benchmark"}.get)
+        if kind == "sweep":
+            max_gflops = e.number_input("At most (GFLOPs)", min_value=0.0, value=0.0, step=1.0,
+                                        help="counted, at the eval size; 0: no limit", key="run_max_gflops")
+            selection = sweep.Selection(classes or None, families or None, scales or None, max_params or None,
+                                        max_gflops or None)
+            try:
+                chosen = sweep.select(store, selection)
+            except MatchupError as e:
+                st.info(str(e))
+                chosen = []
+            st.caption(f"{len(chosen)} checkpoints match; the sweep queues an evaluation of each one "
+                       "not already measured (the same selection as `python -m engine sweep`).")
+        else:
+            shown = catalog_filter(catalog, classes, families, scales, max_params)
+            chosen = st.multiselect(f"Checkpoints ({len(shown)} match; type to search)",
+                                    shown["checkpoint"].tolist(), key="run_checkpoints", max_selections=50)
     a, b, c = st.columns(3)
     device = a.selectbox("Device", jobs.available_devices(), key="run_device",
                          help="auto: whichever worker is free (a GPU worker uses its GPU)")
     precision = b.selectbox("Precision", ["fp32", "bf16", "fp16"], key="run_precision")
-    spec = {"kind": kind, "device": device, "precision": precision}
-    if kind == "eval":
+    spec = {"kind": "eval" if kind == "sweep" else kind, "device": device, "precision": precision}
+    if kind in ("eval", "sweep"):
         roots = jobs.data_roots()
         sets = jobs.evaluation_sets(roots)
         if not sets:
@@ -51,9 +65,9 @@ else:
         roots = None
         batch = c.selectbox("Batch size", ["auto", 1, 8, 32, 64, 128, 256], key="run_batch_bench")
         spec.update(batch_size=batch)
-    if st.button(f"Queue {len(chosen)} job(s)", type="primary", disabled=not chosen or
-                 (kind == "eval" and not spec.get("data"))):
-        for checkpoint in chosen:
+
+    def queue_jobs(checkpoints):
+        for checkpoint in checkpoints:
             try:
                 answer = jobs.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots)
             except StoreLockedError as e:
@@ -65,6 +79,32 @@ else:
             st.toast({"queued": f"{checkpoint}: queued", "attached": f"{checkpoint}: already queued; "
                       "following that job", "cached": f"{checkpoint}: already measured (see its "
                       "Checkpoint page)"}[answer["outcome"]])
+
+    if kind == "sweep":
+        request = repr((chosen, spec))
+        if st.button("Plan the sweep", disabled=not chosen or not spec.get("data")):
+            try:
+                st.session_state["sweep_plan"] = (request, jobs.sweep_plan(store, chosen, spec, roots))
+            except MatchupError as e:
+                st.error(str(e))
+        planned = st.session_state.get("sweep_plan")
+        if planned and planned[0] == request:
+            the_plan = planned[1]
+            to_run = the_plan.to_run()
+            hours = the_plan.estimated_seconds / 3600
+            st.markdown(f"**Plan:** {len(to_run)} of {len(the_plan.checkpoints)} checkpoints to evaluate on "
+                        f"{the_plan.n_images} images in {len(the_plan.groups)} preprocessing groups · counted "
+                        f"{the_plan.total_flops / 1e12:,.1f} TFLOPs · about {hours:.2f} h on {the_plan.device} · "
+                        f"{the_plan.download_bytes / 2**30:.1f} GiB to download · "
+                        f"{the_plan.decoded_cache_bytes / 2**30:.1f} GiB of decoded-image cache")
+            st.dataframe(pd.DataFrame(the_plan.checkpoints)[
+                ["checkpoint", "status", "group", "gflops", "seconds", "estimate_source", "reason"]],
+                hide_index=True, width="stretch", key="sweep_plan_table")
+            if st.button(f"Queue {len(to_run)} job(s)", type="primary", disabled=not to_run, key="queue_sweep"):
+                queue_jobs(to_run)
+    elif st.button(f"Queue {len(chosen)} job(s)", type="primary", disabled=not chosen or
+                   (kind == "eval" and not spec.get("data"))):
+        queue_jobs(chosen)
 
 
 @st.fragment(run_every=2)

@@ -201,6 +201,27 @@ def test_run_page_queues_the_chosen_checkpoints(run_page_env, image_folder):
     assert sorted(Store(run_page_env).jobs_frame()["state"]) == ["cancelled", "queued"]
 
 
+def test_run_page_plans_a_sweep_then_queues_one_job_per_checkpoint(run_page_env, image_folder):
+    at = open_page("pages/run.py")
+    at.radio(key="run_kind").set_value("sweep").run()
+    at.multiselect(key="run_classes").set_value(["ViT"]).run()
+    at.multiselect(key="run_families").set_value(["test"]).run()
+    at.selectbox(key="run_data").set_value(str(image_folder)).run()
+    assert not [b for b in at.button if b.label.startswith("Queue")]  # no queueing before the plan
+    [plan_button] = [b for b in at.button if b.label == "Plan the sweep"]
+    plan_button.click().run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    [plan] = [df.value for df in at.dataframe if "estimate_source" in df.value.columns]
+    assert sorted(plan["checkpoint"]) == ["test_vit.r160_in1k", "test_vit2.r160_in1k", "test_vit3.r160_in1k"]
+    assert set(plan["status"]) == {"to run"} and plan["estimate_source"].notna().all()
+    assert any("**Plan:** 3 of 3 checkpoints" in m.value for m in at.markdown)
+    at.button(key="queue_sweep").click().run()
+    from engine.store import Store
+    frame = Store(run_page_env).jobs_frame()
+    assert sorted(frame["label"].str.split().str[1]) == sorted(plan["checkpoint"])
+    assert set(frame["state"]) == {"queued"}
+
+
 def test_read_only_demo_hides_run_controls(run_page_env, monkeypatch):
     monkeypatch.setenv("MATCHUP_READONLY", "1")
     at = open_page("pages/run.py")
