@@ -280,7 +280,8 @@ def _print_plan(p) -> None:
           f"({', '.join(f'{k}: {v}' for k, v in p.estimate_sources.items())})"
           + (f"; no estimate for {len(p.unestimated)}" if p.unestimated else ""))
     print(f"  weights to download: {_gib(p.download_bytes)} (fp32 size from counted parameters where not in "
-          f"the Hub cache); decoded-cache disk to write: {_gib(p.decoded_cache_bytes)}")
+          f"the Hub cache); decoded-cache disk to write: {_gib(p.decoded_cache_bytes)} in all, the largest "
+          f"group {_gib(p.decoded_cache_peak_bytes)} (a budget of that caches each group while it runs)")
     if p.nearest_published:
         print(f"  published throughput from {p.nearest_published} (nearest device)")
     skipped = [c for c in p.checkpoints if c["status"] == "skip"]

@@ -80,6 +80,8 @@ def _cached_revision(checkpoint: str) -> str | None:
     """The revision in the local Hub cache, found without the network (for cache lookups)."""
     from huggingface_hub import try_to_load_from_cache
     cfg = hub.pretrained_cfg(checkpoint)
+    if not cfg.hf_hub_id:
+        return None
     for filename in hub._candidates(cfg):
         path = try_to_load_from_cache(cfg.hf_hub_id, filename, cache_dir=hub.cache_dir())
         if isinstance(path, str):
@@ -403,6 +405,7 @@ def prepare(checkpoint: str, dataset: EvalDataset) -> dict:
     """What is known before any download: config, and a head that cannot score the 1k classes
     refused from timm's config alone."""
     cfg = hub.pretrained_cfg(checkpoint)
+    hub.check_on_hub(checkpoint, cfg)
     error = head_error(checkpoint, cfg.num_classes, cfg.label_offset or 0, dataset)
     if error is not None:
         raise error

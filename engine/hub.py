@@ -73,14 +73,19 @@ def _candidates(cfg) -> list[str]:
     return list(PREFERRED_FILES)
 
 
+def check_on_hub(checkpoint: str, cfg) -> None:
+    """Refuse a checkpoint whose weights timm does not take from the Hugging Face Hub."""
+    if not cfg.hf_hub_id:
+        raise HubError(f"{checkpoint} has no Hugging Face Hub repo in timm's config (its weights "
+                       f"come from {cfg.url or 'elsewhere'}); Matchup loads Hub checkpoints only.")
+
+
 def resolve(checkpoint: str) -> HubWeights:
     """The weights file of a checkpoint in the local Hub cache (downloading it when online)."""
     from huggingface_hub import errors, hf_hub_download
     cfg = pretrained_cfg(checkpoint)
+    check_on_hub(checkpoint, cfg)
     repo_id = cfg.hf_hub_id
-    if not repo_id:
-        raise HubError(f"{checkpoint} has no Hugging Face Hub repo in timm's config (its weights "
-                       f"come from {cfg.url or 'elsewhere'}); Matchup loads Hub checkpoints only.")
     offline = _env_flag("HF_HUB_OFFLINE")
     missing = []
     for filename in _candidates(cfg):

@@ -139,7 +139,8 @@ class Plan:
     estimated_seconds: float = 0.0
     estimate_sources: dict = field(default_factory=dict)
     download_bytes: float = 0.0
-    decoded_cache_bytes: int = 0
+    decoded_cache_bytes: int = 0         # every group's entry, written in turn
+    decoded_cache_peak_bytes: int = 0    # the largest entry: the least budget that caches every group
     nearest_published: str | None = None
     unestimated: list[str] = field(default_factory=list)
 
@@ -219,6 +220,7 @@ def plan(store: Store, checkpoints: list[str], dataset: EvalDataset | None, sett
         result.estimate_sources[kind] = result.estimate_sources.get(kind, 0) + 1
     result.download_bytes = sum(r["download_bytes"] for r in running if not math.isnan(r["download_bytes"]))
     result.decoded_cache_bytes = sum(g["decoded_bytes"] for g in groups.values() if g["decoded_cache"] == "to write")
+    result.decoded_cache_peak_bytes = max((g["decoded_bytes"] for g in groups.values()), default=0)
     return result
 
 

@@ -259,6 +259,16 @@ def test_dry_run_for_another_device_without_data(offline, sweep_store):
     resnet = next(c for c in plan.checkpoints if c["checkpoint"] == "resnet50.a1_in1k")
     assert resnet["seconds"] == pytest.approx(50_000 * resnet["gflops"] * 1e9 / (989e12 * 0.4))
     assert plan.download_bytes > 4 * 80e6  # none of them is cached: fp32 size from counted parameters
+    assert plan.decoded_cache_peak_bytes == decoded.DecodedCache.nbytes(50_000, {"input_size": (3, 288, 288)})
+
+
+def test_checkpoints_whose_weights_are_not_on_the_hub_are_skipped_not_crashed(offline, images, sweep_store):
+    plan = sweep.plan(sweep_store, ["gcvit_tiny.in1k", "test_vit.r160_in1k"], datasets.open_dataset(images), FAST)
+    skipped, kept = plan.checkpoints
+    assert skipped["status"] == "skip" and "no Hugging Face Hub repo" in skipped["reason"]
+    assert kept["status"] == "to run"
+    with pytest.raises(evaluate.hub.HubError, match="no Hugging Face Hub repo"):
+        evaluate.evaluate(sweep_store, ["gcvit_tiny.in1k"], datasets.open_dataset(images), FAST)
 
 
 @pytest.mark.parametrize("selection, message", [
