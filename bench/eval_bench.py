@@ -18,7 +18,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -64,16 +63,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="matchup-eval-bench-"))
-    os.environ.update(HF_HUB_CACHE=str(tmp / "hub"), HF_HUB_OFFLINE="1", MATCHUP_CACHE=str(tmp / "cache"))
-    from tests.conftest import make_image_folder, write_hub_checkpoint
-    from engine import datasets, evaluate
+    from bench.generated import offline_set
+    tmp, dataset = offline_set("matchup-eval-bench-", CHECKPOINTS, args.images)
+    from engine import evaluate
     from engine.store import Store
-    for seed, checkpoint in enumerate(CHECKPOINTS):
-        write_hub_checkpoint(tmp / "hub", checkpoint, seed)
-    synsets = list(datasets.imagenet_synsets())[:10]
-    make_image_folder(tmp / "val", synsets=synsets, per_class=args.images // 10)
-    dataset = datasets.open_dataset(tmp / "val")
     # the decoding path, as validate.py decodes: the decoded-image cache is sweep_bench.py's subject
     settings = evaluate.EvalSettings(batch_size=args.batch_size, workers=args.workers, decoded_cache=False)
     store = Store(tmp / "bench.duckdb")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,18 +56,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precision", default="bf16")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="matchup-gpu-bench-"))
-    os.environ.update(HF_HUB_CACHE=str(tmp / "hub"), HF_HUB_OFFLINE="1", MATCHUP_CACHE=str(tmp / "cache"))
+    from bench.generated import offline_set
+    tmp, dataset = offline_set("matchup-gpu-bench-", SWEEP, args.images, n_classes=16)
     import torch
-    from tests.conftest import make_image_folder, write_hub_checkpoint
-    from engine import catalog, datasets, evaluate, sweep
+    from engine import catalog, evaluate, sweep
     from engine.profile import device_name, resolve_device
     from engine.store import Store
-    for seed, checkpoint in enumerate(SWEEP):
-        write_hub_checkpoint(tmp / "hub", checkpoint, seed)
-    synsets = list(datasets.imagenet_synsets())[:16]
-    make_image_folder(tmp / "val", synsets=synsets, per_class=max(1, args.images // 16))
-    dataset = datasets.open_dataset(tmp / "val")
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                      workers=args.workers, channels_last=True)
     print(f"{device_name(resolve_device(args.device))}; torch {torch.__version__}; {len(dataset)} JPEGs 500x375; "

@@ -22,7 +22,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -62,16 +61,10 @@ def main() -> None:
                         help="NHWC for every run (mobile ConvNets run 1.5-3x faster so on a CPU)")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="matchup-sweep-bench-"))
-    os.environ.update(HF_HUB_CACHE=str(tmp / "hub"), HF_HUB_OFFLINE="1", MATCHUP_CACHE=str(tmp / "cache"))
-    from tests.conftest import make_image_folder, write_hub_checkpoint
-    from engine import catalog, datasets, evaluate, sweep
+    from bench.generated import offline_set
+    tmp, dataset = offline_set("matchup-sweep-bench-", CHECKPOINTS, args.images)
+    from engine import catalog, evaluate, sweep
     from engine.store import Store
-    for seed, checkpoint in enumerate(CHECKPOINTS):
-        write_hub_checkpoint(tmp / "hub", checkpoint, seed)
-    synsets = list(datasets.imagenet_synsets())[:10]
-    make_image_folder(tmp / "val", synsets=synsets, per_class=args.images // 10)
-    dataset = datasets.open_dataset(tmp / "val")
     catalog_db = tmp / "catalog.duckdb"
     catalog.refresh(Store(catalog_db), load_published=False)
     counter = iter(range(1000))

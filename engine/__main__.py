@@ -522,6 +522,21 @@ def cmd_db(args, store: Store) -> int:
     raise AssertionError(args.action)
 
 
+def _eval_options(parser: argparse.ArgumentParser, data_required: bool) -> None:
+    """What `eval` and `sweep` share: the set, its labels, and how to run the models."""
+    parser.add_argument("--data", required=data_required,
+                        help="ImageNet-style folder, flat folder + --labels, or hfds/NAME[:SPLIT]")
+    parser.add_argument("--labels", help="labels file (CSV/txt: file -> synset or index; ReaL JSON)")
+    parser.add_argument("--variant", default="imagenet",
+                        help="imagenet, imagenet-a, imagenet-r, imagenet-v2, sketch or real")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, help="DataLoader workers (default: min(4, cores))")
+    parser.add_argument("--limit", type=int, help="evaluate a fixed sample of N images")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC models (ConvNets: faster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS,
@@ -583,17 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", parents=[common], help="accuracy of Hub checkpoints on your data")
     ev.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint id arch.tag")
-    ev.add_argument("--data", required=True, help="ImageNet-style folder, flat folder + --labels, "
-                                                   "or hfds/NAME[:SPLIT]")
-    ev.add_argument("--labels", help="labels file (CSV/txt: file -> synset or index; ReaL JSON)")
-    ev.add_argument("--variant", default="imagenet",
-                    help="imagenet, imagenet-a, imagenet-r, imagenet-v2, sketch or real")
-    ev.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
-    ev.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast)")
-    ev.add_argument("--batch-size", type=int, default=128)
-    ev.add_argument("--workers", type=int, help="DataLoader workers (default: min(4, cores))")
-    ev.add_argument("--limit", type=int, help="evaluate a fixed sample of N images")
-    ev.add_argument("--channels-last", action="store_true")
+    _eval_options(ev, data_required=True)
     ev.add_argument("--force", action="store_true", help="recompute even when cached")
     ev.add_argument("--json", action="store_true")
 
@@ -607,16 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--from-file", help="a text file with one checkpoint id per line")
     sw.add_argument("--published-only", action="store_true",
                     help="only checkpoints timm publishes ImageNet results for")
-    sw.add_argument("--data", help="ImageNet-style folder, flat folder + --labels, or hfds/NAME[:SPLIT]")
-    sw.add_argument("--labels", help="labels file (CSV/txt: file -> synset or index; ReaL JSON)")
-    sw.add_argument("--variant", default="imagenet",
-                    help="imagenet, imagenet-a, imagenet-r, imagenet-v2, sketch or real")
-    sw.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
-    sw.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast)")
-    sw.add_argument("--batch-size", type=int, default=128)
-    sw.add_argument("--workers", type=int, help="DataLoader workers (default: min(4, cores))")
-    sw.add_argument("--limit", type=int, help="evaluate a fixed sample of N images")
-    sw.add_argument("--channels-last", action="store_true")
+    _eval_options(sw, data_required=False)
     sw.add_argument("--compile", action="store_true", help="torch.compile each model")
     sw.add_argument("--decoded-cache-gb", type=float,
                     help="budget of the decoded-image cache in $MATCHUP_CACHE (default: half the free disk)")

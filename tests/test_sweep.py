@@ -48,13 +48,6 @@ def images(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def sweep_store(catalog_db, tmp_path) -> Store:
-    copy = tmp_path / "sweep.duckdb"
-    shutil.copy(catalog_db, copy)
-    return Store(copy, lock_timeout_s=30)
-
-
 def _sweep(store, images, settings=FAST, checkpoints=CHECKPOINTS, **kwargs):
     dataset = datasets.open_dataset(images)
     chosen = sweep.select(store, sweep.Selection(checkpoints=list(checkpoints)))
@@ -62,27 +55,27 @@ def _sweep(store, images, settings=FAST, checkpoints=CHECKPOINTS, **kwargs):
                      show_progress=False, **kwargs)
 
 
-def test_sweep_results_equal_separate_evaluations_image_for_image(offline, images, sweep_store, tmp_path):
-    report = _sweep(sweep_store, images)
+def test_sweep_results_equal_separate_evaluations_image_for_image(offline, images, catalog_store, tmp_path):
+    report = _sweep(catalog_store, images)
     assert [r["status"] for r in report.results] == ["done"] * len(CHECKPOINTS)
     separate = Store(tmp_path / "separate.duckdb")
     dataset = datasets.open_dataset(images)
     uncached = EvalSettings(batch_size=8, workers=0, decoded_cache=False)
     for checkpoint in CHECKPOINTS:
         [alone] = evaluate.evaluate(separate, [checkpoint], dataset, uncached)
-        [swept] = [r for r in sweep_store.table_frame("evals").to_dict("records") if r["checkpoint"] == checkpoint]
+        [swept] = [r for r in catalog_store.table_frame("evals").to_dict("records") if r["checkpoint"] == checkpoint]
         details = json.loads(swept["details"])
         assert alone["cache_key"] == swept["cache_key"]  # same key, same row: a sweep result is an eval result
         assert alone["details"]["predictions"] == details["predictions"]
         assert (alone["top1"], alone["top5"], alone["n_images"]) == (swept["top1"], swept["top5"], swept["n_images"])
         assert alone["nll"] == pytest.approx(swept["nll"], rel=1e-6)
-    pixels = {json.loads(d)["pixels_from"] for d in sweep_store.table_frame("evals")["details"]}
+    pixels = {json.loads(d)["pixels_from"] for d in catalog_store.table_frame("evals")["details"]}
     assert pixels == {"decoded here", "decoded cache"}  # the fifth model of a group reads the cache
 
 
-def test_each_image_is_decoded_once_per_group_and_reused_later(offline, images, sweep_store, tmp_path):
-    _sweep(sweep_store, images)
-    rows = {r["checkpoint"]: json.loads(r["details"]) for r in sweep_store.table_frame("evals").to_dict("records")}
+def test_each_image_is_decoded_once_per_group_and_reused_later(offline, images, catalog_store, tmp_path):
+    _sweep(catalog_store, images)
+    rows = {r["checkpoint"]: json.loads(r["details"]) for r in catalog_store.table_frame("evals").to_dict("records")}
     n = len(datasets.open_dataset(images))
     passes = {}  # group -> the decoding passes it took (each: the models it fed)
     for checkpoint, details in rows.items():
@@ -100,28 +93,28 @@ def test_each_image_is_decoded_once_per_group_and_reused_later(offline, images, 
     assert row["details"]["predictions"] == rows["test_convnext.r160_in1k"]["predictions"]
 
 
-def test_a_second_sweep_does_nothing_and_says_so(offline, images, sweep_store):
-    _sweep(sweep_store, images, checkpoints=CHECKPOINTS[:2])
-    before = sweep_store.table_frame("evals")
-    command = [sys.executable, "-m", "engine", "--db", str(sweep_store.path), "sweep", "--data", str(images),
+def test_a_second_sweep_does_nothing_and_says_so(offline, images, catalog_store):
+    _sweep(catalog_store, images, checkpoints=CHECKPOINTS[:2])
+    before = catalog_store.table_frame("evals")
+    command = [sys.executable, "-m", "engine", "--db", str(catalog_store.path), "sweep", "--data", str(images),
                "--checkpoints", ",".join(CHECKPOINTS[:2]), "--batch-size", "8", "--workers", "0"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
     assert "nothing to do: every checkpoint is already in the store" in done.stdout
-    assert sweep_store.table_frame("evals").equals(before)
+    assert catalog_store.table_frame("evals").equals(before)
 
 
-def test_kill_9_mid_sweep_then_resume_finishes_without_duplicates(offline, sweep_store, tmp_path):
+def test_kill_9_mid_sweep_then_resume_finishes_without_duplicates(offline, catalog_store, tmp_path):
     root = tmp_path / "val"
     make_image_folder(root, per_class=30, size=(300, 220))
-    command = [sys.executable, "-m", "engine", "--db", str(sweep_store.path), "sweep", "--data", str(root),
+    command = [sys.executable, "-m", "engine", "--db", str(catalog_store.path), "sweep", "--data", str(root),
                "--checkpoints", ",".join(CHECKPOINTS), "--batch-size", "4", "--workers", "0", "--json"]
     process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            if Store(sweep_store.path, lock_timeout_s=30).count("evals") >= 1:
+            if Store(catalog_store.path, lock_timeout_s=30).count("evals") >= 1:
                 break
             time.sleep(0.2)
         assert process.poll() is None, "the sweep ended before it could be killed"
@@ -130,25 +123,25 @@ def test_kill_9_mid_sweep_then_resume_finishes_without_duplicates(offline, sweep
     finally:
         if process.poll() is None:
             process.kill()
-    partway = Store(sweep_store.path).count("evals")
+    partway = Store(catalog_store.path).count("evals")
     assert 1 <= partway < len(CHECKPOINTS)
     again = subprocess.run(command, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     result = json.loads(again.stdout)
     statuses = [r["status"] for r in result["results"]]
     assert statuses.count("in the store") == partway and statuses.count("done") == len(CHECKPOINTS) - partway
-    evals = Store(sweep_store.path).table_frame("evals")
+    evals = Store(catalog_store.path).table_frame("evals")
     assert len(evals) == len(CHECKPOINTS) and evals["checkpoint"].is_unique
     assert (evals["n_images"] == 120).all()
 
 
-def test_the_decoded_cache_keeps_its_budget(offline, images, sweep_store):
+def test_the_decoded_cache_keeps_its_budget(offline, images, catalog_store):
     dataset = datasets.open_dataset(images)
     one_group = decoded.DecodedCache.nbytes(len(dataset), evaluate.data_config(
         evaluate.hub.pretrained_cfg("mobilenetv3_small_050.lamb_in1k")))
     budget_gb = (one_group + 1) / 1e9  # room for the largest group, not for two
     settings = EvalSettings(batch_size=8, workers=0, decoded_cache_gb=budget_gb)
-    report = _sweep(sweep_store, images, settings, checkpoints=["test_vit.r160_in1k", "test_resnet.r160_in1k",
+    report = _sweep(catalog_store, images, settings, checkpoints=["test_vit.r160_in1k", "test_resnet.r160_in1k",
                                                                 "mobilenetv3_small_050.lamb_in1k"])
     assert {r["status"] for r in report.results} == {"done"}
     cache = decoded.DecodedCache(budget_bytes=int(budget_gb * 1e9))
@@ -158,12 +151,12 @@ def test_the_decoded_cache_keeps_its_budget(offline, images, sweep_store):
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["shape"][2:] == [224, 224]
     too_small = EvalSettings(batch_size=8, workers=0, decoded_cache_gb=1e-6)
-    [row] = evaluate.evaluate(Store(sweep_store.path.with_name("x.duckdb")), ["test_resnet.r160_in1k"], dataset,
+    [row] = evaluate.evaluate(Store(catalog_store.path.with_name("x.duckdb")), ["test_resnet.r160_in1k"], dataset,
                               too_small)
     assert row["details"]["pixels_from"] == "decoded here"  # the set does not fit: decoded, not cached
 
 
-def test_failing_checkpoints_are_listed_and_the_others_go_on(offline, images, sweep_store, monkeypatch, tmp_path):
+def test_failing_checkpoints_are_listed_and_the_others_go_on(offline, images, catalog_store, monkeypatch, tmp_path):
     hub = tmp_path / "hub"  # this test's own copy: it poisons one checkpoint
     shutil.copytree(offline, hub, symlinks=True)
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
@@ -186,7 +179,7 @@ def test_failing_checkpoints_are_listed_and_the_others_go_on(offline, images, sw
     monkeypatch.setattr(evaluate.hub, "load_model", load)
     chosen = ["test_vit.r160_in1k", "test_convnext.r160_in1k", "test_nfnet.r160_in1k", "resnet50.a1_in1k",
               "vit_base_patch16_224.augreg_in21k", "test_resnet.r160_in1k"]
-    report = _sweep(sweep_store, images, checkpoints=chosen)
+    report = _sweep(catalog_store, images, checkpoints=chosen)
     by = {r["checkpoint"]: r for r in report.results}
     assert by["test_vit.r160_in1k"]["status"] == by["test_resnet.r160_in1k"]["status"] == "done"
     assert "out of memory at batch size 1" in by["test_convnext.r160_in1k"]["error"]
@@ -194,7 +187,7 @@ def test_failing_checkpoints_are_listed_and_the_others_go_on(offline, images, sw
     assert "not in the local Hub cache" in by["resnet50.a1_in1k"]["error"]
     assert by["vit_base_patch16_224.augreg_in21k"]["status"] == "skip"
     assert "ImageNet-21k head" in by["vit_base_patch16_224.augreg_in21k"]["error"]
-    assert sorted(sweep_store.table_frame("evals")["checkpoint"]) == ["test_resnet.r160_in1k", "test_vit.r160_in1k"]
+    assert sorted(catalog_store.table_frame("evals")["checkpoint"]) == ["test_resnet.r160_in1k", "test_vit.r160_in1k"]
 
 
 def _damage(folder):
@@ -206,7 +199,7 @@ def _damage(folder):
     return ["truncated.JPEG", "empty.JPEG", "notes.JPEG"]
 
 
-def test_undecodable_images_are_skipped_counted_and_listed_in_eval_and_sweep(offline, images, sweep_store, tmp_path):
+def test_undecodable_images_are_skipped_counted_and_listed_in_eval_and_sweep(offline, images, catalog_store, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(images, damaged)
     names = _damage(damaged)
@@ -217,7 +210,7 @@ def test_undecodable_images_are_skipped_counted_and_listed_in_eval_and_sweep(off
     assert row["n_images"] == clean["n_images"] and row["details"]["skipped_images"] == 3
     assert sorted(p.split(":")[0].rsplit("/", 1)[-1] for p in row["details"]["skipped_paths"]) == sorted(names)
     assert row["details"]["predictions"] == clean["details"]["predictions"]
-    report = _sweep(sweep_store, damaged, checkpoints=["test_vit.r160_in1k", "test_vit2.r160_in1k",
+    report = _sweep(catalog_store, damaged, checkpoints=["test_vit.r160_in1k", "test_vit2.r160_in1k",
                                                        "test_convnext.r160_in1k", "test_efficientnet.r160_in1k",
                                                        "test_nfnet.r160_in1k"])
     assert {r["skipped_images"] for r in report.results} == {3}  # the cached pixels keep the list too
@@ -228,15 +221,15 @@ def test_undecodable_images_are_skipped_counted_and_listed_in_eval_and_sweep(off
     assert "Traceback" not in done.stderr and "3 images could not be decoded" in done.stdout
 
 
-def test_dry_run_numbers_add_up_and_spend_nothing(offline, images, sweep_store, tmp_path):
+def test_dry_run_numbers_add_up_and_spend_nothing(offline, images, catalog_store, tmp_path):
     dataset = datasets.open_dataset(images)
     chosen = CHECKPOINTS + ["vit_base_patch16_224.augreg_in21k"]
-    command = [sys.executable, "-m", "engine", "--db", str(sweep_store.path), "sweep", "--data", str(images),
+    command = [sys.executable, "-m", "engine", "--db", str(catalog_store.path), "sweep", "--data", str(images),
                "--checkpoints", ",".join(chosen), "--dry-run", "--json"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
-    compute = sweep_store.eval_compute().set_index("checkpoint")["flops"]
+    compute = catalog_store.eval_compute().set_index("checkpoint")["flops"]
     assert plan["n_images"] == len(dataset) == 16
     assert plan["total_flops"] == pytest.approx(sum(compute[c] for c in CHECKPOINTS) * len(dataset))
     assert plan["estimated_seconds"] == pytest.approx(sum(c["seconds"] for c in plan["checkpoints"] if c["seconds"]))
@@ -247,13 +240,13 @@ def test_dry_run_numbers_add_up_and_spend_nothing(offline, images, sweep_store, 
     assert plan["download_bytes"] == 0  # every checkpoint is in the Hub cache
     [skipped] = [c for c in plan["checkpoints"] if c["status"] == "skip"]
     assert "ImageNet-21k head" in skipped["reason"]
-    assert sweep_store.count("evals") == 0 and not decoded.DecodedCache().entries()
+    assert catalog_store.count("evals") == 0 and not decoded.DecodedCache().entries()
 
 
-def test_dry_run_for_another_device_without_data(offline, sweep_store):
+def test_dry_run_for_another_device_without_data(offline, catalog_store):
     chosen = ["resnet50.a1_in1k", "convnext_tiny.fb_in1k", "vit_base_patch16_224.augreg2_in21k_ft_in1k"]
     settings = EvalSettings(precision="bf16")
-    plan = sweep.plan(sweep_store, chosen, None, settings, n_images=50_000, estimate_for="NVIDIA H100 80GB HBM3")
+    plan = sweep.plan(catalog_store, chosen, None, settings, n_images=50_000, estimate_for="NVIDIA H100 80GB HBM3")
     assert plan.device == "NVIDIA H100 80GB HBM3" and plan.n_images == 50_000
     assert {c["estimate_source"] for c in plan.checkpoints} == {"counted FLOPs at 40% of h100 peak"}
     resnet = next(c for c in plan.checkpoints if c["checkpoint"] == "resnet50.a1_in1k")
@@ -262,13 +255,13 @@ def test_dry_run_for_another_device_without_data(offline, sweep_store):
     assert plan.decoded_cache_peak_bytes == decoded.DecodedCache.nbytes(50_000, {"input_size": (3, 288, 288)})
 
 
-def test_checkpoints_whose_weights_are_not_on_the_hub_are_skipped_not_crashed(offline, images, sweep_store):
-    plan = sweep.plan(sweep_store, ["gcvit_tiny.in1k", "test_vit.r160_in1k"], datasets.open_dataset(images), FAST)
+def test_checkpoints_whose_weights_are_not_on_the_hub_are_skipped_not_crashed(offline, images, catalog_store):
+    plan = sweep.plan(catalog_store, ["gcvit_tiny.in1k", "test_vit.r160_in1k"], datasets.open_dataset(images), FAST)
     skipped, kept = plan.checkpoints
     assert skipped["status"] == "skip" and "no Hugging Face Hub repo" in skipped["reason"]
     assert kept["status"] == "to run"
     with pytest.raises(evaluate.hub.HubError, match="no Hugging Face Hub repo"):
-        evaluate.evaluate(sweep_store, ["gcvit_tiny.in1k"], datasets.open_dataset(images), FAST)
+        evaluate.evaluate(catalog_store, ["gcvit_tiny.in1k"], datasets.open_dataset(images), FAST)
 
 
 @pytest.mark.parametrize("selection, message", [
@@ -278,16 +271,16 @@ def test_checkpoints_whose_weights_are_not_on_the_hub_are_skipped_not_crashed(of
     (sweep.Selection(from_file="/no/such/list.txt"), "does not exist"),
     (sweep.Selection(classes=["ViT"], max_params_m=0.001), "No checkpoint matches"),
 ])
-def test_bad_selections_are_refused_with_what_to_change(selection, message, sweep_store):
+def test_bad_selections_are_refused_with_what_to_change(selection, message, catalog_store):
     with pytest.raises(Exception) as err:
-        sweep.select(sweep_store, selection)
+        sweep.select(catalog_store, selection)
     assert message in str(err.value)
 
 
-def test_selection_filters_match_the_run_page(sweep_store, tmp_path):
-    chosen = sweep.select(sweep_store, sweep.Selection(classes=["ConvNet"], families=["resnet"], max_gflops=4.0))
-    costs = sweep_store.eval_compute().set_index("checkpoint")["flops"]
+def test_selection_filters_match_the_run_page(catalog_store, tmp_path):
+    chosen = sweep.select(catalog_store, sweep.Selection(classes=["ConvNet"], families=["resnet"], max_gflops=4.0))
+    costs = catalog_store.eval_compute().set_index("checkpoint")["flops"]
     assert len(chosen) >= 3 and all(c.startswith("resnet") and costs[c] <= 4e9 for c in chosen)
     listed = tmp_path / "list.txt"
     listed.write_text("# two of them\ntest_vit.r160_in1k\nresnet18.a1_in1k  # a comment\n")
-    assert sweep.select(sweep_store, sweep.Selection(from_file=str(listed))) == ["test_vit.r160_in1k", "resnet18.a1_in1k"]
+    assert sweep.select(catalog_store, sweep.Selection(from_file=str(listed))) == ["test_vit.r160_in1k", "resnet18.a1_in1k"]

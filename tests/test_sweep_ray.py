@@ -14,7 +14,7 @@ from engine import datasets, sweep
 from engine.evaluate import EvalSettings
 from engine.store import Store
 from tests.conftest import ROOT, make_image_folder
-from tests.test_sweep import CHECKPOINTS, images, offline, sweep_hub, sweep_store  # noqa: F401 (fixtures)
+from tests.test_sweep import CHECKPOINTS, images, offline, sweep_hub, catalog_store  # noqa: F401 (fixtures)
 
 ray = pytest.importorskip("ray")
 FAST = EvalSettings(batch_size=8, workers=0)
@@ -32,21 +32,21 @@ def _rows(store: Store) -> dict:
             for r in frame.to_dict("records")}
 
 
-def test_a_ray_sweep_gives_the_same_rows_as_the_plain_sweep(local_ray, images, sweep_store, tmp_path):  # noqa: F811
+def test_a_ray_sweep_gives_the_same_rows_as_the_plain_sweep(local_ray, images, catalog_store, tmp_path):  # noqa: F811
     chosen = ["test_vit.r160_in1k", "test_convnext.r160_in1k", "test_resnet.r160_in1k",
               "mobilenetv3_small_050.lamb_in1k", "resnet50.a1_in1k"]  # the last is not in the Hub cache
     dataset = datasets.open_dataset(images)
-    the_plan = sweep.plan(sweep_store, chosen, dataset, FAST)
-    report = sweep.run(sweep_store, the_plan, dataset, FAST, show_progress=False, ray_address="local")
+    the_plan = sweep.plan(catalog_store, chosen, dataset, FAST)
+    report = sweep.run(catalog_store, the_plan, dataset, FAST, show_progress=False, ray_address="local")
     by = {r["checkpoint"]: r for r in report.results}
     assert by["resnet50.a1_in1k"]["status"] == "failed" and "not in the local Hub cache" in by["resnet50.a1_in1k"]["error"]
     assert all(by[c]["status"] == "done" for c in chosen[:4])
     plain = Store(tmp_path / "plain.duckdb")
-    shutil.copy(sweep_store.path, plain.path)
+    shutil.copy(catalog_store.path, plain.path)
     with plain.transaction() as con:
         con.execute("DELETE FROM evals")
     sweep.run(plain, sweep.plan(plain, chosen, dataset, FAST), dataset, FAST, show_progress=False)
-    assert _rows(sweep_store) == _rows(plain)
+    assert _rows(catalog_store) == _rows(plain)
 
 
 def _ray_task_pids() -> list[int]:
@@ -63,11 +63,11 @@ def _ray_task_pids() -> list[int]:
     return found
 
 
-def test_a_ray_task_killed_mid_run_is_retried(offline, sweep_store, tmp_path):  # noqa: F811
+def test_a_ray_task_killed_mid_run_is_retried(offline, catalog_store, tmp_path):  # noqa: F811
     root = tmp_path / "val"
     make_image_folder(root, per_class=25, size=(300, 220))
     chosen = ["test_vit.r160_in1k", "test_resnet.r160_in1k"]
-    command = [sys.executable, "-m", "engine", "--db", str(sweep_store.path), "sweep", "--data", str(root),
+    command = [sys.executable, "-m", "engine", "--db", str(catalog_store.path), "sweep", "--data", str(root),
                "--checkpoints", ",".join(chosen), "--batch-size", "2", "--workers", "0", "--ray", "--json"]
     process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -86,5 +86,5 @@ def test_a_ray_task_killed_mid_run_is_retried(offline, sweep_store, tmp_path):  
     assert out.strip().startswith("{"), (out[:2000], err[-3000:])
     result = json.loads(out)
     assert [r["status"] for r in result["results"]] == ["done", "done"]
-    evals = Store(sweep_store.path).table_frame("evals")
+    evals = Store(catalog_store.path).table_frame("evals")
     assert sorted(evals["checkpoint"]) == sorted(chosen) and (evals["n_images"] == 100).all()
