@@ -26,6 +26,7 @@ from engine.store import cache_key
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "cache"
 FREE_DISK_SHARE = 0.5  # the default budget: half the disk space free when the cache is opened
+ABANDONED_AFTER_S = 6 * 3600  # a partial entry untouched this long has no live writer
 META_ALLOWANCE = 1 << 16  # bytes counted for an entry's meta.json (its list of undecodable images)
 
 
@@ -58,9 +59,20 @@ class DecodedCache:
     def __init__(self, root: Path | None = None, budget_bytes: int | None = None):
         self.root = Path(root or cache_root()) / "decoded"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_abandoned()
         if budget_bytes is None:
             budget_bytes = int(shutil.disk_usage(self.root).free * FREE_DISK_SHARE) + self.total_bytes()
         self.budget_bytes = int(budget_bytes)
+
+    def _remove_abandoned(self) -> None:
+        """Partial entries of writers that died (kill -9, a crash) long ago free their disk."""
+        cutoff = time.time() - ABANDONED_AFTER_S
+        for folder in self.root.glob(".*.partial"):
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except FileNotFoundError:
+                pass
 
     @staticmethod
     def key(dataset, config: dict) -> str:

@@ -156,6 +156,18 @@ def test_the_decoded_cache_keeps_its_budget(offline, images, catalog_store):
     assert row["details"]["pixels_from"] == "decoded here"  # the set does not fit: decoded, not cached
 
 
+def test_partial_entries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    root = tmp_path / "cache" / "decoded"
+    dead, live = root / ".abc.1234.partial", root / ".def.5678.partial"
+    for folder in (dead, live):
+        folder.mkdir(parents=True)
+        (folder / "images.u8").write_bytes(b"\0" * 100)
+    old = time.time() - decoded.ABANDONED_AFTER_S - 60
+    os.utime(dead, (old, old))
+    decoded.DecodedCache(tmp_path / "cache")
+    assert not dead.exists() and live.exists()
+
+
 def test_failing_checkpoints_are_listed_and_the_others_go_on(offline, images, catalog_store, monkeypatch, tmp_path):
     hub = tmp_path / "hub"  # this test's own copy: it poisons one checkpoint
     shutil.copytree(offline, hub, symlinks=True)
