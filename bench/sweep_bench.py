@@ -119,6 +119,38 @@ def main() -> None:
         value = statistics.median(times)
         print(f"{name:<36}{value:8.2f} s   ratio {value / base:.2f}")
     print(f"target: warm sweep <= {TARGET}x separate; predictions identical in every run: {identical}")
+    shell(tmp, catalog_db, args)
+
+
+def shell(tmp: Path, catalog_db: Path, args) -> None:
+    """The same comparison as a user runs it: six `python -m engine eval` commands (decoded cache
+    off) against one `python -m engine sweep` command, cold then warm; each includes starting
+    Python and importing torch and timm."""
+    import subprocess
+    common = ["--data", str(tmp / "val"), "--batch-size", str(args.batch_size), "--workers", str(args.workers),
+              *(["--channels-last"] if args.channels_last else [])]
+
+    def timed(db: Path, cache: Path, *argv) -> float:
+        env = {**os.environ, "MATCHUP_CACHE": str(cache)}
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "engine", "--db", str(db), *argv, *common, "--json"], cwd=ROOT,
+                       env=env, check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    separate, cold, warm = [], [], []
+    for round_ in range(args.rounds):
+        cache = tmp / f"shell-cache-{round_}"
+        separate.append(sum(timed(tmp / f"shell-eval-{round_}-{i}.duckdb", tmp / "no-cache", "eval", checkpoint,
+                                  "--decoded-cache-gb", "0") for i, checkpoint in enumerate(CHECKPOINTS)))
+        for name, times in ((f"cold-{round_}", cold), (f"warm-{round_}", warm)):
+            db = tmp / f"shell-sweep-{name}.duckdb"
+            shutil.copy(catalog_db, db)
+            times.append(timed(db, cache, "sweep", "--checkpoints", ",".join(CHECKPOINTS)))
+    base = statistics.median(separate)
+    print(f"from the shell: {'6 x python -m engine eval':<28}{base:8.2f} s")
+    for name, times in (("sweep, cold decoded cache", cold), ("sweep, warm decoded cache", warm)):
+        value = statistics.median(times)
+        print(f"from the shell: {name:<28}{value:8.2f} s   ratio {value / base:.2f}")
 
 
 if __name__ == "__main__":

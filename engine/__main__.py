@@ -226,7 +226,7 @@ def cmd_eval(args, store: Store) -> int:
     dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant)
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision,
                                      batch_size=args.batch_size, limit=args.limit,
-                                     channels_last=args.channels_last,
+                                     channels_last=args.channels_last, decoded_cache_gb=args.decoded_cache_gb,
                                      **({"workers": args.workers} if args.workers is not None else {}))
     bars = {}
 
@@ -535,6 +535,9 @@ def _eval_options(parser: argparse.ArgumentParser, data_required: bool) -> None:
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: min(4, cores))")
     parser.add_argument("--limit", type=int, help="evaluate a fixed sample of N images")
     parser.add_argument("--channels-last", action="store_true", help="NHWC models (ConvNets: faster)")
+    parser.add_argument("--decoded-cache-gb", type=float,
+                        help="budget of the decoded-image cache in $MATCHUP_CACHE (default: half the free "
+                             "disk; 0: decode every time)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -614,8 +617,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only checkpoints timm publishes ImageNet results for")
     _eval_options(sw, data_required=False)
     sw.add_argument("--compile", action="store_true", help="torch.compile each model")
-    sw.add_argument("--decoded-cache-gb", type=float,
-                    help="budget of the decoded-image cache in $MATCHUP_CACHE (default: half the free disk)")
     sw.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
     sw.add_argument("--images", type=int, help="--dry-run without --data: plan for N images")
     sw.add_argument("--estimate-for", metavar="DEVICE", help="--dry-run: estimate time for this device name (e.g. H100)")
