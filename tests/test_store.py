@@ -121,3 +121,44 @@ def test_export_writes_every_table_as_parquet(store, tmp_path):
     written = store.export(tmp_path / "out")
     assert sorted(p.stem for p in written) == sorted(TABLES)
     assert all(p.exists() for p in written)
+
+
+def _sha256(path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("make", [
+    lambda con: con.execute("CREATE TABLE sales (id INTEGER, amount DOUBLE); INSERT INTO sales VALUES (1, 2.5)"),
+    lambda con: con.execute("CREATE TABLE checkpoints (x INTEGER); INSERT INTO checkpoints VALUES (7)"),  # a name of ours
+    lambda con: con.execute("CREATE SCHEMA lab; CREATE TABLE lab.runs (id INTEGER)"),
+    lambda con: con.execute("CREATE TABLE meta (key VARCHAR, value VARCHAR); INSERT INTO meta VALUES ('owner', 'x')"),
+], ids=["foreign-table", "colliding-name", "other-schema", "someone-elses-meta"])
+def test_someone_elses_duckdb_file_is_refused_and_left_unchanged(tmp_path, make):
+    path = tmp_path / "theirs.duckdb"
+    con = duckdb.connect(str(path))
+    make(con)
+    con.close()
+    before = _sha256(path)
+    with pytest.raises(StoreError) as err:
+        Store(path).info()
+    assert "not Matchup's" in str(err.value) or "no readable Matchup schema version" in str(err.value)
+    assert "unchanged" in str(err.value) and "--db" in str(err.value)
+    assert _sha256(path) == before
+
+
+def test_a_damaged_schema_version_is_refused_not_a_traceback(store):
+    store.info()
+    con = duckdb.connect(str(store.path))
+    con.execute("UPDATE meta SET value = 'three' WHERE key = 'schema_version'")
+    con.close()
+    before = _sha256(store.path)
+    with pytest.raises(StoreError, match="no readable Matchup schema version"):
+        Store(store.path).info()
+    assert _sha256(store.path) == before
+
+
+def test_an_empty_duckdb_file_becomes_a_matchup_database(tmp_path):
+    path = tmp_path / "empty.duckdb"
+    duckdb.connect(str(path)).close()
+    assert Store(path).info()["schema_version"] == SCHEMA_VERSION

@@ -138,22 +138,30 @@ class Connection:
             con.execute("COMMIT")
 
     # -- schema --------------------------------------------------------------------------------
-    @staticmethod
-    def _version(con: duckdb.DuckDBPyConnection) -> int:
-        has_meta = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-            " AND table_schema = 'main'").fetchall()[0][0]
-        if not has_meta:
+    def _version(self, con: duckdb.DuckDBPyConnection) -> int:
+        """The file's Matchup schema version; 0 for a new or empty file. Any other file (someone
+        else's tables, a damaged version row) is refused before anything is written to it."""
+        tables = [f"{s}.{t}" if s != "main" else t for s, t in con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_catalog = current_database() ORDER BY 1, 2").fetchall()]
+        if "meta" not in tables:
+            if tables:
+                shown = ", ".join(tables[:8]) + (f" and {len(tables) - 8} more" if len(tables) > 8 else "")
+                raise self._open_error(
+                    f"it is a DuckDB database but not Matchup's (it holds the tables {shown} and no "
+                    "Matchup schema); Matchup creates its tables only in a new or empty file and left "
+                    "this one unchanged")
             return 0
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-        row = row[0] if row else None
-        return int(row[0]) if row else 0
+        try:  # Matchup writes meta and its version in the transaction that creates the schema
+            [(value,)] = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+            return int(value)
+        except (duckdb.Error, ValueError, TypeError):
+            raise self._open_error(
+                "its 'meta' table holds no readable Matchup schema version (damaged, or another "
+                "program's table); it was left unchanged") from None
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        try:
-            current = self._version(con)
-        except duckdb.Error as e:
-            raise self._open_error(f"it is not a Matchup database ({e})") from None
+        current = self._version(con)
         if current > schema.SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"The database {self.path} has schema version {current}, written by a newer "
