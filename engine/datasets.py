@@ -172,13 +172,20 @@ def _real_labels_for(files: list[Path], labels_json: Path | None) -> list[list[i
             raise DatasetError(f"ReaL labels {labels_json} cannot be read as JSON ({e}).") from None
     else:
         table = json.loads(resources.files("timm.data").joinpath("_info", "imagenet_real_labels.json").read_text())
+    if not isinstance(table, list):
+        raise DatasetError(f"ReaL labels {labels_json} must be a JSON list (one list of class indices "
+                           "per validation image, in file-number order), as timm's imagenet_real_labels.json.")
     labels = []
     for path in files:
         match = REAL_NAME.search(path.name)
         if not match:
             raise DatasetError(f"ReaL labels are keyed by ImageNet validation file names "
                                f"(ILSVRC2012_val_00000001.JPEG); {path.name} is not one.")
-        labels.append([int(c) for c in table[int(match.group(1)) - 1]])
+        number = int(match.group(1))
+        if not 1 <= number <= len(table):  # 0 would silently read the last image's labels
+            raise DatasetError(f"{path}: file number {number} is outside the ReaL table, which labels "
+                               f"validation images 1 to {len(table)}; remove the file or use --variant imagenet.")
+        labels.append([int(c) for c in table[number - 1]])
     return labels
 
 

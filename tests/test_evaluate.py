@@ -149,6 +149,15 @@ def test_real_labels_score_against_the_multi_label_sets(offline_hub, tmp_path, s
 
 
 # -- bad input --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("number", [0, 50_001, 99_999_999])
+def test_real_file_numbers_outside_the_table_are_refused_with_the_file_named(tmp_path, number):
+    names = [f"ILSVRC2012_val_{i:08d}.JPEG" for i in (2, number)]
+    make_image_folder(tmp_path / "real", synsets=SYNSETS[:1], per_class=2, flat=True, names=list(names))
+    with pytest.raises(DatasetError) as err:
+        datasets.open_dataset(tmp_path / "real", variant="real")
+    assert f"ILSVRC2012_val_{number:08d}.JPEG" in str(err.value) and "1 to 50000" in str(err.value)
+
+
 def test_unknown_checkpoint_suggests_close_names():
     with pytest.raises(HubError) as err:
         hub.pretrained_cfg("test_vit.r16_in1k")
