@@ -182,10 +182,11 @@ def _params_on_meta(arch: str, img_size: int, img_width: int, num_classes: int) 
 
 
 def checkpoint_target(name: str, img_size: int | None = None) -> tuple[str, int, int | None, int]:
-    """What to count for `arch` or `arch.tag`: a checkpoint at its eval (test) size with its own
-    head; a bare arch at its default size and head."""
+    """What to count or time for `arch` or `arch.tag`: a checkpoint at its eval (test) size with
+    its own head. A bare arch means timm's default pretrained tag (as timm's validate.py and
+    benchmark.py read it), so `resnet50` is measured where `resnet50.a1_in1k` is (288 px)."""
     arch = check_model_name(name)
-    cfg = _timm().models.get_pretrained_cfg(name) if "." in name else None
+    cfg = _timm().models.get_pretrained_cfg(name)  # a bare arch: its default tag's config
     if cfg is None:
         h, w = default_input_size(arch)
         num_classes = default_num_classes(arch)

@@ -5,6 +5,7 @@ import sys
 
 import pandas as pd
 import pytest
+import timm
 import torch
 
 from engine import profile
@@ -46,7 +47,11 @@ def test_checkpoint_is_counted_at_its_eval_size_with_its_own_head():
     assert profile.checkpoint_target("convnext_base.fb_in22k_ft_in1k") == ("convnext_base", 288, 288, 1000)
     assert profile.checkpoint_target("vit_base_patch16_224.augreg_in21k") == (
         "vit_base_patch16_224", 224, 224, 21843)
-    assert profile.checkpoint_target("resnet50") == ("resnet50", 224, 224, 1000)
+    # a bare name is timm's default pretrained tag, at its test size (timm's scripts do the same)
+    assert profile.checkpoint_target("resnet50") == profile.checkpoint_target("resnet50.a1_in1k") == (
+        "resnet50", 288, 288, 1000)
+    assert profile.checkpoint_target("regnety_040") == profile.checkpoint_target(
+        timm.models.get_pretrained_cfg("regnety_040").hf_hub_id.split("/")[-1])
 
 
 def test_unknown_model_suggests_close_names():
@@ -125,9 +130,10 @@ def test_profile_cli_stores_counts_and_answers_json(tmp_path, capsys):
     db = str(tmp_path / "m.duckdb")
     assert main(["--db", db, "profile", TINY, "resnet18", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["arch"], r["img_size"]) for r in rows] == [("test_vit", 160), ("resnet18", 224)]
+    # resnet18 bare is its default tag resnet18.a1_in1k, measured at that tag's test size
+    assert [(r["arch"], r["img_size"]) for r in rows] == [("test_vit", 160), ("resnet18", 288)]
     from engine.store import Store
-    stored = Store(db).compute_for("resnet18", 224, 1000)
+    stored = Store(db).compute_for("resnet18", 288, 1000)
     assert stored["flops"] == rows[1]["flops"] and stored["counter"].startswith(profile.COUNTER)
 
 
