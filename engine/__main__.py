@@ -219,15 +219,25 @@ def cmd_bench(args, store: Store) -> int:
     return 0
 
 
+def _say_what_was_read(dataset, args) -> None:
+    """Which files made the set, per extension, and by which rule (on stderr: stdout may be JSON)."""
+    from engine.datasets import extension_counts
+    counts = ", ".join(f"{n} {ext or '(none)'}" for ext, n in extension_counts(dataset.files).items())
+    print(f"{len(dataset)} images in {args.data} ({counts}); file rule: {args.file_rule}; hidden files "
+          "and folders are ignored", file=sys.stderr)
+
+
 def cmd_eval(args, store: Store) -> int:
     import pandas as pd
     from tqdm import tqdm
     from engine import datasets, evaluate
-    dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant)
+    dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant, file_rule=args.file_rule)
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision,
                                      batch_size=args.batch_size, limit=args.limit,
                                      channels_last=args.channels_last, decoded_cache_gb=args.decoded_cache_gb,
+                                     strict=args.strict,
                                      **({"workers": args.workers} if args.workers is not None else {}))
+    _say_what_was_read(dataset, args)
     bars = {}
 
     def progress(state):
@@ -300,9 +310,12 @@ def cmd_sweep(args, store: Store) -> int:
                                "for --images N without one.")
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                      limit=args.limit, channels_last=args.channels_last, compile=args.compile,
-                                     decoded_cache_gb=args.decoded_cache_gb,
+                                     decoded_cache_gb=args.decoded_cache_gb, strict=args.strict,
                                      **({"workers": args.workers} if args.workers is not None else {}))
-    dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant) if args.data else None
+    dataset = (datasets.open_dataset(args.data, labels=args.labels, variant=args.variant, file_rule=args.file_rule)
+               if args.data else None)
+    if dataset is not None:
+        _say_what_was_read(dataset, args)
     if not args.dry_run:
         evaluate.check_settings(settings)
     checkpoints = sweep.select(store, selection)
@@ -535,6 +548,11 @@ def _eval_options(parser: argparse.ArgumentParser, data_required: bool) -> None:
     parser.add_argument("--workers", type=int, help="DataLoader workers (default: min(4, cores))")
     parser.add_argument("--limit", type=int, help="evaluate a fixed sample of N images")
     parser.add_argument("--channels-last", action="store_true", help="NHWC models (ConvNets: faster)")
+    parser.add_argument("--file-rule", choices=("matchup", "timm"), default="matchup",
+                        help="which files make the set: matchup (every image type, nested folders) or timm "
+                             "(.jpg/.jpeg/.png, as timm's folder reader; to reproduce published numbers)")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail on the first undecodable image (default: skip, count and list them)")
     parser.add_argument("--decoded-cache-gb", type=float,
                         help="budget of the decoded-image cache in $MATCHUP_CACHE (default: half the free "
                              "disk; 0: decode every time)")

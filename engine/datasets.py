@@ -18,6 +18,12 @@ from pathlib import Path
 from engine.errors import MatchupError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".gif"}
+# Which files make the set. "matchup": every image type PIL reads, in class folders and any folder
+# below them (labelled by the class folder). "timm": what timm's folder reader (validate.py) takes:
+# .jpg/.jpeg/.png only, each file labelled by the folder it sits in, for reproducing published
+# numbers. Both skip hidden files and folders (.ipynb_checkpoints/, ._* AppleDouble files).
+FILE_RULES = ("matchup", "timm")
+TIMM_SUFFIXES = {".jpg", ".jpeg", ".png"}
 VARIANTS = ("imagenet", "imagenet-a", "imagenet-r", "imagenet-v2", "sketch", "real")
 SUBSET_VARIANTS = {"imagenet-a": "imagenet_a", "imagenet-r": "imagenet_r"}
 SYNSET = re.compile(r"^n\d{8}$")
@@ -99,8 +105,19 @@ class EvalDataset:
                        real_labels=[self.real_labels[i] for i in order] if self.real_labels else None)
 
 
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def _visible_files(folder: Path):
+    """Every file under `folder` whose path holds no hidden part (a name starting with '.')."""
+    import os
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def _images_under(folder: Path, rule: str = "matchup") -> list[Path]:
+    suffixes = TIMM_SUFFIXES if rule == "timm" else IMAGE_SUFFIXES
+    return sorted(p for p in _visible_files(folder) if p.suffix.lower() in suffixes)
 
 
 def _fingerprint(root: Path, files: list[Path], extra: str) -> str:
@@ -123,14 +140,25 @@ def _label_to_index(label: str, where: str) -> int:
                        "nor a class index 0-999.")
 
 
-def _from_class_folders(root: Path) -> tuple[list[Path], list[int]]:
+def _from_class_folders(root: Path, rule: str) -> tuple[list[Path], list[int]]:
     files, targets = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         index = _label_to_index(folder.name, f"folder {folder}")
-        images = _images_under(folder)
-        files += images
-        targets += [index] * len(images)
+        for image in _images_under(folder, rule):
+            files.append(image)
+            # timm labels a file by the folder it sits in; Matchup by its class folder
+            leaf = image.parent
+            targets.append(index if rule != "timm" or leaf == folder else
+                           _label_to_index(leaf.name, f"folder {leaf} (the timm file rule labels by leaf folder)"))
     return files, targets
+
+
+def extension_counts(files: list[Path]) -> dict[str, int]:
+    """Files read per extension, for the user to see what made the set."""
+    counts: dict[str, int] = {}
+    for path in files:
+        counts[path.suffix] = counts.get(path.suffix, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _read_labels_file(path: Path) -> dict[str, str]:
@@ -189,22 +217,28 @@ def _real_labels_for(files: list[Path], labels_json: Path | None) -> list[list[i
     return labels
 
 
-def open_dataset(path: str | Path, labels: str | Path | None = None, variant: str = "imagenet") -> EvalDataset:
+def open_dataset(path: str | Path, labels: str | Path | None = None, variant: str = "imagenet",
+                 file_rule: str = "matchup") -> EvalDataset:
     """An ImageNet-style folder (one folder per synset or class index), or a flat folder with a
-    labels file; `variant` picks the label conventions (A/R subsets, ReaL multi-labels)."""
+    labels file; `variant` picks the label conventions (A/R subsets, ReaL multi-labels);
+    `file_rule` which files count (FILE_RULES)."""
     if variant not in VARIANTS:
         raise DatasetError(f"Unknown variant {variant!r}; use one of {', '.join(VARIANTS)}.")
-    opened_with = {"path": str(path), "labels": str(labels) if labels else None, "variant": variant}
+    if file_rule not in FILE_RULES:
+        raise DatasetError(f"Unknown file rule {file_rule!r}; use matchup (every image type, nested "
+                           "folders) or timm (.jpg/.jpeg/.png, as timm's folder reader).")
+    opened_with = {"path": str(path), "labels": str(labels) if labels else None, "variant": variant,
+                   "file_rule": file_rule}
     if str(path).startswith("hfds/"):
         return replace(_hf_dataset(str(path)), opened_with=opened_with)
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder. Point --data at an ImageNet-style folder "
                            "(val/n01440764/*.JPEG ...) or a flat folder with --labels FILE.")
-    has_class_folders = any(p.is_dir() for p in root.iterdir())
+    has_class_folders = any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
     if labels is not None and variant != "real":
         label_rows = _read_labels_file(Path(labels))
-        files = _images_under(root)
+        files = _images_under(root, file_rule)
         unlabelled = [f.name for f in files if f.name not in label_rows]
         if unlabelled:
             raise DatasetError(f"{len(unlabelled)} images in {root} have no label in {labels} "
@@ -212,10 +246,12 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
         targets = [_label_to_index(label_rows[f.name], f"{labels} ({f.name})") for f in files]
         label_map = f"labels file {Path(labels).name} sha256:{hashlib.sha256(Path(labels).read_bytes()).hexdigest()[:16]}"
     elif has_class_folders:
-        files, targets = _from_class_folders(root)
+        files, targets = _from_class_folders(root, file_rule)
         label_map = "class folders -> ImageNet-1k index (timm ImageNetInfo)"
+        if file_rule == "timm" and any(f.parent.parent != root for f in files):
+            label_map += "; nested files labelled by their own folder (timm's rule)"
     elif variant == "real":
-        files, targets = _images_under(root), None
+        files, targets = _images_under(root, file_rule), None
         label_map = "ReaL"
     else:
         raise DatasetError(f"{root} has no class folders; give --labels FILE (CSV or txt: file "

@@ -62,6 +62,7 @@ class EvalSettings:
     compile: bool = False             # torch.compile each model (worth it for long GPU runs)
     decoded_cache: bool = True        # read and fill the decoded-image cache ($MATCHUP_CACHE)
     decoded_cache_gb: float | None = None  # its budget (default: half the free disk)
+    strict: bool = False              # an undecodable image fails the run (default: skipped, listed)
 
 
 def eval_key(checkpoint: str, revision: str, dataset: EvalDataset, config: dict,
@@ -226,6 +227,8 @@ def _decoding_batches(dataset: EvalDataset, config: dict, settings: EvalSettings
     for images, indices, ok, why in loader:
         indices = indices.tolist()
         for index, good, reason in zip(indices, ok.tolist(), why):
+            if not good and settings.strict:
+                raise _strict_error(dataset, index, reason)
             if not good:
                 bad[index] = reason
                 if writer is not None:
@@ -233,6 +236,12 @@ def _decoding_batches(dataset: EvalDataset, config: dict, settings: EvalSettings
         if writer is not None:
             writer.write(indices, images.numpy(), ok.tolist())
         yield images, indices, ok
+
+
+def _strict_error(dataset: EvalDataset, index: int, why: str) -> EvalError:
+    return EvalError(f"{dataset.files[index]} cannot be decoded ({why}); --strict stops at the first such "
+                     "image and stores nothing. Fix or remove it, or run without --strict: undecodable "
+                     "images are then skipped, counted and listed in the result.")
 
 
 def _cached_batches(entry: decoded.Entry, batch_size: int, device):
@@ -471,6 +480,9 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
                 raise
             pixels = {"source": "decoded here", "decoded": len(dataset), "bad": bad}
         else:
+            if settings.strict and entry_cache.bad:
+                index = min(entry_cache.bad)
+                raise _strict_error(dataset, index, entry_cache.bad[index])
             entry = pending.pop(0)
             if not load(entry):
                 continue

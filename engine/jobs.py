@@ -121,9 +121,12 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
         limit = spec.get("limit")
         if batch_size < 1 or (limit is not None and int(limit) < 1):
             raise JobError("Batch size and image limit must be positive numbers.")
+        file_rule = spec.get("file_rule", "matchup")
+        if file_rule not in ("matchup", "timm"):
+            raise JobError(f"Unknown file rule {file_rule!r}; use matchup or timm.")
         out.update(data=data, labels=spec.get("labels"), variant=spec.get("variant", "imagenet"),
                    batch_size=batch_size, limit=int(limit) if limit else None,
-                   workers=spec.get("workers"))
+                   workers=spec.get("workers"), file_rule=file_rule, strict=bool(spec.get("strict", False)))
     else:
         from engine import profile
         profile.checkpoint_target(checkpoint, spec.get("img_size"))  # unknown arch: clear error
@@ -137,14 +140,16 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
 
 def _open_dataset(spec: dict):
     from engine import datasets
-    return datasets.open_dataset(spec["data"], labels=spec.get("labels"), variant=spec["variant"])
+    return datasets.open_dataset(spec["data"], labels=spec.get("labels"), variant=spec["variant"],
+                                 file_rule=spec.get("file_rule", "matchup"))
 
 
 def _eval_settings(spec: dict, device: str):
     from engine.evaluate import EvalSettings
     extra = {"workers": spec["workers"]} if spec.get("workers") is not None else {}
     return EvalSettings(device=device, precision=spec["precision"], batch_size=spec["batch_size"],
-                        limit=spec["limit"], channels_last=spec["channels_last"], **extra)
+                        limit=spec["limit"], channels_last=spec["channels_last"],
+                        strict=spec.get("strict", False), **extra)
 
 
 def _bench_spec(spec: dict, device: str):

@@ -233,6 +233,53 @@ def test_undecodable_images_are_skipped_counted_and_listed_in_eval_and_sweep(off
     assert "Traceback" not in done.stderr and "3 images could not be decoded" in done.stdout
 
 
+def test_strict_fails_on_the_first_undecodable_image_and_stores_nothing(offline, images, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(images, damaged)
+    _damage(damaged)
+    strict = EvalSettings(batch_size=8, workers=0, strict=True)
+    store = Store(tmp_path / "strict.duckdb")
+    with pytest.raises(evaluate.EvalError, match="truncated.JPEG cannot be decoded"):
+        evaluate.evaluate(store, ["test_vit.r160_in1k"], datasets.open_dataset(damaged), strict)
+    evaluate.evaluate(store, ["test_vit.r160_in1k"], datasets.open_dataset(damaged), FAST)  # fills the cache
+    with pytest.raises(evaluate.EvalError, match="--strict stops at the first"):  # the cached pixels keep the list
+        evaluate.evaluate(store, ["test_vit2.r160_in1k"], datasets.open_dataset(damaged), strict)
+    assert list(store.table_frame("evals")["checkpoint"]) == ["test_vit.r160_in1k"]
+    done = subprocess.run([sys.executable, "-m", "engine", "--db", str(tmp_path / "cli.duckdb"), "eval",
+                           "test_convnext.r160_in1k", "--data", str(damaged), "--strict", "--workers", "0"],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
+    assert done.returncode == 2 and "cannot be decoded" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_hidden_files_and_folders_are_ignored_and_the_file_rule_is_stated(tmp_path):
+    root = tmp_path / "val"
+    make_image_folder(root, synsets=("n01440764", "n01443537"), per_class=2, size=(64, 48))
+    junk = root / ".ipynb_checkpoints"  # a notebook's folder beside the classes: not a class
+    junk.mkdir()
+    (junk / "copy.jpg").write_bytes((root / "n01440764" / "n01440764_0.JPEG").read_bytes())
+    (root / "n01440764" / "._n01440764_0.JPEG").write_bytes(b"\0\5\x16\7 AppleDouble")
+    (root / "n01443537" / ".DS_Store").write_bytes(b"junk")
+    from PIL import Image
+    Image.new("RGB", (64, 48)).save(root / "n01443537" / "extra.webp")
+    nested = root / "n01443537" / "n01484850"
+    nested.mkdir()
+    Image.new("RGB", (64, 48)).save(nested / "deep.png")
+    ours = datasets.open_dataset(root)
+    assert len(ours) == 6 and datasets.extension_counts(ours.files) == {".JPEG": 4, ".webp": 1, ".png": 1}
+    assert ours.targets[ours.files.index(nested / "deep.png")] == datasets.imagenet_synsets()["n01443537"]
+    timm_rule = datasets.open_dataset(root, file_rule="timm")  # as timm's folder reader: no .webp, leaf labels
+    assert datasets.extension_counts(timm_rule.files) == {".JPEG": 4, ".png": 1}
+    assert timm_rule.targets[timm_rule.files.index(nested / "deep.png")] == datasets.imagenet_synsets()["n01484850"]
+    (root / "n01443537" / "misc").mkdir()
+    Image.new("RGB", (64, 48)).save(root / "n01443537" / "misc" / "x.jpg")
+    with pytest.raises(datasets.DatasetError, match="misc"):
+        datasets.open_dataset(root, file_rule="timm")
+    done = subprocess.run([sys.executable, "-m", "engine", "--db", str(tmp_path / "m.duckdb"), "sweep", "--data",
+                           str(root), "--checkpoints", "test_vit.r160_in1k", "--dry-run"],
+                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
+    assert "7 images in" in done.stderr and "file rule: matchup" in done.stderr and ".webp" in done.stderr
+
+
 def test_dry_run_numbers_add_up_and_spend_nothing(offline, images, catalog_store, tmp_path):
     dataset = datasets.open_dataset(images)
     chosen = CHECKPOINTS + ["vit_base_patch16_224.augreg_in21k"]
