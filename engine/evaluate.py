@@ -337,10 +337,14 @@ def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalS
                         logits = logits.index_select(1, subset_index)
                     logits = logits[keep]
                     if not torch.isfinite(logits).all():
+                        advice = ("Try --precision fp32 (reduced precision can overflow), or check the weights file."
+                                  if settings.precision != "fp32" else
+                                  "This is at full precision: the weights file likely holds NaN or inf values; "
+                                  "delete its snapshot folder and fetch it again.")
                         raise EvalError(
                             f"{entry['checkpoint']} produced non-finite logits (NaN or inf) on images "
                             f"{done}-{done + len(indices) - 1} at {settings.precision}; nothing was "
-                            "stored. Try --precision fp32, or check the weights file.")
+                            f"stored. {advice}")
                 except Exception as e:  # noqa: BLE001 - decide below whether it is this model's alone
                     error = e if isinstance(e, MatchupError) else (
                         EvalError(f"{entry['checkpoint']} ran out of memory at batch size 1 on "

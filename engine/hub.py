@@ -106,6 +106,12 @@ def resolve(checkpoint: str) -> HubWeights:
             missing.append(filename)
             last_error = e
             continue
+        except ValueError as e:  # huggingface_hub refuses a ref that leads outside the cache
+            raise HubError(
+                f"The local Hub cache entry of {repo_id} in {cache_dir()} is damaged: its refs point "
+                f"outside the cache ({str(e).split(':')[0]}). Delete "
+                f"{cache_dir() / ('models--' + repo_id.replace('/', '--'))} and fetch the checkpoint again "
+                f"(`hf download {repo_id}` online).") from None
         revision = Path(path).parent.name
         return HubWeights(checkpoint, repo_id, revision, filename, Path(path))
     if offline or isinstance(last_error, errors.LocalEntryNotFoundError):
@@ -129,10 +135,19 @@ def load_model(checkpoint: str):
     except Exception as e:  # noqa: BLE001 - any failure here means this file is unusable
         raise HubError(
             f"The weights file {weights.path} ({weights.repo_id} at {weights.revision[:12]}) "
-            f"could not be loaded into {checkpoint}: {type(e).__name__}: "
-            f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}. It was not used. "
-            "If it is corrupt, delete that snapshot folder and fetch it again.") from None
+            f"could not be loaded into {checkpoint}: {type(e).__name__}: {_load_failure(e)}. It was not "
+            "used. If it is corrupt, delete that snapshot folder and fetch it again.") from None
     return model.eval(), weights
+
+
+def _load_failure(error: Exception) -> str:
+    """The useful part of a state-dict failure: which tensors, which shapes (torch puts them on the
+    lines after a generic first line)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    detail = [line for line in lines if line.startswith(("size mismatch for", "Missing key", "Unexpected key"))]
+    shown = detail[:3] or lines[:1]
+    more = f" (and {len(detail) - 3} more)" if len(detail) > 3 else ""
+    return "; ".join(line[:300] for line in shown) + more
 
 
 def _check_weights_file(path: Path) -> None:

@@ -233,9 +233,37 @@ def test_non_finite_logits_fail_the_run_and_store_nothing(monkeypatch, tmp_path,
     write_hub_checkpoint(cache, "test_resnet.r160_in1k", poison=lambda sd: sd["fc.weight"].fill_(float("nan")))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(EvalError, match="non-finite logits"):
+    with pytest.raises(EvalError, match="non-finite logits") as err:
         evaluate.evaluate(store, ["test_resnet.r160_in1k"], datasets.open_dataset(image_folder), FAST)
     assert store.count("evals") == 0
+    assert "Try --precision fp32" not in str(err.value) and "weights file" in str(err.value)  # it is fp32
+
+
+def test_a_head_that_does_not_fit_names_the_tensor_and_shapes(monkeypatch, tmp_path):
+    import safetensors.torch
+    cache = tmp_path / "hub"
+    write_hub_checkpoint(cache, "test_resnet.r160_in1k")
+    path = next(cache.rglob("model.safetensors"))
+    state = safetensors.torch.load_file(str(path))
+    state["fc.weight"] = torch.zeros(10, state["fc.weight"].shape[1])  # a 10-class head in a 1k checkpoint
+    state["fc.bias"] = torch.zeros(10)
+    safetensors.torch.save_file(state, str(path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubError) as err:
+        hub.load_model("test_resnet.r160_in1k")
+    assert "size mismatch for fc.weight" in str(err.value) and "[10, " in str(err.value) and "[1000, " in str(err.value)
+
+
+def test_hub_cache_refs_pointing_outside_the_cache_get_a_plain_message(monkeypatch, tmp_path):
+    cache = tmp_path / "hub"
+    write_hub_checkpoint(cache, "test_vit.r160_in1k")
+    (cache / "models--timm--test_vit.r160_in1k" / "refs" / "main").write_text("../../../../../../etc")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubError, match="refs point outside the cache") as err:
+        hub.resolve("test_vit.r160_in1k")
+    assert "models--timm--test_vit.r160_in1k" in str(err.value)
 
 
 def test_head_that_does_not_predict_imagenet_1k_is_refused(image_folder):
