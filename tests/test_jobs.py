@@ -240,3 +240,29 @@ def test_read_only_query_runs_one_select_with_limits(catalog_store):
     with pytest.raises(QueryError, match="ran past 1 s"):
         catalog_store.read_only_query("SELECT count(*) FROM range(100000000000) a, range(100) b", timeout_s=1)
     assert catalog_store.count("checkpoints") > 1000
+
+
+@pytest.mark.parametrize("sql", ["SELECT checkpoint FROM checkpoints;", "SELECT checkpoint FROM checkpoints -- mine",
+                                 "SELECT checkpoint FROM checkpoints; -- mine\n", "-- first\nSELECT checkpoint FROM checkpoints"])
+def test_sql_as_people_type_it_runs(catalog_store, sql):
+    frame = catalog_store.read_only_query(sql, limit=5)
+    assert list(frame.columns) == ["checkpoint"] and len(frame) == 5
+    assert frame.attrs["cut"].startswith("rows")
+
+
+def test_a_wide_select_is_cut_by_bytes_and_memory_stays_bounded(catalog_store):
+    """~10 GB of strings asked for: the child streams and stops at the byte cap, this process
+    receives at most that; a result that cannot even be built under the memory cap is refused."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    frame = catalog_store.read_only_query("SELECT repeat('x', 100000) AS s FROM range(100000)",
+                                          max_bytes=8 * 2**20)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    assert 0 < len(frame) < 100 and frame.attrs["cut"].startswith("bytes")
+    assert frame["s"].str.len().sum() <= 8 * 2**20
+    assert grown < 200 * 2**20  # a generous margin over the 8 MiB let through
+    with pytest.raises(QueryError, match="needs more memory than this box allows"):
+        catalog_store.read_only_query("SELECT repeat('x', 1000000) AS s FROM range(10000)",
+                                      max_memory=1 * 2**30)
+    full = catalog_store.read_only_query("SELECT checkpoint FROM checkpoints", limit=100_000)
+    assert full.attrs["cut"] is None and len(full) == catalog_store.count("checkpoints")

@@ -12,32 +12,46 @@ from engine.errors import MatchupError
 from engine.store.connection import _LOCK_MARKERS
 
 
+MAX_RESULT_BYTES = 32 * 2**20     # what a query may send back to the app (Arrow bytes)
+MAX_QUERY_MEMORY = 2 * 2**30      # the query process's address space; DuckDB gets a quarter of it
+
+
 class ReadOnlyQuery:
     # -- read-only SQL for the Results page ----------------------------------------------------------
-    def read_only_query(self, sql: str, limit: int = 10_000, timeout_s: float = 10.0) -> pd.DataFrame:
-        """One SELECT, run in a child process on a read-only connection with file access off,
-        at most `limit` rows, killed after `timeout_s`: what a shared demo may let anyone type."""
+    def read_only_query(self, sql: str, limit: int = 10_000, timeout_s: float = 10.0,
+                        max_bytes: int = MAX_RESULT_BYTES, max_memory: int = MAX_QUERY_MEMORY) -> pd.DataFrame:
+        """One SELECT, run in a child process on a read-only connection with file access off: at
+        most `limit` rows and `max_bytes` of result (streamed, so a huge result is never built),
+        the child's memory capped at `max_memory`, killed after `timeout_s`: what a shared demo
+        may let anyone type. What was cut is in `frame.attrs["cut"]`."""
         statements = _select_statements(sql)
         if len(statements) != 1:
             raise QueryError("Give exactly one SELECT statement (no ';'-separated list).")
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                done = subprocess.run([sys.executable, "-c", _READ_ONLY_CHILD, str(self.path),
-                                       statements[0], str(int(limit))], capture_output=True,
-                                      timeout=max(0.1, deadline - time.monotonic()))
+                done = subprocess.run([sys.executable, "-c", _READ_ONLY_CHILD, str(self.path), statements[0],
+                                       str(int(limit)), str(int(max_bytes)), str(int(max_memory))],
+                                      capture_output=True, timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 raise QueryError(f"The query ran past {timeout_s:g} s and was stopped. Narrow it "
                                  "(a WHERE clause, fewer joins) and run it again.") from None
             if done.returncode == 0:
                 import io
-                return pd.read_parquet(io.BytesIO(done.stdout))
+                import json
+                frame = pd.read_parquet(io.BytesIO(done.stdout))
+                report = json.loads(done.stderr.decode().strip().splitlines()[-1])
+                frame.attrs["cut"] = report["cut"]
+                return frame
             lines = done.stderr.decode(errors="replace").strip().splitlines()
-            message = next((line for line in reversed(lines) if "Error: " in line or "Exception: " in line),
-                           lines[-1] if lines else "unknown error")
+            message = next((line for line in reversed(lines) if "Error: " in line or "Exception: " in line
+                            or "Error" in line.split(":")[0]), lines[-1] if lines else "unknown error")
             if any(marker in message for marker in _LOCK_MARKERS) and time.monotonic() < deadline:
                 time.sleep(0.2)  # a writer holds the file for one transaction: try again
                 continue
+            if "Out of Memory" in message or "MemoryError" in message or not lines:
+                raise QueryError(f"The query needs more memory than this box allows ({max_memory / 2**30:g} GiB) "
+                                 "and was stopped. Select fewer or narrower columns, or aggregate first.")
             raise QueryError(f"The query failed: {message.split('Error: ', 1)[-1]}")
 
 
@@ -59,13 +73,29 @@ def _select_statements(sql: str) -> list[str]:
 
 
 _READ_ONLY_CHILD = """
-import io, sys, duckdb
-path, sql, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
-con = duckdb.connect(path, read_only=True)
+import io, json, resource, sys
+path, sql, limit, max_bytes, max_memory = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
+import duckdb, pyarrow as pa, pyarrow.parquet as pq
+con = duckdb.connect(path, read_only=True, config={"memory_limit": f"{max_memory // 4 // 2**20}MB", "threads": "2"})
 con.execute("SET enable_external_access = false")
 con.execute("SET lock_configuration = true")
-frame = con.execute(f"SELECT * FROM ({sql}) LIMIT {limit}").df()
+reader = con.sql(sql).to_arrow_reader(256)
+batches, rows, size, cut = [], 0, 0, None
+for batch in reader:
+    if rows + batch.num_rows > limit:
+        batch, cut = batch.slice(0, limit - rows), f"rows: the first {limit:,} rows are shown"
+    if size + batch.nbytes > max_bytes:
+        keep = int((max_bytes - size) // max(1, batch.nbytes // max(1, batch.num_rows)))
+        batch, cut = batch.slice(0, max(0, min(keep, batch.num_rows))), f"bytes: the first {max_bytes // 2**20} MiB are shown"
+    if batch.num_rows:
+        batches.append(batch)
+    rows, size = rows + batch.num_rows, size + batch.nbytes
+    if cut:
+        break
+table = pa.Table.from_batches(batches, schema=reader.schema)
 buffer = io.BytesIO()
-frame.to_parquet(buffer)
+pq.write_table(table, buffer)
 sys.stdout.buffer.write(buffer.getvalue())
+sys.stderr.write(json.dumps({"rows": rows, "bytes": size, "cut": cut}) + "\\n")
 """
