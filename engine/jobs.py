@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import threading
+import time
 import traceback
 import uuid
 from pathlib import Path
@@ -211,6 +212,7 @@ def enqueue(store: Store, spec: dict, roots: list[Path] | None = None) -> dict:
         raise JobError("This Matchup runs read-only (MATCHUP_READONLY=1): nothing can be queued "
                        "here. Run your own copy to measure checkpoints.")
     spec = normalize(spec, roots)
+    check_servable(store, spec)
     key, dataset = request_key(spec)
     result = _cached(store, spec, dataset)
     if result is not None:
@@ -218,6 +220,37 @@ def enqueue(store: Store, spec: dict, roots: list[Path] | None = None) -> dict:
     job_id, attached = store.enqueue_job(uuid.uuid4().hex[:12], spec["kind"], spec, key, label(spec),
                                          spec["device"])
     return {"outcome": "attached" if attached else "queued", "job": job_id, "result": None, "spec": spec}
+
+
+def _can_run(worker_device: str, device: str, precision: str) -> bool:
+    """Whether a worker on `worker_device` takes a job asking for `device` at `precision`."""
+    family = "cuda" if worker_device.startswith("cuda") else worker_device
+    return device in ("auto", worker_device, family) and not (family == "cpu" and precision == "fp16")
+
+
+def waiting_for(job_device: str, precision: str, worker_devices: list[str]) -> str | None:
+    """Why a queued job is not picked up (no live worker here can run it), or None."""
+    if any(_can_run(d, job_device, precision) for d in worker_devices):
+        return None
+    if job_device in ("auto", "cuda"):
+        return "waiting for a worker with a GPU" + (" (fp16 runs on GPUs only)" if precision == "fp16" else "")
+    return f"waiting for a worker with {job_device}"
+
+
+def check_servable(store: Store, spec: dict) -> None:
+    """Refuse at the door a job that neither this machine's devices nor a live worker can run,
+    instead of letting it wait forever."""
+    here = [d for d in available_devices() if d != "auto"]
+    serving = here + live_workers(store)["device"].tolist()
+    if waiting_for(spec["device"], spec["precision"], serving) is None:
+        return
+    if spec["precision"] == "fp16" and not any(d.startswith("cuda") for d in serving):
+        raise JobError("fp16 runs on GPUs only, and no GPU is here or served by a worker: use bf16 "
+                       "or fp32, or start a GPU worker (`python -m engine worker --device cuda:0`).")
+    raise JobError(f"No worker can run {spec['device']} here: this machine has {', '.join(here)}"
+                   f"{' and live workers on ' + ', '.join(sorted(set(serving) - set(here))) if set(serving) - set(here) else ''}. "
+                   "Pick one of those, or start `python -m engine worker --device "
+                   f"{spec['device']}` on the machine that has it.")
 
 
 class JobCancelled(MatchupError):
@@ -349,10 +382,14 @@ class EmbeddedWorker:
     --once` as a child process: the models load and run outside the app's process, so pages
     stay responsive and a crash takes down only that child."""
 
+    MAX_STARTS, WINDOW_S = 5, 60.0  # a backstop: at most this many worker processes a minute
+
     def __init__(self, db: str | os.PathLike, poll_s: float = 2.0):
         self.db, self.poll_s = str(db), poll_s
         self.store = Store(db, lock_timeout_s=1)
         self.runs = 0
+        self.device = Worker._resolve("auto")
+        self._starts: list[float] = []
         self._thread = threading.Thread(target=self._loop, daemon=True, name="matchup-embedded-worker")
         self._stop = threading.Event()
 
@@ -368,11 +405,16 @@ class EmbeddedWorker:
         import sys
         root = Path(__file__).resolve().parent.parent
         while not self._stop.wait(self.poll_s):
-            try:
-                if self.store.queued_count() == 0 or not live_workers(self.store).empty:
+            try:  # only jobs a worker on this device can take: never spin on the others
+                if self.store.queued_count(runnable_on=self.device) == 0 or not live_workers(self.store).empty:
                     continue
             except MatchupError:
                 continue  # busy file: look again next time
+            now = time.monotonic()
+            self._starts = [t for t in self._starts if now - t < self.WINDOW_S]
+            if len(self._starts) >= self.MAX_STARTS:
+                continue
+            self._starts.append(now)
             subprocess.run([sys.executable, "-m", "engine", "worker", "--once", "--embedded",
                             "--db", self.db], cwd=root, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)

@@ -129,6 +129,8 @@ def queue():
     if frame.empty:
         st.caption("No jobs yet.")
         return
+    embedded = loaders.embedded_worker(str(watch.path))
+    serving = workers["device"].tolist() + ([embedded.device] if embedded is not None else [])
     for job in frame.itertuples():
         left, right = st.columns([5, 1])
         with left:
@@ -145,6 +147,9 @@ def queue():
                     text += f" → top-1 {job.result_top1:.2f}% on {int(job.result_images)} images"
                 elif job.state == "done" and pd.notna(job.result_throughput):
                     text += f" → {job.result_throughput:.1f} img/s"
+                elif job.state == "queued":
+                    waiting = jobs.waiting_for(job.device, job.precision or "fp32", serving)
+                    text += f" · {waiting}" if waiting else ""
                 st.markdown(text)
             if job.error:
                 st.caption(f"Error: {job.error}")

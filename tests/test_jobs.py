@@ -266,3 +266,61 @@ def test_a_wide_select_is_cut_by_bytes_and_memory_stays_bounded(catalog_store):
                                       max_memory=1 * 2**30)
     full = catalog_store.read_only_query("SELECT checkpoint FROM checkpoints", limit=100_000)
     assert full.attrs["cut"] is None and len(full) == catalog_store.count("checkpoints")
+
+
+# -- jobs no worker here can run -----------------------------------------------------------------------
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_a_device_no_worker_here_can_serve_is_refused_at_the_door(store, queue_env, image_folder):
+    with pytest.raises(jobs.JobError, match="No worker can run cuda:5 here: this machine has cpu"):
+        jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, device="cuda:5"))
+    with pytest.raises(jobs.JobError, match="fp16 runs on GPUs only"):
+        jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, device="auto", precision="fp16"))
+    assert store.count("jobs") == 0
+    done = run_cli("jobs", "add", "eval", "test_vit.r160_in1k", "--data", str(image_folder), "--device", "cuda:5",
+                   db=store.path)
+    assert done.returncode == 2 and "No worker can run cuda:5" in done.stderr and "Traceback" not in done.stderr
+
+
+def _queue_directly(store, device, precision, image_folder):
+    """A job queued while a worker that could run it was alive (it since stopped)."""
+    spec = jobs.normalize(eval_spec("test_vit.r160_in1k", image_folder, device=device, precision=precision))
+    key, _ = jobs.request_key(spec)
+    return store.enqueue_job(f"job-{device}-{precision}".replace(":", ""), "eval", spec, key, jobs.label(spec), device)[0]
+
+
+def test_a_cpu_worker_never_claims_what_it_cannot_run_and_the_page_says_what_it_waits_for(
+        store, queue_env, image_folder):
+    _queue_directly(store, "auto", "fp16", image_folder)
+    _queue_directly(store, "cuda:5", "fp32", image_folder)
+    store.register_worker("w", "host", 1, "cpu", False)
+    assert store.claim_job("w", "cpu") is None
+    assert store.queued_count() == 2 and store.queued_count(runnable_on="cpu") == 0
+    frame = store.jobs_frame()
+    reasons = {row.device: jobs.waiting_for(row.device, row.precision, ["cpu"]) for row in frame.itertuples()}
+    assert reasons == {"auto": "waiting for a worker with a GPU (fp16 runs on GPUs only)",
+                       "cuda:5": "waiting for a worker with cuda:5"}
+    assert jobs.waiting_for("auto", "fp16", ["cpu", "cuda:0"]) is None
+
+
+def test_the_embedded_worker_does_not_spin_on_jobs_it_cannot_take(store, queue_env, image_folder):
+    _queue_directly(store, "cuda:5", "fp32", image_folder)
+    _queue_directly(store, "auto", "fp16", image_folder)
+    worker = jobs.EmbeddedWorker(store.path, poll_s=0.05).start()
+    time.sleep(10)  # a spinning worker would have started (and finished) a process or two by now
+    worker.stop()
+    assert worker.runs == 0 and store.queued_count() == 2
+
+
+def test_the_embedded_worker_starts_a_bounded_number_of_processes(store, queue_env, monkeypatch):
+    """Even when the queue looks runnable and every start finds nothing (a stale view), at most
+    MAX_STARTS worker processes start per window."""
+    monkeypatch.setattr(jobs.EmbeddedWorker, "MAX_STARTS", 2)
+    monkeypatch.setattr(jobs.EmbeddedWorker, "WINDOW_S", 60.0)
+    monkeypatch.setattr(Store, "queued_count", lambda self, runnable_on=None: 1)
+    worker = jobs.EmbeddedWorker(store.path, poll_s=0.05).start()
+    deadline = time.monotonic() + 40
+    while worker.runs < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(8)  # time for a third start, if it were allowed
+    worker.stop()
+    assert worker.runs == 2

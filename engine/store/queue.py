@@ -25,13 +25,21 @@ class JobQueue:
                         [job_id, kind, json.dumps(spec, sort_keys=True), key, label, device, _now()])
             return job_id, False
 
+    @staticmethod
+    def _runnable_on(device: str) -> tuple[str, list]:
+        """The SQL condition for a queued job a worker on `device` can run: its device asked for
+        (or auto), and no fp16 on a CPU."""
+        family = "cuda" if device.startswith("cuda") else device
+        condition = ("state = 'queued' AND device IN ('auto', ?, ?) AND NOT (? = 'cpu' AND "
+                     "coalesce(json_extract_string(spec, '$.precision'), 'fp32') = 'fp16')")
+        return condition, [device, family, family]
+
     def claim_job(self, worker: str, device: str) -> dict | None:
         """The oldest queued job this worker's device can run, now running under this worker."""
-        family = "cuda" if device.startswith("cuda") else device
+        condition, values = self._runnable_on(device)
         with self._queue_lock(), self.transaction() as con:
-            rows = con.execute("""SELECT id FROM jobs WHERE state = 'queued'
-                                    AND (device IN ('auto', ?, ?)) ORDER BY created_at, id LIMIT 1""",
-                               [device, family]).fetchall()
+            rows = con.execute(f"SELECT id FROM jobs WHERE {condition} ORDER BY created_at, id LIMIT 1",
+                               values).fetchall()
             if not rows:
                 return None
             now = _now()
@@ -115,7 +123,9 @@ class JobQueue:
     def jobs_frame(self, limit: int = 200) -> pd.DataFrame:
         """Newest jobs first, for `jobs list` and the Run page."""
         with self.connect() as con:
-            return con.execute("""SELECT j.id, j.kind, j.label, j.device, j.state, j.progress, j.detail,
+            return con.execute("""SELECT j.id, j.kind, j.label, j.device,
+                                         json_extract_string(j.spec, '$.precision') AS precision,
+                                         j.state, j.progress, j.detail,
                                          j.error, j.worker, j.attempts, j.cancel_requested, j.result_key,
                                          e.top1 AS result_top1, e.n_images AS result_images,
                                          b.throughput AS result_throughput, j.created_at, j.started_at,
@@ -141,6 +151,8 @@ class JobQueue:
             return con.execute("SELECT * FROM workers WHERE heartbeat >= ? ORDER BY started_at",
                                [cutoff]).df()
 
-    def queued_count(self) -> int:
+    def queued_count(self, runnable_on: str | None = None) -> int:
+        """Queued jobs, or only those a worker on `runnable_on` can run."""
+        condition, values = self._runnable_on(runnable_on) if runnable_on else ("state = 'queued'", [])
         with self.connect() as con:
-            return con.execute("SELECT count(*) FROM jobs WHERE state = 'queued'").fetchall()[0][0]
+            return con.execute(f"SELECT count(*) FROM jobs WHERE {condition}", values).fetchall()[0][0]
