@@ -7,6 +7,7 @@ import math
 import sys
 import time
 
+from engine import options
 from engine.errors import MatchupError
 from engine.store import Store
 
@@ -181,15 +182,8 @@ def cmd_profile(args, store: Store) -> int:
 
 
 def _batch_size(value: str):
-    if value == "auto":
-        return value
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError("--batch-size takes a positive integer or 'auto'")
-    return number
+    """A benchmark's batch size: 'auto', or the rule every batch size follows."""
+    return value if value == "auto" else options.arg("batch_size")(value)
 
 
 def cmd_bench(args, store: Store) -> int:
@@ -427,6 +421,7 @@ def _size_range(value: str | None):
 
 def cmd_analyze(args, store: Store) -> int:
     from engine import analysis
+    budgets = [options.check("budget", b) for b in _csv_list(args.budgets) or []]  # checked before any work
     bench_source = args.bench_source
     if args.cost == "ms_per_img" and bench_source is None:
         sources = store.published_benchmark_sources()
@@ -450,7 +445,6 @@ def cmd_analyze(args, store: Store) -> int:
                 c: _records(g[["checkpoint", "cost", "quality", "source", "family", "data_scale"]])
                 for c, g in front.groupby("arch_class")}}
         elif args.kind == "budget":
-            budgets = _csv_list(args.budgets, float)
             if not budgets:
                 raise MatchupError("analyze budget needs --budgets, e.g. --budgets 1,5,20,100")
             payload = {**header, "n_boot": args.n_boot, "seed": args.seed,
@@ -544,16 +538,16 @@ def _eval_options(parser: argparse.ArgumentParser, data_required: bool) -> None:
                         help="imagenet, imagenet-a, imagenet-r, imagenet-v2, sketch or real")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--workers", type=int, help="DataLoader workers (default: min(4, cores))")
-    parser.add_argument("--limit", type=int, help="evaluate a fixed sample of N images")
+    parser.add_argument("--batch-size", type=options.arg("batch_size"), default=128)
+    parser.add_argument("--workers", type=options.arg("workers"), help="DataLoader workers (default: min(4, cores))")
+    parser.add_argument("--limit", type=options.arg("limit"), help="evaluate a fixed sample of N images")
     parser.add_argument("--channels-last", action="store_true", help="NHWC models (ConvNets: faster)")
     parser.add_argument("--file-rule", choices=("matchup", "timm"), default="matchup",
                         help="which files make the set: matchup (every image type, nested folders) or timm "
                              "(.jpg/.jpeg/.png, as timm's folder reader; to reproduce published numbers)")
     parser.add_argument("--strict", action="store_true",
                         help="fail on the first undecodable image (default: skip, count and list them)")
-    parser.add_argument("--decoded-cache-gb", type=float,
+    parser.add_argument("--decoded-cache-gb", type=options.arg("decoded_cache_gb"),
                         help="budget of the decoded-image cache in $MATCHUP_CACHE (default: half the free "
                              "disk; 0: decode every time)")
 
@@ -591,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof = commands.add_parser("profile", parents=[common], help="count params and FLOPs")
     prof.add_argument("models", nargs="*", metavar="MODEL", help="arch or arch.tag")
     prof.add_argument("--all", action="store_true", help="every pair the catalog needs")
-    prof.add_argument("--img-size", type=int, help="count at this resolution instead")
+    prof.add_argument("--img-size", type=options.arg("img_size"), help="count at this resolution instead")
     prof.add_argument("--jobs", type=int, help="worker processes for --all (default: all cores)")
     prof.add_argument("--force", action="store_true", help="recount pairs already counted")
     prof.add_argument("--crosscheck", action="store_true",
@@ -608,10 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=_batch_size, default="auto",
                        help="images per step for throughput, or 'auto' (largest power of two "
                             "that fits, from 1024 on GPU, 64 on CPU)")
-    bench.add_argument("--img-size", type=int)
+    bench.add_argument("--img-size", type=options.arg("img_size"))
     bench.add_argument("--channels-last", action="store_true")
     bench.add_argument("--compile", action="store_true", help="torch.compile the model")
-    bench.add_argument("--max-memory-mb", type=float,
+    bench.add_argument("--max-memory-mb", type=options.arg("max_memory_mb"),
                        help="record models whose weights need more than this as out of memory "
                             "(default: the memory free on the device)")
     bench.add_argument("--force", action="store_true", help="measure again even when cached")
@@ -627,8 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--class", dest="classes", help="comma-separated classes: ConvNet,ViT,Hybrid,MLP")
     sw.add_argument("--family", dest="families", help="comma-separated families, e.g. convnext,vit")
     sw.add_argument("--data-scale", dest="data_scales", help="comma-separated buckets: ≈1M,≈10M,≈100M,≥1B")
-    sw.add_argument("--max-params", type=float, help="at most this many million parameters")
-    sw.add_argument("--max-gflops", type=float, help="at most this many counted GFLOPs per image")
+    sw.add_argument("--max-params", type=options.arg("max_params"), help="at most this many million parameters")
+    sw.add_argument("--max-gflops", type=options.arg("max_gflops"), help="at most this many counted GFLOPs per image")
     sw.add_argument("--checkpoints", help="comma-separated checkpoint ids (instead of, or narrowed by, the filters)")
     sw.add_argument("--from-file", help="a text file with one checkpoint id per line")
     sw.add_argument("--published-only", action="store_true",
@@ -636,11 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_options(sw, data_required=False)
     sw.add_argument("--compile", action="store_true", help="torch.compile each model")
     sw.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
-    sw.add_argument("--images", type=int, help="--dry-run without --data: plan for N images")
+    sw.add_argument("--images", type=options.arg("images"), help="--dry-run without --data: plan for N images")
     sw.add_argument("--estimate-for", metavar="DEVICE", help="--dry-run: estimate time for this device name (e.g. H100)")
     sw.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="fan out with Ray: alone, a local Ray over this machine; or a cluster's address")
-    sw.add_argument("--gpus-per-task", type=float, default=1.0, help="with --ray: GPUs per checkpoint (may be fractional)")
+    sw.add_argument("--gpus-per-task", type=options.arg("gpus_per_task"), default=1.0, help="with --ray: GPUs per checkpoint (may be fractional)")
     sw.add_argument("--json", action="store_true")
 
     an = commands.add_parser("analyze", parents=[common], help="frontiers, budgets, pairs, scaling")
@@ -655,11 +649,11 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--source", help="published, measured here, or a paper source id")
     an.add_argument("--img-size", help="resolution range MIN-MAX, e.g. 224-384")
     an.add_argument("--bench-source", help="published benchmark file for ms_per_img, or 'here'")
-    an.add_argument("--tolerance", type=float, default=0.10, help="pairs: ±cost tolerance")
+    an.add_argument("--tolerance", type=options.arg("tolerance"), default=0.10, help="pairs: ±cost tolerance")
     an.add_argument("--same-data", action="store_true", help="pairs: only within the same pre-training data")
     an.add_argument("--on", default="frontier", help="scaling: fit 'frontier' or 'all' points")
     an.add_argument("--law", default="power", help="scaling: 'power' or 'saturating' (adds E_inf)")
-    an.add_argument("--n-boot", type=int, default=1000)
+    an.add_argument("--n-boot", type=options.arg("n_boot"), default=1000)
     an.add_argument("--seed", type=int, default=0)
     an.add_argument("--json", action="store_true")
 
@@ -674,9 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (any worker)")
     p.add_argument("--precision", default="fp32")
     p.add_argument("--batch-size", type=_batch_size, default="auto")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--limit", type=int)
-    p.add_argument("--img-size", type=int)
+    p.add_argument("--workers", type=options.arg("workers"))
+    p.add_argument("--limit", type=options.arg("limit"))
+    p.add_argument("--img-size", type=options.arg("img_size"))
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--json", action="store_true")

@@ -514,9 +514,18 @@ def open_cache(settings: EvalSettings) -> decoded.DecodedCache | None:
 
 
 def check_settings(settings: EvalSettings) -> None:
+    from engine import options
     check_precision(settings.precision, resolve_device(settings.device))
-    if settings.batch_size < 1:
-        raise EvalError("--batch-size must be at least 1.")
+    options.check("batch_size", settings.batch_size, optional=False)
+    options.check("workers", settings.workers, optional=False)
+    options.check("limit", settings.limit)
+    options.check("decoded_cache_gb", settings.decoded_cache_gb)
+
+
+def effective(settings: EvalSettings, dataset: EvalDataset) -> EvalSettings:
+    """A limit of the whole set or more means every image: the same measurement, the same key."""
+    from dataclasses import replace
+    return replace(settings, limit=None) if settings.limit and settings.limit >= len(dataset) else settings
 
 
 def evaluate(store, checkpoints: list[str], dataset: EvalDataset, settings: EvalSettings | None = None,
@@ -526,7 +535,7 @@ def evaluate(store, checkpoints: list[str], dataset: EvalDataset, settings: Eval
     stored as soon as it is finished. With `on_error(checkpoint, message)` a failing checkpoint
     becomes {"checkpoint", "error"} and the others go on; without it the failure raises.
     `on_result(row)` hears of every result, cached or new, as it comes."""
-    settings = settings or EvalSettings()
+    settings = effective(settings or EvalSettings(), dataset)
     check_settings(settings)
     dataset = dataset.limit(settings.limit)
     results: dict[str, dict] = {}

@@ -18,6 +18,7 @@ import traceback
 import uuid
 from pathlib import Path
 
+from engine import options
 from engine.errors import MatchupError
 from engine.store import Store, cache_key
 
@@ -118,24 +119,21 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
                 within_roots(spec["labels"], roots)
         elif not str(data).startswith("hfds/"):
             data = str(Path(data).expanduser().resolve())
-        batch_size = int(spec.get("batch_size", 64))
-        limit = spec.get("limit")
-        if batch_size < 1 or (limit is not None and int(limit) < 1):
-            raise JobError("Batch size and image limit must be positive numbers.")
+        batch_size = options.check("batch_size", spec.get("batch_size", 64), optional=False)
+        limit = options.check("limit", spec.get("limit"))
         file_rule = spec.get("file_rule", "matchup")
         if file_rule not in ("matchup", "timm"):
             raise JobError(f"Unknown file rule {file_rule!r}; use matchup or timm.")
         out.update(data=data, labels=spec.get("labels"), variant=spec.get("variant", "imagenet"),
                    batch_size=batch_size, limit=int(limit) if limit else None,
-                   workers=spec.get("workers"), file_rule=file_rule, strict=bool(spec.get("strict", False)))
+                   workers=options.check("workers", spec.get("workers")), file_rule=file_rule,
+                   strict=bool(spec.get("strict", False)))
     else:
         from engine import profile
         profile.checkpoint_target(checkpoint, spec.get("img_size"))  # unknown arch: clear error
         batch_size = spec.get("batch_size", "auto")
-        if batch_size != "auto" and int(batch_size) < 1:
-            raise JobError("Batch size must be a positive number or 'auto'.")
-        out.update(batch_size=batch_size if batch_size == "auto" else int(batch_size),
-                   img_size=spec.get("img_size"), compile=bool(spec.get("compile", False)))
+        out.update(batch_size=batch_size if batch_size == "auto" else options.check("batch_size", batch_size),
+                   img_size=options.check("img_size", spec.get("img_size")), compile=bool(spec.get("compile", False)))
     return out
 
 
@@ -187,6 +185,8 @@ def request_key(spec: dict) -> tuple[str, dict | None]:
     evaluation set (None for a benchmark), so it is read once."""
     if spec["kind"] == "eval":
         dataset = _open_dataset(spec)
+        if spec["limit"] and spec["limit"] >= len(dataset):
+            spec["limit"] = None  # every image either way: one measurement, one job, one row
         payload = {**spec, "data_fingerprint": dataset.fingerprint}
         return cache_key(payload), dataset
     return cache_key(spec), None

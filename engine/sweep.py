@@ -158,6 +158,7 @@ def plan(store: Store, checkpoints: list[str], dataset: EvalDataset | None, sett
     benchmark file, else counted FLOPs at UTILISATION of the device's peak; each row says which."""
     from engine.profile import device_name, resolve_device
     if dataset is not None:
+        settings = evaluate.effective(settings, dataset)
         dataset = dataset.limit(settings.limit)
         n_images = len(dataset)
     if not n_images or n_images < 1:
@@ -284,6 +285,7 @@ def run(store: Store, the_plan: Plan, dataset: EvalDataset, settings: evaluate.E
         on_result: Callable | None = None) -> SweepReport:
     """Run a plan: locally, or as Ray tasks when `ray_address` is given ("local" starts one)."""
     started = time.perf_counter()
+    settings = evaluate.effective(settings, dataset)
     results = {c["checkpoint"]: ({k: c.get(k) for k in _summary_row({"checkpoint": None}, "")} |
                                  {"status": c["status"], "error": c["reason"]})
                for c in the_plan.checkpoints if c["status"] != "to run"}

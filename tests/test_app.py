@@ -130,6 +130,19 @@ def test_query_params_restore_the_view(full_app_db):
     assert at.query_params["cost"] == ["params_m"] or at.query_params["cost"] == "params_m"
 
 
+def test_bad_link_parameters_open_each_controls_documented_default(full_app_db):
+    at = open_page("pages/frontier.py", {"cost": "watts", "metric": "imagenet.nonsense",
+                                         "classes": ["Transformer"], "budget": "nan"})
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cost").value == "gflops"
+    assert at.selectbox(key="metric").value == "imagenet.top1"  # the default, not the list's first
+    assert at.multiselect(key="classes").value == ["ConvNet", "ViT", "Hybrid"]
+    options = at.select_slider(key="budget").options
+    assert float(at.select_slider(key="budget").value) == float(options[len(options) // 2])
+    page = open_page("pages/checkpoint.py", {"checkpoint": "no_such.checkpoint"})
+    assert page.selectbox(key="checkpoint").value == "convnext_tiny.in12k_ft_in1k"
+
+
 def test_checkpoint_page_shows_provenance(full_app_db):
     at = open_page("pages/checkpoint.py", {"checkpoint": "convnext_base.fb_in22k_ft_in1k"})
     assert at.selectbox(key="checkpoint").value == "convnext_base.fb_in22k_ft_in1k"

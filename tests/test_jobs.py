@@ -177,7 +177,7 @@ def test_a_failing_job_keeps_its_error_for_the_ui(store, queue_env, image_folder
     ({"kind": "train"}, "Unknown job kind"),
     ({"device": "tpu"}, "Unknown device"),
     ({"precision": "fp16", "device": "cpu"}, "fp16 is not supported on the CPU"),
-    ({"batch_size": 0}, "must be positive"),
+    ({"batch_size": 0}, "--batch-size must be a whole number"),
 ])
 def test_bad_requests_are_refused_before_anything_is_queued(store, queue_env, image_folder, bad, message):
     with pytest.raises(MatchupError, match=message):

@@ -48,9 +48,12 @@ def _from_url(key: str, default, cast=str):
 
 
 def url_selectbox(label: str, options: list, key: str, default=None, **kwargs):
-    value = _from_url(key, default if default is not None else options[0])
+    """A selectbox in the URL; a value from a link that is not an option falls back to the
+    control's default (not to the first option)."""
+    fallback = default if default in options else options[0]
+    value = _from_url(key, fallback)
     if value not in options:
-        st.session_state[key] = options[0]
+        st.session_state[key] = fallback
     choice = st.selectbox(label, options, key=key, **kwargs)
     st.query_params[key] = str(choice)
     return choice
@@ -59,14 +62,22 @@ def url_selectbox(label: str, options: list, key: str, default=None, **kwargs):
 def url_multiselect(label: str, options: list, key: str, default: list, **kwargs):
     raw = st.query_params.get_all(key) if key in st.query_params else None
     if _url_wins(key):
-        st.session_state[key] = [v for v in (raw or default) if v in options]
+        valid = [v for v in (raw or default) if v in options]
+        st.session_state[key] = valid if valid or not raw else [v for v in default if v in options]
     chosen = st.multiselect(label, options, key=key, **kwargs)
     st.query_params[key] = chosen
     return chosen
 
 
+def _finite(text) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(text)
+    return value
+
+
 def url_select_slider(label: str, options: list[float], key: str, default: float, **kwargs):
-    value = _from_url(key, default, float)
+    value = _from_url(key, default, _finite)
     if value not in options:
         st.session_state[key] = min(options, key=lambda o: abs(o - value))
     chosen = st.select_slider(label, options, key=key, **kwargs)
