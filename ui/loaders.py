@@ -114,3 +114,31 @@ def db_info(path: str, freshness: str) -> dict:
 def current_points(bench_source: str | None = None):
     store = get_store()
     return points(str(store.path), store.freshness(), bench_source)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _metrics(path: str, freshness: str, bench_source: str | None, cost: str) -> list[str]:
+    frame = points(path, freshness, bench_source)
+    return sorted(frame.loc[frame["cost_metric"] == cost, "quality_metric"].unique())
+
+
+def metrics_for(bench_source: str | None, cost: str) -> list[str]:
+    """The quality metrics with points on a cost axis, worked out once per server and data."""
+    store = get_store()
+    return _metrics(str(store.path), store.freshness(), bench_source, cost)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _selection(path: str, freshness: str, bench_source: str | None, cost: str, metric: str,
+               classes: tuple, data_scales: tuple, sources: tuple | None):
+    return analysis.select(points(path, freshness, bench_source), cost, metric, classes=list(classes) or None,
+                           data_scales=list(data_scales) or None, sources=list(sources) if sources else None)
+
+
+def selection(bench_source: str | None, cost: str, metric: str, filters: dict):
+    """The points a view draws, shared read-only by every viewer of the same view (a room of
+    laptops on one demo server filters once, not once per viewer and rerun)."""
+    store = get_store()
+    return _selection(str(store.path), store.freshness(), bench_source, cost, metric,
+                      tuple(filters["classes"] or ()), tuple(filters["data_scales"] or ()),
+                      tuple(filters["sources"]) if filters["sources"] else None)

@@ -112,18 +112,17 @@ def cost_and_metric(points_frame) -> tuple[str, str, str | None, object]:
             bench_source = url_selectbox("Device (published benchmark file, or here)", options, "device",
                                          default=options[1] if len(options) > 1 else "here")
         points_frame = loaders.current_points(bench_source)
-    metrics = sorted(points_frame.loc[points_frame["cost_metric"] == cost, "quality_metric"].unique())
+    metrics = loaders.metrics_for(bench_source, cost)
     with middle:
         metric = url_selectbox("Metric", metrics or ["imagenet.top1"], "metric",
                                default="imagenet.top1" if "imagenet.top1" in metrics else None)
     return cost, metric, bench_source, points_frame
 
 
-def selected(points_frame, cost: str, metric: str, filters: dict):
+def selected(bench_source: str | None, cost: str, metric: str, filters: dict):
     """Filtered points, or None after telling the user what is missing."""
     try:
-        return analysis.select(points_frame, cost, metric, classes=filters["classes"] or None,
-                               data_scales=filters["data_scales"] or None, sources=filters["sources"])
+        return loaders.selection(bench_source, cost, metric, filters)
     except analysis.AnalysisError as e:
         st.info(f"{e} Import published results (`python -m engine catalog import DIR`) or run "
                 "evaluations and benchmarks to fill this view.")
@@ -136,8 +135,8 @@ def analysis_page(page: str, title: str):
     enter(page)
     st.title(title)
     filters = global_filters()
-    cost, metric, _source, points_frame = cost_and_metric(loaders.current_points())
-    return selected(points_frame, cost, metric, filters), cost, metric
+    cost, metric, bench_source, _points = cost_and_metric(loaders.current_points())
+    return selected(bench_source, cost, metric, filters), cost, metric
 
 
 def budget_slider(chosen):
