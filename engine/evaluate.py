@@ -125,19 +125,22 @@ class _Images:
 
 
 class _Metrics:
-    """Running sums for one checkpoint; `finish` turns them into the stored numbers."""
+    """Running sums for one checkpoint, kept on the device the logits are on, so a batch adds to
+    them without waiting for the GPU; `finish` reads them once."""
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, device="cpu"):
         import torch
-        self.n = self.top1 = self.top5 = 0
-        self.nll = 0.0
-        self.bin_count = torch.zeros(ECE_BINS, dtype=torch.float64)
-        self.bin_conf = torch.zeros(ECE_BINS, dtype=torch.float64)
-        self.bin_correct = torch.zeros(ECE_BINS, dtype=torch.float64)
-        self.class_total = torch.zeros(num_classes, dtype=torch.int64)
-        self.class_correct = torch.zeros(num_classes, dtype=torch.int64)
+        self.n = 0  # known from batch sizes: no device read
+        self.top1 = torch.zeros((), dtype=torch.int64, device=device)
+        self.top5 = torch.zeros((), dtype=torch.int64, device=device)
+        self.nll = torch.zeros((), dtype=torch.float64, device=device)
+        self.bin_count = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
+        self.bin_conf = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
+        self.bin_correct = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
+        self.class_total = torch.zeros(num_classes, dtype=torch.int64, device=device)
+        self.class_correct = torch.zeros(num_classes, dtype=torch.int64, device=device)
         self.real_n = self.real_top1 = self.real_top5 = 0
-        self.predictions: list[int] = []
+        self.predictions = []  # one tensor per batch
 
     def update(self, logits, targets, real: list[list[int]] | None, subset):
         import torch
@@ -147,16 +150,17 @@ class _Metrics:
         top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
         correct = predicted == targets
         self.n += len(targets)
-        self.top1 += int(correct.sum())
-        self.top5 += int((top5 == targets[:, None]).any(dim=1).sum())
-        self.nll += float(F.cross_entropy(logits, targets, reduction="sum"))
-        bins = (confidence * ECE_BINS).long().clamp_(max=ECE_BINS - 1)
+        self.top1 += correct.sum()
+        self.top5 += (top5 == targets[:, None]).any(dim=1).sum()
+        self.nll += F.cross_entropy(logits, targets, reduction="sum").double()
+        # nan_to_num: a model with non-finite logits is failed at the next check; its sums don't matter
+        bins = (confidence * ECE_BINS).nan_to_num(0.0).long().clamp_(0, ECE_BINS - 1)
         self.bin_count += torch.bincount(bins, minlength=ECE_BINS).double()
         self.bin_conf += torch.bincount(bins, weights=confidence.double(), minlength=ECE_BINS)
         self.bin_correct += torch.bincount(bins, weights=correct.double(), minlength=ECE_BINS)
-        self.class_total += torch.bincount(targets, minlength=len(self.class_total))
-        self.class_correct += torch.bincount(targets[correct], minlength=len(self.class_total))
-        self.predictions += predicted.tolist()
+        self.class_total.index_add_(0, targets, torch.ones_like(targets))
+        self.class_correct.index_add_(0, targets, correct.long())
+        self.predictions.append(predicted)
         if real is not None:
             in_1k = (lambda i: subset[i]) if subset else (lambda i: i)
             for labels, pred, top in zip(real, predicted.tolist(), top5.tolist()):
@@ -166,17 +170,22 @@ class _Metrics:
                     self.real_top5 += any(in_1k(t) in labels for t in top)
 
     def finish(self) -> dict:
+        top1, top5, nll = int(self.top1), int(self.top5), float(self.nll)
         ece = float((self.bin_conf - self.bin_correct).abs().sum() / max(self.n, 1))
-        result = {"n_images": self.n, "top1": 100 * self.top1 / self.n,
-                  "top5": 100 * self.top5 / self.n, "nll": self.nll / self.n, "ece": ece,
+        result = {"n_images": self.n, "top1": 100 * top1 / self.n,
+                  "top5": 100 * top5 / self.n, "nll": nll / self.n, "ece": ece,
                   "per_class_correct": self.class_correct.tolist(),
                   "per_class_total": self.class_total.tolist(),
                   "ece_bins": {"count": self.bin_count.tolist(), "confidence": self.bin_conf.tolist(),
                                "correct": self.bin_correct.tolist()}}
         if self.real_n:
             result.update(top1=100 * self.real_top1 / self.real_n, top5=100 * self.real_top5 / self.real_n,
-                          real_n_images=self.real_n, single_label_top1=100 * self.top1 / self.n)
+                          real_n_images=self.real_n, single_label_top1=100 * top1 / self.n)
         return result
+
+    def predicted(self) -> list[int]:
+        import torch
+        return torch.cat(self.predictions).tolist() if self.predictions else []
 
 
 def _forward(model, images, chunk: list[int]):
@@ -244,16 +253,31 @@ def _strict_error(dataset: EvalDataset, index: int, why: str) -> EvalError:
                      "images are then skipped, counted and listed in the result.")
 
 
-def _cached_batches(entry: decoded.Entry, batch_size: int, device):
-    """The same batches read from a decoded-cache entry (pinned on CUDA for async copies)."""
-    import numpy as np
+class _CachedBatches:
+    """Batch b of a decoded-cache entry: a torch dataset of whole batches, so DataLoader workers
+    read the memory-mapped pixels and its pin thread pins them while the GPU computes."""
+
+    def __init__(self, entry: decoded.Entry, batch_size: int):
+        self.entry, self.batch_size = entry, batch_size
+
+    def __len__(self):
+        return -(-len(self.entry) // self.batch_size)
+
+    def __getitem__(self, b):
+        import numpy as np
+        import torch
+        start, stop = b * self.batch_size, min((b + 1) * self.batch_size, len(self.entry))
+        ok = torch.tensor([i not in self.entry.bad for i in range(start, stop)])
+        return torch.from_numpy(np.array(self.entry.images[start:stop])), torch.arange(start, stop), ok
+
+
+def _cached_batches(entry: decoded.Entry, settings: EvalSettings, device):
+    """The same batches as decoding gives, read from a decoded-cache entry."""
     import torch
-    for start in range(0, len(entry), batch_size):
-        indices = list(range(start, min(start + batch_size, len(entry))))
-        images = torch.from_numpy(np.array(entry.images[indices[0]:indices[-1] + 1]))
-        if device.type == "cuda":
-            images = images.pin_memory()
-        yield images, indices, torch.tensor([i not in entry.bad for i in indices])
+    loader = torch.utils.data.DataLoader(_CachedBatches(entry, settings.batch_size), batch_size=None,
+                                         num_workers=settings.workers, pin_memory=device.type == "cuda")
+    for images, indices, ok in loader:
+        yield images, indices.tolist(), ok
 
 
 def _on_device(batches, device):
@@ -305,22 +329,47 @@ def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalS
     for entry in models:
         model = entry["model"].to(device, memory_format=memory_format)
         entry["forward"] = torch.compile(model) if settings.compile else model
-        entry["metrics"] = _Metrics(dataset.num_classes)
+        entry["metrics"] = _Metrics(dataset.num_classes, device)
         entry["seconds"] = 0.0
         entry["norm"] = (tuple(entry["config"]["mean"]), tuple(entry["config"]["std"]))
+        entry["bad_from"] = torch.full((), -1, dtype=torch.int64, device=device)  # first non-finite batch
         active.append(entry)
     norms = {key: (torch.tensor([x * 255 for x in key[0]], device=device).view(1, 3, 1, 1),
                    torch.tensor([x * 255 for x in key[1]], device=device).view(1, 3, 1, 1))
              for key in {e["norm"] for e in active}}
-    done, started, total = 0, time.perf_counter(), len(dataset)
+
+    def fail(entry, error):
+        if on_failure is None:
+            raise error
+        active.remove(entry)
+        entry.pop("model", None), entry.pop("forward", None)
+        on_failure(entry, error)
+
+    def check_finite():
+        """Reads each model's non-finite flag (a GPU sync, so not every batch on a GPU)."""
+        for entry in list(active):
+            first = int(entry["bad_from"])
+            if first >= 0:
+                advice = ("Try --precision fp32 (reduced precision can overflow), or check the weights file."
+                          if settings.precision != "fp32" else
+                          "This is at full precision: the weights file likely holds NaN or inf values; "
+                          "delete its snapshot folder and fetch it again.")
+                fail(entry, EvalError(
+                    f"{entry['checkpoint']} produced non-finite logits (NaN or inf) on the batch from image "
+                    f"{first} at {settings.precision}; nothing was stored. {advice}"))
+
+    check_every = 32 if device.type == "cuda" else 1
+    done, started, total, batch_no = 0, time.perf_counter(), len(dataset), 0
     with torch.inference_mode():
         for images, indices, ok in _on_device(batches, device):
             if cancel is not None and cancel():
                 raise EvalCancelled("Evaluation cancelled; nothing was stored.")
-            keep = ok.to(device)
-            kept = [i for i, good in zip(indices, ok.tolist()) if good]
-            targets = targets_all[kept]
+            all_ok = bool(ok.all())  # a CPU tensor: no device read
+            keep = None if all_ok else ok.to(device)
+            kept = indices if all_ok else [i for i, good in zip(indices, ok.tolist()) if good]
+            targets = targets_all[kept].to(device, non_blocking=True)
             real = [dataset.real_labels[i] for i in kept] if dataset.real_labels else None
+            first_image = torch.full((), done, dtype=torch.int64, device=device)
             normalised = {}
             for entry in list(active):
                 if entry["norm"] not in normalised:
@@ -332,32 +381,25 @@ def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalS
                 try:
                     with autocast:
                         logits = _forward(entry["forward"], normalised[entry["norm"]], chunk)
-                    logits = logits.float()[:, entry["offset"]:]
-                    if subset_index is not None:
-                        logits = logits.index_select(1, subset_index)
-                    logits = logits[keep]
-                    if not torch.isfinite(logits).all():
-                        advice = ("Try --precision fp32 (reduced precision can overflow), or check the weights file."
-                                  if settings.precision != "fp32" else
-                                  "This is at full precision: the weights file likely holds NaN or inf values; "
-                                  "delete its snapshot folder and fetch it again.")
-                        raise EvalError(
-                            f"{entry['checkpoint']} produced non-finite logits (NaN or inf) on images "
-                            f"{done}-{done + len(indices) - 1} at {settings.precision}; nothing was "
-                            f"stored. {advice}")
-                except Exception as e:  # noqa: BLE001 - decide below whether it is this model's alone
-                    error = e if isinstance(e, MatchupError) else (
-                        EvalError(f"{entry['checkpoint']} ran out of memory at batch size 1 on "
-                                  f"{device}; nothing was stored.") if is_out_of_memory(e) else None)
-                    if error is None or on_failure is None:
-                        raise error or e
-                    active.remove(entry)
-                    entry.pop("model", None), entry.pop("forward", None)
-                    on_failure(entry, error)
+                except Exception as e:  # noqa: BLE001 - out of memory at batch 1 is this model's alone
+                    if not is_out_of_memory(e):
+                        raise
+                    fail(entry, EvalError(f"{entry['checkpoint']} ran out of memory at batch size 1 on "
+                                          f"{device}; nothing was stored."))
                     continue
-                entry["metrics"].update(logits.cpu(), targets, real, subset)  # .cpu() waits for the GPU
+                logits = logits.float()[:, entry["offset"]:]
+                if subset_index is not None:
+                    logits = logits.index_select(1, subset_index)
+                if keep is not None:
+                    logits = logits[keep]
+                entry["bad_from"] = torch.where((entry["bad_from"] < 0) & ~torch.isfinite(logits).all(),
+                                                first_image, entry["bad_from"])
+                entry["metrics"].update(logits, targets, real, subset)  # on the device: no wait
                 entry["seconds"] += time.perf_counter() - model_started
             done += len(indices)
+            batch_no += 1
+            if batch_no % check_every == 0:
+                check_finite()
             if progress is not None:
                 elapsed = time.perf_counter() - started
                 rate = done / elapsed if elapsed else 0.0
@@ -366,6 +408,9 @@ def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalS
                           "checkpoints": [e["checkpoint"] for e in models]})
             if not active:
                 break
+        check_finite()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     wall = time.perf_counter() - started
     for entry in active:
         entry["wall_seconds"] = wall
@@ -403,7 +448,7 @@ def _row(entry: dict, dataset: EvalDataset, settings: EvalSettings, device, shar
                     "skipped_images": len(bad),
                     "skipped_paths": [f"{dataset.files[i]}: {why}" for i, why in sorted(bad.items())][:100],
                     **{k: v for k, v in metrics.items() if k not in ("n_images", "top1", "top5", "nll", "ece")},
-                    "predictions": entry["metrics"].predictions},
+                    "predictions": entry["metrics"].predicted()},
         "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
     if not metrics["n_images"]:
         raise EvalError(f"{entry['checkpoint']}: none of the {len(dataset)} images could be decoded "
@@ -491,7 +536,7 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
             if not load(entry):
                 continue
             chunk = [entry]
-            _run_pass(chunk, _cached_batches(entry_cache, settings.batch_size, device), dataset, settings,
+            _run_pass(chunk, _cached_batches(entry_cache, settings, device), dataset, settings,
                       device, progress, cancel, (lambda e, err: fail(e, err)) if on_error else None)
             pixels = {"source": "decoded cache", "decoded": 0, "bad": entry_cache.bad}
         names = [e["checkpoint"] for e in chunk]

@@ -42,10 +42,10 @@ def test_cuda_bf16_channels_last_from_the_decoded_cache_equals_decoding(offline_
     assert first["precision"] == "bf16" and 0 <= again["ece"] <= 1
 
 
-def test_a_sweep_on_cuda_with_compile(offline_hub, image_folder, catalog_store):
+def test_a_sweep_on_cuda_with_compile(offline_hub, image_folder, store):
     dataset = datasets.open_dataset(image_folder)
     settings = EvalSettings(device="cuda", precision="bf16", batch_size=6, workers=2, compile=True)
-    the_plan = sweep.plan(catalog_store, list(TINY_CHECKPOINTS), dataset, settings)
-    report = sweep.run(catalog_store, the_plan, dataset, settings, show_progress=False)
+    the_plan = sweep.plan(store, list(TINY_CHECKPOINTS), dataset, settings)  # no catalog needed to run
+    report = sweep.run(store, the_plan, dataset, settings, show_progress=False)
     assert [r["status"] for r in report.results] == ["done"] * len(TINY_CHECKPOINTS)
-    assert catalog_store.count("evals") == len(TINY_CHECKPOINTS)
+    assert store.count("evals") == len(TINY_CHECKPOINTS)
