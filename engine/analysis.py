@@ -199,11 +199,25 @@ def budget_table(points: pd.DataFrame, quality: str, budgets, n_boot: int = 1000
                 diff = diff[np.isfinite(diff)]
                 gap = best[other]["quality"] - best[reference_class]["quality"]
                 low, high = (np.percentile(diff, [2.5, 97.5]) if len(diff) else (math.nan, math.nan))
-                gaps[f"{other}-{reference_class}"] = {"gap": gap, "ci_low": float(low), "ci_high": float(high),
-                                                      "n_boot": int(len(diff))}
+                entry = {"gap": gap, "ci_low": float(low), "ci_high": float(high), "n_boot": int(len(diff))}
+                entry["leader"] = gap_leader(entry, other, reference_class, sign > 0)
+                gaps[f"{other}-{reference_class}"] = entry
         winner = (max(best, key=lambda c: sign * best[c]["quality"]) if best else None)
         rows.append({"budget": float(budget), "best": best, "gaps": gaps, "winner": winner})
     return rows
+
+
+def gap_leader(gap: dict, other: str, reference: str, higher_is_better: bool = True) -> str | None:
+    """The one rule for who wins a gap (other - reference): a class leads only when the 95% CI
+    excludes 0 in its favour; otherwise no one does."""
+    low, high = gap["ci_low"], gap["ci_high"]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    if low > 0:
+        return other if higher_is_better else reference
+    if high < 0:
+        return reference if higher_is_better else other
+    return None
 
 
 # -- matched pairs ------------------------------------------------------------------------------
@@ -347,6 +361,19 @@ def fit_saturating(frame: pd.DataFrame, quality: str) -> dict:
             "r2": float(1 - ((error - predicted) ** 2).sum() / total) if total > 0 else math.nan}
 
 
+UNRELIABLE_CROSSOVER = "no reliable crossover in the data's range"
+MAX_CROSSOVER_DECADES = 2.0
+
+
+def reliable_crossover(ci, low: float, high: float) -> bool:
+    """A crossover is shown only when its 95% CI spans at most two decades of cost and lies
+    within the cost range both classes cover; otherwise the fits do not locate it."""
+    ci_low, ci_high = ci
+    if not (math.isfinite(ci_low) and math.isfinite(ci_high)) or ci_low <= 0:
+        return False
+    return math.log10(ci_high / ci_low) <= MAX_CROSSOVER_DECADES and low <= ci_low and ci_high <= high
+
+
 def crossover(fit_1: PowerFit, fit_2: PowerFit) -> dict:
     """Where two power-law fits cross: log c* = (a2 - a1) / (b1 - b2), with a CI from pairing
     their bootstrap draws; 'none in range' when it falls outside both classes' observed costs."""
@@ -365,6 +392,9 @@ def crossover(fit_1: PowerFit, fit_2: PowerFit) -> dict:
     if not (low <= c <= high):
         return {**result, "crossover": None, "crossover_ci": ci, "unconstrained_crossover": c,
                 "note": "no crossover in range"}
+    if not reliable_crossover(ci, low, high):
+        return {**result, "crossover": None, "crossover_ci": ci, "unreliable_crossover": c,
+                "note": UNRELIABLE_CROSSOVER}
     cheaper_wins = fit_1.arch_class if fit_1.b > fit_2.b else fit_2.arch_class
     return {**result, "crossover": c, "crossover_ci": ci,
             "note": f"{cheaper_wins} has the lower error below the crossover"}
@@ -425,24 +455,25 @@ def log_budgets(points: pd.DataFrame, n: int = 16) -> list[float]:
     return sorted({_ceil_2_digits(v) for v in raw})
 
 
-def verdict(rows: list[dict], other: str = "ViT", reference: str = "ConvNet", unit: str = "") -> list[str]:
-    """Plain sentences per budget range: 'below 2 GFLOPs ConvNets lead by 1.3 ± 0.4 points'."""
+def verdict_runs(rows: list[dict], other: str = "ViT", reference: str = "ConvNet") -> list[list[dict]]:
+    """Consecutive budgets with the same leader (gap_leader's rule), each a list of gaps with budget."""
     key = f"{other}-{reference}"
     runs: list[list[dict]] = []
     for row in rows:
         gap = row["gaps"].get(key)
         if gap is None:
             continue
-        if gap["ci_low"] > 0:
-            leader = other
-        elif gap["ci_high"] < 0:
-            leader = reference
-        else:
-            leader = None
+        leader = gap.get("leader", gap_leader(gap, other, reference))
         if runs and runs[-1][0]["leader"] == leader:
             runs[-1].append({**gap, "budget": row["budget"], "leader": leader})
         else:
             runs.append([{**gap, "budget": row["budget"], "leader": leader}])
+    return runs
+
+
+def verdict(rows: list[dict], other: str = "ViT", reference: str = "ConvNet", unit: str = "") -> list[str]:
+    """Plain sentences per budget range: 'below 2 GFLOPs ConvNets lead by 1.3 ± 0.4 points'."""
+    runs = verdict_runs(rows, other, reference)
     sentences = []
     for i, run in enumerate(runs):
         first, last = run[0]["budget"], run[-1]["budget"]

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis
-from ui import widgets
+from ui import charts, widgets
 
 chosen, cost, metric = widgets.analysis_page("scaling", "Scaling laws")
 if chosen is not None:
@@ -15,20 +15,26 @@ if chosen is not None:
     dots = alt.Chart(result["points"][["checkpoint", "arch_class", "cost", "quality", "error"]]).mark_point(
         filled=True).encode(
         x=x, y=alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)"),
-        color="arch_class:N", tooltip=["checkpoint", "arch_class", alt.Tooltip("cost:Q", format=".3g"),
+        color=charts.class_color(), tooltip=["checkpoint", "arch_class", alt.Tooltip("cost:Q", format=".3g"),
                                        alt.Tooltip("quality:Q", format=".2f")])
     layers = [dots]
     if not result["curves"].empty:
         curves = alt.Chart(result["curves"])
-        layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color="arch_class:N"),
-                   curves.mark_line().encode(x=x, y="fit:Q", color="arch_class:N")]
+        layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color=charts.class_color()),
+                   curves.mark_line().encode(x=x, y="fit:Q", color=charts.class_color())]
     st.altair_chart(alt.layer(*layers), width="stretch")
     st.dataframe(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),
                  hide_index=True, width="stretch")
     for c in result["crossovers"]:
-        where = (f"at {c['crossover']:.3g}{widgets.COST_UNITS[cost]} (95% CI {c['crossover_ci'][0]:.3g}–"
-                 f"{c['crossover_ci'][1]:.3g}); {c['note']}" if c.get("crossover") else c["note"])
-        st.markdown(f"- **{c['classes'][0]} / {c['classes'][1]}** cross {where}")
+        if c.get("crossover"):
+            st.markdown(f"- **{c['classes'][0]} / {c['classes'][1]}** cross at {c['crossover']:.3g}"
+                        f"{widgets.COST_UNITS[cost]} (95% CI {c['crossover_ci'][0]:.3g}–{c['crossover_ci'][1]:.3g}); "
+                        f"{c['note']}")
+        else:
+            st.markdown(f"- **{c['classes'][0]} / {c['classes'][1]}**: {c['note']}")
+    if any(c.get("unreliable_crossover") for c in result["crossovers"]):
+        st.caption("A crossover is given only when its 95% CI spans at most two decades of cost and lies "
+                   "inside the cost range both classes cover (`analyze scaling --json` keeps the raw estimate).")
     for arch_class, why in result["skipped"].items():
         st.caption(f"{arch_class}: {why}")
