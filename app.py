@@ -9,6 +9,8 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", default=True),
     st.Page("pages/frontier.py", title="Frontier"),
     st.Page("pages/budget.py", title="Budget match"),
+    st.Page("pages/when.py", title="When each wins"),
+    st.Page("pages/robustness.py", title="Robustness"),
     st.Page("pages/scaling.py", title="Scaling"),
     st.Page("pages/seed_paper.py", title="Seed paper"),
     st.Page("pages/checkpoint.py", title="Checkpoint"),

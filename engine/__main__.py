@@ -430,6 +430,10 @@ def cmd_analyze(args, store: Store) -> int:
                                "or --bench-source here (measured with `bench`).")
         bench_source = sources["source_file"].iloc[0]
     points = analysis.assemble_points(store.analysis_inputs(), bench_source=bench_source)
+    if args.kind == "robustness":
+        return _analyze_robustness(args, points, budgets, bench_source)
+    if args.cost is None:
+        raise MatchupError(f"analyze {args.kind} needs --cost ({', '.join(analysis.COST_METRICS)}).")
     try:
         chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes),
                                  data_scales=_csv_list(args.data_scale), families=_csv_list(args.families),
@@ -453,6 +457,13 @@ def cmd_analyze(args, store: Store) -> int:
             payload = {**header, **analysis.matched_pairs(
                 chosen, args.quality, args.tolerance,
                 match_on="pretrain_data" if args.same_data else None)}
+        elif args.kind == "when":
+            from engine import when
+            payload = {**header, **when.when(chosen, args.quality, budgets or None, args.tolerance,
+                                              args.n_boot, args.seed)}
+            payload["verdicts"] = {other: when.explained_verdict(chosen, args.quality, payload["budgets"], other,
+                                                                 reference, n_boot=args.n_boot, seed=args.seed)
+                                   for other, reference in when.COMPARISONS}
         else:
             payload = {**header, **analysis.scaling(chosen, args.quality, on=args.on, law=args.law,
                                                     n_boot=args.n_boot, seed=args.seed)}
@@ -462,6 +473,57 @@ def cmd_analyze(args, store: Store) -> int:
         _print_json(_clean(payload))
         return 0
     _print_analysis(payload)
+    return 0
+
+
+def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int:
+    """analyze robustness --quality OOD.top1 [--cost C [--budgets ...]]: the trend, effective
+    robustness per checkpoint, class and data scale; with --cost, the budget gap on the OOD metric."""
+    from engine import analysis, robustness
+    ood, _, metric = args.quality.partition(".")
+    if ood not in robustness.OOD_SETS:
+        raise MatchupError(f"analyze robustness takes --quality <OOD set>.top1 with the set one of "
+                           f"{', '.join(robustness.OOD_SETS)}; not {args.quality!r}.")
+    try:
+        result = robustness.robustness(points, ood, metric or "top1", args.n_boot, args.seed)
+        shown = result["points"]
+        for column, wanted in (("arch_class", _csv_list(args.classes)), ("data_scale", _csv_list(args.data_scale)),
+                               ("family", _csv_list(args.families))):
+            if wanted:
+                shown = shown[shown[column].isin(wanted)]
+        payload = {"analysis": "robustness", "quality": args.quality, "ood": ood, "x": result["x"], "y": result["y"],
+                   "trend": result["trend"], "note": result["note"], "n_points": int(len(shown)),
+                   "n_boot": args.n_boot, "seed": args.seed,
+                   "by_class": robustness.summary(shown, ["arch_class"], args.n_boot, args.seed),
+                   "by_class_and_scale": robustness.summary(shown, ["arch_class", "data_scale"], args.n_boot,
+                                                            args.seed),
+                   "checkpoints": _records(shown.assign(data_scale=shown["data_scale"].astype(str))[
+                       ["checkpoint", "arch_class", "data_scale", "pretrain_data", "id_accuracy", "ood_accuracy",
+                        "effective_robustness"]])}
+        if args.cost:
+            chosen = analysis.select(points, args.cost, result["y"], classes=_csv_list(args.classes),
+                                     data_scales=_csv_list(args.data_scale), families=_csv_list(args.families))
+            payload.update(cost=args.cost, bench_source=bench_source if args.cost == "ms_per_img" else None,
+                           budgets=analysis.budget_table(chosen, result["y"], budgets or analysis.log_budgets(chosen, 6),
+                                                         args.n_boot, args.seed))
+    except analysis.AnalysisError as e:
+        raise MatchupError(str(e)) from None
+    if args.json:
+        _print_json(_clean(payload))
+        return 0
+    t = payload["trend"]
+    print(f"robustness: {payload['y']} against {payload['x']} ({payload['n_points']} checkpoints); trend on "
+          f"{t['fitted_on']} only (n={t['n_points']}): logit(OOD) = {t['intercept']:.3f} + {t['slope']:.3f} "
+          f"logit(ID), R² {t['r2']:.2f}")
+    if payload["note"]:
+        print(f"  note: {payload['note']}")
+    for row in payload["by_class"]:
+        print(f"  {row['arch_class']}: effective robustness {row['mean']:+.2f} [{row['ci_low']:+.2f}, "
+              f"{row['ci_high']:+.2f}] points, n={row['n']}")
+    for row in payload.get("budgets", []):
+        gaps = "; ".join(f"{k} {g['gap']:+.2f} [{g['ci_low']:+.2f}, {g['ci_high']:+.2f}] {g['leader'] or 'no clear winner'}"
+                         for k, g in row["gaps"].items())
+        print(f"  budget {row['budget']:g}: {gaps}")
     return 0
 
 
@@ -491,6 +553,20 @@ def _print_analysis(p: dict) -> None:
         print(f"  {p['n_pairs']} pairs within ±{p['tolerance']:.0%}: {left} wins {p['wins'][left]}, "
               f"{right} wins {p['wins'][right]}, ties {p['wins']['tie']}; "
               f"{left} share {p['share'][left]:.2f} CI {p['share_ci'][left]}")
+    elif p["analysis"] == "when":
+        for cell in p["cells"]:
+            if cell["gap"] is not None:
+                print(f"  {cell['data_scale']} ≤{cell['budget']:g} {cell['comparison']}: {cell['gap']:+.2f} "
+                      f"[{cell['ci_low']:+.2f}, {cell['ci_high']:+.2f}] n={cell['n_checkpoints']} "
+                      f"{cell['leader'] or 'no clear winner'}")
+        for key, both in p["pairs"].items():
+            for scope, pairs in (("all", both["all"]), ("same data", both["same_data"])):
+                left = pairs["left"]
+                print(f"  pairs {key} ({scope}): {pairs['n_pairs']}, {left} share {pairs['share'][left]:.2f} "
+                      f"CI [{pairs['share_ci'][left][0]:.2f}, {pairs['share_ci'][left][1]:.2f}]")
+        for other, sentences in p["verdicts"].items():
+            for sentence in sentences:
+                print(f"  {other} vs ConvNet: {sentence}")
     else:
         for arch_class, fit in p["fits"].items():
             print(f"  {arch_class}: log(error) = {fit['a']:.3f} {fit['b']:+.3f} log(cost), R² {fit['r2']:.2f}, "
@@ -638,8 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true")
 
     an = commands.add_parser("analyze", parents=[common], help="frontiers, budgets, pairs, scaling")
-    an.add_argument("kind", choices=("frontier", "budget", "pairs", "scaling"))
-    an.add_argument("--cost", required=True,
+    an.add_argument("kind", choices=("frontier", "budget", "pairs", "scaling", "when", "robustness"))
+    an.add_argument("--cost",
                     help="gflops, params_m, latency_ms, ms_per_img or pretrain_tpu_v4_core_hours")
     an.add_argument("--quality", required=True, help="<dataset>.<metric>, e.g. imagenet.top1")
     an.add_argument("--budgets", help="comma-separated budgets in cost units (budget)")

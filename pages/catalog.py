@@ -3,7 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine import catalog, taxonomy
-from ui import loaders, widgets
+from ui import charts, loaders, widgets
 
 widgets.enter("catalog")
 store = loaders.get_store()
@@ -21,7 +21,7 @@ st.altair_chart(
     alt.Chart(counts).mark_bar().encode(
         x=alt.X("checkpoints:Q", title="pretrained checkpoints"),
         y=alt.Y("arch_class:N", sort="-x", title=None),
-        color=alt.Color("arch_class:N", legend=None),
+        color=charts.class_color(legend=None),
         tooltip=["arch_class", "checkpoints"]),
     width="stretch")
 

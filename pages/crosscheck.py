@@ -3,7 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine import profile
-from ui import loaders, widgets
+from ui import charts, loaders, widgets
 
 widgets.enter("crosscheck")
 st.title("FLOP cross-check")
@@ -23,7 +23,7 @@ checked = profile.crosscheck(frame)
 st.altair_chart(alt.Chart(checked[["arch", "arch_class", "img_size", "published_gmacs", "counted_gmacs", "ratio"]])
                 .mark_point(filled=True, opacity=0.6).encode(
     x=alt.X("published_gmacs:Q", scale=alt.Scale(type="log"), title="published GMACs"),
-    y=alt.Y("ratio:Q", title="counted / published"), color="arch_class:N",
+    y=alt.Y("ratio:Q", title="counted / published"), color=charts.class_color(),
     tooltip=["arch", "img_size", "published_gmacs", alt.Tooltip("counted_gmacs:Q", format=".3f"),
              alt.Tooltip("ratio:Q", format=".3f")]), width="stretch")
 st.subheader(f"{len(summary['outliers'])} outliers and why")

@@ -3,6 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine import analysis
+from engine.taxonomy import DATA_SCALES
 from ui import charts, widgets
 
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
@@ -14,12 +15,12 @@ def frontier_spec(cost: str, metric: str) -> dict:
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
     y = alt.Y("quality:Q", scale=alt.Scale(zero=False), title=metric)
     dots = charts.data("points").mark_point(filled=True, opacity=0.6).encode(
-        x=x, y=y, color=alt.Color("arch_class:N", title="class"),
-        shape=alt.Shape("data_scale:N", title="pre-training data"),
+        x=x, y=y, color=charts.class_color(),
+        shape=alt.Shape("data_scale:N", title="pre-training data", scale=alt.Scale(domain=list(DATA_SCALES))),
         tooltip=["checkpoint:N", "arch_class:N", "family:N", "pretrain_data:N", "img_size:Q",
                  alt.Tooltip("cost:Q", format=".3g"), alt.Tooltip("quality:Q", format=".2f"), "source:N"],
     ).add_params(alt.selection_point(fields=["checkpoint"], name="pick"))
-    steps = charts.data("frontier").mark_line(interpolate="step-after").encode(x=x, y=y, color="arch_class:N")
+    steps = charts.data("frontier").mark_line(interpolate="step-after").encode(x=x, y=y, color=charts.class_color())
     rule = charts.data("budget").mark_rule(strokeDash=[6, 3]).encode(x="budget:Q")
     return charts.spec_of(dots + steps + rule)
 

@@ -3,8 +3,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import analysis
-from ui import widgets
+from engine import analysis, when
+from ui import charts, widgets
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def explained(chosen, metric: str, budgets: tuple, other: str, unit: str) -> list[str]:
+    """The verdict with the data behind each lead (the same-scale check bootstraps per scale)."""
+    return when.explained_verdict(chosen, metric, list(budgets), other=other, unit=unit)
+
 
 chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?")
 if chosen is not None:
@@ -15,9 +22,10 @@ if chosen is not None:
     if gaps.empty:
         st.info("ConvNets and another class both need points under these filters to draw a gap.")
     else:
+        gaps["class"] = gaps["comparison"].str.split("-").str[0]  # coloured as the class compared
         base = alt.Chart(gaps).encode(x=alt.X("budget:Q", scale=alt.Scale(type="log"),
                                               title=widgets.COST_LABELS[cost]),
-                                      color=alt.Color("comparison:N", title=None))
+                                      color=charts.class_color("class", title="class − ConvNet"))
         band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_low:Q", title=f"{metric} gap (points)"),
                                                   y2="ci_high:Q")
         line = base.mark_line(point=True).encode(
@@ -28,7 +36,7 @@ if chosen is not None:
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
                    "bootstrap interval (checkpoints resampled within each class, 1,000 times).")
         for other in ("ViT", "Hybrid"):
-            sentences = analysis.verdict(rows, other=other, unit=widgets.COST_UNITS[cost])
+            sentences = explained(chosen, metric, tuple(budgets), other, widgets.COST_UNITS[cost])
             if sentences:
                 st.markdown(f"**{other} vs ConvNet** — " + "; ".join(sentences) + ".")
     widgets.flop_note(cost)

@@ -2,24 +2,40 @@
 import altair as alt
 import streamlit as st
 
-from ui import loaders, widgets
+from engine import seed_paper
+from ui import charts, loaders, widgets
 
 widgets.enter("seed_paper")
 st.title("ConvNets Match Vision Transformers at Scale")
 st.caption("Smith, Brock, Berrada, De (2023), arXiv 2310.16764: NFNets pre-trained on JFT-4B and "
            "fine-tuned on ImageNet, against ViTs of comparable pre-training compute.")
 reference = loaders.get_store().table_frame("reference_points")
-seed = reference[(reference["compute_unit"] == "tpu_v4_core_hours") & reference["imagenet_top1"].notna()]
-seed = seed.assign(error=100 - seed["imagenet_top1"])
-chart = alt.Chart(seed).mark_point(filled=True, size=90).encode(
-    x=alt.X("compute_value:Q", scale=alt.Scale(type="log"), title="pre-training compute (TPU-v4 core hours, log)"),
-    y=alt.Y("error:Q", scale=alt.Scale(type="log", zero=False), title="ImageNet top-1 error (%, log)"),
-    color=alt.Color("arch_class:N", title="class"),
-    tooltip=["model", "arch_class", "pretrain_data", "compute_value", "imagenet_top1", "source", "notes"])
-labels = chart.mark_text(align="left", dx=8, fontSize=11).encode(text="model:N")
-st.altair_chart(chart + labels, width="stretch")
-st.dataframe(seed[["model", "arch_class", "pretrain_data", "compute_value", "imagenet_top1", "source", "notes"]],
-             hide_index=True, width="stretch")
+seed = seed_paper.figure_points(reference)
+if seed.empty:
+    st.info("No reference points with pre-training compute: `python -m engine catalog refresh` loads them.")
+else:
+    # Log-log like the paper's figure; explicit domains so every point sits inside the axes, and
+    # tooltips instead of labels (ten names on a few pixels of error overlap).
+    x = alt.X("compute_value:Q", title="pre-training compute (TPU-v4 core hours, log)",
+              scale=alt.Scale(type="log", domain=seed_paper.log_domain(seed["compute_value"]), nice=False))
+    y = alt.Y("error:Q", title="ImageNet top-1 error (%, log)",
+              scale=alt.Scale(type="log", domain=seed_paper.log_domain(seed["error"]), nice=False))
+    chart = alt.Chart(seed).mark_point(filled=True, size=110).encode(
+        x=x, y=y, color=alt.Color("series:N", title="series",
+                                  scale=alt.Scale(domain=["NFNet", "ViT", "other"],
+                                                  range=[charts.CLASS_COLORS["ConvNet"], charts.CLASS_COLORS["ViT"],
+                                                         "#999999"])),
+        shape=alt.Shape("series:N", title="series"),
+        tooltip=["model", "series", "pretrain_data", alt.Tooltip("compute_value:Q", format=",.0f"),
+                 "imagenet_top1", "source", "notes"])
+    st.altair_chart(chart, width="stretch")
+    st.dataframe(seed[["model", "series", "pretrain_data", "compute_value", "imagenet_top1", "source", "notes"]],
+                 hide_index=True, width="stretch")
+
+st.subheader("The claims, checked against the reference points")
+for claim in seed_paper.claims(reference):
+    st.markdown(f"**{claim['claim']}** — {claim['verdict']}.")
+    st.caption(f"Source rows (data/reference/paper_facts.csv): {'; '.join(claim['rows'])}")
 
 st.subheader("ConvNeXt vs Swin at equal FLOPs (Liu et al. 2022)")
 convnext = reference[reference["source"] == "liu2022_convnext"]

@@ -5,7 +5,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
 
-PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/scaling.py",
+PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/when.py", "pages/robustness.py",
+         "pages/scaling.py",
          "pages/seed_paper.py", "pages/checkpoint.py", "pages/crosscheck.py", "pages/run.py",
          "pages/results.py", "pages/catalog.py"]
 
@@ -105,7 +106,7 @@ def test_budget_page_table_follows_the_budget(full_app_db):
     assert not at.dataframe[0].value.equals(before)
 
 
-ANALYSIS_PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/scaling.py"]
+ANALYSIS_PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/when.py", "pages/scaling.py"]
 
 
 @pytest.mark.parametrize("page", ANALYSIS_PAGES)
@@ -281,3 +282,35 @@ def test_results_page_runs_read_only_sql(full_app_db):
     assert at.error and "Only SELECT" in at.error[0].value
     from engine.store import Store
     assert Store(full_app_db).count("published_results") > 10_000
+
+
+def test_when_robustness_and_overview_say_what_data_is_behind_a_lead(full_app_db):
+    at = open_page("pages/when.py")
+    assert not at.exception, at.exception
+    assert len(at.get("vega_lite_chart")) == 2  # ViT − ConvNet and Hybrid − ConvNet heatmaps
+    pairs = at.dataframe[0].value
+    assert list(pairs["pairs"]) == ["all pairs", "same pre-training data"] * 2
+    all_n, same_n = pairs["n"].iloc[0], pairs["n"].iloc[1]
+    assert 0 < same_n < all_n
+    at = open_page("pages/robustness.py", {"ood": "imagenet-a"})
+    assert not at.exception, at.exception
+    assert "ResNet-50" in at.warning[0].value and "by construction" in at.warning[0].value
+    assert any("Published results carry no ECE" in c.value for c in at.caption)
+    assert {"ConvNet", "ViT"} <= set(at.dataframe[0].value["arch_class"])
+    at = open_page("pages/robustness.py", {"ood": "not-a-set"})  # a bad link: the control's default
+    assert not at.exception and at.selectbox(key="ood").value == "imagenet-v2"
+    overview = texts(open_page("pages/overview.py"))
+    assert "pre-trained on" in overview and "at the same data scale" in overview
+
+
+def test_scaling_never_prints_a_crossover_it_cannot_locate(full_app_db):
+    import re
+    for cost in ("gflops", "params_m"):
+        at = open_page("pages/scaling.py", {"cost": cost})
+        assert not at.exception, at.exception
+        for line in (m.value for m in at.markdown if " / " in m.value):
+            found = re.search(r"95% CI ([\d.e+-]+)–([\d.e+-]+)", line)
+            if found:
+                assert float(found[2]) / float(found[1]) <= 100, line
+            else:
+                assert "no reliable crossover" in line or "no crossover in range" in line or "parallel" in line, line

@@ -15,10 +15,11 @@ from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "scaling": "scaling",
+PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "when": "when", "robustness": "robustness",
+         "scaling": "scaling",
          "seed_paper": "seed_paper", "checkpoint": "checkpoint", "crosscheck": "crosscheck",
          "results": "results", "catalog": "catalog"}
-CHART_PAGES = {"overview", "frontier", "scaling", "seed_paper", "crosscheck", "catalog"}
+CHART_PAGES = {"overview", "frontier", "when", "robustness", "scaling", "seed_paper", "crosscheck", "catalog"}
 
 if not (os.path.exists(CHROMIUM) and shutil.which("streamlit")):
     if os.environ.get("CI"):
@@ -87,6 +88,29 @@ def _open(browser, url: str):
     page.goto(url)
     page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
     return page
+
+
+# Each drawn mark (point or heatmap cell) of each chart, against its chart's plot area (the root
+# frame's background in Vega's SVG): how many marks, and how many reach outside it.
+MARKS_INSIDE = """() => Array.from(document.querySelectorAll('.vega-embed svg.marks')).map(svg => {
+  const area = svg.querySelector('g.role-frame.root > g > path.background').getBoundingClientRect();
+  const marks = Array.from(svg.querySelectorAll('g.mark-symbol.role-mark path, g.mark-rect.role-mark path'));
+  const outside = marks.map(m => m.getBoundingClientRect()).filter(r =>
+    r.left < area.left - 0.5 || r.right > area.right + 0.5 || r.top < area.top - 0.5 || r.bottom > area.bottom + 0.5);
+  return {marks: marks.length, outside: outside.length};
+})"""
+
+
+@pytest.mark.parametrize("name", ["seed_paper", "when", "robustness"])
+def test_every_plotted_point_lies_inside_its_chart(browser, app_url, name):
+    page = _open(browser, f"{app_url}/{PAGES[name]}")
+    page.wait_for_selector(".vega-embed svg.marks g.role-mark", timeout=60_000)
+    page.wait_for_timeout(1000)
+    charts = page.evaluate(MARKS_INSIDE)
+    assert charts and all(c["marks"] > 0 for c in charts), charts
+    assert all(c["outside"] == 0 for c in charts), charts
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
 
 
 @pytest.mark.parametrize("name", list(PAGES))

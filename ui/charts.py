@@ -23,3 +23,15 @@ def draw(spec: dict, datasets: dict, **kwargs):
     changes data (a budget step) keeps the spec identical and the browser updates the drawn
     chart in place instead of embedding it again."""
     return st.vega_lite_chart({**spec, "datasets": datasets}, **kwargs)
+
+
+# One colour per class on every page: the Okabe-Ito palette, distinguishable with the common
+# colour-vision deficiencies and on a projector.
+CLASS_COLORS = {"ConvNet": "#0072B2", "ViT": "#D55E00", "Hybrid": "#009E73", "MLP": "#CC79A7"}
+
+
+def class_color(field: str = "arch_class", title: str | None = "class", **kwargs) -> alt.Color:
+    """Colour by architecture class with the shared palette (also for fields holding class names,
+    e.g. a comparison labelled by its non-reference class)."""
+    return alt.Color(f"{field}:N", title=title, scale=alt.Scale(domain=list(CLASS_COLORS),
+                                                                range=list(CLASS_COLORS.values())), **kwargs)

@@ -1,0 +1,115 @@
+"""The seed paper's claims, each with a verdict computed from the reference points that carry it.
+
+Smith et al. 2023 (ConvNets Match Vision Transformers at Scale) and the ConvNeXt paper it builds
+on make three comparisons the Seed paper page states; each verdict here is recomputed from
+data/reference/paper_facts.csv, with the rows it rests on, so a changed fact changes the verdict.
+"""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+MATCH_TOLERANCE = 0.5  # top-1 points within which two models "match"
+FLOP_TOLERANCE = 0.10  # ConvNeXt/Swin pairs are FLOP-matched when within ±10% GFLOPs
+
+
+def _row(reference: pd.DataFrame, source: str, model: str) -> dict | None:
+    found = reference[(reference["source"] == source) & (reference["model"] == model)]
+    return found.iloc[0].to_dict() if len(found) else None
+
+
+def _cite(row: dict) -> str:
+    return f"{row['source']}: {row['model']} ({row['pretrain_data']})"
+
+
+def convnext_vs_swin(reference: pd.DataFrame) -> dict:
+    """Liu et al. 2022: ConvNeXt beats Swin in every FLOP-matched pair (same size, resolution and
+    pre-training data)."""
+    rows = reference[reference["source"] == "liu2022_convnext"]
+    pattern = re.compile(r"^(Swin|ConvNeXt)-([TSBL]) @(\d+)$")
+    keyed = {}
+    for row in rows.to_dict("records"):
+        match = pattern.match(row["model"])
+        if match:
+            keyed[(match[1], match[2], match[3], row["pretrain_data"])] = row
+    pairs = []
+    for (arch, size, res, data), swin in sorted(keyed.items()):
+        convnext = keyed.get(("ConvNeXt", size, res, data))
+        if arch != "Swin" or convnext is None:
+            continue
+        matched = abs(convnext["gflops"] / swin["gflops"] - 1) <= FLOP_TOLERANCE
+        pairs.append({"pair": f"{size} @{res}, {data}", "convnext_top1": convnext["imagenet_top1"],
+                      "swin_top1": swin["imagenet_top1"], "convnext_gflops": convnext["gflops"],
+                      "swin_gflops": swin["gflops"], "flop_matched": bool(matched),
+                      "difference": float(convnext["imagenet_top1"] - swin["imagenet_top1"]),
+                      "rows": [_cite(convnext), _cite(swin)]})
+    matched = [p for p in pairs if p["flop_matched"]]
+    wins = sum(p["difference"] > 0 for p in matched)
+    holds = bool(matched) and wins == len(matched)
+    return {"claim": "ConvNeXt beats Swin in every FLOP-matched pair (Liu et al. 2022)",
+            "verdict": ("holds" if holds else "does not hold") + f": ConvNeXt ahead in {wins} of {len(matched)} "
+                       f"FLOP-matched pairs (±{FLOP_TOLERANCE:.0%} GFLOPs), by "
+                       f"{min((p['difference'] for p in matched), default=float('nan')):+.1f} to "
+                       f"{max((p['difference'] for p in matched), default=float('nan')):+.1f} points",
+            "holds": holds, "pairs": pairs, "rows": [r for p in pairs for r in p["rows"]]}
+
+
+def nfnet_matches_vit_g(reference: pd.DataFrame) -> dict:
+    """Smith et al. 2023: NFNet-F7+ matches ViT-g/14 at about 110-120k TPU-v4 core hours."""
+    nfnet = _row(reference, "smith2023_convnets_match", "NFNet-F7+ (8 pre-training epochs)")
+    vit = _row(reference, "smith2023_convnets_match", "ViT-g/14 (Zhai et al. 2022, as cited)")
+    claim = "NFNet-F7+ matches ViT-g/14 at about 110-120k TPU-v4 core hours"
+    if nfnet is None or vit is None:
+        return {"claim": claim, "verdict": "not checkable: a reference row is missing", "holds": None, "rows": []}
+    difference = nfnet["imagenet_top1"] - vit["imagenet_top1"]
+    holds = abs(difference) <= MATCH_TOLERANCE and nfnet["compute_value"] <= vit["compute_value"]
+    return {"claim": claim, "holds": bool(holds),
+            "verdict": ("holds" if holds else "does not hold") + f": NFNet-F7+ {nfnet['imagenet_top1']:.2f}% at "
+                       f"{nfnet['compute_value']:,.0f} core hours, ViT-g/14 {vit['imagenet_top1']:.2f}% at "
+                       f"{vit['compute_value']:,.0f} ({difference:+.2f} points; a match is within "
+                       f"±{MATCH_TOLERANCE} points at no more compute)",
+            "difference": float(difference), "rows": [_cite(nfnet), _cite(vit)]}
+
+
+def vit_g_ahead_at_280k(reference: pd.DataFrame) -> dict:
+    """Smith et al. 2023: ViT-G/14 is ahead at about 280k TPU-v4 core hours, 2.5× NFNet-F7+'s compute."""
+    vit = _row(reference, "smith2023_convnets_match", "ViT-G/14 (Zhai et al. 2022, as cited)")
+    nfnets = reference[(reference["source"] == "smith2023_convnets_match") & (reference["arch_class"] == "ConvNet")
+                       & (reference["compute_unit"] == "tpu_v4_core_hours") & reference["imagenet_top1"].notna()]
+    claim = "ViT-G/14 is ahead at about 280k TPU-v4 core hours"
+    if vit is None or nfnets.empty:
+        return {"claim": claim, "verdict": "not checkable: a reference row is missing", "holds": None, "rows": []}
+    best = nfnets.loc[nfnets["imagenet_top1"].idxmax()].to_dict()
+    difference = vit["imagenet_top1"] - best["imagenet_top1"]
+    holds = difference > 0
+    return {"claim": claim, "holds": bool(holds),
+            "verdict": ("holds" if holds else "does not hold") + f": ViT-G/14 {vit['imagenet_top1']:.2f}% at "
+                       f"{vit['compute_value']:,.0f} core hours against the best NFNet, {best['model']}, "
+                       f"{best['imagenet_top1']:.2f}% at {best['compute_value']:,.0f} ({difference:+.2f} points for "
+                       f"{vit['compute_value'] / best['compute_value']:.1f}× the compute)",
+            "difference": float(difference), "rows": [_cite(vit), _cite(best)]}
+
+
+def claims(reference: pd.DataFrame) -> list[dict]:
+    return [convnext_vs_swin(reference), nfnet_matches_vit_g(reference), vit_g_ahead_at_280k(reference)]
+
+
+def figure_points(reference: pd.DataFrame) -> pd.DataFrame:
+    """The paper's figure: ImageNet top-1 error against pre-training compute, NFNets and ViTs as
+    two series, with the y domain padded to cover every point on a log axis."""
+    seed = reference[(reference["compute_unit"] == "tpu_v4_core_hours") & reference["imagenet_top1"].notna()
+                     & reference["compute_value"].notna()].copy()
+    seed["error"] = 100 - seed["imagenet_top1"]
+    seed["series"] = seed["model"].map(lambda m: "NFNet" if m.startswith("NFNet") else
+                                       ("ViT" if m.startswith(("ViT", "SoViT")) else "other"))
+    return seed.reset_index(drop=True)
+
+
+def log_domain(values: pd.Series, pad: float = 0.15) -> list[float]:
+    """A log-axis domain that covers every value with a margin (a fraction of the log range,
+    at least 2% of the value), so no point sits on or beyond the chart's edge."""
+    import math
+    low, high = math.log10(values.min()), math.log10(values.max())
+    margin = max((high - low) * pad, 0.01)
+    return [10 ** (low - margin), 10 ** (high + margin)]

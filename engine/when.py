@@ -1,0 +1,134 @@
+"""When does each class win, and is it the architecture or the pre-training data?
+
+The budget gaps of engine.analysis split by pre-training data scale (≈1M, ≈10M, ≈100M, ≥1B
+images), and the Overview's verdicts told with the data behind a lead: a ViT lead built only
+on checkpoints pre-trained on far more data than the ConvNets they beat says little about the
+architecture. Pure functions over the points of engine.analysis.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from engine import analysis
+from engine.taxonomy import DATA_SCALES
+
+COMPARISONS = (("ViT", "ConvNet"), ("Hybrid", "ConvNet"))
+
+
+def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """One cell per (data scale, budget, comparison): the gap (best of one class minus best of
+    the other with cost <= budget, both pre-trained at that scale), its bootstrap CI, the number
+    of checkpoints of each class behind it and the verdict. A cell where a class has no
+    checkpoint has gap None: nothing to compare, not a tie."""
+    cells = []
+    for scale in DATA_SCALES:
+        part = points[points["data_scale"] == scale]
+        rows = analysis.budget_table(part, quality, budgets, n_boot, seed) if not part.empty else [
+            {"budget": float(b), "best": {}, "gaps": {}} for b in budgets]
+        for row in rows:
+            for other, reference in COMPARISONS:
+                gap = row["gaps"].get(f"{other}-{reference}")
+                best = row["best"]
+                cell = {"data_scale": scale, "budget": row["budget"], "comparison": f"{other} − {reference}",
+                        "n_" + other: best.get(other, {}).get("n_under_budget", 0),
+                        "n_" + reference: best.get(reference, {}).get("n_under_budget", 0),
+                        "gap": None, "ci_low": None, "ci_high": None, "leader": None}
+                cell["n_checkpoints"] = cell["n_" + other] + cell["n_" + reference]
+                if gap is not None:
+                    cell.update(gap=gap["gap"], ci_low=gap["ci_low"], ci_high=gap["ci_high"],
+                                leader=gap["leader"])
+                cells.append(cell)
+    return cells
+
+
+def _scales_of(checkpoints: set[str], points: pd.DataFrame) -> list[str]:
+    found = set(points.loc[points["checkpoint"].isin(checkpoints), "data_scale"].dropna())
+    return [s for s in DATA_SCALES if s in found]
+
+
+def _scale_text(scales: list[str]) -> str:
+    return (" or ".join(scales) + " images") if scales else "unknown data"
+
+
+def explained_verdict(points: pd.DataFrame, quality: str, budgets, other: str = "ViT",
+                      reference: str = "ConvNet", unit: str = "", n_boot: int = 1000, seed: int = 0) -> list[str]:
+    """The Overview's sentences (analysis.verdict), each lead followed by the data behind it when
+    the leading class's best checkpoints and the other's were pre-trained at different scales,
+    and by the verdict at the same data scale over the same budgets."""
+    rows = analysis.budget_table(points, quality, budgets, n_boot, seed)
+    runs = analysis.verdict_runs(rows, other, reference)
+    grid = None
+    sentences = []
+    for run, sentence in zip(runs, analysis.verdict(rows, other, reference, unit), strict=True):
+        leader = run[0]["leader"]
+        if leader is None:
+            sentences.append(sentence)
+            continue
+        trailer = reference if leader == other else other
+        by_budget = {r["budget"]: r["best"] for r in rows}
+        lead_best = {by_budget[r["budget"]][leader]["checkpoint"] for r in run}
+        trail_best = {by_budget[r["budget"]][trailer]["checkpoint"] for r in run}
+        lead_scales, trail_scales = _scales_of(lead_best, points), _scales_of(trail_best, points)
+        if lead_scales == trail_scales:
+            sentences.append(sentence + f" (both pre-trained on {_scale_text(lead_scales)})")
+            continue
+        if grid is None:
+            grid = gap_grid(points, quality, budgets, n_boot, seed)
+        in_run = {r["budget"] for r in run}
+        same = [c for c in grid if c["budget"] in in_run and c["comparison"] == f"{other} − {reference}"
+                and c["gap"] is not None]
+        leaders = {c["leader"] for c in same}
+        if not same:
+            same_text = "no data scale has both classes under these budgets"
+        elif leaders == {None}:
+            same_text = "no clear winner"
+        else:
+            parts = []
+            for who in (other, reference):
+                at = [s for s in DATA_SCALES if any(c["leader"] == who and c["data_scale"] == s for c in same)]
+                if at:
+                    parts.append(f"{who}s lead at {', '.join(at)}")
+            if None in leaders:
+                parts.append("no clear winner elsewhere")
+            same_text = "; ".join(parts)
+        sentences.append(f"{sentence}, the leading {leader}s pre-trained on {_scale_text(lead_scales)}, the "
+                         f"{trailer}s on {_scale_text(trail_scales)}; at the same data scale: {same_text}")
+    return sentences
+
+
+def same_data_pairs(points: pd.DataFrame, quality: str, tolerance: float = 0.10, left: str = "ViT",
+                    right: str = "ConvNet") -> dict:
+    """Matched pairs over all checkpoints, and restricted to pairs with the same pre-training data
+    (e.g. both ImageNet-21k → 1k), side by side: how much of a win share the data explains."""
+    return {"all": analysis.matched_pairs(points, quality, tolerance, left, right),
+            "same_data": analysis.matched_pairs(points, quality, tolerance, left, right, match_on="pretrain_data")}
+
+
+def when(points: pd.DataFrame, quality: str, budgets=None, tolerance: float = 0.10, n_boot: int = 1000,
+         seed: int = 0) -> dict:
+    """Everything the When page and `analyze when` show."""
+    budgets = list(budgets) if budgets else analysis.log_budgets(points, n=8)
+    pairs = {f"{left}-{right}": same_data_pairs(points, quality, tolerance, left, right)
+             for left, right in COMPARISONS}
+    return {"budgets": budgets, "cells": gap_grid(points, quality, budgets, n_boot, seed), "pairs": pairs,
+            "n_boot": n_boot, "seed": seed, "tolerance": tolerance}
+
+
+def cells_frame(cells: list[dict]) -> pd.DataFrame:
+    """The grid as a frame for a heatmap: a text label per cell (gap and CI, or blank)."""
+    frame = pd.DataFrame(cells)
+    if frame.empty:
+        return frame
+
+    def label(row):
+        if row["gap"] is None or (isinstance(row["gap"], float) and math.isnan(row["gap"])):
+            return ""
+        return f"{row['gap']:+.1f}\n[{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]\nn={row['n_checkpoints']}"
+    frame["label"] = frame.apply(label, axis=1)
+    frame["gap"] = frame["gap"].astype(float)
+    frame["verdict"] = frame["leader"].fillna("no clear winner").where(frame["gap"].notna(), "no data")
+    frame["data_scale"] = pd.Categorical(frame["data_scale"], categories=list(DATA_SCALES), ordered=True)
+    return frame.assign(budget_label=frame["budget"].map(lambda b: f"{b:g}"))
+

@@ -1,0 +1,94 @@
+"""Robustness at matched accuracy: OOD against ImageNet accuracy on logit axes, effective robustness."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from engine import analysis, robustness
+from engine.taxonomy import DATA_SCALES
+from ui import charts, loaders, widgets
+
+LOGIT_TICKS = [1, 2, 5, 10, 20, 30, 50, 70, 80, 90, 95, 98, 99]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def computed(points, ood: str) -> dict:
+    return robustness.robustness(points, ood)
+
+
+def logit_axis(field: str, title: str, axis_channel):
+    """An accuracy axis on the logit scale: data are logits, ticks are labelled in percent."""
+    return axis_channel(f"{field}:Q", title=title, scale=alt.Scale(zero=False, padding=12),
+                        axis=alt.Axis(values=list(robustness.logit(LOGIT_TICKS)),
+                                      labelExpr="format(100 / (1 + exp(-datum.value)), '.0f') + '%'"))
+
+
+widgets.enter("robustness")
+st.title("Robustness at matched accuracy")
+filters = widgets.global_filters()
+ood = widgets.url_selectbox("Out-of-distribution set", list(robustness.OOD_SETS), "ood",
+                            format_func=robustness.OOD_NAMES.get)
+points = loaders.current_points()
+try:
+    result = computed(points, ood)
+except analysis.AnalysisError as e:
+    st.info(f"{e} Published results arrive with the catalog (`python -m engine catalog refresh`).")
+    st.stop()
+shown = result["points"]
+if filters["classes"]:
+    shown = shown[shown["arch_class"].isin(filters["classes"])]
+if filters["data_scales"]:
+    shown = shown[shown["data_scale"].isin(filters["data_scales"])]
+if shown.empty:
+    st.info("No checkpoint under these filters has results on both sets.")
+    st.stop()
+if result["note"]:
+    (st.warning if ood == "imagenet-a" else st.caption)(result["note"])
+trend = result["trend"]
+low, high = float(shown["id_accuracy"].min()), float(shown["id_accuracy"].max())
+curve = robustness.trend_curve(trend, low, high)
+plot = shown.assign(x=robustness.logit(shown["id_accuracy"]), y=robustness.logit(shown["ood_accuracy"]),
+                    data_scale=shown["data_scale"].astype(str))
+line = curve.assign(x=robustness.logit(curve["id_accuracy"]), y=robustness.logit(curve["ood_accuracy"]))
+x = logit_axis("x", f"ImageNet accuracy, {result['x']} (logit scale)", alt.X)
+y = logit_axis("y", f"{result['name']} accuracy (logit scale)", alt.Y)
+dots = alt.Chart(plot).mark_point(filled=True, opacity=0.6).encode(
+    x=x, y=y, color=charts.class_color(), shape=alt.Shape("data_scale:N", title="pre-training data", scale=alt.Scale(domain=list(DATA_SCALES))),
+    tooltip=["checkpoint", "arch_class", "pretrain_data", alt.Tooltip("id_accuracy:Q", format=".2f"),
+             alt.Tooltip("ood_accuracy:Q", format=".2f"), alt.Tooltip("effective_robustness:Q", format="+.2f")])
+fit = alt.Chart(line).mark_line(color="black", strokeDash=[6, 3]).encode(x="x:Q", y="y:Q")
+st.altair_chart(dots + fit, width="stretch")
+st.caption(f"Dashed: logit(OOD) = {trend['intercept']:.2f} + {trend['slope']:.2f} · logit(ImageNet), fitted on the "
+           f"{trend['n_points']} checkpoints trained on {trend['fitted_on']} only (R² {trend['r2']:.2f}). Effective "
+           "robustness = OOD accuracy minus the line's prediction at the same ImageNet accuracy (Taori et al. 2020).")
+
+st.subheader("Mean effective robustness (accuracy points, 95% bootstrap CI)")
+by_class = pd.DataFrame(robustness.summary(shown, ["arch_class"]))
+by_scale = pd.DataFrame(robustness.summary(shown, ["arch_class", "data_scale"]))
+for frame in (by_class, by_scale):
+    frame["effective robustness"] = frame.apply(
+        lambda r: f"{r['mean']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", axis=1)
+left, right = st.columns(2)
+left.dataframe(by_class[["arch_class", "n", "effective robustness"]], hide_index=True, width="stretch")
+right.dataframe(by_scale[["arch_class", "data_scale", "n", "effective robustness"]], hide_index=True, width="stretch")
+
+st.subheader(f"Budget-matched gap on {result['name']}")
+cost = widgets.url_selectbox("Cost", ["gflops", "params_m"], "cost", format_func=widgets.COST_LABELS.get)
+try:
+    chosen = loaders.selection(None, cost, result["y"], filters)
+except analysis.AnalysisError as e:
+    st.info(str(e))
+else:
+    rows = analysis.budget_table(chosen, result["y"], analysis.log_budgets(chosen, n=6))
+    st.dataframe(pd.DataFrame([{"budget": r["budget"], **{
+        name: f"{g['gap']:+.2f} [{g['ci_low']:+.2f}, {g['ci_high']:+.2f}] → {g['leader'] or 'no clear winner'}"
+        for name, g in r["gaps"].items()}} for r in rows]), hide_index=True, width="stretch")
+
+st.subheader("Calibration (ECE) against cost")
+ece = points[(points["quality_metric"] == "imagenet.ece") & (points["cost_metric"] == "gflops")]
+st.caption("Published results carry no ECE: timm publishes top-1 and top-5 only. ECE comes from evaluations "
+           "run here (the Run page, or `python -m engine eval MODEL --data DIR`).")
+if not ece.empty:
+    st.altair_chart(alt.Chart(ece).mark_point(filled=True).encode(
+        x=alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS["gflops"]),
+        y=alt.Y("quality:Q", title="ECE (15 bins, lower is better)"), color=charts.class_color(),
+        tooltip=["checkpoint", "arch_class", alt.Tooltip("quality:Q", format=".4f")]), width="stretch")

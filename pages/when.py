@@ -1,0 +1,55 @@
+"""When does each class win: the budget gap per pre-training data scale, and same-data pairs."""
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from engine import when
+from ui import widgets
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def computed(chosen, metric: str, tolerance: float) -> dict:
+    return when.when(chosen, metric, tolerance=tolerance)
+
+
+chosen, cost, metric = widgets.analysis_page("when", "When does each class win?")
+if chosen is not None:
+    st.caption("Is it the architecture or the pre-training data? Each cell compares the best checkpoint of "
+               "each class pre-trained at the same data scale, with cost ≤ the budget.")
+    tolerance = widgets.url_select_slider("Matched-pair cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3],
+                                          "tolerance", 0.1)
+    result = computed(chosen, metric, float(tolerance))
+    cells = when.cells_frame(result["cells"])
+    budget_order = [f"{b:g}" for b in result["budgets"]]
+    span = float(cells["gap"].abs().max()) if cells["gap"].notna().any() else 1.0
+    for comparison, part in cells.groupby("comparison", sort=False):
+        base = alt.Chart(part).encode(
+            x=alt.X("budget_label:O", sort=budget_order, title=f"budget: {widgets.COST_LABELS[cost]} ≤"),
+            y=alt.Y("data_scale:O", sort=["≈1M", "≈10M", "≈100M", "≥1B"], title="pre-training data"))
+        rects = base.transform_filter("isValid(datum.gap)").mark_rect().encode(
+            color=alt.Color("gap:Q", title="gap (points)",
+                            scale=alt.Scale(scheme="blueorange", domain=[-span, span], domainMid=0)),
+            tooltip=["comparison", "data_scale", "budget", alt.Tooltip("gap:Q", format="+.2f"),
+                     alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f"),
+                     "n_checkpoints", "verdict"])
+        text = base.mark_text(fontSize=10, lineBreak="\n").encode(
+            text="label:N", color=alt.condition(f"abs(datum.gap) > {0.6 * span}", alt.value("white"), alt.value("black")))
+        st.altair_chart((rects + text).properties(title=f"{comparison} (points of {metric})"),
+                        width="stretch", height=330)
+    st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of both "
+               "classes under the budget. Orange: the other class ahead, blue: ConvNets ahead; blank: a class "
+               "has no checkpoint there. A class wins a cell only when its CI excludes 0.")
+    st.subheader("Matched pairs, all against same pre-training data")
+    rows = []
+    for both in result["pairs"].values():
+        for scope, pairs in (("all pairs", both["all"]), ("same pre-training data", both["same_data"])):
+            left, right = pairs["left"], pairs["right"]
+            low, high = pairs["share_ci"][left]
+            rows.append({"comparison": f"{left} vs {right}", "pairs": scope, "n": pairs["n_pairs"],
+                         "left wins (95% Wilson CI)": f"{pairs['share'][left]:.0%} [{low:.0%}, {high:.0%}]"
+                         if pairs["n_pairs"] else "-",
+                         "mean difference": round(pairs["mean_difference"], 2) if pairs["n_pairs"] else None})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption(f"Each {', '.join(k.split('-')[0] for k in result['pairs'])} checkpoint with the ConvNet nearest in "
+               f"cost within ±{tolerance:.0%}; 'same pre-training data' keeps only pairs whose checkpoints were "
+               "pre-trained on the same data (e.g. both ImageNet-21k).")

@@ -1,0 +1,200 @@
+"""When each class wins (data scale), robustness at matched accuracy, the seed paper's claims, and
+the crossover rule: planted answers, then the CLI on the real published data."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine import analysis, robustness, seed_paper, when
+from engine.__main__ import main
+from engine.catalog import reference_points_frame
+
+
+def planted(rows) -> pd.DataFrame:
+    """rows: (checkpoint, arch_class, pretrain_data, data_scale, cost, quality)."""
+    frame = pd.DataFrame(rows, columns=["checkpoint", "arch_class", "pretrain_data", "data_scale", "cost", "quality"])
+    return frame.assign(family="f", img_size=224, source="published", quality_metric="imagenet.top1",
+                        cost_metric="gflops")
+
+
+def data_confounded(seed=0) -> pd.DataFrame:
+    """ViTs and ConvNets equal within ImageNet-1k and within JFT; only the JFT ViTs sit 3 points
+    above everything at ImageNet-1k scale, and the JFT ConvNets are few and cheap."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, cost in enumerate(np.geomspace(1, 100, 30)):
+        base = 70 + 4 * np.log10(cost)
+        rows.append((f"conv1k_{i}", "ConvNet", "ImageNet-1k", "≈1M", cost, base + rng.normal(0, 0.3)))
+        rows.append((f"vit1k_{i}", "ViT", "ImageNet-1k", "≈1M", cost * 1.01, base + rng.normal(0, 0.3)))
+        rows.append((f"vitjft_{i}", "ViT", "JFT-3B", "≥1B", cost * 0.99, base + 6 + rng.normal(0, 0.3)))
+        rows.append((f"convjft_{i}", "ConvNet", "JFT-3B", "≥1B", cost * 1.02, base + 3 + rng.normal(0, 0.3)))
+    return planted(rows)
+
+
+def test_a_gap_at_one_data_scale_is_found_there_and_not_elsewhere():
+    points = data_confounded()
+    cells = [c for c in when.gap_grid(points, "imagenet.top1", [10, 100], n_boot=300)
+             if c["comparison"] == "ViT − ConvNet"]
+    by_scale = {(c["data_scale"], c["budget"]): c for c in cells}
+    for budget in (10, 100):
+        assert by_scale[("≥1B", budget)]["leader"] == "ViT"
+        assert by_scale[("≥1B", budget)]["gap"] == pytest.approx(3, abs=1)
+        assert by_scale[("≈1M", budget)]["leader"] is None
+        assert by_scale[("≈1M", budget)]["ci_low"] < 0 < by_scale[("≈1M", budget)]["ci_high"]
+        # no checkpoint at ≈10M or ≈100M: blank cells that still say how many were behind them
+        assert by_scale[("≈10M", budget)]["gap"] is None and by_scale[("≈10M", budget)]["n_checkpoints"] == 0
+    at_1m = points[points["data_scale"] == "≈1M"]
+    for arch_class in ("ViT", "ConvNet"):
+        expected = int(((at_1m["arch_class"] == arch_class) & (at_1m["cost"] <= 100)).sum())
+        assert by_scale[("≈1M", 100)][f"n_{arch_class}"] == expected >= 29
+
+
+def test_the_overview_names_the_data_behind_a_lead():
+    rows = []
+    rng = np.random.default_rng(1)
+    for i, cost in enumerate(np.geomspace(1, 100, 25)):
+        base = 70 + 4 * np.log10(cost)
+        rows.append((f"conv1k_{i}", "ConvNet", "ImageNet-1k", "≈1M", cost, base + rng.normal(0, 0.3)))
+        rows.append((f"vit1k_{i}", "ViT", "ImageNet-1k", "≈1M", cost * 1.01, base + rng.normal(0, 0.3)))
+        rows.append((f"vitjft_{i}", "ViT", "JFT-3B", "≥1B", cost * 0.99, base + 3 + rng.normal(0, 0.3)))
+    points = planted(rows)
+    [sentence] = when.explained_verdict(points, "imagenet.top1", [10, 50, 100], n_boot=300)
+    assert re.match(r"up to 100: ViTs lead by (2\.[5-9]|3\.[0-4]) ± ", sentence), sentence
+    assert "the leading ViTs pre-trained on ≥1B images, the ConvNets on ≈1M images" in sentence
+    assert sentence.endswith("at the same data scale: no clear winner")
+    # the plain verdict of the same rows says nothing about data
+    plain = analysis.verdict(analysis.budget_table(points, "imagenet.top1", [10, 50, 100], 300))
+    assert "pre-trained" not in plain[0]
+
+
+def test_same_data_pairs_exclude_cross_data_pairs():
+    points = planted([("vit_jft", "ViT", "JFT-3B", "≥1B", 10.0, 88), ("conv_1k", "ConvNet", "ImageNet-1k", "≈1M", 10.2, 80),
+                      ("vit_1k", "ViT", "ImageNet-1k", "≈1M", 50.0, 80), ("conv_1k_b", "ConvNet", "ImageNet-1k", "≈1M", 51, 82)])
+    both = when.same_data_pairs(points, "imagenet.top1", tolerance=0.05)
+    assert both["all"]["n_pairs"] == 2 and both["all"]["wins"]["ViT"] == 1
+    [pair] = both["same_data"]["pairs"]
+    assert (pair["vit"], pair["convnet"]) == ("vit_1k", "conv_1k_b")
+    assert both["same_data"]["share"]["ConvNet"] == 1.0
+
+
+def test_effective_robustness_is_the_distance_above_a_planted_logit_trend():
+    slope, intercept = 1.3, -1.2
+    id_acc = np.array([60.0, 65, 70, 75, 80, 85])
+    frame = pd.DataFrame({"id_accuracy": id_acc,
+                          "ood_accuracy": robustness.inverse_logit(intercept + slope * robustness.logit(id_acc))})
+    trend = robustness.fit_trend(frame)
+    assert trend["slope"] == pytest.approx(slope) and trend["intercept"] == pytest.approx(intercept)
+    assert np.abs(robustness.effective_robustness(frame, trend)).max() < 1e-9
+    on_trend = float(robustness.inverse_logit(intercept + slope * robustness.logit(77.0)))
+    above = pd.DataFrame({"id_accuracy": [77.0], "ood_accuracy": [on_trend + 2]})
+    assert robustness.effective_robustness(above, trend)[0] == pytest.approx(2.0, abs=1e-9)
+
+
+def robust_points() -> pd.DataFrame:
+    """ImageNet-1k checkpoints on a planted trend; ViTs pre-trained on more data 2 points above it."""
+    slope, intercept = 1.3, -1.2
+    rows = []
+    for i, acc in enumerate(np.linspace(60, 85, 12)):
+        ood = float(robustness.inverse_logit(intercept + slope * robustness.logit(acc)))
+        for name, arch_class, data, scale, lift in (("c", "ConvNet", "ImageNet-1k", "≈1M", 0.0),
+                                                    ("v", "ViT", "ImageNet-21k", "≈10M", 2.0)):
+            for dataset, value in (("imagenet-r-clean", acc), ("imagenet-r", ood + lift)):
+                rows.append({"checkpoint": f"{name}{i}", "arch_class": arch_class, "family": "f", "pretrain_data": data,
+                             "data_scale": scale, "img_size": 224, "source": "published",
+                             "quality_metric": f"{dataset}.top1", "quality": value, "cost_metric": "gflops", "cost": 1.0 + i})
+    return pd.DataFrame(rows)
+
+
+def test_robustness_per_class_from_published_style_points():
+    result = robustness.robustness(robust_points(), "imagenet-r", n_boot=200)
+    assert result["x"] == "imagenet-r-clean.top1" and result["trend"]["n_points"] == 12
+    by_class = {r["arch_class"]: r for r in result["by_class"]}
+    assert by_class["ConvNet"]["mean"] == pytest.approx(0, abs=1e-9)
+    assert by_class["ViT"]["mean"] == pytest.approx(2.0, abs=1e-9) and by_class["ViT"]["n"] == 12
+    assert {(r["arch_class"], r["data_scale"]) for r in result["by_class_and_scale"]} == {("ConvNet", "≈1M"), ("ViT", "≈10M")}
+
+
+def test_robustness_refuses_what_it_cannot_fit():
+    with pytest.raises(analysis.AnalysisError, match="Unknown OOD set"):
+        robustness.robustness(robust_points(), "imagenet")
+    few = robust_points()
+    few = few[~few["checkpoint"].isin([f"c{i}" for i in range(10)])]  # 2 ImageNet-1k checkpoints left
+    with pytest.raises(analysis.AnalysisError, match="at least 3 checkpoints pre-trained on ImageNet-1k"):
+        robustness.robustness(few, "imagenet-r")
+    with pytest.raises(analysis.AnalysisError, match="No checkpoint has both"):
+        robustness.robustness(robust_points(), "sketch")
+
+
+def _fit(name, a, b, slope_spread, rng, cost_range=(1.0, 1e4)):
+    boot = np.column_stack([a + rng.normal(0, 0.01, 1000), b + rng.normal(0, slope_spread, 1000)])
+    return analysis.PowerFit(name, 20, a, b, 0.9, (b - 2 * slope_spread, b + 2 * slope_spread), cost_range, boot)
+
+
+def test_a_crossover_with_a_wide_interval_is_not_reported():
+    rng = np.random.default_rng(0)
+    # log c* = (0.5 - 0) / (-0.1 + 0.2) = 5: c* = 148, well inside 1..10^4
+    tight = analysis.crossover(_fit("ConvNet", 0.0, -0.1, 0.002, rng), _fit("ViT", 0.5, -0.2, 0.002, rng))
+    assert tight["crossover"] == pytest.approx(np.exp(5)) and tight["note"] != analysis.UNRELIABLE_CROSSOVER
+    wide = analysis.crossover(_fit("ConvNet", 0.0, -0.1, 0.04, rng), _fit("ViT", 0.5, -0.2, 0.04, rng))
+    assert wide["crossover"] is None and wide["note"] == "no reliable crossover in the data's range"
+    assert wide["unreliable_crossover"] == pytest.approx(np.exp(5))  # the number stays in the JSON
+    assert np.log10(wide["crossover_ci"][1] / wide["crossover_ci"][0]) > 2
+    assert not analysis.reliable_crossover((5.7e-09, 1.12e08), 1.0, 1e4)
+    assert not analysis.reliable_crossover((0.5, 20.0), 1.0, 1e4)  # reaches below the data
+    assert analysis.reliable_crossover((50.0, 400.0), 1.0, 1e4)
+
+
+def test_one_rule_for_who_leads_a_gap():
+    assert analysis.gap_leader({"ci_low": 0.1, "ci_high": 2}, "ViT", "ConvNet") == "ViT"
+    assert analysis.gap_leader({"ci_low": -0.55, "ci_high": 1.2}, "Hybrid", "ConvNet") is None
+    assert analysis.gap_leader({"ci_low": -2, "ci_high": -0.1}, "ViT", "ConvNet") == "ConvNet"
+    # lower is better (ECE): a negative gap means the other class is better
+    assert analysis.gap_leader({"ci_low": -2, "ci_high": -0.1}, "ViT", "ConvNet", higher_is_better=False) == "ViT"
+
+
+def test_seed_paper_claims_from_the_reference_points():
+    reference = reference_points_frame()
+    convnext, nfnet, vit_g = seed_paper.claims(reference)
+    assert convnext["holds"] and len([p for p in convnext["pairs"] if p["flop_matched"]]) == 8
+    assert nfnet["holds"] and nfnet["difference"] == pytest.approx(0.1)
+    assert vit_g["holds"] and vit_g["difference"] == pytest.approx(0.05)
+    assert all(row.startswith(("smith2023", "liu2022")) for c in (convnext, nfnet, vit_g) for row in c["rows"])
+    # a changed fact changes the verdict
+    changed = reference.copy()
+    swin_t = (changed["source"] == "liu2022_convnext") & (changed["model"] == "Swin-T @224")
+    changed.loc[swin_t, "imagenet_top1"] = 83.0
+    assert not seed_paper.convnext_vs_swin(changed)["holds"]
+    assert "7 of 8" in seed_paper.convnext_vs_swin(changed)["verdict"]
+
+
+def test_seed_paper_figure_domain_covers_every_point():
+    seed = seed_paper.figure_points(reference_points_frame())
+    assert set(seed["series"]) == {"NFNet", "ViT"}
+    for column in ("compute_value", "error"):
+        low, high = seed_paper.log_domain(seed[column])
+        assert low < seed[column].min() and seed[column].max() < high
+
+
+def test_analyze_when_and_robustness_on_the_published_data(full_db, capsys):
+    assert main(["--db", str(full_db), "analyze", "when", "--cost", "gflops", "--quality", "imagenet.top1",
+                 "--budgets", "5,50,500", "--n-boot", "200", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["budgets"] == [5, 50, 500] and len(payload["cells"]) == 4 * 3 * 2
+    assert {c["data_scale"] for c in payload["cells"]} == {"≈1M", "≈10M", "≈100M", "≥1B"}
+    same = payload["pairs"]["ViT-ConvNet"]["same_data"]
+    assert 0 < same["n_pairs"] < payload["pairs"]["ViT-ConvNet"]["all"]["n_pairs"]
+    assert all(p["vit"] and p["convnet"] for p in same["pairs"])
+    assert payload["verdicts"]["ViT"]
+    assert main(["--db", str(full_db), "analyze", "robustness", "--quality", "imagenet-a.top1", "--cost", "gflops",
+                 "--n-boot", "200", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["x"] == "imagenet-a-clean.top1" and "ResNet-50" in payload["note"]
+    assert payload["trend"]["fitted_on"] == "ImageNet-1k" and payload["trend"]["n_points"] > 100
+    assert {r["arch_class"] for r in payload["by_class"]} >= {"ConvNet", "ViT"}
+    assert payload["budgets"] and all("leader" in g for row in payload["budgets"] for g in row["gaps"].values())
+    assert main(["--db", str(full_db), "analyze", "robustness", "--quality", "imagenet.top1"]) == 2
+    assert "one of imagenet-v2, sketch, imagenet-a, imagenet-r" in capsys.readouterr().err
+    assert main(["--db", str(full_db), "analyze", "when", "--quality", "imagenet.top1"]) == 2
+    assert "needs --cost" in capsys.readouterr().err
