@@ -1,4 +1,5 @@
-"""Analysis times over the full published data (targets: < 200 ms each, bootstrap < 1 s).
+"""Analysis times over the full published data (targets: < 200 ms each, bootstrap < 1 s; the
+When and Robustness analyses of issue 14: < 200 ms each).
 
     python bench/analysis_bench.py [--results DIR] [--repeat 5]
 
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from engine import analysis, catalog
+    from engine import analysis, catalog, robustness, when
     from engine.store import Store
     store = Store(Path(tempfile.mkdtemp(prefix="matchup-analysis-")) / "bench.duckdb")
     catalog.refresh(store)
@@ -54,6 +55,11 @@ def main() -> None:
         ("pairs (ViT vs ConvNet, ±10%)", lambda: analysis.matched_pairs(chosen, "imagenet.top1")),
         ("scaling, frontier, 1000 resamples", lambda: analysis.scaling(chosen, "imagenet.top1")),
         ("scaling, all points, saturating law", lambda: analysis.scaling(chosen, "imagenet.top1", on="all", law="saturating")),
+        ("when: 8 budgets x 4 data scales + pairs", lambda: when.when(chosen, "imagenet.top1")),
+        ("when: Overview verdict with its data", lambda: when.explained_verdict(
+            chosen, "imagenet.top1", analysis.log_budgets(chosen))),
+        *[(f"robustness: {ood}", lambda ood=ood: robustness.robustness(points, ood))
+          for ood in robustness.OOD_SETS],
     ]
     for name, fn in rows:
         print(f"  {name:<40} {median_ms(fn, args.repeat):8.1f} ms")

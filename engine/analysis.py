@@ -236,37 +236,43 @@ def matched_pairs(points: pd.DataFrame, quality: str, tolerance: float = 0.10,
     """Each `left` point with the `right` point nearest in log-cost, if within ±tolerance (and,
     with `match_on`, sharing that column's value, e.g. pretrain_data); the per-pair difference
     (left - right) and the share of pairs each class wins (Wilson CI)."""
+    sign = 1.0 if higher_is_better(quality) else -1.0
     if match_on:
         groups = [g for _, g in points.groupby(match_on, dropna=False)]
-        parts = [_pairs_in(g, left, right, tolerance) for g in groups]
+        parts = [_pairs_in(g, left, right, tolerance, sign) for g in groups]
         pairs = [p for part in parts for p in part]
     else:
-        pairs = _pairs_in(points, left, right, tolerance)
+        pairs = _pairs_in(points, left, right, tolerance, sign)
     return _pair_summary(pairs, quality, left, right, tolerance, match_on)
 
 
-def _pairs_in(points: pd.DataFrame, left: str, right: str, tolerance: float) -> list[dict]:
-    a = points[points["arch_class"] == left].reset_index(drop=True)
-    b = points[points["arch_class"] == right].reset_index(drop=True)
-    pairs = []
-    if len(a) and len(b):
-        log_b = np.log(b["cost"].to_numpy(float))
-        order = np.argsort(log_b)
-        sorted_b = log_b[order]
-        limit = math.log(1 + tolerance)
-        for i, row in a.iterrows():
-            x = math.log(row["cost"])
-            k = np.searchsorted(sorted_b, x)
-            candidates = [j for j in (k - 1, k) if 0 <= j < len(sorted_b)]
-            j = min(candidates, key=lambda j: abs(sorted_b[j] - x))
-            if abs(sorted_b[j] - x) <= limit:
-                match = b.iloc[order[j]]
-                pairs.append({f"{left.lower()}": row["checkpoint"], f"{right.lower()}": match["checkpoint"],
-                              f"{left.lower()}_cost": float(row["cost"]), f"{right.lower()}_cost": float(match["cost"]),
-                              f"{left.lower()}_quality": float(row["quality"]),
-                              f"{right.lower()}_quality": float(match["quality"]),
-                              "difference": float(row["quality"] - match["quality"])})
-    return pairs
+def _pairs_in(points: pd.DataFrame, left: str, right: str, tolerance: float, sign: float = 1.0) -> list[dict]:
+    """Vectorised nearest-in-log-cost match. Checkpoints of `right` at exactly the same cost (one
+    architecture under several tags) are one candidate: the best of them, so the match does not
+    depend on row order."""
+    a = points[points["arch_class"] == left]
+    b = points[points["arch_class"] == right]
+    if not len(a) or not len(b):
+        return []
+    b = b.assign(_oriented=sign * b["quality"].to_numpy(float)).sort_values(
+        ["cost", "_oriented", "checkpoint"], ascending=[True, False, True], kind="stable")
+    b = b.drop_duplicates("cost", keep="first")
+    sorted_b = np.log(b["cost"].to_numpy(float))
+    x = np.log(a["cost"].to_numpy(float))
+    k = np.searchsorted(sorted_b, x)
+    below, above = np.clip(k - 1, 0, len(sorted_b) - 1), np.clip(k, 0, len(sorted_b) - 1)
+    # the nearer neighbour; on a tie the cheaper one (as a scan from below would pick)
+    nearest = np.where(np.abs(sorted_b[above] - x) < np.abs(sorted_b[below] - x), above, below)
+    keep = np.abs(sorted_b[nearest] - x) <= math.log(1 + tolerance)
+    match = nearest[keep]
+    l_name, r_name = left.lower(), right.lower()
+    a_kept = a[keep]
+    a_quality, b_quality = a_kept["quality"].to_numpy(float), b["quality"].to_numpy(float)[match]
+    return [{l_name: ca, r_name: cb, f"{l_name}_cost": float(xa), f"{r_name}_cost": float(xb),
+             f"{l_name}_quality": float(qa), f"{r_name}_quality": float(qb), "difference": float(qa - qb)}
+            for ca, cb, xa, xb, qa, qb in zip(a_kept["checkpoint"], b["checkpoint"].to_numpy()[match],
+                                              a_kept["cost"], b["cost"].to_numpy(float)[match], a_quality, b_quality,
+                                              strict=True)]
 
 
 def _pair_summary(pairs: list[dict], quality: str, left: str, right: str, tolerance: float,

@@ -198,3 +198,14 @@ def test_analyze_when_and_robustness_on_the_published_data(full_db, capsys):
     assert "one of imagenet-v2, sketch, imagenet-a, imagenet-r" in capsys.readouterr().err
     assert main(["--db", str(full_db), "analyze", "when", "--quality", "imagenet.top1"]) == 2
     assert "needs --cost" in capsys.readouterr().err
+
+
+def test_pairs_do_not_depend_on_row_order_when_tags_share_a_cost():
+    """Two tags of one ConvNet architecture at the same cost: the better one is the match, in
+    whatever order the rows come."""
+    points = planted([("vit", "ViT", "ImageNet-1k", "≈1M", 10.0, 81), ("conv.a", "ConvNet", "ImageNet-1k", "≈1M", 10.1, 80),
+                      ("conv.b", "ConvNet", "ImageNet-1k", "≈1M", 10.1, 82), ("conv.c", "ConvNet", "ImageNet-1k", "≈1M", 10.1, 79)])
+    for seed in range(5):
+        shuffled = points.sample(frac=1, random_state=seed)
+        [pair] = analysis.matched_pairs(shuffled, "imagenet.top1", 0.05)["pairs"]
+        assert pair["convnet"] == "conv.b" and pair["difference"] == pytest.approx(-1)
