@@ -26,15 +26,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_RESULTS = ROOT.parent / "shared" / "reference" / "timm-results"
-PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "scaling": "scaling",
+PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "when": "when", "robustness": "robustness",
+         "scaling": "scaling",
          "seed_paper": "seed_paper", "checkpoint": "checkpoint", "crosscheck": "crosscheck",
          "results": "results", "catalog": "catalog"}
-CHART_PAGES = {"overview", "frontier", "scaling", "seed_paper", "crosscheck", "catalog"}
-NAV_LABELS = {"overview": "Overview", "frontier": "Frontier", "budget": "Budget match", "scaling": "Scaling",
+CHART_PAGES = {"overview", "frontier", "when", "robustness", "scaling", "seed_paper", "crosscheck", "catalog"}
+NAV_LABELS = {"overview": "Overview", "frontier": "Frontier", "budget": "Budget match", "when": "When each wins",
+              "robustness": "Robustness", "scaling": "Scaling",
               "seed_paper": "Seed paper", "checkpoint": "Checkpoint", "crosscheck": "FLOP cross-check",
               "results": "Results", "catalog": "Catalog"}
 TITLES = {"overview": "ConvNet or ViT at your budget?", "frontier": "Pareto frontier per class",
-          "budget": "Budget match", "scaling": "Scaling laws",
+          "budget": "Budget match", "when": "When does each class win?",
+          "robustness": "Robustness at matched accuracy", "scaling": "Scaling laws",
           "seed_paper": "ConvNets Match Vision Transformers at Scale", "checkpoint": "Checkpoint",
           "crosscheck": "FLOP cross-check", "results": "Results", "catalog": "Checkpoint catalog"}
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

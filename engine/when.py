@@ -53,13 +53,14 @@ def _scale_text(scales: list[str]) -> str:
 
 
 def explained_verdict(points: pd.DataFrame, quality: str, budgets, other: str = "ViT",
-                      reference: str = "ConvNet", unit: str = "", n_boot: int = 1000, seed: int = 0) -> list[str]:
+                      reference: str = "ConvNet", unit: str = "", n_boot: int = 1000, seed: int = 0,
+                      rows: list[dict] | None = None) -> list[str]:
     """The Overview's sentences (analysis.verdict), each lead followed by the data behind it when
     the leading class's best checkpoints and the other's were pre-trained at different scales,
-    and by the verdict at the same data scale over the same budgets."""
-    rows = analysis.budget_table(points, quality, budgets, n_boot, seed)
+    and by the verdict at the same data scale over the same budgets. `rows`: the budget table of
+    these points and budgets, if the caller has it."""
+    rows = rows if rows is not None else analysis.budget_table(points, quality, budgets, n_boot, seed)
     runs = analysis.verdict_runs(rows, other, reference)
-    grid = None
     sentences = []
     for run, sentence in zip(runs, analysis.verdict(rows, other, reference, unit), strict=True):
         leader = run[0]["leader"]
@@ -74,11 +75,9 @@ def explained_verdict(points: pd.DataFrame, quality: str, budgets, other: str = 
         if lead_scales == trail_scales:
             sentences.append(sentence + f" (both pre-trained on {_scale_text(lead_scales)})")
             continue
-        if grid is None:
-            grid = gap_grid(points, quality, budgets, n_boot, seed)
-        in_run = {r["budget"] for r in run}
-        same = [c for c in grid if c["budget"] in in_run and c["comparison"] == f"{other} − {reference}"
-                and c["gap"] is not None]
+        in_run = [r["budget"] for r in run]  # only this run's budgets: the grid bootstraps per scale
+        same = [c for c in gap_grid(points, quality, in_run, n_boot, seed)
+                if c["comparison"] == f"{other} − {reference}" and c["gap"] is not None]
         leaders = {c["leader"] for c in same}
         if not same:
             same_text = "no data scale has both classes under these budgets"

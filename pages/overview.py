@@ -8,9 +8,10 @@ from ui import charts, widgets
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def explained(chosen, metric: str, budgets: tuple, other: str, unit: str) -> list[str]:
-    """The verdict with the data behind each lead (the same-scale check bootstraps per scale)."""
-    return when.explained_verdict(chosen, metric, list(budgets), other=other, unit=unit)
+def explained(chosen, metric: str, budgets: tuple, other: str, unit: str, _rows: list) -> list[str]:
+    """The verdict with the data behind each lead (the same-scale check bootstraps per scale);
+    `_rows`, the budget table of these points, is not part of the key."""
+    return when.explained_verdict(chosen, metric, list(budgets), other=other, unit=unit, rows=_rows)
 
 
 chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?")
@@ -36,7 +37,7 @@ if chosen is not None:
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
                    "bootstrap interval (checkpoints resampled within each class, 1,000 times).")
         for other in ("ViT", "Hybrid"):
-            sentences = explained(chosen, metric, tuple(budgets), other, widgets.COST_UNITS[cost])
+            sentences = explained(chosen, metric, tuple(budgets), other, widgets.COST_UNITS[cost], rows)
             if sentences:
                 st.markdown(f"**{other} vs ConvNet** — " + "; ".join(sentences) + ".")
     widgets.flop_note(cost)
