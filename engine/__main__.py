@@ -454,9 +454,11 @@ def cmd_analyze(args, store: Store) -> int:
             payload = {**header, "n_boot": args.n_boot, "seed": args.seed,
                        "budgets": analysis.budget_table(chosen, args.quality, budgets, args.n_boot, args.seed)}
         elif args.kind == "pairs":
-            payload = {**header, **analysis.matched_pairs(
-                chosen, args.quality, args.tolerance,
-                match_on="pretrain_data" if args.same_data else None)}
+            match_on = "pretrain_data" if args.same_data else None
+            payload = {**header, **analysis.matched_pairs(chosen, args.quality, args.tolerance, match_on=match_on,
+                                                          matching=args.matching),
+                       "share_by_matching": analysis.share_by_matching(chosen, args.quality, args.tolerance,
+                                                                       match_on=match_on)}
         elif args.kind == "when":
             from engine import when
             payload = {**header, **when.when(chosen, args.quality, budgets or None, args.tolerance,
@@ -547,12 +549,14 @@ def _print_analysis(p: dict) -> None:
             best = "; ".join(f"{c} {b['quality']:.2f} ({b['checkpoint']})" for c, b in row["best"].items())
             gaps = "; ".join(f"{k} {g['gap']:+.2f} [{g['ci_low']:+.2f}, {g['ci_high']:+.2f}]"
                              for k, g in row["gaps"].items())
-            print(f"  budget {row['budget']:g}: winner {row['winner']}; {best}; {gaps}")
+            print(f"  budget {row['budget']:g}: winner {row['winner'] or 'none clear'}; {best}; {gaps}")
     elif p["analysis"] == "pairs":
         left, right = p["left"], p["right"]
-        print(f"  {p['n_pairs']} pairs within ±{p['tolerance']:.0%}: {left} wins {p['wins'][left]}, "
-              f"{right} wins {p['wins'][right]}, ties {p['wins']['tie']}; "
+        print(f"  {p['n_pairs']} pairs within ±{p['tolerance']:.0%} ({p['matching']} matching): {left} wins "
+              f"{p['wins'][left]}, {right} wins {p['wins'][right]}, ties {p['wins']['tie']}; "
               f"{left} share {p['share'][left]:.2f} CI {p['share_ci'][left]}")
+        for row in p["share_by_matching"]:
+            print(f"    {row['label']}: {row['n_pairs']} pairs, {left} share {row['share']:.2f}")
     elif p["analysis"] == "when":
         for cell in p["cells"]:
             if cell["gap"] is not None:
@@ -727,6 +731,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--bench-source", help="published benchmark file for ms_per_img, or 'here'")
     an.add_argument("--tolerance", type=options.arg("tolerance"), default=0.10, help="pairs: ±cost tolerance")
     an.add_argument("--same-data", action="store_true", help="pairs: only within the same pre-training data")
+    an.add_argument("--matching", choices=("fair", "one-to-one", "nearest"), default="fair",
+                    help="pairs: fair (one-to-one over each architecture's best tag, default), one-to-one "
+                         "(each checkpoint at most once), nearest (a ConvNet may match many)")
     an.add_argument("--on", default="frontier", help="scaling: fit 'frontier' or 'all' points")
     an.add_argument("--law", default="power", help="scaling: 'power' or 'saturating' (adds E_inf)")
     an.add_argument("--n-boot", type=options.arg("n_boot"), default=1000)

@@ -170,7 +170,8 @@ def _best_under(cost: np.ndarray, oriented: np.ndarray, budget: float) -> int | 
 def budget_table(points: pd.DataFrame, quality: str, budgets, n_boot: int = 1000, seed: int = 0,
                  reference_class: str = "ConvNet") -> list[dict]:
     """For each budget: the best checkpoint of each class with cost <= budget, the gaps to the
-    reference class (ViT - ConvNet, Hybrid - ConvNet) with a bootstrap CI, and the winner.
+    reference class (ViT - ConvNet, Hybrid - ConvNet) with a bootstrap CI, and the winner: the
+    best class only where its lead over every other class has a CI that excludes 0, else None.
     The bootstrap resamples checkpoints within each class (seeded, reproducible)."""
     sign = 1.0 if higher_is_better(quality) else -1.0
     rng = np.random.default_rng(seed)
@@ -202,9 +203,25 @@ def budget_table(points: pd.DataFrame, quality: str, budgets, n_boot: int = 1000
                 entry = {"gap": gap, "ci_low": float(low), "ci_high": float(high), "n_boot": int(len(diff))}
                 entry["leader"] = gap_leader(entry, other, reference_class, sign > 0)
                 gaps[f"{other}-{reference_class}"] = entry
-        winner = (max(best, key=lambda c: sign * best[c]["quality"]) if best else None)
-        rows.append({"budget": float(budget), "best": best, "gaps": gaps, "winner": winner})
+        rows.append({"budget": float(budget), "best": best, "gaps": gaps,
+                     "winner": _clear_winner(best, boot, sign)})
     return rows
+
+
+def _clear_winner(best: dict, boot: dict, sign: float) -> str | None:
+    """The best class under the budget, if it beats every other class there by the leader rule
+    (the 95% bootstrap CI of its lead excludes 0); else None: no clear winner."""
+    if not best:
+        return None
+    top = max(best, key=lambda c: sign * best[c]["quality"])
+    for other in best:
+        if other == top:
+            continue
+        diff = sign * (boot[top] - boot[other])
+        diff = diff[np.isfinite(diff)]
+        if not len(diff) or np.percentile(diff, 2.5) <= 0:
+            return None
+    return top
 
 
 def gap_leader(gap: dict, other: str, reference: str, higher_is_better: bool = True) -> str | None:
@@ -231,19 +248,94 @@ def wilson_interval(wins: int, n: int, z: float = 1.959964) -> tuple[float, floa
     return (centre - half, centre + half)
 
 
+MATCHINGS = {"fair": "one-to-one, best tag per architecture",
+             "one-to-one": "one-to-one, every tag",
+             "nearest": "nearest, a checkpoint may match many"}
+
+
+def architecture_of(checkpoint: str) -> str:
+    return checkpoint.split(".", 1)[0]
+
+
+def best_per_architecture(points: pd.DataFrame, quality: str) -> pd.DataFrame:
+    """One point per (class, architecture): its best tag (and resolution) on this metric, so
+    near-identical checkpoints of one architecture count once."""
+    if points.empty:
+        return points
+    oriented = _oriented(points, quality)
+    ranked = points.assign(_arch=points["checkpoint"].map(architecture_of), _oriented=oriented).sort_values(
+        ["_oriented", "cost", "checkpoint"], ascending=[False, True, True], kind="stable")
+    return ranked.drop_duplicates(["arch_class", "_arch"]).drop(columns=["_arch", "_oriented"])
+
+
 def matched_pairs(points: pd.DataFrame, quality: str, tolerance: float = 0.10,
-                  left: str = "ViT", right: str = "ConvNet", match_on: str | None = None) -> dict:
-    """Each `left` point with the `right` point nearest in log-cost, if within ±tolerance (and,
-    with `match_on`, sharing that column's value, e.g. pretrain_data); the per-pair difference
-    (left - right) and the share of pairs each class wins (Wilson CI)."""
+                  left: str = "ViT", right: str = "ConvNet", match_on: str | None = None,
+                  matching: str = "fair") -> dict:
+    """Each `left` point with a `right` point near in log-cost, if within ±tolerance (and, with
+    `match_on`, sharing that column's value, e.g. pretrain_data); the per-pair difference
+    (left - right) and the share of pairs each class wins (Wilson CI).
+
+    matching: 'nearest' pairs each left point with its nearest right point (one ConvNet may be
+    the match of many); 'one-to-one' uses each checkpoint at most once (closest pairs first);
+    'fair' (default) is one-to-one over the best tag of each architecture."""
+    if matching not in MATCHINGS:
+        raise AnalysisError(f"Unknown matching {matching!r}; use one of {', '.join(MATCHINGS)}.")
     sign = 1.0 if higher_is_better(quality) else -1.0
+
+    def pair_in(group: pd.DataFrame) -> list[dict]:
+        if matching == "nearest":
+            return _pairs_in(group, left, right, tolerance, sign)
+        if matching == "fair":  # within a match_on group: the best tag per architecture *there*
+            group = best_per_architecture(group, quality)
+        return _one_to_one_pairs_in(group, left, right, tolerance, sign)
     if match_on:
-        groups = [g for _, g in points.groupby(match_on, dropna=False)]
-        parts = [_pairs_in(g, left, right, tolerance, sign) for g in groups]
-        pairs = [p for part in parts for p in part]
+        pairs = [p for _, g in points.groupby(match_on, dropna=False) for p in pair_in(g)]
     else:
-        pairs = _pairs_in(points, left, right, tolerance, sign)
-    return _pair_summary(pairs, quality, left, right, tolerance, match_on)
+        pairs = pair_in(points)
+    return {**_pair_summary(pairs, quality, left, right, tolerance, match_on), "matching": matching}
+
+
+def share_by_matching(points: pd.DataFrame, quality: str, tolerance: float = 0.10, left: str = "ViT",
+                      right: str = "ConvNet", match_on: str | None = None) -> list[dict]:
+    """How the win share moves between the matchings: one row per matching."""
+    rows = []
+    for matching, label in MATCHINGS.items():
+        result = matched_pairs(points, quality, tolerance, left, right, match_on, matching)
+        rows.append({"matching": matching, "label": label, "n_pairs": result["n_pairs"],
+                     "share": result["share"][left], "share_ci": result["share_ci"][left],
+                     "distinct_" + right.lower(): len({p[right.lower()] for p in result["pairs"]})})
+    return rows
+
+
+def _pair_row(left: str, right: str, a: pd.Series, b: pd.Series) -> dict:
+    l_name, r_name = left.lower(), right.lower()
+    return {l_name: a["checkpoint"], r_name: b["checkpoint"], f"{l_name}_cost": float(a["cost"]),
+            f"{r_name}_cost": float(b["cost"]), f"{l_name}_quality": float(a["quality"]),
+            f"{r_name}_quality": float(b["quality"]), "difference": float(a["quality"] - b["quality"])}
+
+
+def _one_to_one_pairs_in(points: pd.DataFrame, left: str, right: str, tolerance: float,
+                         sign: float = 1.0) -> list[dict]:
+    """Caliper matching without replacement: every (left, right) pair within ±tolerance, taken
+    closest in log-cost first (ties: the stronger right checkpoint, then names), each checkpoint
+    used at most once."""
+    a = points[points["arch_class"] == left].reset_index(drop=True)
+    b = points[points["arch_class"] == right].reset_index(drop=True)
+    if not len(a) or not len(b):
+        return []
+    log_a, log_b = np.log(a["cost"].to_numpy(float)), np.log(b["cost"].to_numpy(float))
+    distance = np.abs(log_a[:, None] - log_b[None, :])
+    i, j = np.nonzero(distance <= math.log(1 + tolerance))
+    order = np.lexsort((b["checkpoint"].to_numpy()[j], a["checkpoint"].to_numpy()[i],
+                        -sign * b["quality"].to_numpy(float)[j], distance[i, j]))
+    used_a, used_b, pairs = set(), set(), []
+    for k in order:
+        if i[k] in used_a or j[k] in used_b:
+            continue
+        used_a.add(i[k])
+        used_b.add(j[k])
+        pairs.append((i[k], j[k]))
+    return [_pair_row(left, right, a.iloc[x], b.iloc[y]) for x, y in sorted(pairs)]
 
 
 def _pairs_in(points: pd.DataFrame, left: str, right: str, tolerance: float, sign: float = 1.0) -> list[dict]:

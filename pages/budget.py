@@ -11,16 +11,21 @@ if chosen is not None:
     rows = analysis.budget_table(chosen, metric, sorted({*analysis.log_budgets(chosen, n=6), budget}))
     table = []
     for row in rows:
-        entry = {"budget": row["budget"], "winner": row["winner"]}
+        entry = {"budget": row["budget"], "winner": row["winner"] or "no clear winner"}
         for arch_class, best in row["best"].items():
             entry[f"{arch_class} best"] = f"{best['quality']:.2f} ({best['checkpoint']})"
         for name, gap in row["gaps"].items():
             entry[name] = f"{gap['gap']:+.2f} [{gap['ci_low']:+.2f}, {gap['ci_high']:+.2f}]"
         table.append(entry)
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="budget_table")
-    st.subheader("Matched pairs: each ViT with the ConvNet nearest in cost")
-    tolerance = widgets.url_select_slider("Cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3], "tolerance", 0.1)
-    pairs = analysis.matched_pairs(chosen, metric, tolerance=float(tolerance))
+    st.subheader("Matched pairs: each ViT with a ConvNet of about the same cost")
+    left_col, right_col = st.columns(2)
+    with left_col:
+        tolerance = widgets.url_select_slider("Cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3], "tolerance", 0.1)
+    with right_col:
+        matching = widgets.url_selectbox("Matching", list(analysis.MATCHINGS), "matching", default="fair",
+                                         format_func=analysis.MATCHINGS.get)
+    pairs = analysis.matched_pairs(chosen, metric, tolerance=float(tolerance), matching=matching)
     if pairs["n_pairs"]:
         left, right = pairs["left"], pairs["right"]
         a, b, c = st.columns(3)
@@ -29,6 +34,14 @@ if chosen is not None:
         b.metric(f"{left} wins", f"{pairs['share'][left]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
         low, high = pairs["share_ci"][right]
         c.metric(f"{right} wins", f"{pairs['share'][right]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
+        moves = analysis.share_by_matching(chosen, metric, float(tolerance))
+        st.dataframe(pd.DataFrame([{"matching": r["label"], "pairs": r["n_pairs"], "distinct ConvNets": r["distinct_convnet"],
+                                    f"{left} win share": f"{r['share']:.0%} [{r['share_ci'][0]:.0%}, {r['share_ci'][1]:.0%}]"
+                                    if r["n_pairs"] else "-"} for r in moves]),
+                     hide_index=True, width="stretch", key="share_by_matching")
+        st.caption("Fair (the default): each checkpoint is used at most once, closest costs first, and each "
+                   "architecture counts once with its best tag, so one strong ConvNet or many tags of one "
+                   "architecture cannot decide the share.")
         st.dataframe(pd.DataFrame(pairs["pairs"]), hide_index=True, width="stretch")
     else:
         st.info("No ViT has a ConvNet within that cost tolerance under these filters.")

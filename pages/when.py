@@ -52,4 +52,5 @@ if chosen is not None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(f"Each {', '.join(k.split('-')[0] for k in result['pairs'])} checkpoint with the ConvNet nearest in "
                f"cost within ±{tolerance:.0%}; 'same pre-training data' keeps only pairs whose checkpoints were "
-               "pre-trained on the same data (e.g. both ImageNet-21k).")
+               "pre-trained on the same data (e.g. both ImageNet-21k). Fair matching: each checkpoint used at "
+               "most once, each architecture once with its best tag.")

@@ -209,3 +209,37 @@ def test_pairs_do_not_depend_on_row_order_when_tags_share_a_cost():
         shuffled = points.sample(frac=1, random_state=seed)
         [pair] = analysis.matched_pairs(shuffled, "imagenet.top1", 0.05)["pairs"]
         assert pair["convnet"] == "conv.b" and pair["difference"] == pytest.approx(-1)
+
+
+def _simple(rows):
+    return planted([(name, arch_class, "ImageNet-1k", "≈1M", cost, quality) for name, arch_class, cost, quality in rows])
+
+
+def test_one_to_one_matching_stops_one_convnet_from_deciding_many_pairs():
+    points = _simple([("strong.a", "ConvNet", 10.0, 90), ("weak_low.a", "ConvNet", 9.0, 80),
+                      ("weak_high.a", "ConvNet", 11.0, 80),
+                      ("v1.a", "ViT", 9.7, 85), ("v2.a", "ViT", 9.9, 85), ("v3.a", "ViT", 10.1, 85), ("v4.a", "ViT", 10.3, 85)])
+    nearest = analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="nearest")
+    assert nearest["n_pairs"] == 4 and {p["convnet"] for p in nearest["pairs"]} == {"strong.a"}
+    assert nearest["share"]["ViT"] == 0.0
+    one = analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="one-to-one")
+    used = [p["convnet"] for p in one["pairs"]]
+    assert len(used) == len(set(used)) == 3 and one["wins"]["ViT"] == 2
+    assert one["share"]["ViT"] == pytest.approx(2 / 3)
+    rows = {r["matching"]: r for r in analysis.share_by_matching(points, "imagenet.top1", 0.10)}
+    assert rows["nearest"]["share"] == 0.0 and rows["one-to-one"]["share"] == pytest.approx(2 / 3)
+    assert rows["nearest"]["distinct_convnet"] == 1 and rows["one-to-one"]["distinct_convnet"] == 3
+
+
+def test_fair_matching_counts_each_architecture_once_with_its_best_tag():
+    points = _simple([("conv_a.t1", "ConvNet", 10.0, 80), ("conv_a.t2", "ConvNet", 10.0, 81),
+                      ("conv_a.t3", "ConvNet", 10.05, 79.5), ("vit_b.t1", "ViT", 10.0, 82),
+                      ("vit_b.t2", "ViT", 10.02, 81.8), ("vit_b.t3", "ViT", 9.98, 78)])
+    fair = analysis.matched_pairs(points, "imagenet.top1", 0.10)  # the default
+    assert fair["matching"] == "fair" and fair["n_pairs"] == 1
+    [pair] = fair["pairs"]
+    assert (pair["vit"], pair["convnet"]) == ("vit_b.t1", "conv_a.t2")
+    assert analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="one-to-one")["n_pairs"] == 3
+    assert analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="nearest")["n_pairs"] == 3
+    with pytest.raises(analysis.AnalysisError, match="Unknown matching"):
+        analysis.matched_pairs(points, "imagenet.top1", matching="greedy")
