@@ -120,16 +120,21 @@ def queue():
         st.warning("Waiting for the database: another process is writing to it (an import or a "
                    "long CLI run). The queue refreshes by itself as soon as it is free.")
         return
+    embedded = loaders.embedded_worker(str(watch.path))
+    if embedded is None:
+        st.caption("The app's embedded worker is off (MATCHUP_NO_EMBEDDED_WORKER or a read-only demo): "
+                   "queued jobs wait for a worker started by hand, `python -m engine worker` "
+                   "(`--device cuda:0` on a GPU box, one per GPU).")
     if workers.empty:
-        st.caption("No worker is running. The app starts one for queued jobs; on a GPU box run "
-                   "`python -m engine worker --device cuda:0` (one per GPU).")
+        st.caption("No worker is running." + (" The app starts one for queued jobs; on a GPU box run "
+                                               "`python -m engine worker --device cuda:0` (one per GPU)."
+                                               if embedded is not None else ""))
     else:
         st.caption("Workers: " + ", ".join(f"{w.id} on {w.device}" + (" (embedded)" if w.embedded else "")
                                            for w in workers.itertuples()))
     if frame.empty:
         st.caption("No jobs yet.")
         return
-    embedded = loaders.embedded_worker(str(watch.path))
     serving = workers["device"].tolist() + ([embedded.device] if embedded is not None else [])
     for job in frame.itertuples():
         left, right = st.columns([5, 1])

@@ -314,3 +314,33 @@ def test_scaling_never_prints_a_crossover_it_cannot_locate(full_app_db):
                 assert float(found[2]) / float(found[1]) <= 100, line
             else:
                 assert "no reliable crossover" in line or "no crossover in range" in line or "parallel" in line, line
+
+
+GRID_QUALITIES = ["imagenet.top1", "imagenet-a.top5", "sketch.top1", "imagenet-real.top1"]
+
+
+@pytest.mark.parametrize("page", ANALYSIS_PAGES)
+def test_no_control_combination_fails(page, full_app_db):
+    """Every cost axis × a sample of quality metrics × every published benchmark file, on the full
+    published data: no exception, no error; an axis without data says in one line how to fill it."""
+    from ui.widgets import COST_LABELS
+    at = open_page(page)
+    tried = 0
+    for cost in COST_LABELS:
+        at.selectbox(key="cost").set_value(cost).run()
+        assert not at.exception, (cost, at.exception)
+        devices = at.selectbox(key="device").options if cost == "ms_per_img" else [None]
+        for device in devices:
+            if device is not None:
+                at.selectbox(key="device").set_value(device).run()
+                assert not at.exception, (cost, device, at.exception)
+            metrics = at.selectbox(key="metric").options
+            sample = [m for m in GRID_QUALITIES if m in metrics] if device in (None, devices[0]) else metrics[:1]
+            for metric in sample:
+                at.selectbox(key="metric").set_value(metric).run()
+                tried += 1
+                assert not at.exception, (cost, device, metric, at.exception)
+                assert not at.error, (cost, device, metric, [e.value for e in at.error])
+            if cost == "latency_ms":  # nothing benchmarked here in this database
+                assert any("nothing has been benchmarked here yet" in i.value for i in at.info), [i.value for i in at.info]
+    assert tried > 20

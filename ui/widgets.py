@@ -119,8 +119,22 @@ def cost_and_metric(points_frame) -> tuple[str, str, str | None, object]:
     return cost, metric, bench_source, points_frame
 
 
+EMPTY_COST_AXIS = {
+    "latency_ms": "Latency is measured on this machine and nothing has been benchmarked here yet: run "
+                  "`python -m engine bench resnet50.a1_in1k vit_base_patch16_224.augreg2_in21k_ft_in1k` "
+                  "(or queue benchmarks on the Run page) to fill this axis.",
+    "ms_per_img": "No throughput for this device yet: pick a published benchmark file, or run "
+                  "`python -m engine bench MODEL` to measure this machine ('here').",
+}
+
+
 def selected(bench_source: str | None, cost: str, metric: str, filters: dict):
     """Filtered points, or None after telling the user what is missing."""
+    if not loaders.metrics_for(bench_source, cost):
+        st.info(EMPTY_COST_AXIS.get(cost, f"No results on the {COST_LABELS.get(cost, cost)} axis yet: import "
+                                          "published results (`python -m engine catalog import DIR`) or run "
+                                          "evaluations here (`python -m engine eval MODEL --data DIR`)."))
+        return None
     try:
         return loaders.selection(bench_source, cost, metric, filters)
     except analysis.AnalysisError as e:
