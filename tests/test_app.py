@@ -210,6 +210,9 @@ def test_run_page_queues_the_chosen_checkpoints(run_page_env, image_folder):
     assert sorted(frame["label"].str.split().str[1]) == ["test_resnet.r160_in1k", "test_vit.r160_in1k"]
     assert set(frame["state"]) == {"queued"}
     assert sum("queued" in m.value for m in at.markdown) == 2
+    # the embedded worker is off in tests (MATCHUP_NO_EMBEDDED_WORKER): the page says so
+    assert any("embedded worker is off" in c.value for c in at.caption)
+    assert not any("The app starts one" in c.value for c in at.caption)
     cancel = [b for b in at.button if b.label == "Cancel"][0]
     cancel.click().run()
     assert sorted(Store(run_page_env).jobs_frame()["state"]) == ["cancelled", "queued"]
