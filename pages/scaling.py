@@ -4,25 +4,38 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis
-from ui import charts, widgets
+from ui import chart_tools, charts, widgets
 
 chosen, cost, metric = widgets.analysis_page("scaling", "Scaling laws")
 if chosen is not None:
+    chosen = chart_tools.view_filters(chosen, metric)
+    if chosen.empty:
+        st.info("No checkpoint is left under the chart filters in the sidebar; widen them.")
+        st.stop()
+if chosen is not None:
+    find, colour_by = chart_tools.find_and_colour()
     on = widgets.url_selectbox("Fit on", ["frontier", "all"], "on")
     result = analysis.scaling(chosen, metric, on=on, curves=True)
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
     label = "100 − " + metric if analysis.higher_is_better(metric) else metric
-    dots = alt.Chart(result["points"][["checkpoint", "arch_class", "cost", "quality", "error"]]).mark_point(
-        filled=True).encode(
-        x=x, y=alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)"),
-        color=charts.class_color(), tooltip=["checkpoint", "arch_class", alt.Tooltip("cost:Q", format=".3g"),
-                                       alt.Tooltip("quality:Q", format=".2f")])
+    y = alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)")
+    fitted = result["points"][["checkpoint", "arch_class", "family", "cost", "quality", "error"]]
+    dots = charts.data("points").mark_point(filled=True).encode(
+        x=x, y=y, color=chart_tools.colour(colour_by),
+        tooltip=["checkpoint:N", "arch_class:N", "family:N", alt.Tooltip("cost:Q", format=".3g"),
+                 alt.Tooltip("quality:Q", format=".2f")]).add_params(alt.selection_interval(bind="scales", name="zoom"))
     layers = [dots]
+    datasets = {"points": fitted, "highlight": chart_tools.matches(fitted, find)[["checkpoint", "cost", "error"]]}
     if not result["curves"].empty:
-        curves = alt.Chart(result["curves"])
+        curves = charts.data("curves")
         layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color=charts.class_color()),
                    curves.mark_line().encode(x=x, y="fit:Q", color=charts.class_color())]
-    st.altair_chart(alt.layer(*layers), width="stretch")
+        datasets["curves"] = result["curves"]
+    layers.append(chart_tools.highlight_layers(x, y))
+    spec = charts.spec_of(alt.layer(*layers).resolve_scale(color="independent" if colour_by == "family" else "shared"))
+    charts.draw(spec, datasets, width="stretch", key="scaling_chart")
+    chart_tools.say_found(datasets["highlight"], find)
+    chart_tools.export_buttons(spec, datasets, fitted, f"scaling_{cost}_{metric}")
     st.dataframe(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),
                  hide_index=True, width="stretch")

@@ -347,3 +347,25 @@ def test_no_control_combination_fails(page, full_app_db):
             if cost == "latency_ms":  # nothing benchmarked here in this database
                 assert any("nothing has been benchmarked here yet" in i.value for i in at.info), [i.value for i in at.info]
     assert tried > 20
+
+
+def test_frontier_and_scaling_chart_tools_from_a_link(full_app_db):
+    import re
+    at = open_page("pages/frontier.py", {"find": "eva02", "family": ["convnext", "eva"], "params": "0:100",
+                                         "colour": "family"})
+    assert not at.exception, at.exception
+    found = [c.value for c in at.caption if "highlighted" in c.value]
+    assert found and int(re.search(r"(\d+) point", found[0])[1]) > 0
+    best = at.table[0].value
+    assert all(name.split("_")[0] in ("convnext", "convnextv2", "eva02") or name.startswith(("convnext", "eva"))
+               for name in best["checkpoint"])
+    assert at.selectbox(key="colour").value == "family"
+    low, high = at.slider(key="params").value
+    assert 0 < low < 2 and high == 100.0  # the link's 0:100 clamped to the data's span
+    assert {b.label for b in at.get("download_button")} >= {"Chart as SVG", "Chart as PNG", "Data as CSV"}
+    # a link whose ranges are not numbers opens the full span, without an exception
+    at = open_page("pages/scaling.py", {"params": "abc:def", "q": "90:10", "find": "resnet50."})
+    assert not at.exception, at.exception
+    assert any("highlighted" in c.value for c in at.caption)
+    low, high = at.slider(key="params").value
+    assert low < 2 and high > 1000  # the full span

@@ -269,3 +269,30 @@ def test_a_queued_evaluation_runs_and_appears_on_the_frontier(browser, app_db, t
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_searching_a_name_on_the_frontier_highlights_it_and_the_chart_exports(browser, app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.goto(f"{app_url}/frontier")
+    page.wait_for_selector(".vega-embed svg.marks g.role-mark", timeout=60_000)
+    assert page.get_by_text("Deploy", exact=True).count() == 0  # config.toml: viewer toolbar
+    box = page.get_by_label("Find a checkpoint or family (highlighted)")
+    box.fill("eva02_base")
+    box.press("Enter")
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.vega-embed svg.marks g.mark-text text'))"
+                           ".some(t => t.textContent.startsWith('eva02_base'))", timeout=30_000)
+    page.wait_for_timeout(500)
+    labels = page.eval_on_selector_all(".vega-embed svg.marks g.mark-text text", "ts => ts.map(t => t.textContent)")
+    assert labels and all(label.startswith("eva02_base") for label in labels if label.startswith("eva02"))
+    assert "eva02_base" in page.url  # the search is in the shareable link
+    page.screenshot(path=str(ARTIFACTS / "frontier_find.png"), full_page=True)
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Chart as SVG").click()
+    svg = open(download.value.path()).read()
+    assert svg.startswith("<svg") and "eva02_base" in svg
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Data as CSV").click()
+    assert open(download.value.path()).readline().startswith("checkpoint,arch_class,family")
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()

@@ -142,3 +142,16 @@ def selection(bench_source: str | None, cost: str, metric: str, filters: dict):
     return _selection(str(store.path), store.freshness(), bench_source, cost, metric,
                       tuple(filters["classes"] or ()), tuple(filters["data_scales"] or ()),
                       tuple(filters["sources"]) if filters["sources"] else None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _params(path: str, freshness: str):
+    frame = points(path, freshness, None)
+    frame = frame.loc[frame["cost_metric"] == "params_m", ["checkpoint", "img_size", "cost"]]
+    return frame.drop_duplicates(["checkpoint", "img_size"]).rename(columns={"cost": "params_m"})
+
+
+def params_lookup():
+    """Counted parameters (M) per (checkpoint, img_size), for filtering any cost axis by size."""
+    store = get_store()
+    return _params(str(store.path), store.freshness())

@@ -59,6 +59,17 @@ def url_selectbox(label: str, options: list, key: str, default=None, **kwargs):
     return choice
 
 
+def url_text(label: str, key: str, **kwargs) -> str:
+    """A text input in the URL (empty text: no parameter)."""
+    _from_url(key, "")
+    text = st.text_input(label, key=key, **kwargs)
+    if text:
+        st.query_params[key] = text
+    else:
+        st.query_params.pop(key, None)
+    return text
+
+
 def url_multiselect(label: str, options: list, key: str, default: list, **kwargs):
     raw = st.query_params.get_all(key) if key in st.query_params else None
     if _url_wins(key):
