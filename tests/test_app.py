@@ -369,3 +369,15 @@ def test_frontier_and_scaling_chart_tools_from_a_link(full_app_db):
     assert any("highlighted" in c.value for c in at.caption)
     low, high = at.slider(key="params").value
     assert low < 2 and high > 1000  # the full span
+
+
+def test_server_config_is_fit_for_a_lab_demo():
+    """No usage statistics (a demo must not call out), no Deploy button or developer menu, no
+    per-rerun file watching; read through Streamlit's own config loader from the repo root."""
+    import subprocess
+    import sys
+    code = ("import streamlit.config as c; c.get_config_options(force_reparse=True); "
+            "print(c.get_option('browser.gatherUsageStats'), c.get_option('client.toolbarMode'), "
+            "c.get_option('server.fileWatcherType'), c.get_option('runner.postScriptGC'))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "viewer", "none", "False"]
