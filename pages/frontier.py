@@ -28,12 +28,13 @@ def frontier_spec(cost: str, metric: str, colour_by: str) -> dict:
 
 
 chosen, cost, metric = widgets.analysis_page("frontier", "Pareto frontier per class")
-if chosen is not None:
+tools = chosen is not None and chart_tools.enabled()
+if tools:
     chosen = chart_tools.view_filters(chosen, metric)
 if chosen is not None and chosen.empty:
     st.info("No checkpoint is left under the chart filters in the sidebar; widen them.")
 elif chosen is not None:
-    find, colour_by = chart_tools.find_and_colour()
+    find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     budget = widgets.budget_slider(chosen)
     front = analysis.frontier(chosen, metric)
     found = chart_tools.matches(chosen, find)
@@ -45,8 +46,9 @@ elif chosen is not None:
     picked = (event or {}).get("selection", {}).get("pick") or []
     if picked and picked[0].get("checkpoint"):
         st.switch_page("pages/checkpoint.py", query_params={"checkpoint": picked[0]["checkpoint"]})
-    chart_tools.say_found(found, find)
-    chart_tools.export_buttons(spec, datasets, chosen[POINT_COLUMNS + ["params_m"]], f"frontier_{cost}_{metric}")
+    if tools:
+        chart_tools.say_found(found, find)
+        chart_tools.export_buttons(spec, datasets, chosen[POINT_COLUMNS + ["params_m"]], f"frontier_{cost}_{metric}")
     st.caption("Scroll to zoom, drag to pan, double-click to reset; click a point for its checkpoint.")
     [row] = analysis.budget_table(chosen, metric, [budget], n_boot=200)
     st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")

@@ -7,13 +7,14 @@ from engine import analysis
 from ui import chart_tools, charts, widgets
 
 chosen, cost, metric = widgets.analysis_page("scaling", "Scaling laws")
-if chosen is not None:
+tools = chosen is not None and chart_tools.enabled()
+if tools:
     chosen = chart_tools.view_filters(chosen, metric)
     if chosen.empty:
         st.info("No checkpoint is left under the chart filters in the sidebar; widen them.")
         st.stop()
 if chosen is not None:
-    find, colour_by = chart_tools.find_and_colour()
+    find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     on = widgets.url_selectbox("Fit on", ["frontier", "all"], "on")
     result = analysis.scaling(chosen, metric, on=on, curves=True)
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
@@ -34,8 +35,9 @@ if chosen is not None:
     layers.append(chart_tools.highlight_layers(x, y))
     spec = charts.spec_of(alt.layer(*layers).resolve_scale(color="independent" if colour_by == "family" else "shared"))
     charts.draw(spec, datasets, width="stretch", key="scaling_chart")
-    chart_tools.say_found(datasets["highlight"], find)
-    chart_tools.export_buttons(spec, datasets, fitted, f"scaling_{cost}_{metric}")
+    if tools:
+        chart_tools.say_found(datasets["highlight"], find)
+        chart_tools.export_buttons(spec, datasets, fitted, f"scaling_{cost}_{metric}")
     st.dataframe(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),
                  hide_index=True, width="stretch")

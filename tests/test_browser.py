@@ -277,7 +277,10 @@ def test_searching_a_name_on_the_frontier_highlights_it_and_the_chart_exports(br
     page.goto(f"{app_url}/frontier")
     page.wait_for_selector(".vega-embed svg.marks g.role-mark", timeout=60_000)
     assert page.get_by_text("Deploy", exact=True).count() == 0  # config.toml: viewer toolbar
+    assert page.get_by_label("Find a checkpoint or family (highlighted)").count() == 0  # tools on demand
+    page.get_by_text("Chart tools: find, filter, colour, export").click()
     box = page.get_by_label("Find a checkpoint or family (highlighted)")
+    box.wait_for(timeout=30_000)
     box.fill("eva02_base")
     box.press("Enter")
     page.wait_for_function("() => Array.from(document.querySelectorAll('.vega-embed svg.marks g.mark-text text'))"

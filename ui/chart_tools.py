@@ -13,6 +13,25 @@ from ui import charts, loaders, widgets
 COLOUR_BY = {"class": "class", "family": "family"}
 
 
+TOOL_KEYS = ("find", "family", "params", "res", "q", "colour")
+
+
+def enabled() -> bool:
+    """The tools appear on demand (a toggle in the URL as tools=1, on by itself when a link carries
+    any tool's parameter): a room of viewers opening the chart gets the light page."""
+    if "tools" not in st.session_state or st.session_state.get("entering_page"):
+        st.session_state["tools"] = (st.query_params.get("tools") == "1"
+                                     or any(k in st.query_params for k in TOOL_KEYS))
+    on = st.toggle("Chart tools: find, filter, colour, export", key="tools")
+    if on:
+        st.query_params["tools"] = "1"
+    else:
+        st.query_params.pop("tools", None)
+        for key in TOOL_KEYS:
+            st.query_params.pop(key, None)
+    return on
+
+
 def _range_from_url(key: str, low: float, high: float) -> tuple[float, float]:
     raw = st.query_params.get(key)
     try:
@@ -120,14 +139,15 @@ def export_buttons(spec: dict, datasets: dict, frame: pd.DataFrame, name: str) -
     """SVG and PNG of the chart as drawn (rendered offline by vl-convert when clicked), and the CSV
     of its points. Data travel inline in the exported spec."""
     import json
-    inline = {**spec, "datasets": {k: (v.to_dict("records") if isinstance(v, pd.DataFrame) else v)
-                                   for k, v in datasets.items()},
-              "width": 900, "height": 500}
-    spec_json = json.dumps(inline, default=str)
+
+    def spec_json() -> str:  # built on click, not on every rerun
+        inline = {**spec, "datasets": {k: (v.to_dict("records") if isinstance(v, pd.DataFrame) else v)
+                                       for k, v in datasets.items()}, "width": 900, "height": 500}
+        return json.dumps(inline, default=str)
     a, b, c, _ = st.columns([1, 1, 1, 3])
-    a.download_button("Chart as SVG", lambda: _render(spec_json, "svg"), file_name=f"{name}.svg",
+    a.download_button("Chart as SVG", lambda: _render(spec_json(), "svg"), file_name=f"{name}.svg",
                       mime="image/svg+xml", on_click="ignore", key=f"{name}_svg")
-    b.download_button("Chart as PNG", lambda: _render(spec_json, "png"), file_name=f"{name}.png",
+    b.download_button("Chart as PNG", lambda: _render(spec_json(), "png"), file_name=f"{name}.png",
                       mime="image/png", on_click="ignore", key=f"{name}_png")
     c.download_button("Data as CSV", lambda: frame.to_csv(index=False), file_name=f"{name}.csv",
                       mime="text/csv", on_click="ignore", key=f"{name}_csv")
