@@ -221,6 +221,46 @@ def _say_what_was_read(dataset, args) -> None:
           "and folders are ignored", file=sys.stderr)
 
 
+def cmd_probe(args, store: Store) -> int:
+    """Linear probe of each checkpoint's frozen features on a labelled folder (engine.probe)."""
+    import pandas as pd
+    from tqdm import tqdm
+    from engine import probe
+    data = probe.open_folder(args.data, file_rule=args.file_rule)
+    val = probe.open_folder(args.val, file_rule=args.file_rule) if args.val else None
+    settings = probe.ProbeSettings(folds=args.folds, shots=args.shots, seed=args.seed, device=args.device,
+                                   precision=args.precision, batch_size=args.batch_size, strict=args.strict,
+                                   **({"workers": args.workers} if args.workers is not None else {}))
+    counts = ", ".join(f"{c} {n}" for c, n in zip(data.classes, pd.Series(data.labels).value_counts(sort=False)
+                                                   .sort_index(), strict=True))
+    print(f"{len(data)} images in {len(data.classes)} classes in {data.root} ({counts})"
+          + (f"; validation: {len(val)} images in {val.root}" if val else ""), file=sys.stderr)
+    rows = []
+    for checkpoint in args.models:
+        bar = tqdm(total=len(data), unit="img", desc=checkpoint, disable=args.json)
+
+        def progress(done, total, bar=bar):
+            bar.n = done
+            bar.refresh()
+        row, cached = probe.probe_one(store, checkpoint, data, settings, val, progress)
+        bar.close()
+        rows.append({**{k: v for k, v in row.items() if k != "details"}, "cached": cached})
+    summary = pd.DataFrame(rows)
+    if args.json:
+        _print_json(_records(summary))
+        return 0
+    for row in rows:
+        how = {"kfold": f"{row['folds']}-fold", "shots": f"{row['shots']} shots x {probe.SHOT_REPEATS} seeds",
+               "val": "on --val"}[row["protocol"]]
+        print(f"{row['checkpoint']}: linear probe ({how}, {row['n_images']} images, {row['n_classes']} classes, "
+              f"{row['feature_dim']}-d {row['feature_source'].replace('_', '-')} features): accuracy "
+              f"{row['accuracy']:.2f} [{row['accuracy_low']:.2f}, {row['accuracy_high']:.2f}], balanced "
+              f"{row['balanced_accuracy']:.2f}, macro-F1 {row['macro_f1']:.2f}, NLL {row['nll']:.3f}"
+              + (f"; {row['skipped_images']} undecodable images skipped" if row["skipped_images"] else "")
+              + (" (cached)" if row["cached"] else ""))
+    return 0
+
+
 def cmd_eval(args, store: Store) -> int:
     import pandas as pd
     from tqdm import tqdm
@@ -299,6 +339,8 @@ def cmd_sweep(args, store: Store) -> int:
                                 data_scales=_csv_list(args.data_scales), max_params_m=args.max_params,
                                 max_gflops=args.max_gflops, checkpoints=_csv_list(args.checkpoints),
                                 from_file=args.from_file, published_only=args.published_only)
+    if args.probe:
+        return _sweep_probe(args, store, sweep.select(store, selection))
     if not args.data and not (args.dry_run and args.images):
         raise sweep.SweepError("`sweep` needs --data DIR (the evaluation set); a --dry-run can plan "
                                "for --images N without one.")
@@ -351,6 +393,40 @@ def cmd_sweep(args, store: Store) -> int:
     return 1 if len(failed) else 0
 
 
+def _sweep_probe(args, store: Store, checkpoints: list[str]) -> int:
+    """sweep --probe DIR: a linear probe of every selected checkpoint, resumable (stored results
+    are skipped) and deduplicated like the sweep."""
+    import pandas as pd
+    from tqdm import tqdm
+    from engine import probe
+    data = probe.open_folder(args.probe, file_rule=args.file_rule)
+    settings = probe.ProbeSettings(folds=args.folds, shots=args.shots, seed=args.seed, device=args.device,
+                                   precision=args.precision, batch_size=args.batch_size, strict=args.strict,
+                                   **({"workers": args.workers} if args.workers is not None else {}))
+    checkpoints = list(dict.fromkeys(checkpoints))
+    print(f"probe sweep: {len(checkpoints)} checkpoints on {len(data)} images in {len(data.classes)} classes "
+          f"({data.root})", file=sys.stderr)
+    if args.dry_run:
+        stored = [c for c in checkpoints if probe.lookup(store, c, data, settings) is not None]
+        payload = {"checkpoints": checkpoints, "stored": stored, "to_run": [c for c in checkpoints if c not in stored]}
+        if args.json:
+            _print_json(payload)
+        else:
+            print(f"{len(payload['to_run'])} to probe, {len(stored)} already stored")
+        return 0
+    bar = tqdm(total=len(checkpoints), unit="ckpt", disable=args.json)
+    report = probe.probe_many(store, checkpoints, data, settings, on_result=lambda *_: bar.update(1))
+    bar.close()
+    frame = pd.DataFrame(report)
+    if args.json:
+        _print_json({"results": _records(frame)})
+    else:
+        print(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.2f}"))
+        for row in frame[frame["status"] == "failed"].itertuples():
+            print(f"failed {row.checkpoint}: {row.error}", file=sys.stderr)
+    return 1 if (frame["status"] == "failed").any() else 0
+
+
 def cmd_jobs(args, store: Store) -> int:
     from engine import jobs
     if args.action == "add":
@@ -362,6 +438,11 @@ def cmd_jobs(args, store: Store) -> int:
             base.update(data=args.data, labels=args.labels, variant=args.variant, limit=args.limit,
                         workers=args.workers,
                         batch_size=128 if args.batch_size == "auto" else args.batch_size)
+        elif args.kind == "probe":
+            if not args.data:
+                raise jobs.JobError("`jobs add probe` needs --data DIR (a folder with one sub-folder per class).")
+            base.update(data=args.data, val=args.val, folds=args.folds, shots=args.shots, seed=args.seed,
+                        workers=args.workers, batch_size=64 if args.batch_size == "auto" else args.batch_size)
         else:
             base.update(batch_size=args.batch_size, img_size=args.img_size, compile=args.compile)
         specs = [jobs.normalize({**base, "checkpoint": m}) for m in args.models]  # all checked first
@@ -697,6 +778,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--force", action="store_true", help="recompute even when cached")
     ev.add_argument("--json", action="store_true")
 
+    pr = commands.add_parser("probe", parents=[common], help="linear probe of frozen features on your labelled folder")
+    pr.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint id arch.tag")
+    pr.add_argument("--data", required=True, help="a folder with one sub-folder of images per class")
+    pr.add_argument("--val", help="a validation folder with the same class sub-folders (else k-fold)")
+    pr.add_argument("--folds", type=options.arg("folds"), default=5, help="stratified folds (default 5)")
+    pr.add_argument("--shots", type=options.arg("shots"), help="few-shot: K training images per class, 5 seeds")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    pr.add_argument("--batch-size", type=options.arg("batch_size"), default=64)
+    pr.add_argument("--workers", type=options.arg("workers"))
+    pr.add_argument("--file-rule", default="matchup", choices=("matchup", "timm"),
+                    help="which files make the set (as for eval)")
+    pr.add_argument("--strict", action="store_true", help="fail at the first undecodable image")
+    pr.add_argument("--json", action="store_true")
+
     sw = commands.add_parser("sweep", parents=[common], help="evaluate many checkpoints: plan, decode once, resume")
     sw.add_argument("--class", dest="classes", help="comma-separated classes: ConvNet,ViT,Hybrid,MLP")
     sw.add_argument("--family", dest="families", help="comma-separated families, e.g. convnext,vit")
@@ -710,6 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_options(sw, data_required=False)
     sw.add_argument("--compile", action="store_true", help="torch.compile each model")
     sw.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
+    sw.add_argument("--probe", metavar="DIR", help="linear probes on this labelled folder instead of evaluations")
+    sw.add_argument("--folds", type=options.arg("folds"), default=5, help="--probe: stratified folds")
+    sw.add_argument("--shots", type=options.arg("shots"), help="--probe: K training images per class")
+    sw.add_argument("--seed", type=int, default=0, help="--probe: the folds' and shots' seed")
     sw.add_argument("--images", type=options.arg("images"), help="--dry-run without --data: plan for N images")
     sw.add_argument("--estimate-for", metavar="DEVICE", help="--dry-run: estimate time for this device name (e.g. H100)")
     sw.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -743,9 +844,13 @@ def build_parser() -> argparse.ArgumentParser:
     jb = commands.add_parser("jobs", parents=[common], help="queue evaluations and benchmarks for workers")
     jb_actions = jb.add_subparsers(dest="action", required=True)
     p = jb_actions.add_parser("add", parents=[common], help="queue one job per model (same options as eval/bench)")
-    p.add_argument("kind", choices=("eval", "bench"))
+    p.add_argument("kind", choices=("eval", "bench", "probe"))
     p.add_argument("models", nargs="+", metavar="MODEL")
-    p.add_argument("--data", help="eval: evaluation set (folder or hfds/NAME:SPLIT)")
+    p.add_argument("--data", help="eval: evaluation set (folder or hfds/NAME:SPLIT); probe: labelled folder")
+    p.add_argument("--val", help="probe: a validation folder with the same classes")
+    p.add_argument("--folds", type=options.arg("folds"), default=5, help="probe: stratified folds")
+    p.add_argument("--shots", type=options.arg("shots"), help="probe: K training images per class")
+    p.add_argument("--seed", type=int, default=0, help="probe: the folds' and shots' seed")
     p.add_argument("--labels")
     p.add_argument("--variant", default="imagenet")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (any worker)")
@@ -782,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     store = Store(getattr(args, "db", None))
     try:
-        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval,
+        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "probe": cmd_probe,
                 "sweep": cmd_sweep, "analyze": cmd_analyze, "db": cmd_db,
                 "jobs": cmd_jobs, "worker": cmd_worker}[args.command](args, store)
     except MatchupError as e:

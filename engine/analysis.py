@@ -49,6 +49,34 @@ def _quality_rows(frame: pd.DataFrame, dataset_col: str, source: str) -> pd.Data
     return out
 
 
+PROBE_METRICS = {"accuracy": "acc", "balanced_accuracy": "balanced_acc", "macro_f1": "macro_f1", "nll": "nll"}
+
+
+def probe_metric_name(dataset_name: str, protocol: str, shots=None) -> str:
+    """probe:<dataset>[@Kshot|@val]: the quality-metric prefix of a linear probe's results."""
+    if protocol in ("kfold", "val"):
+        return f"probe:{dataset_name}" + ("@val" if protocol == "val" else "")
+    return f"probe:{dataset_name}@{int(shots)}shot"
+
+
+def _probe_rows(probes: pd.DataFrame) -> pd.DataFrame:
+    """Linear-probe results as quality rows (probe:<dataset>.acc, .balanced_acc, .macro_f1, .nll);
+    the newest result per checkpoint and metric."""
+    rows = []
+    latest = probes.sort_values("created_at").copy()
+    latest["prefix"] = [probe_metric_name(d, p, s) for d, p, s in
+                        zip(latest["dataset_name"], latest["protocol"], latest["shots"], strict=True)]
+    latest = latest.drop_duplicates(["checkpoint", "prefix"], keep="last")
+    for column, short in PROBE_METRICS.items():
+        part = latest[latest[column].notna()].copy()
+        part["quality_metric"] = part["prefix"] + "." + short
+        part["quality"] = part[column]
+        rows.append(part)
+    out = pd.concat(rows, ignore_index=True)
+    out["source"] = "measured here"
+    return out
+
+
 def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = None) -> pd.DataFrame:
     """One row per (checkpoint, quality metric, cost metric), with `source` kept.
 
@@ -63,6 +91,9 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
     if not measured.empty:
         measured = measured.assign(dataset=measured["variant"].map(DATASET_OF_VARIANT).fillna(measured["variant"]))
         quality.append(_quality_rows(measured, "dataset", "measured"))
+    probes = inputs.get("probes", pd.DataFrame())
+    if not probes.empty:
+        quality.append(_probe_rows(probes))
     quality = [q for q in quality if not q.empty]
     frames = []
     if quality:

@@ -22,7 +22,7 @@ from engine import options
 from engine.errors import MatchupError
 from engine.store import Store, cache_key
 
-KINDS = ("eval", "bench")
+KINDS = ("eval", "bench", "probe")
 DEVICES = ("cpu", "cuda", "auto")
 MAX_ATTEMPTS = 3
 # timm ids: `arch` or `arch.tag`, lower-case letters, digits and underscores (tags may hold dashes)
@@ -128,6 +128,22 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
                    batch_size=batch_size, limit=int(limit) if limit else None,
                    workers=options.check("workers", spec.get("workers")), file_rule=file_rule,
                    strict=bool(spec.get("strict", False)))
+    elif kind == "probe":
+        hub.pretrained_cfg(checkpoint)
+        data, val = spec.get("data"), spec.get("val")
+        if not data:
+            raise JobError("A probe job needs a labelled folder (data: a folder with one sub-folder per class).")
+        data = str(within_roots(data, roots)) if roots is not None else str(Path(data).expanduser().resolve())
+        if val:
+            val = str(within_roots(val, roots)) if roots is not None else str(Path(val).expanduser().resolve())
+        file_rule = spec.get("file_rule", "matchup")
+        if file_rule not in ("matchup", "timm"):
+            raise JobError(f"Unknown file rule {file_rule!r}; use matchup or timm.")
+        out.update(data=data, val=val or None, folds=options.check("folds", spec.get("folds", 5), optional=False),
+                   shots=options.check("shots", spec.get("shots")), seed=int(spec.get("seed", 0)),
+                   batch_size=options.check("batch_size", spec.get("batch_size", 64), optional=False),
+                   workers=options.check("workers", spec.get("workers")), file_rule=file_rule,
+                   strict=bool(spec.get("strict", False)))
     else:
         from engine import profile
         profile.checkpoint_target(checkpoint, spec.get("img_size"))  # unknown arch: clear error
@@ -149,6 +165,18 @@ def _eval_settings(spec: dict, device: str):
     return EvalSettings(device=device, precision=spec["precision"], batch_size=spec["batch_size"],
                         limit=spec["limit"], channels_last=spec["channels_last"],
                         strict=spec.get("strict", False), **extra)
+
+
+def _probe_inputs(spec: dict, device: str):
+    """(folder, validation folder or None, settings) of a probe job."""
+    from engine import probe
+    data = probe.open_folder(spec["data"], spec.get("file_rule", "matchup"))
+    val = probe.open_folder(spec["val"], spec.get("file_rule", "matchup")) if spec.get("val") else None
+    extra = {"workers": spec["workers"]} if spec.get("workers") is not None else {}
+    settings = probe.ProbeSettings(folds=spec["folds"], shots=spec.get("shots"), seed=spec.get("seed", 0),
+                                   device=device, precision=spec["precision"], batch_size=spec["batch_size"],
+                                   strict=spec.get("strict", False), **extra)
+    return data, val, settings
 
 
 def _bench_spec(spec: dict, device: str):
@@ -173,6 +201,9 @@ def sweep_plan(store: Store, checkpoints: list[str], spec: dict, roots: list[Pat
 
 
 def label(spec: dict) -> str:
+    if spec["kind"] == "probe":
+        how = f"{spec['shots']} shots" if spec.get("shots") else ("on val" if spec.get("val") else f"{spec['folds']} folds")
+        return f"probe {spec['checkpoint']} on {Path(spec['data']).name} ({how}, {spec['device']}, {spec['precision']})"
     if spec["kind"] == "eval":
         limit = f", {spec['limit']} images" if spec.get("limit") else ""
         return f"eval {spec['checkpoint']} on {Path(spec['data']).name}{limit} ({spec['device']}, {spec['precision']})"
@@ -189,6 +220,10 @@ def request_key(spec: dict) -> tuple[str, dict | None]:
             spec["limit"] = None  # every image either way: one measurement, one job, one row
         payload = {**spec, "data_fingerprint": dataset.fingerprint}
         return cache_key(payload), dataset
+    if spec["kind"] == "probe":
+        data, val, _ = _probe_inputs(spec, "cpu")
+        return cache_key({**spec, "data_fingerprint": data.fingerprint,
+                          "val_fingerprint": val.fingerprint if val else None}), (data, val)
     return cache_key(spec), None
 
 
@@ -200,6 +235,10 @@ def _cached(store: Store, spec: dict, dataset) -> dict | None:
         from engine import evaluate
         settings = _eval_settings(spec, "cpu")
         return evaluate.lookup(store, spec["checkpoint"], dataset.limit(settings.limit), settings)
+    if spec["kind"] == "probe":
+        from engine import probe
+        data, val, settings = _probe_inputs(spec, "cpu")
+        return probe.lookup(store, spec["checkpoint"], data, settings, val)
     from engine import profile
     key, _ = profile.bench_key(_bench_spec(spec, "cpu"))
     return store.benchmark(key)
@@ -279,6 +318,10 @@ class _JobStore:
         self._check()
         self._store.put_benchmark(row, job=self._job)
 
+    def put_probe(self, row: dict, job=None) -> None:
+        self._check()
+        self._store.put_probe(row, job=self._job)
+
 
 class Worker:
     """Runs queued jobs until stopped (or, with once=True, until none is left for its device)."""
@@ -352,6 +395,16 @@ class Worker:
                 [row] = evaluate.evaluate(store, [spec["checkpoint"]], _open_dataset(spec),
                                           _eval_settings(spec, device), progress=self._report,
                                           cancel=self._stop_job.is_set)
+            elif spec["kind"] == "probe":
+                from engine import probe
+                data, val, settings = _probe_inputs(spec, device)
+
+                def progress(done, total):
+                    if self._stop_job.is_set():
+                        raise JobCancelled("Cancelled while running; nothing was stored.")
+                    self._report({"done": done, "total": total})
+                row, cached = probe.probe_one(store, spec["checkpoint"], data, settings, val, progress)
+                row = {**row, "cached": cached}
             else:
                 from engine import profile
                 self._progress = (0.0, {"stage": "measuring"})

@@ -18,6 +18,7 @@ if chosen is not None:
             entry[name] = f"{gap['gap']:+.2f} [{gap['ci_low']:+.2f}, {gap['ci_high']:+.2f}]"
         table.append(entry)
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="budget_table")
+    widgets.probe_note(metric)
     st.subheader("Matched pairs: each ViT with a ConvNet of about the same cost")
     left_col, right_col = st.columns(2)
     with left_col:

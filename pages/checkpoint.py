@@ -84,6 +84,9 @@ if not gmacs.empty and not compute.empty:
 st.subheader("Published results")
 st.dataframe(detail["published"], hide_index=True, width="stretch")
 st.subheader("Measured here")
+if not detail["probes"].empty:
+    st.markdown("**Linear probes on your folders** (`python -m engine probe`)")
+    st.dataframe(detail["probes"], hide_index=True, width="stretch")
 if detail["evals"].empty and detail["benchmarks"].empty:
     st.caption(f"Nothing yet: `python -m engine eval {checkpoint} --data DIR` or `python -m engine bench {checkpoint}`.")
 if not detail["evals"].empty:

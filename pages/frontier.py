@@ -46,6 +46,7 @@ elif chosen is not None:
     picked = (event or {}).get("selection", {}).get("pick") or []
     if picked and picked[0].get("checkpoint"):
         st.switch_page("pages/checkpoint.py", query_params={"checkpoint": picked[0]["checkpoint"]})
+    widgets.probe_note(metric)
     if tools:
         chart_tools.say_found(found, find)
         chart_tools.export_buttons(spec, datasets, chosen[POINT_COLUMNS + ["params_m"]], f"frontier_{cost}_{metric}")

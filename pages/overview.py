@@ -34,6 +34,7 @@ if chosen is not None:
                                 alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f")])
         zero = alt.Chart(pd.DataFrame({"y": [0]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
         st.altair_chart(band + line + zero, width="stretch")
+        widgets.probe_note(metric)
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
                    "bootstrap interval (checkpoints resampled within each class, 1,000 times).")
         for other in ("ViT", "Hybrid"):

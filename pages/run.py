@@ -18,9 +18,9 @@ if read_only:
             "below shows what this machine's workers are doing.")
 else:
     catalog = loaders.checkpoint_table(str(store.path), store.freshness())
-    kind = st.radio("What to run", ["eval", "bench", "sweep"], horizontal=True, key="run_kind",
-                    format_func={"eval": "Evaluate on a dataset", "bench": "Hardware benchmark",
-                                 "sweep": "Sweep: evaluate every match"}.get)
+    kind = st.radio("What to run", ["eval", "probe", "bench", "sweep"], horizontal=True, key="run_kind",
+                    format_func={"eval": "Evaluate on a dataset", "probe": "Linear probe on your folder",
+                                 "bench": "Hardware benchmark", "sweep": "Sweep: evaluate every match"}.get)
     with st.expander("Find checkpoints", expanded=True):
         a, b, c, d, e = st.columns(5)
         classes = a.multiselect("Class", sorted(catalog["arch_class"].dropna().unique()), key="run_classes")
@@ -61,6 +61,22 @@ else:
         batch = c.number_input("Batch size", min_value=1, value=64, key="run_batch")
         limit = st.number_input("Image limit (0: all images)", min_value=0, value=0, step=100, key="run_limit")
         spec.update(data=str(data) if data else None, batch_size=int(batch), limit=int(limit) or None)
+    elif kind == "probe":
+        roots = jobs.data_roots()
+        sets = jobs.evaluation_sets(roots)
+        if not sets:
+            st.info("No folders: start the app with MATCHUP_DATA_ROOTS set to the folders that hold your "
+                    "labelled data (one sub-folder of images per class).")
+        data = st.selectbox("Labelled folder (one sub-folder per class)", sets, key="run_probe_data", format_func=str)
+        batch = c.number_input("Batch size", min_value=1, value=64, key="run_probe_batch")
+        left, right = st.columns(2)
+        folds = left.number_input("Folds (stratified)", min_value=2, max_value=100, value=5, key="run_folds")
+        shots = right.number_input("Shots per class (0: k-fold on every image)", min_value=0, value=0,
+                                   key="run_shots")
+        spec.update(data=str(data) if data else None, batch_size=int(batch), folds=int(folds),
+                    shots=int(shots) or None)
+        st.caption("One job per checkpoint: frozen pre-logits features, logistic regression with its L2 "
+                   "strength chosen by inner cross-validation (`python -m engine probe`).")
     else:
         roots = None
         batch = c.selectbox("Batch size", ["auto", 1, 8, 32, 64, 128, 256], key="run_batch_bench")
@@ -103,7 +119,7 @@ else:
             if st.button(f"Queue {len(to_run)} job(s)", type="primary", disabled=not to_run, key="queue_sweep"):
                 queue_jobs(to_run)
     elif st.button(f"Queue {len(chosen)} job(s)", type="primary", disabled=not chosen or
-                   (kind == "eval" and not spec.get("data"))):
+                   (kind in ("eval", "probe") and not spec.get("data"))):
         queue_jobs(chosen)
 
 
@@ -150,6 +166,8 @@ def queue():
             else:
                 if job.state == "done" and pd.notna(job.result_top1):
                     text += f" → top-1 {job.result_top1:.2f}% on {int(job.result_images)} images"
+                elif job.state == "done" and pd.notna(job.result_probe_accuracy):
+                    text += f" → probe accuracy {job.result_probe_accuracy:.2f}% on {int(job.result_probe_images)} images"
                 elif job.state == "done" and pd.notna(job.result_throughput):
                     text += f" → {job.result_throughput:.1f} img/s"
                 elif job.state == "queued":

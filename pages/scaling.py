@@ -35,6 +35,7 @@ if chosen is not None:
     layers.append(chart_tools.highlight_layers(x, y))
     spec = charts.spec_of(alt.layer(*layers).resolve_scale(color="independent" if colour_by == "family" else "shared"))
     charts.draw(spec, datasets, width="stretch", key="scaling_chart")
+    widgets.probe_note(metric)
     if tools:
         chart_tools.say_found(datasets["highlight"], find)
         chart_tools.export_buttons(spec, datasets, fitted, f"scaling_{cost}_{metric}")

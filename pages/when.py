@@ -39,6 +39,7 @@ if chosen is not None:
     st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of both "
                "classes under the budget. Orange: the other class ahead, blue: ConvNets ahead; blank: a class "
                "has no checkpoint there. A class wins a cell only when its CI excludes 0.")
+    widgets.probe_note(metric)
     st.subheader("Matched pairs, all against same pre-training data")
     rows = []
     for both in result["pairs"].values():

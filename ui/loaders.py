@@ -151,6 +151,33 @@ def _params(path: str, freshness: str):
     return frame.drop_duplicates(["checkpoint", "img_size"]).rename(columns={"cost": "params_m"})
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _probe_summaries(path: str, freshness: str):
+    return _store_for(path).probe_summaries()
+
+
+def probe_note(metric: str) -> str | None:
+    """'linear probe, 5 folds, 1,200 images in 8 classes' for a probe:<dataset>[@...] metric."""
+    from engine.analysis import probe_metric_name
+    if not metric.startswith("probe:"):
+        return None
+    store = get_store()
+    frame = _probe_summaries(str(store.path), store.freshness())
+    prefix = metric.rsplit(".", 1)[0]
+    for row in frame.itertuples():
+        if probe_metric_name(row.dataset_name, row.protocol, row.shots) == prefix:
+            if row.protocol == "kfold":
+                how = f"{int(row.folds)} folds"
+            elif row.protocol == "val":
+                how = "trained on the folder, tested on --val"
+            else:
+                how = f"{int(row.shots)} shots per class, 5 seeds"
+            return (f"Linear probe on your folder “{row.dataset_name}”: {how}, {int(row.n_images):,} images in "
+                    f"{int(row.n_classes)} classes, {int(row.n_checkpoints)} checkpoints probed (frozen pre-logits "
+                    "features, logistic regression; `python -m engine probe MODEL --data DIR`).")
+    return None
+
+
 def params_lookup():
     """Counted parameters (M) per (checkpoint, img_size), for filtering any cost axis by size."""
     store = get_store()

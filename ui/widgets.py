@@ -164,6 +164,13 @@ def analysis_page(page: str, title: str):
     return selected(bench_source, cost, metric, filters), cost, metric
 
 
+def probe_note(metric: str) -> None:
+    """Under a chart of a linear-probe metric: how it was measured (folds, images, classes)."""
+    note = loaders.probe_note(metric)
+    if note:
+        st.caption(note)
+
+
 def budget_slider(chosen):
     options = analysis.log_budgets(chosen, n=40)
     return url_select_slider("Budget", options, "budget", options[len(options) // 2])

@@ -57,6 +57,27 @@ class MeasuredResults:
     def put_eval(self, row: dict, job: tuple[str, str] | None = None) -> None:
         self._put_result("evals", self.EVAL_COLUMNS, row, job)
 
+    PROBE_COLUMNS = ("cache_key", "checkpoint", "hub_revision", "dataset_name", "dataset_root",
+                     "dataset_fingerprint", "val_fingerprint", "n_images", "n_classes", "classes", "protocol",
+                     "folds", "shots", "seed", "feature_dim", "feature_source", "img_size",
+                     *(f"{m}{s}" for m in ("accuracy", "balanced_accuracy", "macro_f1", "nll")
+                       for s in ("", "_low", "_high")),
+                     "extract_seconds", "skipped_images", "torch_version", "timm_version", "sklearn_version",
+                     "details", "created_at")
+
+    def probe_result(self, key: str) -> dict | None:
+        return self._cached("probes", key)
+
+    def put_probe(self, row: dict, job: tuple[str, str] | None = None) -> None:
+        self._put_result("probes", self.PROBE_COLUMNS, row, job)
+
+    def probe_summaries(self) -> pd.DataFrame:
+        """Per probe dataset and protocol: what the pages say under a probe metric."""
+        with self.connect() as con:
+            return con.execute("""SELECT dataset_name, protocol, folds, shots, max(n_images) AS n_images,
+                                         max(n_classes) AS n_classes, count(DISTINCT checkpoint) AS n_checkpoints
+                                  FROM probes GROUP BY dataset_name, protocol, folds, shots""").df()
+
     def analysis_inputs(self) -> dict[str, pd.DataFrame]:
         """Everything engine.analysis assembles points from, one frame per source."""
         facts = "c.arch, c.arch_class, c.family, c.pretrain_data, c.data_scale, c.num_classes"
@@ -72,6 +93,9 @@ class MeasuredResults:
                                        FROM published_benchmarks WHERE mode = 'infer'""",
             "benchmarks": "SELECT arch, img_size, latency_p50_ms, throughput, error FROM benchmarks",
             "reference": "SELECT * FROM reference_points",
+            "probes": f"""SELECT p.checkpoint, {facts}, p.img_size, p.dataset_name, p.protocol, p.folds,
+                                 p.shots, p.n_images, p.created_at, p.accuracy, p.balanced_accuracy, p.macro_f1, p.nll
+                          FROM probes p JOIN checkpoints c USING (checkpoint)""",
         }
         with self.connect() as con:
             return {name: con.execute(sql).df() for name, sql in queries.items()}
@@ -90,6 +114,9 @@ class MeasuredResults:
                                   FROM published_benchmarks b JOIN checkpoints k ON k.arch = b.arch
                                   WHERE k.checkpoint = ? AND b.mode = 'infer' ORDER BY b.source_file""",
             "evals": "SELECT * EXCLUDE (details) FROM evals WHERE checkpoint = ? ORDER BY created_at DESC",
+            "probes": """SELECT dataset_name, protocol, folds, shots, n_images, n_classes, accuracy, accuracy_low,
+                                accuracy_high, balanced_accuracy, macro_f1, nll, feature_dim, feature_source,
+                                created_at FROM probes WHERE checkpoint = ? ORDER BY created_at DESC""",
             "benchmarks": """SELECT b.* EXCLUDE (details) FROM benchmarks b JOIN checkpoints k ON k.arch = b.arch
                              WHERE k.checkpoint = ? ORDER BY b.created_at DESC""",
         }

@@ -76,8 +76,22 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "ALTER TABLE published_files ADD COLUMN commit VARCHAR",
         "ALTER TABLE published_files ADD COLUMN taken_at TIMESTAMP",
     ]),
+    (4, [  # linear probes of frozen features on the user's own labelled folders (engine.probe)
+        """CREATE TABLE probes (
+            cache_key VARCHAR PRIMARY KEY, checkpoint VARCHAR NOT NULL, hub_revision VARCHAR,
+            dataset_name VARCHAR, dataset_root VARCHAR, dataset_fingerprint VARCHAR,
+            val_fingerprint VARCHAR, n_images INTEGER, n_classes INTEGER, classes JSON,
+            protocol VARCHAR, folds INTEGER, shots INTEGER, seed INTEGER, feature_dim INTEGER,
+            feature_source VARCHAR, img_size INTEGER,
+            accuracy DOUBLE, accuracy_low DOUBLE, accuracy_high DOUBLE,
+            balanced_accuracy DOUBLE, balanced_accuracy_low DOUBLE, balanced_accuracy_high DOUBLE,
+            macro_f1 DOUBLE, macro_f1_low DOUBLE, macro_f1_high DOUBLE,
+            nll DOUBLE, nll_low DOUBLE, nll_high DOUBLE,
+            extract_seconds DOUBLE, skipped_images INTEGER, torch_version VARCHAR,
+            timm_version VARCHAR, sklearn_version VARCHAR, details JSON, created_at TIMESTAMP)""",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",
-          "published_files", "reference_points", "evals", "benchmarks", "jobs", "workers")
+          "published_files", "reference_points", "evals", "benchmarks", "jobs", "workers", "probes")
