@@ -339,7 +339,7 @@ def cmd_sweep(args, store: Store) -> int:
                                 data_scales=_csv_list(args.data_scales), max_params_m=args.max_params,
                                 max_gflops=args.max_gflops, checkpoints=_csv_list(args.checkpoints),
                                 from_file=args.from_file, published_only=args.published_only)
-    if args.probe:
+    if args.probe is not None:
         return _sweep_probe(args, store, sweep.select(store, selection))
     if not args.data and not (args.dry_run and args.images):
         raise sweep.SweepError("`sweep` needs --data DIR (the evaluation set); a --dry-run can plan "
@@ -399,7 +399,10 @@ def _sweep_probe(args, store: Store, checkpoints: list[str]) -> int:
     import pandas as pd
     from tqdm import tqdm
     from engine import probe
-    data = probe.open_folder(args.probe, file_rule=args.file_rule)
+    folder = args.probe or args.data
+    if not folder:
+        raise probe.ProbeError("`sweep --probe` needs the labelled folder: --probe DIR (or --probe --data DIR).")
+    data = probe.open_folder(folder, file_rule=args.file_rule)
     settings = probe.ProbeSettings(folds=args.folds, shots=args.shots, seed=args.seed, device=args.device,
                                    precision=args.precision, batch_size=args.batch_size, strict=args.strict,
                                    **({"workers": args.workers} if args.workers is not None else {}))
@@ -807,7 +810,8 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_options(sw, data_required=False)
     sw.add_argument("--compile", action="store_true", help="torch.compile each model")
     sw.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
-    sw.add_argument("--probe", metavar="DIR", help="linear probes on this labelled folder instead of evaluations")
+    sw.add_argument("--probe", nargs="?", const="", metavar="DIR",
+                    help="linear probes on this labelled folder (or on --data) instead of evaluations")
     sw.add_argument("--folds", type=options.arg("folds"), default=5, help="--probe: stratified folds")
     sw.add_argument("--shots", type=options.arg("shots"), help="--probe: K training images per class")
     sw.add_argument("--seed", type=int, default=0, help="--probe: the folds' and shots' seed")

@@ -19,6 +19,11 @@ def _row(reference: pd.DataFrame, source: str, model: str) -> dict | None:
     return found.iloc[0].to_dict() if len(found) else None
 
 
+def _checked(claim: str, holds: bool, text: str, difference: float, rows: list[str]) -> dict:
+    return {"claim": claim, "holds": bool(holds), "verdict": ("holds" if holds else "does not hold") + ": " + text,
+            "difference": float(difference), "rows": rows}
+
+
 def _cite(row: dict) -> str:
     return f"{row['source']}: {row['model']} ({row['pretrain_data']})"
 
@@ -64,12 +69,10 @@ def nfnet_matches_vit_g(reference: pd.DataFrame) -> dict:
         return {"claim": claim, "verdict": "not checkable: a reference row is missing", "holds": None, "rows": []}
     difference = nfnet["imagenet_top1"] - vit["imagenet_top1"]
     holds = abs(difference) <= MATCH_TOLERANCE and nfnet["compute_value"] <= vit["compute_value"]
-    return {"claim": claim, "holds": bool(holds),
-            "verdict": ("holds" if holds else "does not hold") + f": NFNet-F7+ {nfnet['imagenet_top1']:.2f}% at "
-                       f"{nfnet['compute_value']:,.0f} core hours, ViT-g/14 {vit['imagenet_top1']:.2f}% at "
-                       f"{vit['compute_value']:,.0f} ({difference:+.2f} points; a match is within "
-                       f"±{MATCH_TOLERANCE} points at no more compute)",
-            "difference": float(difference), "rows": [_cite(nfnet), _cite(vit)]}
+    return _checked(claim, holds, f"NFNet-F7+ {nfnet['imagenet_top1']:.2f}% at {nfnet['compute_value']:,.0f} core "
+                    f"hours, ViT-g/14 {vit['imagenet_top1']:.2f}% at {vit['compute_value']:,.0f} ({difference:+.2f} "
+                    f"points; a match is within ±{MATCH_TOLERANCE} points at no more compute)",
+                    difference, [_cite(nfnet), _cite(vit)])
 
 
 def vit_g_ahead_at_280k(reference: pd.DataFrame) -> dict:
@@ -83,12 +86,11 @@ def vit_g_ahead_at_280k(reference: pd.DataFrame) -> dict:
     best = nfnets.loc[nfnets["imagenet_top1"].idxmax()].to_dict()
     difference = vit["imagenet_top1"] - best["imagenet_top1"]
     holds = difference > 0
-    return {"claim": claim, "holds": bool(holds),
-            "verdict": ("holds" if holds else "does not hold") + f": ViT-G/14 {vit['imagenet_top1']:.2f}% at "
-                       f"{vit['compute_value']:,.0f} core hours against the best NFNet, {best['model']}, "
-                       f"{best['imagenet_top1']:.2f}% at {best['compute_value']:,.0f} ({difference:+.2f} points for "
-                       f"{vit['compute_value'] / best['compute_value']:.1f}× the compute)",
-            "difference": float(difference), "rows": [_cite(vit), _cite(best)]}
+    return _checked(claim, holds, f"ViT-G/14 {vit['imagenet_top1']:.2f}% at {vit['compute_value']:,.0f} core hours "
+                    f"against the best NFNet, {best['model']}, {best['imagenet_top1']:.2f}% at "
+                    f"{best['compute_value']:,.0f} ({difference:+.2f} points for "
+                    f"{vit['compute_value'] / best['compute_value']:.1f}× the compute)",
+                    difference, [_cite(vit), _cite(best)])
 
 
 def claims(reference: pd.DataFrame) -> list[dict]:

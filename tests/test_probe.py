@@ -271,6 +271,10 @@ def test_sweep_probe_resumes_and_skips_what_is_stored(tmp_path, offline_hub, col
     assert main([*args[:-1], "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["to_run"] == [] and sorted(plan["stored"]) == ["test_resnet.r160_in1k", "test_vit.r160_in1k"]
+    # DESIGN.md's spelling: --probe as a flag over --data
+    assert main(["--db", str(db), "sweep", "--probe", "--data", str(colours), "--checkpoints", "test_vit.r160_in1k",
+                 "--folds", "3", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stored"] == ["test_vit.r160_in1k"]
 
 
 def test_a_queued_probe_runs_on_a_worker_and_is_stored(store, offline_hub, colours):
