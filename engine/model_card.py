@@ -82,7 +82,7 @@ def card(checkpoint: str, compute: pd.DataFrame | None = None) -> dict:
     short = module_name.rsplit(".", 1)[-1]
     result = {"checkpoint": checkpoint, "pretrained_config": cfg.to_dict(), "data_config": config,
               "transform": transform, "snippet": snippet(checkpoint), "module": module_name,
-              "docstring": doc, "paper_links": sorted(set(re.findall(r"https?://[^\s)>\]`'\"]+", doc))),
+              "docstring": doc, "paper_links": sorted({u.rstrip(".,;:") for u in re.findall(r"https?://[^\s)>\]`'\"]+", doc)}),
               "source_url": TIMM_SOURCE.format(version=timm.__version__, module=short),
               "origin": cfg.origin_url or cfg.url or None, "license": cfg.license,
               "paper_ids": cfg.paper_ids}

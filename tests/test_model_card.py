@@ -24,7 +24,7 @@ def test_model_card_fields_equal_timms_own(checkpoint, catalog_store):
     arch = checkpoint.split(".")[0]
     module = timm.models.model_entrypoint(arch).__module__
     assert card["module"] == module and card["source_url"].endswith(f"/timm/models/{module.rsplit('.', 1)[1]}.py")
-    assert card["paper_links"] and all(link.startswith("http") for link in card["paper_links"])
+    assert card["paper_links"] and all(link.startswith("http") and not link.endswith((",", ".")) for link in card["paper_links"])
     assert f'timm.create_model("{checkpoint}", pretrained=True)' in card["snippet"]
     exec(compile(card["snippet"].replace("pretrained=True", "pretrained=False"), "<snippet>", "exec"), {})
     # this checkpoint's head only; the architecture's other heads apart
