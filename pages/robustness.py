@@ -10,11 +10,6 @@ from ui import charts, loaders, widgets
 LOGIT_TICKS = [1, 2, 5, 10, 20, 30, 50, 70, 80, 90, 95, 98, 99]
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def computed(points, ood: str) -> dict:
-    return robustness.robustness(points, ood)
-
-
 def logit_axis(field: str, title: str, axis_channel):
     """An accuracy axis on the logit scale: data are logits, ticks are labelled in percent."""
     return axis_channel(f"{field}:Q", title=title, scale=alt.Scale(zero=False, padding=12),
@@ -29,7 +24,7 @@ ood = widgets.url_selectbox("Out-of-distribution set", list(robustness.OOD_SETS)
                             format_func=robustness.OOD_NAMES.get)
 points = loaders.current_points()
 try:
-    result = computed(points, ood)
+    result = loaders.robustness_view(ood)
 except analysis.AnalysisError as e:
     st.info(f"{e} Published results arrive with the catalog (`python -m engine catalog refresh`).")
     st.stop()

@@ -178,6 +178,18 @@ def probe_note(metric: str) -> str | None:
     return None
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _robustness(path: str, freshness: str, ood: str):
+    from engine import robustness
+    return robustness.robustness(points(path, freshness, None), ood)
+
+
+def robustness_view(ood: str) -> dict:
+    """One OOD set's trend and effective robustness, once per server and data (not hashed per rerun)."""
+    store = get_store()
+    return _robustness(str(store.path), store.freshness(), ood)
+
+
 def params_lookup():
     """Counted parameters (M) per (checkpoint, img_size), for filtering any cost axis by size."""
     store = get_store()
