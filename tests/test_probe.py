@@ -333,3 +333,15 @@ def test_checkpoints_that_share_a_preprocessing_decode_the_folder_once(offline_h
     assert same_pixels, "the tiny checkpoints share timm's default preprocessing"
     second = probe.extract(same_pixels[0], probe.open_folder(colours), settings)
     assert len(second.features) == len(first.features) and not second.from_cache
+
+
+def test_a_given_validation_folder_is_the_test_set(store, offline_hub, colours, tmp_path):
+    """--val: trained on the folder, tested on the other one; the interval comes from resampling
+    the validation images and holds the point estimate."""
+    val = probe.open_folder(colour_folder(tmp_path / "val", per_class=6, seed=5))
+    row, _ = probe.probe_one(store, "test_vit.r160_in1k", probe.open_folder(colours), ProbeSettings(**FAST), val=val)
+    assert row["protocol"] == "val" and row["folds"] is None and row["val_fingerprint"] == val.fingerprint
+    assert len(row["details"]["runs"]) == 1 and row["accuracy"] == row["details"]["runs"][0]["accuracy"]
+    for metric in ("accuracy", "balanced_accuracy", "macro_f1", "nll"):
+        assert row[f"{metric}_low"] <= row[metric] <= row[f"{metric}_high"]
+    assert row["accuracy"] >= 90
