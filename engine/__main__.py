@@ -604,10 +604,10 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
     if payload["note"]:
         print(f"  note: {payload['note']}")
     for row in payload["by_class"]:
-        print(f"  {row['arch_class']}: effective robustness {row['mean']:+.2f} [{row['ci_low']:+.2f}, "
-              f"{row['ci_high']:+.2f}] points, n={row['n']}")
+        print(f"  {row['arch_class']}: effective robustness "
+              f"{analysis.with_ci(row['mean'], row['ci_low'], row['ci_high'])} points, n={row['n']}")
     for row in payload.get("budgets", []):
-        gaps = "; ".join(f"{k} {g['gap']:+.2f} [{g['ci_low']:+.2f}, {g['ci_high']:+.2f}] {g['leader'] or 'no clear winner'}"
+        gaps = "; ".join(f"{k} {analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} {g['leader'] or 'no clear winner'}"
                          for k, g in row["gaps"].items())
         print(f"  budget {row['budget']:g}: {gaps}")
     return 0
@@ -623,6 +623,7 @@ def _clean(value):
 
 
 def _print_analysis(p: dict) -> None:
+    from engine import analysis
     print(f"{p['analysis']}: {p['quality']} against {p['cost']} ({p['n_points']} points)")
     if p["analysis"] == "frontier":
         for arch_class, rows in p["classes"].items():
@@ -631,7 +632,7 @@ def _print_analysis(p: dict) -> None:
     elif p["analysis"] == "budget":
         for row in p["budgets"]:
             best = "; ".join(f"{c} {b['quality']:.2f} ({b['checkpoint']})" for c, b in row["best"].items())
-            gaps = "; ".join(f"{k} {g['gap']:+.2f} [{g['ci_low']:+.2f}, {g['ci_high']:+.2f}]"
+            gaps = "; ".join(f"{k} {analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])}"
                              for k, g in row["gaps"].items())
             print(f"  budget {row['budget']:g}: winner {row['winner'] or 'none clear'}; {best}; {gaps}")
     elif p["analysis"] == "pairs":
@@ -644,8 +645,8 @@ def _print_analysis(p: dict) -> None:
     elif p["analysis"] == "when":
         for cell in p["cells"]:
             if cell["gap"] is not None:
-                print(f"  {cell['data_scale']} ≤{cell['budget']:g} {cell['comparison']}: {cell['gap']:+.2f} "
-                      f"[{cell['ci_low']:+.2f}, {cell['ci_high']:+.2f}] n={cell['n_checkpoints']} "
+                print(f"  {cell['data_scale']} ≤{cell['budget']:g} {cell['comparison']}: "
+                      f"{analysis.with_ci(cell['gap'], cell['ci_low'], cell['ci_high'])} n={cell['n_checkpoints']} "
                       f"{cell['leader'] or 'no clear winner'}")
         for key, both in p["pairs"].items():
             for scope, pairs in (("all", both["all"]), ("same data", both["same_data"])):

@@ -255,6 +255,11 @@ def _clear_winner(best: dict, boot: dict, sign: float) -> str | None:
     return top
 
 
+def with_ci(value: float, low: float, high: float) -> str:
+    """'+1.30 [+0.80, +1.75]': an estimate with its interval, as every page and the CLI print it."""
+    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
 def gap_leader(gap: dict, other: str, reference: str, higher_is_better: bool = True) -> str | None:
     """The one rule for who wins a gap (other - reference): a class leads only when the 95% CI
     excludes 0 in its favour; otherwise no one does."""

@@ -310,16 +310,28 @@ class _ModelFailed(Exception):
         self.entry, self.error = entry, error
 
 
+def pixel_scale(mean, std, device):
+    """(mean, std) tensors for uint8 NCHW batches: the normalisation eval does on the device."""
+    import torch
+    return (torch.tensor([x * 255 for x in mean], device=device).view(1, 3, 1, 1),
+            torch.tensor([x * 255 for x in std], device=device).view(1, 3, 1, 1))
+
+
+def autocast_for(precision: str, device):
+    """torch.autocast for bf16/fp16, nothing for fp32."""
+    import contextlib
+    import torch
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalSettings, device,
               progress: Callable | None, cancel: Callable | None, on_failure: Callable | None) -> None:
     """Every model of `models` sees every batch; fills each model's `metrics`. A model that fails
     (non-finite logits, out of memory at batch 1) is reported to `on_failure` and dropped, or
     raises when there is none."""
-    import contextlib
     import torch
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.precision)
-    autocast = (torch.autocast(device_type=device.type, dtype=dtype) if dtype
-                else contextlib.nullcontext())
+    autocast = autocast_for(settings.precision, device)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     subset = dataset.class_subset
     subset_index = torch.tensor(subset, device=device) if subset else None
@@ -334,9 +346,7 @@ def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalS
         entry["norm"] = (tuple(entry["config"]["mean"]), tuple(entry["config"]["std"]))
         entry["bad_from"] = torch.full((), -1, dtype=torch.int64, device=device)  # first non-finite batch
         active.append(entry)
-    norms = {key: (torch.tensor([x * 255 for x in key[0]], device=device).view(1, 3, 1, 1),
-                   torch.tensor([x * 255 for x in key[1]], device=device).view(1, 3, 1, 1))
-             for key in {e["norm"] for e in active}}
+    norms = {key: pixel_scale(*key, device) for key in {e["norm"] for e in active}}
 
     def fail(entry, error):
         if on_failure is None:

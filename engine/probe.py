@@ -12,7 +12,6 @@ repeated over seeds): accuracy, balanced accuracy, macro-F1 and NLL, each as the
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,8 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from engine import datasets, evaluate, hub
+from engine import datasets, decoded, evaluate, hub
 from engine.errors import MatchupError
+from engine.store import cache_key
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # inverse L2 strength, chosen per training fold
 INNER_FOLDS = 3
@@ -109,7 +109,7 @@ class Features:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("MATCHUP_CACHE") or Path(__file__).resolve().parent.parent / "data" / "cache")
+    return decoded.cache_root()  # one $MATCHUP_CACHE for decoded pixels and features
 
 
 def features_key(checkpoint: str, revision: str, data: ProbeData, config: dict, precision: str) -> str:
@@ -117,7 +117,7 @@ def features_key(checkpoint: str, revision: str, data: ProbeData, config: dict, 
                "preprocessing": {k: config[k] for k in ("input_size", "interpolation", "crop_pct", "crop_mode",
                                                         "mean", "std")}, "precision": precision,
                "features": "pre_logits"}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
+    return cache_key(payload)
 
 
 def _cache_path(key: str) -> Path:
@@ -152,20 +152,17 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
     device = resolve_device(settings.device)
     source = "pre_logits" if getattr(model, "num_classes", 0) else "pooled"
     model = model.eval().to(device)
-    mean = torch.tensor([x * 255 for x in config["mean"]], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([x * 255 for x in config["std"]], device=device).view(1, 3, 1, 1)
+    mean, std = evaluate.pixel_scale(config["mean"], config["std"], device)
     eval_settings = evaluate.EvalSettings(device=settings.device, precision=settings.precision,
                                           batch_size=settings.batch_size, workers=settings.workers,
                                           strict=settings.strict, decoded_cache=settings.decoded_cache)
     dataset = data.as_eval_dataset()
     # eval's decoded-image cache: checkpoints that share a preprocessing decode the folder once
-    from engine import decoded
     cache = evaluate.open_cache(eval_settings)
     pixels_key = decoded.DecodedCache.key(dataset, config) if cache is not None else None
     entry = cache.get(pixels_key) if cache is not None else None
     writer = None
-    autocast = (torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[settings.precision])
-                if settings.precision != "fp32" else torch.autocast(device.type, enabled=False))
+    autocast = evaluate.autocast_for(settings.precision, device)
     bad: dict[int, str] = {}
     parts, kept, done = [], [], 0
     try:
@@ -263,10 +260,19 @@ def _classifier(train_labels: np.ndarray, seed: int):
     return make_pipeline(StandardScaler(), model)
 
 
-def _scores(model, features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
+def _probabilities(model, features: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class probabilities over all classes (a class absent from training gets 0)."""
     proba = np.zeros((len(features), n_classes))
     proba[:, model.classes_] = model.predict_proba(features)
+    return proba
+
+
+def _scores(model, features: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
+    return _metrics(_probabilities(model, features, n_classes), labels, n_classes)
+
+
+def _metrics(proba: np.ndarray, labels: np.ndarray, n_classes: int) -> dict:
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
     predicted = proba.argmax(axis=1)
     return {"accuracy": 100 * accuracy_score(labels, predicted),
             "balanced_accuracy": 100 * balanced_accuracy_score(labels, predicted),
@@ -316,13 +322,13 @@ def fit(features: np.ndarray, labels: np.ndarray, classes: list[str], folds: int
     if val is not None:
         protocol = "val"
         model = _classifier(labels, seed).fit(features, labels)
-        runs.append({**_scores(model, val[0], val[1], n_classes), "C": _chosen_c(model)})
+        proba = _probabilities(model, val[0], n_classes)  # once: the bootstrap resamples its rows
+        runs.append({**_metrics(proba, val[1], n_classes), "C": _chosen_c(model)})
         rng = np.random.default_rng(seed)  # the interval: bootstrap over the validation images
-        proba_model = model
         boot = []
         for _ in range(200):
             pick = rng.integers(0, len(val[1]), len(val[1]))
-            boot.append(_scores(proba_model, val[0][pick], val[1][pick], n_classes))
+            boot.append(_metrics(proba[pick], val[1][pick], n_classes))
         spread = {m: (float(np.percentile([b[m] for b in boot], 2.5)), float(np.percentile([b[m] for b in boot], 97.5)))
                   for m in METRICS}
     elif shots:
@@ -375,7 +381,7 @@ def probe_key(checkpoint: str, revision: str, data: ProbeData, config: dict, set
                             "shots": settings.shots if not val else None, "seed": settings.seed,
                             "grid": list(C_GRID), "inner": INNER_FOLDS},
                "versions": library_versions()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
+    return cache_key(payload)
 
 
 def lookup(store, checkpoint: str, data: ProbeData, settings: ProbeSettings, val: ProbeData | None = None) -> dict | None:

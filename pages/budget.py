@@ -15,7 +15,7 @@ if chosen is not None:
         for arch_class, best in row["best"].items():
             entry[f"{arch_class} best"] = f"{best['quality']:.2f} ({best['checkpoint']})"
         for name, gap in row["gaps"].items():
-            entry[name] = f"{gap['gap']:+.2f} [{gap['ci_low']:+.2f}, {gap['ci_high']:+.2f}]"
+            entry[name] = analysis.with_ci(gap["gap"], gap["ci_low"], gap["ci_high"])
         table.append(entry)
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="budget_table")
     widgets.probe_note(metric)

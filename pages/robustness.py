@@ -61,7 +61,7 @@ by_class = pd.DataFrame(robustness.summary(shown, ["arch_class"]))
 by_scale = pd.DataFrame(robustness.summary(shown, ["arch_class", "data_scale"]))
 for frame in (by_class, by_scale):
     frame["effective robustness"] = frame.apply(
-        lambda r: f"{r['mean']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", axis=1)
+        lambda r: analysis.with_ci(r["mean"], r["ci_low"], r["ci_high"]), axis=1)
 left, right = st.columns(2)
 left.dataframe(by_class[["arch_class", "n", "effective robustness"]], hide_index=True, width="stretch")
 right.dataframe(by_scale[["arch_class", "data_scale", "n", "effective robustness"]], hide_index=True, width="stretch")
@@ -75,7 +75,7 @@ except analysis.AnalysisError as e:
 else:
     rows = analysis.budget_table(chosen, result["y"], analysis.log_budgets(chosen, n=6))
     st.dataframe(pd.DataFrame([{"budget": r["budget"], **{
-        name: f"{g['gap']:+.2f} [{g['ci_low']:+.2f}, {g['ci_high']:+.2f}] → {g['leader'] or 'no clear winner'}"
+        name: f"{analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} → {g['leader'] or 'no clear winner'}"
         for name, g in r["gaps"].items()}} for r in rows]), hide_index=True, width="stretch")
 
 st.subheader("Calibration (ECE) against cost")

@@ -51,7 +51,7 @@ def url_range(label: str, values: pd.Series, key: str, fmt: str) -> tuple[float,
     if values.empty or values.min() == values.max():
         return None
     low, high = float(values.min()), float(values.max())
-    if key not in st.session_state or st.session_state.get("entering_page") and key in st.query_params:
+    if widgets.url_wins(key):
         st.session_state[key] = _range_from_url(key, low, high)
     a, b = st.session_state[key]
     if not (low <= a <= b <= high):  # the data changed under the view: full span

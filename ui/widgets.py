@@ -32,13 +32,14 @@ def enter(page: str) -> None:
     st.session_state["last_page"] = page
 
 
-def _url_wins(key: str) -> bool:
+def url_wins(key: str) -> bool:
+    """Whether the URL's value of `key` replaces the widget's (first run, or entering the page)."""
     return key not in st.session_state or (st.session_state.get("entering_page", False)
                                              and key in st.query_params)
 
 
 def _from_url(key: str, default, cast=str):
-    if _url_wins(key):
+    if url_wins(key):
         raw = st.query_params.get(key)
         try:
             st.session_state[key] = cast(raw) if raw is not None else default
@@ -72,7 +73,7 @@ def url_text(label: str, key: str, **kwargs) -> str:
 
 def url_multiselect(label: str, options: list, key: str, default: list, **kwargs):
     raw = st.query_params.get_all(key) if key in st.query_params else None
-    if _url_wins(key):
+    if url_wins(key):
         valid = [v for v in (raw or default) if v in options]
         st.session_state[key] = valid if valid or not raw else [v for v in default if v in options]
     chosen = st.multiselect(label, options, key=key, **kwargs)
