@@ -167,16 +167,20 @@ def _eval_settings(spec: dict, device: str):
                         strict=spec.get("strict", False), **extra)
 
 
-def _probe_inputs(spec: dict, device: str):
-    """(folder, validation folder or None, settings) of a probe job."""
+def _probe_folders(spec: dict):
+    """(folder, validation folder or None) of a probe job, each read once."""
     from engine import probe
     data = probe.open_folder(spec["data"], spec.get("file_rule", "matchup"))
     val = probe.open_folder(spec["val"], spec.get("file_rule", "matchup")) if spec.get("val") else None
+    return data, val
+
+
+def _probe_settings(spec: dict, device: str):
+    from engine import probe
     extra = {"workers": spec["workers"]} if spec.get("workers") is not None else {}
-    settings = probe.ProbeSettings(folds=spec["folds"], shots=spec.get("shots"), seed=spec.get("seed", 0),
-                                   device=device, precision=spec["precision"], batch_size=spec["batch_size"],
-                                   strict=spec.get("strict", False), **extra)
-    return data, val, settings
+    return probe.ProbeSettings(folds=spec["folds"], shots=spec.get("shots"), seed=spec.get("seed", 0),
+                               device=device, precision=spec["precision"], batch_size=spec["batch_size"],
+                               strict=spec.get("strict", False), **extra)
 
 
 def _bench_spec(spec: dict, device: str):
@@ -213,7 +217,7 @@ def label(spec: dict) -> str:
 def request_key(spec: dict) -> tuple[str, dict | None]:
     """The key that makes two requests the same job; for an evaluation it includes the
     evaluation set's fingerprint, so a changed folder is a new job. Also returns the opened
-    evaluation set (None for a benchmark), so it is read once."""
+    evaluation set (a probe: its folders; None for a benchmark), so it is read once."""
     if spec["kind"] == "eval":
         dataset = _open_dataset(spec)
         if spec["limit"] and spec["limit"] >= len(dataset):
@@ -221,7 +225,7 @@ def request_key(spec: dict) -> tuple[str, dict | None]:
         payload = {**spec, "data_fingerprint": dataset.fingerprint}
         return cache_key(payload), dataset
     if spec["kind"] == "probe":
-        data, val, _ = _probe_inputs(spec, "cpu")
+        data, val = _probe_folders(spec)
         return cache_key({**spec, "data_fingerprint": data.fingerprint,
                           "val_fingerprint": val.fingerprint if val else None}), (data, val)
     return cache_key(spec), None
@@ -237,8 +241,8 @@ def _cached(store: Store, spec: dict, dataset) -> dict | None:
         return evaluate.lookup(store, spec["checkpoint"], dataset.limit(settings.limit), settings)
     if spec["kind"] == "probe":
         from engine import probe
-        data, val, settings = _probe_inputs(spec, "cpu")
-        return probe.lookup(store, spec["checkpoint"], data, settings, val)
+        data, val = dataset  # the folders request_key read
+        return probe.lookup(store, spec["checkpoint"], data, _probe_settings(spec, "cpu"), val)
     from engine import profile
     key, _ = profile.bench_key(_bench_spec(spec, "cpu"))
     return store.benchmark(key)
@@ -397,7 +401,8 @@ class Worker:
                                           cancel=self._stop_job.is_set)
             elif spec["kind"] == "probe":
                 from engine import probe
-                data, val, settings = _probe_inputs(spec, device)
+                data, val = _probe_folders(spec)
+                settings = _probe_settings(spec, device)
 
                 def progress(done, total):
                     if self._stop_job.is_set():
