@@ -107,7 +107,7 @@ async def run(url: str, pid: int, viewers: int, steps: int, timeout_ms: int) -> 
         spy = None
         if os.environ.get("MATCHUP_PROFILE_SERVER"):  # py-spy record of the server's opens, to look into
             import subprocess
-            spy = subprocess.Popen(["py-spy", "record", "-o", os.environ["MATCHUP_PROFILE_SERVER"], "-f", "raw",
+            spy = subprocess.Popen(["py-spy", "record", "-o", os.environ["MATCHUP_PROFILE_SERVER"], "-f", "raw", "--nonblocking", "--gil",
                                     "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             await asyncio.sleep(1)
         cpu = cpu_seconds(pid)
