@@ -3,12 +3,13 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis
-from ui import widgets
+from ui import loaders, widgets
 
 chosen, cost, metric = widgets.analysis_page("budget", "Budget match")
 if chosen is not None:
     budget = widgets.budget_slider(chosen)
-    rows = analysis.budget_table(chosen, metric, sorted({*analysis.log_budgets(chosen, n=6), budget}))
+    budgets = tuple(sorted({*loaders.derived(chosen, analysis.log_budgets, 6), budget}))
+    rows = loaders.derived(chosen, analysis.budget_table, metric, budgets)  # once per server and view
     table = []
     for row in rows:
         entry = {"budget": row["budget"], "winner": row["winner"] or "no clear winner"}
@@ -26,7 +27,7 @@ if chosen is not None:
     with right_col:
         matching = widgets.url_selectbox("Matching", list(analysis.MATCHINGS), "matching", default="fair",
                                          format_func=analysis.MATCHINGS.get)
-    pairs = analysis.matched_pairs(chosen, metric, tolerance=float(tolerance), matching=matching)
+    pairs = loaders.derived(chosen, analysis.matched_pairs, metric, tolerance=float(tolerance), matching=matching)
     if pairs["n_pairs"]:
         left, right = pairs["left"], pairs["right"]
         a, b, c = st.columns(3)
@@ -35,7 +36,7 @@ if chosen is not None:
         b.metric(f"{left} wins", f"{pairs['share'][left]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
         low, high = pairs["share_ci"][right]
         c.metric(f"{right} wins", f"{pairs['share'][right]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
-        moves = analysis.share_by_matching(chosen, metric, float(tolerance))
+        moves = loaders.derived(chosen, analysis.share_by_matching, metric, float(tolerance))
         st.dataframe(pd.DataFrame([{"matching": r["label"], "pairs": r["n_pairs"], "distinct ConvNets": r["distinct_convnet"],
                                     f"{left} win share": f"{r['share']:.0%} [{r['share_ci'][0]:.0%}, {r['share_ci'][1]:.0%}]"
                                     if r["n_pairs"] else "-"} for r in moves]),

@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine import analysis
 from engine.taxonomy import DATA_SCALES
-from ui import chart_tools, charts, widgets
+from ui import chart_tools, charts, loaders, widgets
 
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
                  "cost", "quality", "source"]  # only what the chart draws: a lighter page
@@ -36,10 +36,11 @@ if chosen is not None and chosen.empty:
 elif chosen is not None:
     find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     budget = widgets.budget_slider(chosen)
-    front = analysis.frontier(chosen, metric)
+    front = loaders.derived(chosen, analysis.frontier, metric)  # once per server and view
     found = chart_tools.matches(chosen, find)
     spec = frontier_spec(cost, metric, colour_by)
-    datasets = {"points": chosen[POINT_COLUMNS], "frontier": front[["cost", "quality", "arch_class"]],
+    datasets = {"points": loaders.columns(chosen, POINT_COLUMNS),
+                "frontier": front[["cost", "quality", "arch_class"]],
                 "budget": [{"budget": budget}], "highlight": found[["checkpoint", "cost", "quality"]]}
     event = charts.draw(spec, datasets, width="stretch", on_select="rerun", selection_mode="pick",
                         key="frontier_chart")
@@ -51,7 +52,7 @@ elif chosen is not None:
         chart_tools.say_found(found, find)
         chart_tools.export_buttons(spec, datasets, chosen[POINT_COLUMNS + ["params_m"]], f"frontier_{cost}_{metric}")
     st.caption("Scroll to zoom, drag to pan, double-click to reset; click a point for its checkpoint.")
-    [row] = analysis.budget_table(chosen, metric, [budget], n_boot=200)
+    [row] = loaders.derived(chosen, analysis.budget_table, metric, (budget,), n_boot=200)
     st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")
     st.table([{"class": c, "checkpoint": b["checkpoint"], metric: round(b["quality"], 2),
                cost: round(b["cost"], 3), "source": b["source"]} for c, b in row["best"].items()])

@@ -4,20 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis, when
-from ui import charts, widgets
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def explained(chosen, metric: str, budgets: tuple, other: str, unit: str, _rows: list) -> list[str]:
-    """The verdict with the data behind each lead (the same-scale check bootstraps per scale);
-    `_rows`, the budget table of these points, is not part of the key."""
-    return when.explained_verdict(chosen, metric, list(budgets), other=other, unit=unit, rows=_rows)
+from ui import charts, loaders, widgets
 
 
 chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?")
 if chosen is not None:
-    budgets = analysis.log_budgets(chosen)
-    rows = analysis.budget_table(chosen, metric, budgets)
+    budgets = tuple(loaders.derived(chosen, analysis.log_budgets))  # these three: once per server and view
+    rows = loaders.derived(chosen, analysis.budget_table, metric, budgets)
     gaps = pd.DataFrame([{"budget": r["budget"], "comparison": k, **g}
                          for r in rows for k, g in r["gaps"].items() if k in ("ViT-ConvNet", "Hybrid-ConvNet")])
     if gaps.empty:
@@ -38,7 +31,8 @@ if chosen is not None:
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
                    "bootstrap interval (checkpoints resampled within each class, 1,000 times).")
         for other in ("ViT", "Hybrid"):
-            sentences = explained(chosen, metric, tuple(budgets), other, widgets.COST_UNITS[cost], rows)
+            sentences = loaders.derived(chosen, when.explained_verdict, metric, budgets, other=other,
+                                        unit=widgets.COST_UNITS[cost])
             if sentences:
                 st.markdown(f"**{other} vs ConvNet** — " + "; ".join(sentences) + ".")
     widgets.flop_note(cost)

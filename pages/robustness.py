@@ -73,7 +73,8 @@ try:
 except analysis.AnalysisError as e:
     st.info(str(e))
 else:
-    rows = analysis.budget_table(chosen, result["y"], analysis.log_budgets(chosen, n=6))
+    rows = loaders.derived(chosen, analysis.budget_table, result["y"],
+                           tuple(loaders.derived(chosen, analysis.log_budgets, 6)))  # once per server and view
     st.dataframe(pd.DataFrame([{"budget": r["budget"], **{
         name: f"{analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} → {g['leader'] or 'no clear winner'}"
         for name, g in r["gaps"].items()}} for r in rows]), hide_index=True, width="stretch")

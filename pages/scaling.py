@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis
-from ui import chart_tools, charts, widgets
+from ui import chart_tools, charts, loaders, widgets
 
 chosen, cost, metric = widgets.analysis_page("scaling", "Scaling laws")
 tools = chosen is not None and chart_tools.enabled()
@@ -16,7 +16,7 @@ if tools:
 if chosen is not None:
     find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     on = widgets.url_selectbox("Fit on", ["frontier", "all"], "on")
-    result = analysis.scaling(chosen, metric, on=on, curves=True)
+    result = loaders.derived(chosen, analysis.scaling, metric, on=on, curves=True)  # once per server and view
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
     label = "100 − " + metric if analysis.higher_is_better(metric) else metric
     y = alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)")

@@ -4,12 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import when
-from ui import widgets
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def computed(chosen, metric: str, tolerance: float) -> dict:
-    return when.when(chosen, metric, tolerance=tolerance)
+from ui import loaders, widgets
 
 
 chosen, cost, metric = widgets.analysis_page("when", "When does each class win?")
@@ -18,7 +13,7 @@ if chosen is not None:
                "each class pre-trained at the same data scale, with cost ≤ the budget.")
     tolerance = widgets.url_select_slider("Matched-pair cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3],
                                           "tolerance", 0.1)
-    result = computed(chosen, metric, float(tolerance))
+    result = loaders.derived(chosen, when.when, metric, tolerance=float(tolerance))  # once per server and view
     cells = when.cells_frame(result["cells"])
     budget_order = [f"{b:g}" for b in result["budgets"]]
     span = float(cells["gap"].abs().max()) if cells["gap"].notna().any() else 1.0

@@ -106,6 +106,41 @@ def test_budget_page_table_follows_the_budget(full_app_db):
     assert not at.dataframe[0].value.equals(before)
 
 
+def test_what_viewers_of_one_view_share_is_computed_once_per_server(full_app_db):
+    """A room of laptops on one view: the selection and what pages derive from it (frontier,
+    best under a budget) are computed once; a chart filter's subset is computed for itself."""
+    import gc
+
+    from engine import analysis
+    from ui import loaders
+    calls = []
+
+    def counted(frame, metric, budgets):
+        calls.append(len(frame))
+        return analysis.budget_table(frame, metric, budgets, n_boot=50)
+
+    view = ("gflops", "imagenet.top1", {"classes": ["ConvNet", "ViT"], "data_scales": [], "sources": None})
+    chosen = loaders.selection(None, *view)
+    assert loaders.selection(None, *view) is chosen  # a second viewer gets the same frame
+    first = loaders.derived(chosen, counted, "imagenet.top1", (10.0,))
+    assert loaders.derived(loaders.selection(None, *view), counted, "imagenet.top1", (10.0,)) is first
+    assert calls == [len(chosen)]
+    assert first == analysis.budget_table(chosen, "imagenet.top1", [10.0], n_boot=50)  # the same answer
+    loaders.derived(chosen, counted, "imagenet.top1", (20.0,))  # another budget is another result
+    subset = chosen[chosen["family"] == "resnet"]
+    for _ in range(2):
+        loaders.derived(subset, counted, "imagenet.top1", (10.0,))
+    assert calls == [len(chosen)] * 2 + [len(subset)] * 2
+    with pytest.raises(TypeError, match="module-level"):
+        loaders.derived(chosen, eval("lambda f: f", {"__name__": "__main__"}))  # noqa: S307 - as a page defines it
+    # the selection's cache lets go of it: its derived results go with it, a new one starts afresh
+    loaders._selection.clear()
+    del chosen, first
+    gc.collect()
+    loaders.derived(loaders.selection(None, *view), counted, "imagenet.top1", (10.0,))
+    assert len(calls) == 5
+
+
 ANALYSIS_PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/when.py", "pages/scaling.py"]
 
 

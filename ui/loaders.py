@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 
 import streamlit as st
 
@@ -131,8 +132,50 @@ def metrics_for(bench_source: str | None, cost: str) -> list[str]:
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _selection(path: str, freshness: str, bench_source: str | None, cost: str, metric: str,
                classes: tuple, data_scales: tuple, sources: tuple | None):
-    return analysis.select(points(path, freshness, bench_source), cost, metric, classes=list(classes) or None,
-                           data_scales=list(data_scales) or None, sources=list(sources) if sources else None)
+    chosen = analysis.select(points(path, freshness, bench_source), cost, metric, classes=list(classes) or None,
+                             data_scales=list(data_scales) or None, sources=list(sources) if sources else None)
+    _share(chosen)
+    return chosen
+
+
+# What pages compute from a shared selection (its frontier, the best of each class under a budget),
+# once per server: keyed by the selection's identity, dropped when the selection itself is.
+_DERIVED: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _share(frame) -> None:
+    key = id(frame)
+
+    def forget(ref, key=key):
+        if _DERIVED.get(key, (None,))[0] is ref:
+            _DERIVED.pop(key, None)
+    _DERIVED[key] = (weakref.ref(frame, forget), {})
+
+
+def derived(frame, fn, *args, **kwargs):
+    """fn(frame, *args, **kwargs), computed once per server when `frame` is a selection every
+    viewer of a view shares (what `selection` returns), and directly for any other frame (a chart
+    filter's subset). `fn` is an engine or ui function (its name and the arguments are the key;
+    a page script's own functions are new objects on every run). The result is shared: read it,
+    never change it."""
+    if fn.__module__ == "__main__":
+        raise TypeError(f"derived() needs a module-level engine/ui function, not the page's {fn.__qualname__}")
+    entry = _DERIVED.get(id(frame))
+    if entry is None or entry[0]() is not frame:
+        return fn(frame, *args, **kwargs)
+    memo, key = entry[1], (fn.__module__, fn.__qualname__, args, tuple(sorted(kwargs.items())))
+    if key not in memo:
+        memo[key] = fn(frame, *args, **kwargs)
+    return memo[key]
+
+
+def _columns(frame, names: tuple):
+    return frame[list(names)]
+
+
+def columns(frame, names) -> object:
+    """frame[names], once per server for a shared selection (the data a chart sends)."""
+    return derived(frame, _columns, tuple(names))
 
 
 def selection(bench_source: str | None, cost: str, metric: str, filters: dict):

@@ -173,7 +173,7 @@ def probe_note(metric: str) -> None:
 
 
 def budget_slider(chosen):
-    options = analysis.log_budgets(chosen, n=40)
+    options = loaders.derived(chosen, analysis.log_budgets, 40)
     return url_select_slider("Budget", options, "budget", options[len(options) // 2])
 
 
