@@ -7,6 +7,19 @@ from engine import analysis, when
 from ui import charts, loaders, widgets
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def gap_spec(cost: str, metric: str) -> dict:
+    """The gap-by-budget chart, built once per (cost, metric); the gaps are data."""
+    base = charts.data("gaps").encode(x=alt.X("budget:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost]),
+                                      color=charts.class_color("class", title="class − ConvNet"))
+    band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_low:Q", title=f"{metric} gap (points)"), y2="ci_high:Q")
+    line = base.mark_line(point=True).encode(
+        y="gap:Q", tooltip=["comparison:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
+                            alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f")])
+    zero = alt.Chart(alt.Data(values=[{"y": 0}])).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
+    return charts.spec_of(alt.layer(band, line, zero))
+
+
 chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?")
 if chosen is not None:
     budgets = tuple(loaders.derived(chosen, analysis.log_budgets))  # these three: once per server and view
@@ -17,16 +30,7 @@ if chosen is not None:
         st.info("ConvNets and another class both need points under these filters to draw a gap.")
     else:
         gaps["class"] = gaps["comparison"].str.split("-").str[0]  # coloured as the class compared
-        base = alt.Chart(gaps).encode(x=alt.X("budget:Q", scale=alt.Scale(type="log"),
-                                              title=widgets.COST_LABELS[cost]),
-                                      color=charts.class_color("class", title="class − ConvNet"))
-        band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_low:Q", title=f"{metric} gap (points)"),
-                                                  y2="ci_high:Q")
-        line = base.mark_line(point=True).encode(
-            y="gap:Q", tooltip=["comparison", "budget", alt.Tooltip("gap:Q", format="+.2f"),
-                                alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f")])
-        zero = alt.Chart(pd.DataFrame({"y": [0]})).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
-        st.altair_chart(band + line + zero, width="stretch")
+        charts.draw(gap_spec(cost, metric), {"gaps": gaps}, width="stretch")
         widgets.probe_note(metric)
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
                    "bootstrap interval (checkpoints resampled within each class, 1,000 times).")

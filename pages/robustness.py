@@ -17,6 +17,19 @@ def logit_axis(field: str, title: str, axis_channel):
                                       labelExpr="format(100 / (1 + exp(-datum.value)), '.0f') + '%'"))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def robustness_spec(x_title: str, y_title: str) -> dict:
+    """Checkpoints and the fitted trend on logit axes, built once per OOD set; both are data."""
+    x, y = logit_axis("x", x_title, alt.X), logit_axis("y", y_title, alt.Y)
+    dots = charts.data("points").mark_point(filled=True, opacity=0.6).encode(
+        x=x, y=y, color=charts.class_color(),
+        shape=alt.Shape("data_scale:N", title="pre-training data", scale=alt.Scale(domain=list(DATA_SCALES))),
+        tooltip=["checkpoint:N", "arch_class:N", "pretrain_data:N", alt.Tooltip("id_accuracy:Q", format=".2f"),
+                 alt.Tooltip("ood_accuracy:Q", format=".2f"), alt.Tooltip("effective_robustness:Q", format="+.2f")])
+    fit = charts.data("trend").mark_line(color="black", strokeDash=[6, 3]).encode(x="x:Q", y="y:Q")
+    return charts.spec_of(alt.layer(dots, fit))
+
+
 widgets.enter("robustness")
 st.title("Robustness at matched accuracy")
 filters = widgets.global_filters()
@@ -28,11 +41,8 @@ try:
 except analysis.AnalysisError as e:
     st.info(f"{e} Published results arrive with the catalog (`python -m engine catalog refresh`).")
     st.stop()
-shown = result["points"]
-if filters["classes"]:
-    shown = shown[shown["arch_class"].isin(filters["classes"])]
-if filters["data_scales"]:
-    shown = shown[shown["data_scale"].isin(filters["data_scales"])]
+view = loaders.robustness_shown(ood, filters)  # once per server and filters
+shown = view["points"]
 if shown.empty:
     st.info("No checkpoint under these filters has results on both sets.")
     st.stop()
@@ -41,24 +51,18 @@ if result["note"]:
 trend = result["trend"]
 low, high = float(shown["id_accuracy"].min()), float(shown["id_accuracy"].max())
 curve = robustness.trend_curve(trend, low, high)
-plot = shown.assign(x=robustness.logit(shown["id_accuracy"]), y=robustness.logit(shown["ood_accuracy"]),
-                    data_scale=shown["data_scale"].astype(str))
-line = curve.assign(x=robustness.logit(curve["id_accuracy"]), y=robustness.logit(curve["ood_accuracy"]))
-x = logit_axis("x", f"ImageNet accuracy, {result['x']} (logit scale)", alt.X)
-y = logit_axis("y", f"{result['name']} accuracy (logit scale)", alt.Y)
-dots = alt.Chart(plot).mark_point(filled=True, opacity=0.6).encode(
-    x=x, y=y, color=charts.class_color(), shape=alt.Shape("data_scale:N", title="pre-training data", scale=alt.Scale(domain=list(DATA_SCALES))),
-    tooltip=["checkpoint", "arch_class", "pretrain_data", alt.Tooltip("id_accuracy:Q", format=".2f"),
-             alt.Tooltip("ood_accuracy:Q", format=".2f"), alt.Tooltip("effective_robustness:Q", format="+.2f")])
-fit = alt.Chart(line).mark_line(color="black", strokeDash=[6, 3]).encode(x="x:Q", y="y:Q")
-st.altair_chart(dots + fit, width="stretch")
+plot = shown[["checkpoint", "arch_class", "pretrain_data", "id_accuracy", "ood_accuracy", "effective_robustness"]].assign(
+    x=robustness.logit(shown["id_accuracy"]), y=robustness.logit(shown["ood_accuracy"]),
+    data_scale=shown["data_scale"].astype(str))
+line = pd.DataFrame({"x": robustness.logit(curve["id_accuracy"]), "y": robustness.logit(curve["ood_accuracy"])})
+charts.draw(robustness_spec(f"ImageNet accuracy, {result['x']} (logit scale)", f"{result['name']} accuracy (logit scale)"),
+            {"points": plot, "trend": line}, width="stretch")
 st.caption(f"Dashed: logit(OOD) = {trend['intercept']:.2f} + {trend['slope']:.2f} · logit(ImageNet), fitted on the "
            f"{trend['n_points']} checkpoints trained on {trend['fitted_on']} only (R² {trend['r2']:.2f}). Effective "
            "robustness = OOD accuracy minus the line's prediction at the same ImageNet accuracy (Taori et al. 2020).")
 
 st.subheader("Mean effective robustness (accuracy points, 95% bootstrap CI)")
-by_class = pd.DataFrame(robustness.summary(shown, ["arch_class"]))
-by_scale = pd.DataFrame(robustness.summary(shown, ["arch_class", "data_scale"]))
+by_class, by_scale = pd.DataFrame(view["by_class"]), pd.DataFrame(view["by_scale"])
 for frame in (by_class, by_scale):
     frame["effective robustness"] = frame.apply(
         lambda r: analysis.with_ci(r["mean"], r["ci_low"], r["ci_high"]), axis=1)

@@ -6,6 +6,25 @@ import streamlit as st
 from engine import analysis
 from ui import chart_tools, charts, loaders, widgets
 
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def scaling_spec(cost: str, metric: str, colour_by: str, with_curves: bool) -> dict:
+    """Points, fitted curves with their bands and the highlight, built once per view; all data."""
+    x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
+    label = "100 − " + metric if analysis.higher_is_better(metric) else metric
+    y = alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)")
+    dots = charts.data("points").mark_point(filled=True).encode(
+        x=x, y=y, color=chart_tools.colour(colour_by),
+        tooltip=["checkpoint:N", "arch_class:N", "family:N", alt.Tooltip("cost:Q", format=".3g"),
+                 alt.Tooltip("quality:Q", format=".2f")]).add_params(alt.selection_interval(bind="scales", name="zoom"))
+    layers = [dots]
+    if with_curves:
+        curves = charts.data("curves")
+        layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color=charts.class_color()),
+                   curves.mark_line().encode(x=x, y="fit:Q", color=charts.class_color())]
+    layers.append(chart_tools.highlight_layers(x, y))
+    return charts.spec_of(alt.layer(*layers).resolve_scale(color="independent" if colour_by == "family" else "shared"))
+
 chosen, cost, metric = widgets.analysis_page("scaling", "Scaling laws")
 tools = chosen is not None and chart_tools.enabled()
 if tools:
@@ -17,23 +36,11 @@ if chosen is not None:
     find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     on = widgets.url_selectbox("Fit on", ["frontier", "all"], "on")
     result = loaders.derived(chosen, analysis.scaling, metric, on=on, curves=True)  # once per server and view
-    x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
-    label = "100 − " + metric if analysis.higher_is_better(metric) else metric
-    y = alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)")
     fitted = result["points"][["checkpoint", "arch_class", "family", "cost", "quality", "error"]]
-    dots = charts.data("points").mark_point(filled=True).encode(
-        x=x, y=y, color=chart_tools.colour(colour_by),
-        tooltip=["checkpoint:N", "arch_class:N", "family:N", alt.Tooltip("cost:Q", format=".3g"),
-                 alt.Tooltip("quality:Q", format=".2f")]).add_params(alt.selection_interval(bind="scales", name="zoom"))
-    layers = [dots]
     datasets = {"points": fitted, "highlight": chart_tools.matches(fitted, find)[["checkpoint", "cost", "error"]]}
     if not result["curves"].empty:
-        curves = charts.data("curves")
-        layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color=charts.class_color()),
-                   curves.mark_line().encode(x=x, y="fit:Q", color=charts.class_color())]
         datasets["curves"] = result["curves"]
-    layers.append(chart_tools.highlight_layers(x, y))
-    spec = charts.spec_of(alt.layer(*layers).resolve_scale(color="independent" if colour_by == "family" else "shared"))
+    spec = scaling_spec(cost, metric, colour_by, "curves" in datasets)
     charts.draw(spec, datasets, width="stretch", key="scaling_chart")
     widgets.probe_note(metric)
     if tools:

@@ -4,7 +4,24 @@ import pandas as pd
 import streamlit as st
 
 from engine import when
-from ui import loaders, widgets
+from ui import charts, loaders, widgets
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def heatmap_spec(comparison: str, metric: str, cost: str, budget_order: tuple, span: float) -> dict:
+    """One comparison's budget × data-scale heatmap, built once per view; its cells are data."""
+    base = charts.data("cells").encode(
+        x=alt.X("budget_label:O", sort=list(budget_order), title=f"budget: {widgets.COST_LABELS[cost]} ≤"),
+        y=alt.Y("data_scale:O", sort=["≈1M", "≈10M", "≈100M", "≥1B"], title="pre-training data"))
+    rects = base.transform_filter("isValid(datum.gap)").mark_rect().encode(
+        color=alt.Color("gap:Q", title="gap (points)",
+                        scale=alt.Scale(scheme="blueorange", domain=[-span, span], domainMid=0)),
+        tooltip=["comparison:N", "data_scale:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
+                 alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f"),
+                 "n_checkpoints:Q", "verdict:N"])
+    text = base.mark_text(fontSize=10, lineBreak="\n").encode(
+        text="label:N", color=alt.condition(f"abs(datum.gap) > {0.6 * span}", alt.value("white"), alt.value("black")))
+    return charts.spec_of(alt.layer(rects, text).properties(title=f"{comparison} (points of {metric})", height=330))
 
 
 chosen, cost, metric = widgets.analysis_page("when", "When does each class win?")
@@ -18,19 +35,8 @@ if chosen is not None:
     budget_order = [f"{b:g}" for b in result["budgets"]]
     span = float(cells["gap"].abs().max()) if cells["gap"].notna().any() else 1.0
     for comparison, part in cells.groupby("comparison", sort=False):
-        base = alt.Chart(part).encode(
-            x=alt.X("budget_label:O", sort=budget_order, title=f"budget: {widgets.COST_LABELS[cost]} ≤"),
-            y=alt.Y("data_scale:O", sort=["≈1M", "≈10M", "≈100M", "≥1B"], title="pre-training data"))
-        rects = base.transform_filter("isValid(datum.gap)").mark_rect().encode(
-            color=alt.Color("gap:Q", title="gap (points)",
-                            scale=alt.Scale(scheme="blueorange", domain=[-span, span], domainMid=0)),
-            tooltip=["comparison", "data_scale", "budget", alt.Tooltip("gap:Q", format="+.2f"),
-                     alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f"),
-                     "n_checkpoints", "verdict"])
-        text = base.mark_text(fontSize=10, lineBreak="\n").encode(
-            text="label:N", color=alt.condition(f"abs(datum.gap) > {0.6 * span}", alt.value("white"), alt.value("black")))
-        st.altair_chart((rects + text).properties(title=f"{comparison} (points of {metric})"),
-                        width="stretch", height=330)
+        charts.draw(heatmap_spec(comparison, metric, cost, tuple(budget_order), span), {"cells": part},
+                    width="stretch")
     st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of both "
                "classes under the budget. Orange: the other class ahead, blue: ConvNets ahead; blank: a class "
                "has no checkpoint there. A class wins a cell only when its CI excludes 0.")

@@ -169,13 +169,16 @@ def derived(frame, fn, *args, **kwargs):
     return memo[key]
 
 
-def _columns(frame, names: tuple):
-    return frame[list(names)]
+def _arrow_table(frame, names: tuple):
+    import pyarrow as pa
+    return pa.Table.from_pandas(frame[list(names)], preserve_index=False)
 
 
-def columns(frame, names) -> object:
-    """frame[names], once per server for a shared selection (the data a chart sends)."""
-    return derived(frame, _columns, tuple(names))
+def arrow(frame, names):
+    """The columns a chart draws as an Arrow table, converted once per server for a shared
+    selection: Streamlit sends an Arrow table as it is, where it converts a DataFrame on every
+    rerun of every viewer (the costliest part of drawing the Frontier)."""
+    return derived(frame, _arrow_table, tuple(names))
 
 
 def selection(bench_source: str | None, cost: str, metric: str, filters: dict):
@@ -231,6 +234,28 @@ def robustness_view(ood: str) -> dict:
     """One OOD set's trend and effective robustness, once per server and data (not hashed per rerun)."""
     store = get_store()
     return _robustness(str(store.path), store.freshness(), ood)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _robustness_shown(path: str, freshness: str, ood: str, classes: tuple, data_scales: tuple) -> dict:
+    from engine import robustness
+    shown = _robustness(path, freshness, ood)["points"]
+    if classes:
+        shown = shown[shown["arch_class"].isin(classes)]
+    if data_scales:
+        shown = shown[shown["data_scale"].isin(data_scales)]
+    if shown.empty:
+        return {"points": shown}
+    return {"points": shown, "by_class": robustness.summary(shown, ["arch_class"]),
+            "by_scale": robustness.summary(shown, ["arch_class", "data_scale"])}
+
+
+def robustness_shown(ood: str, filters: dict) -> dict:
+    """The checkpoints under the sidebar filters with their mean effective robustness per class and
+    per class × data scale (bootstrapped), once per server, data and filters."""
+    store = get_store()
+    return _robustness_shown(str(store.path), store.freshness(), ood, tuple(filters["classes"] or ()),
+                             tuple(filters["data_scales"] or ()))
 
 
 def params_lookup():
