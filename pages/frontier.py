@@ -39,7 +39,7 @@ elif chosen is not None:
     front = loaders.derived(chosen, analysis.frontier, metric)  # once per server and view
     found = chart_tools.matches(chosen, find)
     spec = frontier_spec(cost, metric, colour_by)
-    datasets = {"points": loaders.columns(chosen, POINT_COLUMNS),
+    datasets = {"points": loaders.arrow(chosen, POINT_COLUMNS),
                 "frontier": front[["cost", "quality", "arch_class"]],
                 "budget": [{"budget": budget}], "highlight": found[["checkpoint", "cost", "quality"]]}
     event = charts.draw(spec, datasets, width="stretch", on_select="rerun", selection_mode="pick",

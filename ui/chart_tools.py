@@ -141,7 +141,8 @@ def export_buttons(spec: dict, datasets: dict, frame: pd.DataFrame, name: str) -
     import json
 
     def spec_json() -> str:  # built on click, not on every rerun
-        inline = {**spec, "datasets": {k: (v.to_dict("records") if isinstance(v, pd.DataFrame) else v)
+        inline = {**spec, "datasets": {k: (v.to_dict("records") if isinstance(v, pd.DataFrame)
+                                           else v.to_pylist() if hasattr(v, "to_pylist") else v)  # an Arrow table
                                        for k, v in datasets.items()}, "width": 900, "height": 500}
         return json.dumps(inline, default=str)
     a, b, c, _ = st.columns([1, 1, 1, 3])
