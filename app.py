@@ -54,7 +54,10 @@ except MatchupError as e:
 
 with st.sidebar:
     published = catalog.describe_published(info["published"], counts=False)
-    st.caption(f"Database `{info['path']}` · catalog refreshed {info['catalog_refreshed_at']} "
+    # Plain text on purpose: inline code and a "hh:mm:ss" (read as an :emoji: code) each make every
+    # new viewer's browser fetch one more file (a font, a plugin) from this server (issue 13).
+    refreshed = (info["catalog_refreshed_at"] or "never").replace("T", " ")[:16]
+    st.caption(f"Database {info['path']} · catalog refreshed {refreshed} "
                f"(timm {info['catalog_timm_version']}) · {info['tables']['published_results']} "
                f"published results{f' ({published})' if published else ''} · "
                f"{info['tables']['evals']} evaluations measured here")
