@@ -127,6 +127,24 @@ def test_every_page_draws_without_an_exception(browser, app_url, name):
     page.close()
 
 
+@pytest.mark.parametrize("name", ["overview", "frontier"])
+def test_a_new_viewer_fetches_no_file_the_page_does_not_need(browser, app_url, name):
+    """Every file a fresh browser fetches costs the demo server CPU (bench/load_bench.py): the
+    shared sidebar must not pull in the code font (inline code) or the emoji plugin (an
+    "hh:mm:ss" reads as an :emoji: code) for decoration."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    fetched = []
+    page.on("requestfinished", lambda request: fetched.append(request.url))
+    page.goto(f"{app_url}/{PAGES[name]}")
+    page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=60_000)
+    page.wait_for_timeout(1000)
+    assert any("/static/js/" in url for url in fetched)  # the recording works
+    assert not [url for url in fetched if "SourceCodeVF" in url or "remark-emoji" in url]
+    assert page.get_by_text("catalog refreshed").count() == 1  # the caption is still there
+    context.close()
+
+
 def test_moving_the_budget_slider_changes_the_table(browser, app_url):
     page = _open(browser, f"{app_url}/frontier")
     table = page.locator("[data-testid='stTable']")
