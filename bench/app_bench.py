@@ -93,7 +93,7 @@ def baseline_first_render(playwright, browser, rounds: int) -> float:
 
 def target_selector(name: str) -> str:
     return (".vega-embed canvas, .vega-embed svg" if name in CHART_PAGES
-            else "[data-testid='stDataFrame'], [data-testid='stTable']")
+            else "[data-testid='stDataFrame']")
 
 
 DRAWN = """([title, selector]) => {
@@ -149,7 +149,7 @@ def main() -> None:
                     started = time.perf_counter()
                     page.goto(f"{url}/{path}")
                     selector = (".vega-embed canvas, .vega-embed svg" if name in CHART_PAGES
-                                else "[data-testid='stDataFrame'], [data-testid='stTable']")
+                                else "[data-testid='stDataFrame']")
                     page.wait_for_selector(selector, timeout=120_000)
                     times[name].append(time.perf_counter() - started)
                     page.close()
@@ -166,7 +166,7 @@ def main() -> None:
                 print(f"  {name:<11} {statistics.median(values):5.2f} s   max {max(values):5.2f} s")
             page = context.new_page()
             page.goto(f"{url}/frontier")
-            table = page.locator("[data-testid='stTable']")
+            table = page.locator(".st-key-best_under_budget table")
             table.wait_for(timeout=120_000)
             slider = page.locator("[data-testid='stSlider'] input[type='range']").first
             slider.focus()
@@ -175,7 +175,7 @@ def main() -> None:
                 before = table.inner_text()
                 started = time.perf_counter()
                 page.keyboard.press("ArrowLeft")
-                page.wait_for_function("(b) => { const t = document.querySelector(\"[data-testid='stTable']\");"
+                page.wait_for_function("(b) => { const t = document.querySelector(\".st-key-best_under_budget table\");"
                                        " return t && t.innerText !== b; }", arg=before, timeout=30_000)
                 steps.append((time.perf_counter() - started) * 1000)
             print(f"budget slider step -> table updated: median {statistics.median(steps):.0f} ms, "

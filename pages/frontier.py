@@ -54,6 +54,8 @@ elif chosen is not None:
     st.caption("Scroll to zoom, drag to pan, double-click to reset; click a point for its checkpoint.")
     [row] = loaders.derived(chosen, analysis.budget_table, metric, (budget,), n_boot=200)
     st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")
-    st.table([{"class": c, "checkpoint": b["checkpoint"], metric: round(b["quality"], 2),
-               cost: round(b["cost"], 3), "source": b["source"]} for c, b in row["best"].items()])
+    with st.container(key="best_under_budget"):
+        st.markdown(widgets.markdown_table([{"class": c, "checkpoint": b["checkpoint"], metric: f"{b['quality']:.2f}",
+                                             cost: f"{round(b['cost'], 3):g}", "source": b["source"]}
+                                            for c, b in row["best"].items()]))
     widgets.flop_note(cost)

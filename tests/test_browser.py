@@ -120,7 +120,7 @@ def test_every_page_draws_without_an_exception(browser, app_url, name):
     if name in CHART_PAGES:
         page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=60_000)
     else:
-        page.wait_for_selector("[data-testid='stDataFrame'], [data-testid='stTable']", timeout=60_000)
+        page.wait_for_selector("[data-testid='stDataFrame']", timeout=60_000)
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
@@ -147,14 +147,14 @@ def test_a_new_viewer_fetches_no_file_the_page_does_not_need(browser, app_url, n
 
 def test_moving_the_budget_slider_changes_the_table(browser, app_url):
     page = _open(browser, f"{app_url}/frontier")
-    table = page.locator("[data-testid='stTable']")
+    table = page.locator(".st-key-best_under_budget table")
     table.wait_for(timeout=60_000)
     before = table.inner_text()
     slider = page.locator("[data-testid='stSlider'] input[type='range']").first
     slider.focus()
     for _ in range(8):  # eight steps to a lower budget, as a keyboard user moves it
         page.keyboard.press("ArrowLeft")
-    page.wait_for_function("(before) => { const t = document.querySelector(\"[data-testid='stTable']\");"
+    page.wait_for_function("(before) => { const t = document.querySelector(\".st-key-best_under_budget table\");"
                            " return t && t.innerText !== before; }", arg=before, timeout=30_000)
     assert table.inner_text() != before
     assert "budget=" in page.url
@@ -280,7 +280,7 @@ def test_a_queued_evaluation_runs_and_appears_on_the_frontier(browser, app_db, t
         page.screenshot(path=str(ARTIFACTS / "run.png"), full_page=True)
         page.close()
         frontier = _open(browser, f"{url}/frontier?source=measured+here")
-        table = frontier.locator("[data-testid='stTable']")
+        table = frontier.locator(".st-key-best_under_budget table")
         table.wait_for(timeout=60_000)
         assert checkpoint in table.inner_text() and "measured here" in table.inner_text()
         frontier.close()
