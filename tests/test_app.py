@@ -150,6 +150,21 @@ def test_what_viewers_of_one_view_share_is_computed_once_per_server(full_app_db)
     assert len(calls) == 5
 
 
+def test_a_markdown_table_keeps_each_cell_as_written():
+    """Checkpoint names and sources go into the Frontier's Markdown table: no cell may split on a
+    '|', turn '_' into emphasis, '$' into maths or ':26:' into an emoji code."""
+    import re
+
+    from ui import widgets
+    cells = {"checkpoint": "vit_base_patch16_224.augreg2_in21k_ft_in1k", "note": "a|b at 07:26:13, $5 *x*"}
+    header, rule, row = widgets.markdown_table([cells]).splitlines()
+    assert rule == "|---|---|"
+    parts = re.split(r"(?<!\\) \| ", row.strip("| "))  # split on unescaped separators only
+    assert [re.sub(r"\\(.)", r"\1", part) for part in parts] == list(cells.values())
+    assert not re.search(r"(?<!\\)[_*$:]", row)  # every character Markdown would read is escaped
+    assert widgets.markdown_table([]) == ""
+
+
 ANALYSIS_PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/when.py", "pages/scaling.py"]
 
 
