@@ -115,12 +115,16 @@ def _visible_files(folder: Path):
                 yield Path(root) / name
 
 
-def _images_under(folder: Path, rule: str = "matchup") -> list[Path]:
+def images_under(folder: Path, rule: str = "matchup") -> list[Path]:
+    """The image files under a folder by the file rule ("matchup": every image type PIL reads;
+    "timm": timm's folder reader's types), hidden files and folders left out; eval and probe alike."""
     suffixes = TIMM_SUFFIXES if rule == "timm" else IMAGE_SUFFIXES
     return sorted(p for p in _visible_files(folder) if p.suffix.lower() in suffixes)
 
 
-def _fingerprint(root: Path, files: list[Path], extra: str) -> str:
+def fingerprint_of(root: Path, files: list[Path], extra: str) -> str:
+    """What a cached result depends on in a data folder: each file's path and size, plus `extra`
+    (labels, file rule); a changed folder is a cache miss for eval and probe alike."""
     digest = hashlib.sha256(extra.encode())
     for path in files:
         digest.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\n".encode())
@@ -144,7 +148,7 @@ def _from_class_folders(root: Path, rule: str) -> tuple[list[Path], list[int]]:
     files, targets = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         index = _label_to_index(folder.name, f"folder {folder}")
-        for image in _images_under(folder, rule):
+        for image in images_under(folder, rule):
             files.append(image)
             # timm labels a file by the folder it sits in; Matchup by its class folder
             leaf = image.parent
@@ -238,7 +242,7 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
     has_class_folders = any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
     if labels is not None and variant != "real":
         label_rows = _read_labels_file(Path(labels))
-        files = _images_under(root, file_rule)
+        files = images_under(root, file_rule)
         unlabelled = [f.name for f in files if f.name not in label_rows]
         if unlabelled:
             raise DatasetError(f"{len(unlabelled)} images in {root} have no label in {labels} "
@@ -251,7 +255,7 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
         if file_rule == "timm" and any(f.parent.parent != root for f in files):
             label_map += "; nested files labelled by their own folder (timm's rule)"
     elif variant == "real":
-        files, targets = _images_under(root, file_rule), None
+        files, targets = images_under(root, file_rule), None
         label_map = "ReaL"
     else:
         raise DatasetError(f"{root} has no class folders; give --labels FILE (CSV or txt: file "
@@ -271,7 +275,7 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
             raise DatasetError(f"{len(outside)} images of {root} are outside the 200 classes of "
                                f"{variant} (first: {outside[0]}); use --variant imagenet for them.")
         label_map += f"; logits sliced to the {len(subset)} {variant} classes"
-    fingerprint = _fingerprint(root, files, f"{variant}|{label_map}")
+    fingerprint = fingerprint_of(root, files, f"{variant}|{label_map}")
     opened_with.update(path=str(root), labels=str(Path(labels).resolve()) if labels else None)
     return EvalDataset(f"{root}#{variant}", variant, files, targets, label_map, fingerprint,
                        subset, real, opened_with=opened_with)

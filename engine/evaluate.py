@@ -77,7 +77,7 @@ def eval_key(checkpoint: str, revision: str, dataset: EvalDataset, config: dict,
     return cache_key(payload), payload
 
 
-def _cached_revision(checkpoint: str) -> str | None:
+def cached_revision(checkpoint: str) -> str | None:
     """The revision in the local Hub cache, found without the network (for cache lookups)."""
     from huggingface_hub import try_to_load_from_cache
     cfg = hub.pretrained_cfg(checkpoint)
@@ -94,7 +94,7 @@ def lookup(store, checkpoint: str, dataset: EvalDataset, settings: EvalSettings)
     """The stored result for this request when the weights in the local Hub cache were already
     evaluated this way; None otherwise. Loads no weights and touches no network. `dataset`
     must already carry the settings' limit (`dataset.limit(settings.limit)`)."""
-    revision = _cached_revision(checkpoint)
+    revision = cached_revision(checkpoint)
     if revision is None:
         return None
     key, _ = eval_key(checkpoint, revision, dataset, data_config(hub.pretrained_cfg(checkpoint)), settings)
@@ -225,7 +225,7 @@ def check_head(checkpoint: str, cfg, model, dataset: EvalDataset) -> int:
 
 
 # -- batches: decoded here, or read from the decoded-image cache ------------------------------------
-def _decoding_batches(dataset: EvalDataset, config: dict, settings: EvalSettings, device, writer, bad: dict):
+def decoding_batches(dataset: EvalDataset, config: dict, settings: EvalSettings, device, writer, bad: dict):
     """(uint8 images, indices, decoded mask) decoded by DataLoader workers; undecodable images go
     to `bad` (index -> why) and every batch into the cache `writer` when there is one."""
     import torch
@@ -237,7 +237,7 @@ def _decoding_batches(dataset: EvalDataset, config: dict, settings: EvalSettings
         indices = indices.tolist()
         for index, good, reason in zip(indices, ok.tolist(), why):
             if not good and settings.strict:
-                raise _strict_error(dataset, index, reason)
+                raise strict_error(dataset, index, reason)
             if not good:
                 bad[index] = reason
                 if writer is not None:
@@ -247,7 +247,8 @@ def _decoding_batches(dataset: EvalDataset, config: dict, settings: EvalSettings
         yield images, indices, ok
 
 
-def _strict_error(dataset: EvalDataset, index: int, why: str) -> EvalError:
+def strict_error(dataset: EvalDataset, index: int, why: str) -> EvalError:
+    """--strict's one message for the first undecodable image (eval, sweep and probe)."""
     return EvalError(f"{dataset.files[index]} cannot be decoded ({why}); --strict stops at the first such "
                      "image and stores nothing. Fix or remove it, or run without --strict: undecodable "
                      "images are then skipped, counted and listed in the result.")
@@ -271,7 +272,7 @@ class _CachedBatches:
         return torch.from_numpy(np.array(self.entry.images[start:stop])), torch.arange(start, stop), ok
 
 
-def _cached_batches(entry: decoded.Entry, settings: EvalSettings, device):
+def cached_batches(entry: decoded.Entry, settings: EvalSettings, device):
     """The same batches as decoding gives, read from a decoded-cache entry."""
     import torch
     loader = torch.utils.data.DataLoader(_CachedBatches(entry, settings.batch_size), batch_size=None,
@@ -280,7 +281,7 @@ def _cached_batches(entry: decoded.Entry, settings: EvalSettings, device):
         yield images, indices.tolist(), ok
 
 
-def _on_device(batches, device):
+def on_device(batches, device):
     """Batches moved to the device; on CUDA the next batch's copy runs on a side stream while
     the current batch's forward runs (pinned memory, non-blocking)."""
     import torch
@@ -371,7 +372,7 @@ def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalS
     check_every = 32 if device.type == "cuda" else 1
     done, started, total, batch_no = 0, time.perf_counter(), len(dataset), 0
     with torch.inference_mode():
-        for images, indices, ok in _on_device(batches, device):
+        for images, indices, ok in on_device(batches, device):
             if cancel is not None and cancel():
                 raise EvalCancelled("Evaluation cancelled; nothing was stored.")
             all_ok = bool(ok.all())  # a CPU tensor: no device read
@@ -525,7 +526,7 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
                       if cache is not None else None)
             bad: dict[int, str] = {}
             try:
-                batches = _decoding_batches(dataset, config, settings, device, writer, bad)
+                batches = decoding_batches(dataset, config, settings, device, writer, bad)
                 _run_pass(chunk, batches, dataset, settings, device, progress, cancel,
                           (lambda e, err: fail(e, err)) if on_error else None)
                 if writer is not None and writer.written == len(dataset):
@@ -541,12 +542,12 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
         else:
             if settings.strict and entry_cache.bad:
                 index = min(entry_cache.bad)
-                raise _strict_error(dataset, index, entry_cache.bad[index])
+                raise strict_error(dataset, index, entry_cache.bad[index])
             entry = pending.pop(0)
             if not load(entry):
                 continue
             chunk = [entry]
-            _run_pass(chunk, _cached_batches(entry_cache, settings, device), dataset, settings,
+            _run_pass(chunk, cached_batches(entry_cache, settings, device), dataset, settings,
                       device, progress, cancel, (lambda e, err: fail(e, err)) if on_error else None)
             pixels = {"source": "decoded cache", "decoded": 0, "bad": entry_cache.bad}
         names = [e["checkpoint"] for e in chunk]

@@ -66,7 +66,7 @@ def open_folder(path: str | Path, file_rule: str = "matchup") -> ProbeData:
         raise ProbeError(f"Unknown file rule {file_rule!r}; use one of {', '.join(datasets.FILE_RULES)}.")
     classes, files, labels, empty = [], [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = datasets._images_under(folder, file_rule)
+        images = datasets.images_under(folder, file_rule)
         if not images:
             empty.append(folder.name)
             continue
@@ -77,7 +77,7 @@ def open_folder(path: str | Path, file_rule: str = "matchup") -> ProbeData:
         found = f"only {classes[0]!r}" if classes else "none"
         raise ProbeError(f"A linear probe needs at least two classes (sub-folders with images) in {root}; "
                          f"found {found}{' (empty: ' + ', '.join(empty) + ')' if empty else ''}.")
-    fingerprint = datasets._fingerprint(root, files, json.dumps({"classes": classes, "rule": file_rule}))
+    fingerprint = datasets.fingerprint_of(root, files, json.dumps({"classes": classes, "rule": file_rule}))
     return ProbeData(root.name, root, files, labels, classes, fingerprint)
 
 
@@ -137,7 +137,7 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
     from engine.profile import resolve_device
     cfg = hub.pretrained_cfg(checkpoint)
     config = evaluate.data_config(cfg)
-    revision = evaluate._cached_revision(checkpoint)
+    revision = evaluate.cached_revision(checkpoint)
     if revision is not None:
         key = features_key(checkpoint, revision, data, config, settings.precision)
         found = _read_cache(key, checkpoint, revision, config)
@@ -169,16 +169,16 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
         if entry is not None:
             if settings.strict and entry.bad:
                 first = min(entry.bad)
-                raise evaluate._strict_error(dataset, first, entry.bad[first])
+                raise evaluate.strict_error(dataset, first, entry.bad[first])
             bad.update(entry.bad)
-            batches = evaluate._cached_batches(entry, eval_settings, device)
+            batches = evaluate.cached_batches(entry, eval_settings, device)
         else:
             writer = (cache.writer(pixels_key, len(dataset), config,
                                    {"dataset": dataset.id, "pixels": list(decoded.pixel_key(config))})
                       if cache is not None else None)
-            batches = evaluate._decoding_batches(dataset, config, eval_settings, device, writer, bad)
+            batches = evaluate.decoding_batches(dataset, config, eval_settings, device, writer, bad)
         with torch.inference_mode():
-            for images, indices, ok in evaluate._on_device(batches, device):
+            for images, indices, ok in evaluate.on_device(batches, device):
                 images = (images.to(device).float() - mean) / std
                 with autocast:
                     out = _pooled(model, images).float()
@@ -386,7 +386,7 @@ def probe_key(checkpoint: str, revision: str, data: ProbeData, config: dict, set
 
 def lookup(store, checkpoint: str, data: ProbeData, settings: ProbeSettings, val: ProbeData | None = None) -> dict | None:
     """The stored result for this request, when its weights are already cached (no download)."""
-    revision = evaluate._cached_revision(checkpoint)
+    revision = evaluate.cached_revision(checkpoint)
     if revision is None:
         return None
     config = evaluate.data_config(hub.pretrained_cfg(checkpoint))

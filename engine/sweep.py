@@ -123,7 +123,7 @@ def _nearest_published(store: Store, device: str) -> str | None:
 
 def _weights_cached(checkpoint: str) -> bool:
     try:
-        return evaluate._cached_revision(checkpoint) is not None
+        return evaluate.cached_revision(checkpoint) is not None
     except MatchupError:
         return False
 

@@ -327,7 +327,7 @@ def test_checkpoints_that_share_a_preprocessing_decode_the_folder_once(offline_h
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
-    monkeypatch.setattr(evaluate, "_decoding_batches", no_decoding)
+    monkeypatch.setattr(evaluate, "decoding_batches", no_decoding)
     same_pixels = [c for c in ("test_convnext.r160_in1k", "test_resnet.r160_in1k")
                    if evaluate.data_config(hub.pretrained_cfg(c)) == first.config]
     assert same_pixels, "the tiny checkpoints share timm's default preprocessing"
