@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import analysis, when
+from engine import analysis
 from ui import charts, loaders, widgets
 
 
@@ -35,8 +35,8 @@ if chosen is not None:
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
                    "bootstrap interval (checkpoints resampled within each class, 1,000 times).")
         for other in ("ViT", "Hybrid"):
-            sentences = loaders.derived(chosen, when.explained_verdict, metric, budgets, other=other,
-                                        unit=widgets.COST_UNITS[cost])
+            sentences = loaders.derived(chosen, loaders.explained_verdict, metric, budgets, other,
+                                        widgets.COST_UNITS[cost])
             if sentences:
                 st.markdown(f"**{other} vs ConvNet** — " + "; ".join(sentences) + ".")
     widgets.flop_note(cost)

@@ -169,6 +169,14 @@ def derived(frame, fn, *args, **kwargs):
     return memo[key]
 
 
+def explained_verdict(frame, metric: str, budgets: tuple, other: str, unit: str) -> list[str]:
+    """The Overview's sentences, over the same budget table the page draws (one derived result,
+    not a second bootstrap of it)."""
+    from engine import when
+    rows = derived(frame, analysis.budget_table, metric, budgets)
+    return when.explained_verdict(frame, metric, list(budgets), other=other, unit=unit, rows=rows)
+
+
 def _arrow_table(frame, names: tuple):
     import pyarrow as pa
     return pa.Table.from_pandas(frame[list(names)], preserve_index=False)
