@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from engine.intervals import holding, percentile_band, percentile_interval
+
 CLASSES = ("ConvNet", "ViT", "Hybrid", "MLP")
 COST_METRICS = ("gflops", "params_m", "latency_ms", "ms_per_img", "pretrain_tpu_v4_core_hours",
                 "paper_gflops")
@@ -230,7 +232,7 @@ def budget_table(points: pd.DataFrame, quality: str, budgets, n_boot: int = 1000
                 diff = boot[other] - boot[reference_class]
                 diff = diff[np.isfinite(diff)]
                 gap = best[other]["quality"] - best[reference_class]["quality"]
-                low, high = (np.percentile(diff, [2.5, 97.5]) if len(diff) else (math.nan, math.nan))
+                low, high = percentile_interval(diff, gap)
                 entry = {"gap": gap, "ci_low": float(low), "ci_high": float(high), "n_boot": int(len(diff))}
                 entry["leader"] = gap_leader(entry, other, reference_class, sign > 0)
                 gaps[f"{other}-{reference_class}"] = entry
@@ -281,7 +283,8 @@ def wilson_interval(wins: int, n: int, z: float = 1.959964) -> tuple[float, floa
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (centre - half, centre + half)
+    low, high = holding(centre - half, centre + half, p)
+    return (max(low, 0.0), min(high, 1.0))
 
 
 MATCHINGS = {"fair": "one-to-one, best tag per architecture",
@@ -468,7 +471,7 @@ def fit_power(frame: pd.DataFrame, quality: str, n_boot: int = 1000, seed: int =
     slopes = np.where(valid, ((x - xm) * (y - ym)).sum(axis=1) / np.where(valid, sxx, 1), np.nan)
     intercepts = ym[:, 0] - slopes * xm[:, 0]
     boot = np.column_stack([intercepts, slopes])[valid]
-    low, high = np.percentile(boot[:, 1], [2.5, 97.5])
+    low, high = percentile_interval(boot[:, 1], b)
     return PowerFit(arch_class, int(len(log_c)), a, b, r2, (float(low), float(high)),
                     (float(np.exp(log_c.min())), float(np.exp(log_c.max()))), boot)
 
@@ -520,9 +523,10 @@ def crossover(fit_1: PowerFit, fit_2: PowerFit) -> dict:
     n = min(len(fit_1.boot), len(fit_2.boot))
     with np.errstate(divide="ignore", invalid="ignore"):
         draws = (fit_2.boot[:n, 0] - fit_1.boot[:n, 0]) / (fit_1.boot[:n, 1] - fit_2.boot[:n, 1])
-    draws = draws[np.isfinite(draws)]
-    ci = [float(np.exp(v)) for v in np.percentile(draws, [2.5, 97.5])] if len(draws) else [math.nan, math.nan]
     c = float(np.exp(log_c))
+    low_log, high_log = percentile_interval(draws, log_c)
+    # widened again in cost units: exp of two nearly equal logs need not keep their order
+    ci = list(holding(float(np.exp(low_log)), float(np.exp(high_log)), c))
     if not (low <= c <= high):
         return {**result, "crossover": None, "crossover_ci": ci, "unconstrained_crossover": c,
                 "note": "no crossover in range"}
@@ -571,9 +575,10 @@ def fit_band(fit: PowerFit, costs: np.ndarray, level: float = 95.0) -> tuple[np.
     """Fitted error and its bootstrap band at the given costs."""
     log_c = np.log(np.asarray(costs, dtype=float))
     draws = fit.boot[:, :1] + fit.boot[:, 1:] * log_c[None, :]
-    tail = (100 - level) / 2
-    low, high = np.percentile(draws, [tail, 100 - tail], axis=0)
-    return np.exp(fit.a + fit.b * log_c), np.exp(low), np.exp(high)
+    mid = fit.a + fit.b * log_c
+    low, high = percentile_band(draws, mid, level)
+    fitted = np.exp(mid)
+    return fitted, np.minimum(np.exp(low), fitted), np.maximum(np.exp(high), fitted)
 
 
 def _ceil_2_digits(value: float) -> float:

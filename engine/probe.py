@@ -25,6 +25,7 @@ import numpy as np
 
 from engine import datasets, decoded, evaluate, hub
 from engine.errors import MatchupError
+from engine.intervals import holding, percentile_interval
 from engine.store import cache_key
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # inverse L2 strength, chosen per training fold
@@ -294,7 +295,7 @@ def _interval(values: list[float]) -> tuple[float, float, float]:
     if len(values) < 2:
         return mean, math.nan, math.nan
     half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    return (mean, *holding(mean - half, mean + half, mean))
 
 
 def check_folds(labels: np.ndarray, classes: list[str], folds: int) -> None:
@@ -329,8 +330,7 @@ def fit(features: np.ndarray, labels: np.ndarray, classes: list[str], folds: int
         for _ in range(200):
             pick = rng.integers(0, len(val[1]), len(val[1]))
             boot.append(_metrics(proba[pick], val[1][pick], n_classes))
-        spread = {m: (float(np.percentile([b[m] for b in boot], 2.5)), float(np.percentile([b[m] for b in boot], 97.5)))
-                  for m in METRICS}
+        spread = {m: percentile_interval([b[m] for b in boot], runs[0][m]) for m in METRICS}
     elif shots:
         protocol = "shots"
         counts = np.bincount(labels, minlength=n_classes)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from engine import analysis
+from engine.intervals import percentile_interval
 from engine.taxonomy import DATA_SCALES
 
 # Each OOD set and the in-distribution accuracy it is read against. ImageNet-A and -R cover 200
@@ -87,8 +88,9 @@ def _mean_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple
     if len(values) == 0:
         return math.nan, math.nan, math.nan
     draws = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return float(values.mean()), float(low), float(high)
+    mean = float(values.mean())
+    low, high = percentile_interval(draws, mean)
+    return mean, low, high
 
 
 def summary(frame: pd.DataFrame, by: list[str], n_boot: int = 1000, seed: int = 0) -> list[dict]:
