@@ -25,7 +25,7 @@ st.session_state["app_shell"] = True  # pages check it: see ui.widgets.enter
 
 from engine import catalog  # noqa: E402  (after the navigation: these imports take a second)
 from engine.errors import MatchupError  # noqa: E402
-from ui.loaders import db_info, embedded_worker, get_store, published_loader  # noqa: E402
+from ui.loaders import db_info, embedded_worker, get_store, published_loader, warm_imports  # noqa: E402
 
 
 def ensure_catalog() -> dict:
@@ -58,9 +58,9 @@ with st.sidebar:
     # new viewer's browser fetch one more file (a font, a plugin) from this server (issue 13).
     refreshed = (info["catalog_refreshed_at"] or "never").replace("T", " ")[:16]
     st.caption(f"Database {info['path']} · catalog refreshed {refreshed} "
-               f"(timm {info['catalog_timm_version']}) · {info['tables']['published_results']} "
-               f"published results{f' ({published})' if published else ''} · "
-               f"{info['tables']['evals']} evaluations measured here")
+               f"(timm {info['catalog_timm_version']}) · {info['tables']['published_results']:,} "
+               f"published results and {info['tables']['published_benchmarks']:,} published benchmark rows"
+               f"{f' ({published})' if published else ''} · {info['tables']['evals']:,} evaluations measured here")
     if info["tables"]["published_results"] == 0:
         if loader.snapshot_problem:
             st.warning(loader.snapshot_problem)
@@ -72,3 +72,4 @@ with st.sidebar:
                        "`python -m engine catalog import DIR`, or set MATCHUP_PUBLISHED_DIR.")
 
 navigation.run()
+warm_imports()  # after the page: timm and torch load in the background once per server

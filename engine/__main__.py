@@ -287,7 +287,10 @@ def cmd_eval(args, store: Store) -> int:
                              progress=progress)
     for bar in bars.values():
         bar.close()
-    summary = pd.DataFrame([{k: v for k, v in row.items() if k != "details"} for row in rows])
+    summary = pd.DataFrame([{**{k: v for k, v in row.items() if k != "details"},
+                             "skipped_images": (row.get("details") or {}).get("skipped_images", 0),
+                             "skipped_paths": (row.get("details") or {}).get("skipped_paths") or []}
+                            for row in rows])
     if args.json:
         _print_json(_records(summary))
         return 0
@@ -519,10 +522,12 @@ def cmd_analyze(args, store: Store) -> int:
     if args.cost is None:
         raise MatchupError(f"analyze {args.kind} needs --cost ({', '.join(analysis.COST_METRICS)}).")
     try:
-        chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes),
-                                 data_scales=_csv_list(args.data_scale), families=_csv_list(args.families),
-                                 sources=_csv_list(args.source),
-                                 img_size_range=_size_range(args.img_size))
+        filters = dict(data_scales=_csv_list(args.data_scale), families=_csv_list(args.families),
+                       sources=_csv_list(args.source), img_size_range=_size_range(args.img_size))
+        chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes), **filters)
+        # default budgets span every class's points: which classes are compared never moves them
+        all_classes = analysis.select(points, args.cost, args.quality, **filters)
+        n_boot = args.n_boot or (1000 if args.kind == "scaling" else analysis.N_BOOT)
         header = {"analysis": args.kind, "cost": args.cost, "quality": args.quality,
                   "bench_source": bench_source if args.cost == "ms_per_img" else None,
                   "n_points": int(len(chosen)),
@@ -535,8 +540,8 @@ def cmd_analyze(args, store: Store) -> int:
         elif args.kind == "budget":
             if not budgets:
                 raise MatchupError("analyze budget needs --budgets, e.g. --budgets 1,5,20,100")
-            payload = {**header, "n_boot": args.n_boot, "seed": args.seed,
-                       "budgets": analysis.budget_table(chosen, args.quality, budgets, args.n_boot, args.seed)}
+            payload = {**header, "n_boot": n_boot, "seed": args.seed,
+                       "budgets": analysis.budget_table(chosen, args.quality, budgets, n_boot, args.seed)}
         elif args.kind == "pairs":
             match_on = "pretrain_data" if args.same_data else None
             payload = {**header, **analysis.matched_pairs(chosen, args.quality, args.tolerance, match_on=match_on,
@@ -545,14 +550,14 @@ def cmd_analyze(args, store: Store) -> int:
                                                                        match_on=match_on)}
         elif args.kind == "when":
             from engine import when
-            payload = {**header, **when.when(chosen, args.quality, budgets or None, args.tolerance,
-                                              args.n_boot, args.seed)}
+            payload = {**header, **when.when(chosen, args.quality, budgets or analysis.log_budgets(all_classes, n=8),
+                                              args.tolerance, n_boot, args.seed)}
             payload["verdicts"] = {other: when.explained_verdict(chosen, args.quality, payload["budgets"], other,
-                                                                 reference, n_boot=args.n_boot, seed=args.seed)
+                                                                 reference, n_boot=n_boot, seed=args.seed)
                                    for other, reference in when.COMPARISONS}
         else:
             payload = {**header, **analysis.scaling(chosen, args.quality, on=args.on, law=args.law,
-                                                    n_boot=args.n_boot, seed=args.seed)}
+                                                    n_boot=n_boot, seed=args.seed)}
     except analysis.AnalysisError as e:
         raise MatchupError(str(e)) from None
     if args.json:
@@ -571,7 +576,8 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
         raise MatchupError(f"analyze robustness takes --quality <OOD set>.top1 with the set one of "
                            f"{', '.join(robustness.OOD_SETS)}; not {args.quality!r}.")
     try:
-        result = robustness.robustness(points, ood, metric or "top1", args.n_boot, args.seed)
+        n_boot = args.n_boot or robustness.ROBUSTNESS_N_BOOT
+        result = robustness.robustness(points, ood, metric or "top1", n_boot, args.seed)
         shown = result["points"]
         for column, wanted in (("arch_class", _csv_list(args.classes)), ("data_scale", _csv_list(args.data_scale)),
                                ("family", _csv_list(args.families))):
@@ -579,19 +585,19 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
                 shown = shown[shown[column].isin(wanted)]
         payload = {"analysis": "robustness", "quality": args.quality, "ood": ood, "x": result["x"], "y": result["y"],
                    "trend": result["trend"], "note": result["note"], "n_points": int(len(shown)),
-                   "n_boot": args.n_boot, "seed": args.seed,
-                   "by_class": robustness.summary(shown, ["arch_class"], args.n_boot, args.seed),
-                   "by_class_and_scale": robustness.summary(shown, ["arch_class", "data_scale"], args.n_boot,
-                                                            args.seed),
+                   "n_boot": n_boot, "seed": args.seed,
+                   "by_class": robustness.summary(shown, ["arch_class"], n_boot, args.seed),
+                   "by_class_and_scale": robustness.summary(shown, ["arch_class", "data_scale"], n_boot, args.seed),
                    "checkpoints": _records(shown.assign(data_scale=shown["data_scale"].astype(str))[
                        ["checkpoint", "arch_class", "data_scale", "pretrain_data", "id_accuracy", "ood_accuracy",
                         "effective_robustness"]])}
         if args.cost:
-            chosen = analysis.select(points, args.cost, result["y"], classes=_csv_list(args.classes),
-                                     data_scales=_csv_list(args.data_scale), families=_csv_list(args.families))
+            filters = dict(data_scales=_csv_list(args.data_scale), families=_csv_list(args.families))
+            chosen = analysis.select(points, args.cost, result["y"], classes=_csv_list(args.classes), **filters)
+            budgets = budgets or analysis.log_budgets(analysis.select(points, args.cost, result["y"], **filters), 6)
             payload.update(cost=args.cost, bench_source=bench_source if args.cost == "ms_per_img" else None,
-                           budgets=analysis.budget_table(chosen, result["y"], budgets or analysis.log_budgets(chosen, 6),
-                                                         args.n_boot, args.seed))
+                           budgets=analysis.budget_table(chosen, result["y"], budgets, analysis.N_BOOT
+                                                         if args.n_boot is None else args.n_boot, args.seed))
     except analysis.AnalysisError as e:
         raise MatchupError(str(e)) from None
     if args.json:
@@ -607,7 +613,7 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
         print(f"  {row['arch_class']}: effective robustness "
               f"{analysis.with_ci(row['mean'], row['ci_low'], row['ci_high'])} points, n={row['n']}")
     for row in payload.get("budgets", []):
-        gaps = "; ".join(f"{k} {analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} {g['leader'] or 'no clear winner'}"
+        gaps = "; ".join(f"{k} {analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} {analysis.verdict_label(g)}"
                          for k, g in row["gaps"].items())
         print(f"  budget {row['budget']:g}: {gaps}")
     return 0
@@ -632,9 +638,10 @@ def _print_analysis(p: dict) -> None:
     elif p["analysis"] == "budget":
         for row in p["budgets"]:
             best = "; ".join(f"{c} {b['quality']:.2f} ({b['checkpoint']})" for c, b in row["best"].items())
-            gaps = "; ".join(f"{k} {analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])}"
+            gaps = "; ".join(f"{k} {analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} {analysis.verdict_label(g)}"
                              for k, g in row["gaps"].items())
-            print(f"  budget {row['budget']:g}: winner {row['winner'] or 'none clear'}; {best}; {gaps}")
+            print(f"  budget {row['budget']:g}: {gaps}; {best}; best class: "
+                  f"{row['winner'] or row['winner_verdict']}")
     elif p["analysis"] == "pairs":
         left, right = p["left"], p["right"]
         print(f"  {p['n_pairs']} pairs within ±{p['tolerance']:.0%} ({p['matching']} matching): {left} wins "
@@ -647,7 +654,7 @@ def _print_analysis(p: dict) -> None:
             if cell["gap"] is not None:
                 print(f"  {cell['data_scale']} ≤{cell['budget']:g} {cell['comparison']}: "
                       f"{analysis.with_ci(cell['gap'], cell['ci_low'], cell['ci_high'])} n={cell['n_checkpoints']} "
-                      f"{cell['leader'] or 'no clear winner'}")
+                      f"{analysis.verdict_label(cell) if cell['verdict'] != 'too few' else 'too few'}")
         for key, both in p["pairs"].items():
             for scope, pairs in (("all", both["all"]), ("same data", both["same_data"])):
                 left = pairs["left"]
@@ -788,7 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--val", help="a validation folder with the same class sub-folders (else k-fold)")
     pr.add_argument("--folds", type=options.arg("folds"), default=5, help="stratified folds (default 5)")
     pr.add_argument("--shots", type=options.arg("shots"), help="few-shot: K training images per class, 5 seeds")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--seed", type=options.arg("seed"), default=0)
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     pr.add_argument("--batch-size", type=options.arg("batch_size"), default=64)
@@ -815,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="linear probes on this labelled folder (or on --data) instead of evaluations")
     sw.add_argument("--folds", type=options.arg("folds"), default=5, help="--probe: stratified folds")
     sw.add_argument("--shots", type=options.arg("shots"), help="--probe: K training images per class")
-    sw.add_argument("--seed", type=int, default=0, help="--probe: the folds' and shots' seed")
+    sw.add_argument("--seed", type=options.arg("seed"), default=0, help="--probe: the folds' and shots' seed")
     sw.add_argument("--images", type=options.arg("images"), help="--dry-run without --data: plan for N images")
     sw.add_argument("--estimate-for", metavar="DEVICE", help="--dry-run: estimate time for this device name (e.g. H100)")
     sw.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
@@ -842,8 +849,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(each checkpoint at most once), nearest (a ConvNet may match many)")
     an.add_argument("--on", default="frontier", help="scaling: fit 'frontier' or 'all' points")
     an.add_argument("--law", default="power", help="scaling: 'power' or 'saturating' (adds E_inf)")
-    an.add_argument("--n-boot", type=options.arg("n_boot"), default=1000)
-    an.add_argument("--seed", type=int, default=0)
+    an.add_argument("--n-boot", type=options.arg("n_boot"),
+                    help="bootstrap resamples (default: 10000 per class and budget for budget and when, "
+                         "2000 for robustness means, 1000 for scaling fits)")
+    an.add_argument("--seed", type=options.arg("seed"), default=0)
     an.add_argument("--json", action="store_true")
 
     jb = commands.add_parser("jobs", parents=[common], help="queue evaluations and benchmarks for workers")
@@ -855,7 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", help="probe: a validation folder with the same classes")
     p.add_argument("--folds", type=options.arg("folds"), default=5, help="probe: stratified folds")
     p.add_argument("--shots", type=options.arg("shots"), help="probe: K training images per class")
-    p.add_argument("--seed", type=int, default=0, help="probe: the folds' and shots' seed")
+    p.add_argument("--seed", type=options.arg("seed"), default=0, help="probe: the folds' and shots' seed")
     p.add_argument("--labels")
     p.add_argument("--variant", default="imagenet")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (any worker)")

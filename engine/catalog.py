@@ -377,13 +377,19 @@ def describe_published(provenance: list[dict], counts: bool = True) -> str:
     """One line on where the published rows came from (`Store.published_provenance`), for the
     sidebar and `db info`; empty when none are loaded."""
     how = {"snapshot": "shipped snapshot", "sync": "synced", "import": "imported from a folder"}
-    parts = []
+    merged: dict[tuple, dict] = {}  # one line per origin, commit and day, however many files
     for entry in provenance:
-        commit = f"timm {entry['commit'][:8]}" if entry.get("commit") else "timm (commit unknown)"
-        when = (entry.get("taken_at") or "")[:10]
-        verb = "taken" if entry["origin"] == "snapshot" else "on"
-        parts.append(f"{commit}, {how.get(entry['origin'], entry['origin'])} {verb} {when}"
-                     + (f" ({entry['files']} files, {entry['rows']:,} rows)" if counts else ""))
+        key = (entry["origin"], entry.get("commit"), (entry.get("taken_at") or "")[:10])
+        total = merged.setdefault(key, {"files": 0, "rows": 0})
+        total["files"] += entry.get("files") or 0
+        total["rows"] += entry.get("rows") or 0
+    parts = []
+    for (origin, commit, when), total in merged.items():
+        name = f"timm {commit[:8]}" if commit else "timm (commit unknown)"
+        verb = "taken" if origin == "snapshot" else "on"
+        parts.append(f"{name}, {how.get(origin, origin)} {verb} {when}"
+                     + (f" ({total['files']} files, {total['rows']:,} rows)" if counts else
+                        f" ({total['files']} files)" if total["files"] > 1 else ""))
     return "; ".join(parts)
 
 

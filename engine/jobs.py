@@ -413,7 +413,12 @@ class Worker:
             else:
                 from engine import profile
                 self._progress = (0.0, {"stage": "measuring"})
-                row = profile.bench(store, _bench_spec(spec, device))
+
+                def stepped(state):
+                    if self._stop_job.is_set():
+                        raise JobCancelled("Cancelled while running; nothing was stored.")
+                    self._report(state)
+                row = profile.bench(store, _bench_spec(spec, device), progress=stepped)
             if row.get("cached"):  # answered from the store: nothing new was written
                 self.store.finish_job(job_id, self.id, "done", result_key=row["cache_key"])
         except (JobCancelled, MatchupError) as e:

@@ -56,6 +56,7 @@ RULES = {
     "decoded_cache_gb": Rule("--decoded-cache-gb", float, 0, None, "a size in GB, 0 or more"),
     "gpus_per_task": Rule("--gpus-per-task", float, 0, 64, "a number of GPUs above 0", low_open=True),
     "n_boot": Rule("--n-boot", int, 1, 1_000_000, "a whole number of bootstrap resamples, at least 1"),
+    "seed": Rule("--seed", int, 0, 2**32 - 1, "a whole number from 0 to 4294967295"),
     "max_memory_mb": Rule("--max-memory-mb", float, 0, None, "a positive number of MB", low_open=True),
 }
 

@@ -392,11 +392,41 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _timed_steps(model, batch, device, steps: int, autocast) -> list[float]:
+class _Steps:
+    """Counts a benchmark's steps for its progress callback: done/total, images/s of the current
+    batch size and an ETA (the remaining images at that rate; before the batched phase, its images
+    at the batch-1 rate, an upper bound)."""
+
+    def __init__(self, total: int, planned_images: int, progress=None):
+        self.total, self.done, self.planned_images, self.progress = total, 0, planned_images, progress
+        self.images, self.seconds, self.batch = 0, 0.0, None
+
+    def phase(self, batch_size: int, steps: int) -> None:
+        if self.batch is not None:  # a retried or later phase: its steps replace the plan's
+            self.planned_images = max(self.planned_images - batch_size * steps, 0)
+        self.batch, self.images, self.seconds = batch_size, 0, 0.0
+        self.remaining_in_phase = steps
+
+    def step(self, seconds: float) -> None:
+        self.done += 1
+        self.images += self.batch
+        self.seconds += seconds
+        self.remaining_in_phase -= 1
+        if self.progress is None:
+            return
+        rate = self.images / self.seconds if self.seconds > 0 else None
+        left = self.remaining_in_phase * self.batch + self.planned_images
+        self.progress({"done": min(self.done, self.total), "total": self.total, "images_per_sec": rate,
+                       "eta_s": left / rate if rate else None})
+
+
+def _timed_steps(model, batch, device, steps: int, autocast, counter: _Steps | None = None) -> list[float]:
     """Seconds per step; CUDA timed with events around each step."""
     import time
     import torch
     times = []
+    if counter is not None:
+        counter.phase(len(batch), steps)
     with torch.inference_mode(), autocast():
         for _ in range(steps):
             if device.type == "cuda":
@@ -411,11 +441,14 @@ def _timed_steps(model, batch, device, steps: int, autocast) -> list[float]:
                 model(batch)
                 _sync(device)
                 times.append(time.perf_counter() - started)
+            if counter is not None:
+                counter.step(times[-1])
     return times
 
 
-def measure(spec: BenchSpec) -> dict:
-    """Throughput, batch-1 latency and peak memory of a randomly initialised model."""
+def measure(spec: BenchSpec, progress=None) -> dict:
+    """Throughput, batch-1 latency and peak memory of a randomly initialised model. `progress`
+    gets {done, total, images_per_sec, eta_s} after every timed or warm-up step."""
     import contextlib
     import statistics
     import torch
@@ -455,11 +488,19 @@ def measure(spec: BenchSpec) -> dict:
             if spec.compile:
                 model = torch.compile(model)
 
+            latency_runs = max(spec.latency_runs, 50)
+            planned_batch = (AUTO_BATCH_START.get(device.type, 64) if spec.batch_size == "auto"
+                             else int(spec.batch_size))
+            counter = _Steps(2 * spec.warmup_steps + latency_runs + spec.timed_steps,
+                             planned_batch * (spec.warmup_steps + spec.timed_steps), progress)
+
             def run(batch_size: int, steps: int, warmup: int) -> list[float]:
                 batch = torch.randn(batch_size, 3, h, w, device=device).to(memory_format=memory_format)
                 try:
-                    _timed_steps(model, batch, device, warmup, autocast)
-                    return _timed_steps(model, batch, device, steps, autocast)
+                    _timed_steps(model, batch, device, warmup, autocast, counter)
+                    return _timed_steps(model, batch, device, steps, autocast, counter)
+                except MatchupError:  # the progress callback's own stop (a cancelled job)
+                    raise
                 except Exception as e:  # noqa: BLE001
                     if is_out_of_memory(e):
                         raise OutOfMemory(str(e)) from None
@@ -472,7 +513,7 @@ def measure(spec: BenchSpec) -> dict:
 
             # batch-1 latency first: it also proves the model fits at all
             try:
-                latencies = run(1, max(spec.latency_runs, 50), spec.warmup_steps)
+                latencies = run(1, latency_runs, spec.warmup_steps)
             except OutOfMemory:
                 result["error"] = f"out of memory at batch 1 on {env['device_name']}"
                 return result
@@ -523,14 +564,14 @@ def bench_key(spec: BenchSpec) -> tuple[str, dict]:
     return cache_key(payload), payload
 
 
-def bench(store, spec: BenchSpec, force: bool = False) -> dict:
+def bench(store, spec: BenchSpec, force: bool = False, progress=None) -> dict:
     """A stored measurement when one exists for the same key, else measure and store it."""
     key, payload = bench_key(spec)
     if not force:
         cached = store.benchmark(key)
         if cached is not None:
             return {**cached, "cached": True}
-    result = measure(spec)
+    result = measure(spec, progress)
     row = {"cache_key": key, "checkpoint": spec.model, "arch": result["arch"],
            "img_size": result["img_size"], "batch_size": result["batch_size"],
            "precision": result["precision"], "channels_last": spec.channels_last,

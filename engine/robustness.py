@@ -8,6 +8,7 @@ trained on ImageNet-1k alone) predicts at its ImageNet accuracy, in accuracy poi
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ CONSTRUCTION_NOTES = {
                    "from the same distribution more than robustness to a shift.",
     "sketch": "ImageNet-Sketch holds black-and-white sketches of ImageNet's 1,000 classes.",
 }
+ROBUSTNESS_N_BOOT = 2000  # a mean's bootstrap: n_boot × n resamples, so fewer than the budget table's
 BASELINE_DATA = "ImageNet-1k"  # the trend is fitted on checkpoints pre-trained on ImageNet-1k only
 
 
@@ -93,19 +95,29 @@ def _mean_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple
     return mean, low, high
 
 
-def summary(frame: pd.DataFrame, by: list[str], n_boot: int = 1000, seed: int = 0) -> list[dict]:
-    """Mean effective robustness per group with a bootstrap CI (checkpoints resampled)."""
-    rng = np.random.default_rng(seed)
+def group_stream(seed: int, key: tuple) -> np.random.Generator:
+    """A group's own random stream (from the seed and the group's key alone): one class's
+    interval never depends on which other groups are shown."""
+    return np.random.default_rng([int(seed), *(zlib.crc32(str(k).encode()) for k in key)])
+
+
+def summary(frame: pd.DataFrame, by: list[str], n_boot: int = ROBUSTNESS_N_BOOT, seed: int = 0) -> list[dict]:
+    """Mean effective robustness per group with a bootstrap CI (checkpoints resampled, on the
+    group's own stream). A group with fewer than MIN_CHECKPOINTS gets no interval: `too_few`."""
     rows = []
     for key, group in frame.groupby(by, sort=True, observed=True):
         key = key if isinstance(key, tuple) else (key,)
-        mean, low, high = _mean_ci(group["effective_robustness"].to_numpy(float), n_boot, rng)
+        values = group["effective_robustness"].to_numpy(float)
+        too_few = len(values) < analysis.MIN_CHECKPOINTS
+        mean, low, high = ((float(values.mean()), math.nan, math.nan) if too_few else
+                           _mean_ci(values, n_boot, group_stream(seed, key)))
         rows.append({**dict(zip(by, key, strict=True)), "n": int(len(group)), "mean": mean,
-                     "ci_low": low, "ci_high": high})
+                     "ci_low": low, "ci_high": high, "too_few": too_few})
     return rows
 
 
-def robustness(points: pd.DataFrame, ood: str, metric: str = "top1", n_boot: int = 1000, seed: int = 0) -> dict:
+def robustness(points: pd.DataFrame, ood: str, metric: str = "top1", n_boot: int = ROBUSTNESS_N_BOOT,
+               seed: int = 0) -> dict:
     """The trend, each checkpoint's effective robustness, and the means per class and per
     (class, data scale) for one OOD set."""
     paired = paired_accuracy(points, ood, metric)

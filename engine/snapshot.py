@@ -197,6 +197,7 @@ def load(store: Store, folder: Path | None = None) -> LoadReport:
                             f"the database refuses ({str(e).splitlines()[0]}). {FIX}") from None
     if loaded is None:
         return LoadReport("kept", "published rows from `catalog sync`/`import` arrived meanwhile and are kept")
-    return LoadReport("loaded", f"loaded {loaded} published rows from the shipped snapshot of timm "
-                                f"{str(provenance.get('commit'))[:8]} (taken {provenance['taken_at'][:10]})",
-                      loaded)
+    results, benchmarks = len(frames["published_results"]), len(frames["published_benchmarks"])
+    return LoadReport("loaded", f"loaded {results:,} published results and {benchmarks:,} published benchmark "
+                                f"rows from the shipped snapshot of timm {str(provenance.get('commit'))[:8]} "
+                                f"(taken {provenance['taken_at'][:10]})", loaded)

@@ -17,7 +17,7 @@ from engine.taxonomy import DATA_SCALES
 COMPARISONS = (("ViT", "ConvNet"), ("Hybrid", "ConvNet"))
 
 
-def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = analysis.N_BOOT, seed: int = 0) -> list[dict]:
     """One cell per (data scale, budget, comparison): the gap (best of one class minus best of
     the other with cost <= budget, both pre-trained at that scale), its bootstrap CI, the number
     of checkpoints of each class behind it and the verdict. A cell where a class has no
@@ -34,11 +34,11 @@ def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = 1000, se
                 cell = {"data_scale": scale, "budget": row["budget"], "comparison": f"{other} − {reference}",
                         "n_" + other: best.get(other, {}).get("n_under_budget", 0),
                         "n_" + reference: best.get(reference, {}).get("n_under_budget", 0),
-                        "gap": None, "ci_low": None, "ci_high": None, "leader": None}
+                        "gap": None, "ci_low": None, "ci_high": None, "leader": None, "verdict": None}
                 cell["n_checkpoints"] = cell["n_" + other] + cell["n_" + reference]
                 if gap is not None:
                     cell.update(gap=gap["gap"], ci_low=gap["ci_low"], ci_high=gap["ci_high"],
-                                leader=gap["leader"])
+                                leader=gap["leader"], verdict=gap["verdict"])
                 cells.append(cell)
     return cells
 
@@ -53,7 +53,7 @@ def _scale_text(scales: list[str]) -> str:
 
 
 def explained_verdict(points: pd.DataFrame, quality: str, budgets, other: str = "ViT",
-                      reference: str = "ConvNet", unit: str = "", n_boot: int = 1000, seed: int = 0,
+                      reference: str = "ConvNet", unit: str = "", n_boot: int = analysis.N_BOOT, seed: int = 0,
                       rows: list[dict] | None = None) -> list[str]:
     """The Overview's sentences (analysis.verdict), each lead followed by the data behind it when
     the leading class's best checkpoints and the other's were pre-trained at different scales,
@@ -78,19 +78,19 @@ def explained_verdict(points: pd.DataFrame, quality: str, budgets, other: str = 
         in_run = [r["budget"] for r in run]  # only this run's budgets: the grid bootstraps per scale
         same = [c for c in gap_grid(points, quality, in_run, n_boot, seed)
                 if c["comparison"] == f"{other} − {reference}" and c["gap"] is not None]
-        leaders = {c["leader"] for c in same}
         if not same:
             same_text = "no data scale has both classes under these budgets"
-        elif leaders == {None}:
-            same_text = "no clear winner"
         else:
             parts = []
             for who in (other, reference):
                 at = [s for s in DATA_SCALES if any(c["leader"] == who and c["data_scale"] == s for c in same)]
                 if at:
                     parts.append(f"{who}s lead at {', '.join(at)}")
-            if None in leaders:
-                parts.append("no clear winner elsewhere")
+            for state in ("borderline", "no clear winner", "too few"):
+                at = [s for s in DATA_SCALES if not any(c["leader"] for c in same if c["data_scale"] == s)
+                      and any(c["verdict"] == state and c["data_scale"] == s for c in same)]
+                if at:
+                    parts.append(f"{state} at {', '.join(at)}")
             same_text = "; ".join(parts)
         sentences.append(f"{sentence}, the leading {leader}s pre-trained on {_scale_text(lead_scales)}, the "
                          f"{trailer}s on {_scale_text(trail_scales)}; at the same data scale: {same_text}")
@@ -105,7 +105,7 @@ def same_data_pairs(points: pd.DataFrame, quality: str, tolerance: float = 0.10,
             "same_data": analysis.matched_pairs(points, quality, tolerance, left, right, match_on="pretrain_data")}
 
 
-def when(points: pd.DataFrame, quality: str, budgets=None, tolerance: float = 0.10, n_boot: int = 1000,
+def when(points: pd.DataFrame, quality: str, budgets=None, tolerance: float = 0.10, n_boot: int = analysis.N_BOOT,
          seed: int = 0) -> dict:
     """Everything the When page and `analyze when` show."""
     budgets = list(budgets) if budgets else analysis.log_budgets(points, n=8)
@@ -124,10 +124,17 @@ def cells_frame(cells: list[dict]) -> pd.DataFrame:
     def label(row):
         if row["gap"] is None or (isinstance(row["gap"], float) and math.isnan(row["gap"])):
             return ""
-        return f"{row['gap']:+.1f}\n[{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]\nn={row['n_checkpoints']}"
+        counts = [int(row[c]) for c in row.index if c.startswith("n_") and c != "n_checkpoints" and pd.notna(row[c])]
+        if row["verdict"] == "too few":
+            return f"n = {min(counts)}:\ntoo few"
+        text = analysis.bound_text
+        return (f"{text(row['gap'], 1)}\n[{text(row['ci_low'], 1)}, {text(row['ci_high'], 1)}]\n"
+                f"n = {' + '.join(str(int(c)) for c in counts)}")
     frame["label"] = frame.apply(label, axis=1)
     frame["gap"] = frame["gap"].astype(float)
-    frame["verdict"] = frame["leader"].fillna("no clear winner").where(frame["gap"].notna(), "no data")
+    frame["verdict"] = [("no data" if gap != gap else f"{leader} leads" if isinstance(leader, str) else verdict)
+                        for gap, leader, verdict in zip(frame["gap"], frame["leader"], frame["verdict"], strict=True)]
+    frame["too_few"] = frame["verdict"] == "too few"
     frame["data_scale"] = pd.Categorical(frame["data_scale"], categories=list(DATA_SCALES), ordered=True)
     return frame.assign(budget_label=frame["budget"].map(lambda b: f"{b:g}"))
 

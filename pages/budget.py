@@ -7,18 +7,16 @@ from ui import loaders, widgets
 
 chosen, cost, metric = widgets.analysis_page("budget", "Budget match")
 if chosen is not None:
-    budget = widgets.budget_slider(chosen)
-    budgets = tuple(sorted({*loaders.derived(chosen, analysis.log_budgets, 6), budget}))
+    budget = widgets.budget_slider(chosen, cost)
+    budgets = tuple(sorted({*loaders.budget_grid(chosen, 6), budget}))
     rows = loaders.derived(chosen, analysis.budget_table, metric, budgets)  # once per server and view
-    table = []
-    for row in rows:
-        entry = {"budget": row["budget"], "winner": row["winner"] or "no clear winner"}
-        for arch_class, best in row["best"].items():
-            entry[f"{arch_class} best"] = f"{best['quality']:.2f} ({best['checkpoint']})"
-        for name, gap in row["gaps"].items():
-            entry[name] = analysis.with_ci(gap["gap"], gap["ci_low"], gap["ci_high"])
-        table.append(entry)
-    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", key="budget_table")
+    st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", key="budget_table",
+                 column_config=widgets.budget_columns(rows))
+    st.caption(f"Each class against ConvNets: the best of each with cost ≤ the budget, the gap with its 95% "
+               f"bootstrap interval (checkpoints resampled within each class) and the verdict: a class leads "
+               f"only where the interval excludes 0; 'borderline' where a bound is within Monte-Carlo error "
+               f"of 0; 'too few' where a class has fewer than {analysis.MIN_CHECKPOINTS} checkpoints under the "
+               "budget. 'Best class': the best of all selected classes, where it leads every other.")
     widgets.probe_note(metric)
     st.subheader("Matched pairs: each ViT with a ConvNet of about the same cost")
     left_col, right_col = st.columns(2)

@@ -24,7 +24,10 @@ def frontier_spec(cost: str, metric: str, colour_by: str) -> dict:
     steps = charts.data("frontier").mark_line(interpolate="step-after").encode(
         x=x, y=y, color=charts.class_color())
     rule = charts.data("budget").mark_rule(strokeDash=[6, 3]).encode(x="budget:Q")
-    return charts.spec_of(alt.layer(dots, steps, rule, chart_tools.highlight_layers(x, y)))
+    ring_tooltip = ["checkpoint:N", "arch_class:N", "pretrain_data:N", alt.Tooltip("cost:Q", format=".3g"),
+                    alt.Tooltip("quality:Q", format=".2f")]
+    return charts.spec_of(alt.layer(dots, steps, rule, chart_tools.highlight_layers(x, y, tooltip=ring_tooltip))
+                          .properties(height=chart_tools.CHART_HEIGHT))
 
 
 chosen, cost, metric = widgets.analysis_page("frontier", "Pareto frontier per class")
@@ -35,13 +38,14 @@ if chosen is not None and chosen.empty:
     st.info("No checkpoint is left under the chart filters in the sidebar; widen them.")
 elif chosen is not None:
     find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
-    budget = widgets.budget_slider(chosen)
+    budget = widgets.budget_slider(chosen, cost)
     front = loaders.derived(chosen, analysis.frontier, metric)  # once per server and view
-    found = chart_tools.matches(chosen, find)
+    found, unlabelled = chart_tools.place_labels(chart_tools.matches(chosen, find), chosen)
     spec = frontier_spec(cost, metric, colour_by)
     datasets = {"points": loaders.arrow(chosen, POINT_COLUMNS),
                 "frontier": front[["cost", "quality", "arch_class"]],
-                "budget": [{"budget": budget}], "highlight": found[["checkpoint", "cost", "quality"]]}
+                "budget": [{"budget": budget}], "highlight": found[["checkpoint", "arch_class", "pretrain_data", "cost", "quality",
+                                        *chart_tools.LABEL_COLUMNS]]}
     event = charts.draw(spec, datasets, width="stretch", on_select="rerun", selection_mode="pick",
                         key="frontier_chart")
     picked = (event or {}).get("selection", {}).get("pick") or []
@@ -49,10 +53,10 @@ elif chosen is not None:
         st.switch_page("pages/checkpoint.py", query_params={"checkpoint": picked[0]["checkpoint"]})
     widgets.probe_note(metric)
     if tools:
-        chart_tools.say_found(found, find)
+        chart_tools.say_found(found, find, unlabelled)
         chart_tools.export_buttons(spec, datasets, chosen[POINT_COLUMNS + ["params_m"]], f"frontier_{cost}_{metric}")
     st.caption("Scroll to zoom, drag to pan, double-click to reset; click a point for its checkpoint.")
-    [row] = loaders.derived(chosen, analysis.budget_table, metric, (budget,), n_boot=200)
+    [row] = loaders.derived(chosen, analysis.budget_table, metric, (budget,))
     st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")
     with st.container(key="best_under_budget"):
         st.markdown(widgets.markdown_table([{"class": c, "checkpoint": b["checkpoint"], metric: f"{b['quality']:.2f}",

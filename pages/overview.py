@@ -1,4 +1,4 @@
-"""Overview: the verdict at a glance — the class gap across budgets, with its confidence band."""
+"""Overview: the verdict at a glance — each class against ConvNets across budgets, with its interval."""
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -9,32 +9,38 @@ from ui import charts, loaders, widgets
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def gap_spec(cost: str, metric: str) -> dict:
-    """The gap-by-budget chart, built once per (cost, metric); the gaps are data."""
+    """The gap-by-budget chart, built once per (cost, metric); the gaps are data. Budgets where a
+    class has too few checkpoints for a verdict are drawn as grey hollow points."""
     base = charts.data("gaps").encode(x=alt.X("budget:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost]),
                                       color=charts.class_color("class", title="class − ConvNet"))
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_low:Q", title=f"{metric} gap (points)"), y2="ci_high:Q")
-    line = base.mark_line(point=True).encode(
-        y="gap:Q", tooltip=["comparison:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
-                            alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f")])
+    tooltip = ["comparison:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"), alt.Tooltip("ci_low:Q", format="+.3f"),
+               alt.Tooltip("ci_high:Q", format="+.3f"), "verdict:N"]
+    line = base.mark_line().encode(y="gap:Q")
+    judged = base.transform_filter("!datum.too_few").mark_point(filled=True).encode(y="gap:Q", tooltip=tooltip)
+    too_few = base.transform_filter("datum.too_few").mark_point(filled=False, color="#999999").encode(
+        y="gap:Q", tooltip=tooltip)
     zero = alt.Chart(alt.Data(values=[{"y": 0}])).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
-    return charts.spec_of(alt.layer(band, line, zero))
+    return charts.spec_of(alt.layer(band, line, judged, too_few, zero))
 
 
 chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?")
 if chosen is not None:
-    budgets = tuple(loaders.derived(chosen, analysis.log_budgets))  # these three: once per server and view
+    budgets = loaders.budget_grid(chosen)  # these: once per server and view
     rows = loaders.derived(chosen, analysis.budget_table, metric, budgets)
-    gaps = pd.DataFrame([{"budget": r["budget"], "comparison": k, **g}
-                         for r in rows for k, g in r["gaps"].items() if k in ("ViT-ConvNet", "Hybrid-ConvNet")])
+    gaps = pd.DataFrame([{"budget": r["budget"], "comparison": k, **{f: g[f] for f in ("gap", "ci_low", "ci_high")},
+                          "verdict": analysis.verdict_label(g), "too_few": g["verdict"] == "too few"}
+                         for r in rows for k, g in r["gaps"].items()])
     if gaps.empty:
         st.info("ConvNets and another class both need points under these filters to draw a gap.")
     else:
         gaps["class"] = gaps["comparison"].str.split("-").str[0]  # coloured as the class compared
         charts.draw(gap_spec(cost, metric), {"gaps": gaps}, width="stretch")
         widgets.probe_note(metric)
-        st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% "
-                   "bootstrap interval (checkpoints resampled within each class, 1,000 times).")
-        for other in ("ViT", "Hybrid"):
+        st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% bootstrap interval "
+                   "(checkpoints resampled within each class, every resample weighted exactly). Grey hollow "
+                   f"points: fewer than {analysis.MIN_CHECKPOINTS} checkpoints of a class there, no verdict.")
+        for other in [c for c in analysis.CLASSES if c != "ConvNet" and c in set(gaps["class"])]:
             sentences = loaders.derived(chosen, loaders.explained_verdict, metric, budgets, other,
                                         widgets.COST_UNITS[cost])
             if sentences:

@@ -64,11 +64,14 @@ st.caption(f"Dashed: logit(OOD) = {trend['intercept']:.2f} + {trend['slope']:.2f
 st.subheader("Mean effective robustness (accuracy points, 95% bootstrap CI)")
 by_class, by_scale = pd.DataFrame(view["by_class"]), pd.DataFrame(view["by_scale"])
 for frame in (by_class, by_scale):
-    frame["effective robustness"] = frame.apply(
-        lambda r: analysis.with_ci(r["mean"], r["ci_low"], r["ci_high"]), axis=1)
+    frame["effective robustness"] = [
+        f"{analysis.bound_text(r['mean'])} (n = {r['n']}: too few for an interval)" if r["too_few"]
+        else analysis.with_ci(r["mean"], r["ci_low"], r["ci_high"]) for r in frame.to_dict("records")]
 left, right = st.columns(2)
-left.dataframe(by_class[["arch_class", "n", "effective robustness"]], hide_index=True, width="stretch")
-right.dataframe(by_scale[["arch_class", "data_scale", "n", "effective robustness"]], hide_index=True, width="stretch")
+left.dataframe(widgets.grey_rows(by_class, by_class["too_few"]), hide_index=True, width="stretch",
+               column_order=["arch_class", "n", "effective robustness"])
+right.dataframe(widgets.grey_rows(by_scale, by_scale["too_few"]), hide_index=True, width="stretch",
+                column_order=["arch_class", "data_scale", "n", "effective robustness"])
 
 st.subheader(f"Budget-matched gap on {result['name']}")
 cost = widgets.url_selectbox("Cost", ["gflops", "params_m"], "cost", format_func=widgets.COST_LABELS.get)
@@ -77,11 +80,8 @@ try:
 except analysis.AnalysisError as e:
     st.info(str(e))
 else:
-    rows = loaders.derived(chosen, analysis.budget_table, result["y"],
-                           tuple(loaders.derived(chosen, analysis.log_budgets, 6)))  # once per server and view
-    st.dataframe(pd.DataFrame([{"budget": r["budget"], **{
-        name: f"{analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} → {g['leader'] or 'no clear winner'}"
-        for name, g in r["gaps"].items()}} for r in rows]), hide_index=True, width="stretch")
+    rows = loaders.derived(chosen, analysis.budget_table, result["y"], loaders.budget_grid(chosen, 6))
+    st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", column_config=widgets.budget_columns(rows))
 
 st.subheader("Calibration (ECE) against cost")
 ece = points[(points["quality_metric"] == "imagenet.ece") & (points["cost_metric"] == "gflops")]

@@ -174,7 +174,7 @@ def queue():
                     waiting = jobs.waiting_for(job.device, job.precision or "fp32", serving)
                     text += f" · {waiting}" if waiting else ""
                 st.markdown(text)
-            if job.error:
+            if isinstance(job.error, str) and job.error:  # None or NaN (pandas) when the job did not fail
                 st.caption(f"Error: {job.error}")
         if not read_only and job.state in ("queued", "running"):
             if right.button("Cancel", key=f"cancel-{job.id}", disabled=bool(job.cancel_requested)):

@@ -22,8 +22,11 @@ def scaling_spec(cost: str, metric: str, colour_by: str, with_curves: bool) -> d
         curves = charts.data("curves")
         layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color=charts.class_color()),
                    curves.mark_line().encode(x=x, y="fit:Q", color=charts.class_color())]
-    layers.append(chart_tools.highlight_layers(x, y))
-    return charts.spec_of(alt.layer(*layers).resolve_scale(color="independent" if colour_by == "family" else "shared"))
+    layers.append(chart_tools.highlight_layers(x, y, tooltip=[
+        "checkpoint:N", "arch_class:N", "pretrain_data:N", alt.Tooltip("cost:Q", format=".3g"),
+        alt.Tooltip("quality:Q", format=".2f")]))
+    return charts.spec_of(alt.layer(*layers).resolve_scale(color="independent" if colour_by == "family" else "shared")
+                          .properties(height=chart_tools.CHART_HEIGHT))
 
 chosen, cost, metric = widgets.analysis_page("scaling", "Scaling laws")
 tools = chosen is not None and chart_tools.enabled()
@@ -36,15 +39,17 @@ if chosen is not None:
     find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     on = widgets.url_selectbox("Fit on", ["frontier", "all"], "on")
     result = loaders.derived(chosen, analysis.scaling, metric, on=on, curves=True)  # once per server and view
-    fitted = result["points"][["checkpoint", "arch_class", "family", "cost", "quality", "error"]]
-    datasets = {"points": fitted, "highlight": chart_tools.matches(fitted, find)[["checkpoint", "cost", "error"]]}
+    fitted = result["points"][["checkpoint", "arch_class", "family", "pretrain_data", "cost", "quality", "error"]]
+    found, unlabelled = chart_tools.place_labels(chart_tools.matches(fitted, find), fitted, y="error", log_y=True)
+    datasets = {"points": fitted, "highlight": found[["checkpoint", "arch_class", "pretrain_data", "cost", "quality",
+                                                      "error", *chart_tools.LABEL_COLUMNS]]}
     if not result["curves"].empty:
         datasets["curves"] = result["curves"]
     spec = scaling_spec(cost, metric, colour_by, "curves" in datasets)
     charts.draw(spec, datasets, width="stretch", key="scaling_chart")
     widgets.probe_note(metric)
     if tools:
-        chart_tools.say_found(datasets["highlight"], find)
+        chart_tools.say_found(found, find, unlabelled)
         chart_tools.export_buttons(spec, datasets, fitted, f"scaling_{cost}_{metric}")
     st.dataframe(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),

@@ -33,7 +33,7 @@ else:
                  hide_index=True, width="stretch")
 
 st.subheader("The claims, checked against the reference points")
-for claim in seed_paper.claims(reference):
+for claim in loaders.seed_paper_claims():
     st.markdown(f"**{claim['claim']}** — {claim['verdict']}.")
     st.caption(f"Source rows (data/reference/paper_facts.csv): {'; '.join(claim['rows'])}")
 

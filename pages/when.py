@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import when
+from engine import analysis, when
 from ui import charts, loaders, widgets
 
 
@@ -13,15 +13,19 @@ def heatmap_spec(comparison: str, metric: str, cost: str, budget_order: tuple, s
     base = charts.data("cells").encode(
         x=alt.X("budget_label:O", sort=list(budget_order), title=f"budget: {widgets.COST_LABELS[cost]} ≤"),
         y=alt.Y("data_scale:O", sort=["≈1M", "≈10M", "≈100M", "≥1B"], title="pre-training data"))
-    rects = base.transform_filter("isValid(datum.gap)").mark_rect().encode(
+    tooltip = ["comparison:N", "data_scale:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
+               alt.Tooltip("ci_low:Q", format="+.3f"), alt.Tooltip("ci_high:Q", format="+.3f"),
+               "n_checkpoints:Q", "verdict:N"]
+    rects = base.transform_filter("isValid(datum.gap) && !datum.too_few").mark_rect().encode(
         color=alt.Color("gap:Q", title="gap (points)",
                         scale=alt.Scale(scheme="blueorange", domain=[-span, span], domainMid=0)),
-        tooltip=["comparison:N", "data_scale:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
-                 alt.Tooltip("ci_low:Q", format="+.2f"), alt.Tooltip("ci_high:Q", format="+.2f"),
-                 "n_checkpoints:Q", "verdict:N"])
-    text = base.mark_text(fontSize=10, lineBreak="\n").encode(
-        text="label:N", color=alt.condition(f"abs(datum.gap) > {0.6 * span}", alt.value("white"), alt.value("black")))
-    return charts.spec_of(alt.layer(rects, text).properties(title=f"{comparison} (points of {metric})", height=330))
+        tooltip=tooltip)
+    too_few = base.transform_filter("datum.too_few").mark_rect(color="#e4e4e4").encode(tooltip=tooltip)
+    text = base.mark_text(fontSize=10, lineBreak="\n", limit=0).encode(
+        text="label:N", color=alt.condition(f"!datum.too_few && abs(datum.gap) > {0.45 * span}",
+                                            alt.value("white"), alt.value("black")))
+    return charts.spec_of(alt.layer(rects, too_few, text).properties(
+        title=f"{comparison} (points of {metric})", height=360))
 
 
 chosen, cost, metric = widgets.analysis_page("when", "When does each class win?")
@@ -30,16 +34,18 @@ if chosen is not None:
                "each class pre-trained at the same data scale, with cost ≤ the budget.")
     tolerance = widgets.url_select_slider("Matched-pair cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3],
                                           "tolerance", 0.1)
-    result = loaders.derived(chosen, when.when, metric, tolerance=float(tolerance))  # once per server and view
+    result = loaders.derived(chosen, when.when, metric, loaders.budget_grid(chosen, 8),
+                             tolerance=float(tolerance))  # once per server and view
     cells = when.cells_frame(result["cells"])
     budget_order = [f"{b:g}" for b in result["budgets"]]
     span = float(cells["gap"].abs().max()) if cells["gap"].notna().any() else 1.0
     for comparison, part in cells.groupby("comparison", sort=False):
         charts.draw(heatmap_spec(comparison, metric, cost, tuple(budget_order), span), {"cells": part},
                     width="stretch")
-    st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of both "
-               "classes under the budget. Orange: the other class ahead, blue: ConvNets ahead; blank: a class "
-               "has no checkpoint there. A class wins a cell only when its CI excludes 0.")
+    st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of each "
+               "class under the budget. Orange: the other class ahead, blue: ConvNets ahead; blank: a class has "
+               f"no checkpoint there; grey: fewer than {analysis.MIN_CHECKPOINTS} of a class, no verdict. A class "
+               "wins a cell only when its CI excludes 0.")
     widgets.probe_note(metric)
     st.subheader("Matched pairs, all against same pre-training data")
     rows = []

@@ -1,3 +1,4 @@
+import re
 import shutil
 
 import pytest
@@ -72,10 +73,12 @@ def test_a_new_install_opens_on_the_full_published_data_offline(tmp_path, monkey
     assert not at.info, [i.value for i in at.info]
     from engine import snapshot
     from engine.store import Store
-    rows = snapshot.read_provenance()["tables"]["published_results"]["rows"]
+    tables = snapshot.read_provenance()["tables"]
+    rows, bench_rows = tables["published_results"]["rows"], tables["published_benchmarks"]["rows"]
     assert Store(tmp_path / "empty.duckdb").count("published_results") == rows
     sidebar = " ".join(c.value for c in at.sidebar.caption)
-    assert f"{rows} published results (timm aa4b5850, shipped snapshot taken" in sidebar
+    assert (f"{rows:,} published results and {bench_rows:,} published benchmark rows (timm aa4b5850, shipped "
+            "snapshot taken") in sidebar
     assert any("ViT vs ConvNet" in m.value for m in at.markdown)  # the verdict sentences
 
 
@@ -440,3 +443,90 @@ def test_server_config_is_fit_for_a_lab_demo():
             "c.get_option('server.fileWatcherType'), c.get_option('runner.postScriptGC'))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "viewer", "none", "False"]
+
+
+# -- issue 21: what a newcomer hit ------------------------------------------------------------------
+def test_the_budget_resets_when_the_cost_axis_changes(full_app_db):
+    """5 GFLOPs once became 4.6 M params, then 4.3 ms/img: a budget means nothing on another axis."""
+    at = open_page("pages/frontier.py")
+    slider = at.select_slider(key="budget")
+    slider.set_value(slider.options[5]).run()
+    at.selectbox(key="cost").set_value("params_m").run()
+    options = at.select_slider(key="budget").options
+    assert float(at.select_slider(key="budget").value) == float(options[len(options) // 2])
+    # a link that names both keeps its budget
+    linked = open_page("pages/frontier.py", {"cost": "params_m", "budget": str(options[3])})
+    assert float(linked.select_slider(key="budget").value) == float(options[3])
+
+
+def test_the_overview_speaks_in_intervals_for_every_selected_class(full_app_db):
+    at = open_page("pages/overview.py", {"classes": ["ConvNet", "ViT", "Hybrid", "MLP"]})
+    assert not at.exception, at.exception
+    sentences = {m.value.split(" — ")[0]: m.value for m in at.markdown if " vs ConvNet** — " in m.value}
+    assert set(sentences) == {"**ViT vs ConvNet**", "**Hybrid vs ConvNet**", "**MLP vs ConvNet**"}
+    text = " ".join(sentences.values())
+    assert "±" not in text and "lead by 0.0" not in text and re.search(r"lead(, by| by) [+-]\d+\.\d+ \[", text)
+    # hiding Hybrids and MLPs leaves the ViT sentence as it was (issue 21: invariance)
+    two = open_page("pages/overview.py", {"classes": ["ConvNet", "ViT"]})
+    [vit] = [m.value for m in two.markdown if m.value.startswith("**ViT vs ConvNet**")]
+    assert vit == sentences["**ViT vs ConvNet**"]
+
+
+def test_budget_table_is_pairwise_first_and_has_no_none(full_app_db):
+    at = open_page("pages/budget.py")
+    table = at.dataframe[0].value
+    table = table.data if hasattr(table, "data") else table  # a Styler's frame
+    assert list(table.columns[:5]) == ["budget", "ViT best", "ConvNet best", "ViT − ConvNet", "ViT vs ConvNet"]
+    assert "best class" in table.columns and table.columns[-1].endswith("checkpoint")
+    assert not table.isna().any().any() and not table.astype(str).isin(["None", "nan"]).any().any()
+    verdicts = set(table["ViT vs ConvNet"])
+    assert verdicts <= {"ViT leads", "ConvNet leads", "borderline", "no clear winner", "—"} | {
+        v for v in verdicts if v.endswith(": too few")}
+
+
+def test_nothing_measured_here_says_how_to_measure_not_to_import(full_app_db):
+    at = open_page("pages/overview.py", {"source": "measured here"})
+    assert not at.exception
+    [info] = [i.value for i in at.info]
+    assert "Nothing measured on this machine" in info and "catalog import" not in info
+
+
+def test_the_queue_shows_an_error_only_for_the_job_that_failed(run_page_env):
+    from engine.store import Store
+    store = Store(run_page_env)
+    for job, outcome in (("a", "failed"), ("b", "done")):
+        store.enqueue_job(job, "bench", {"kind": "bench", "checkpoint": f"m{job}"}, f"key-{job}", f"bench m{job}", "cpu")
+    for job, outcome in (("a", "failed"), ("b", "done")):
+        store.register_worker("w", "host", 1, "cpu", False) if job == "a" else None
+        claimed = store.claim_job("w", "cpu")
+        store.finish_job(claimed["id"], "w", outcome, "it broke" if outcome == "failed" else None)
+    at = open_page("pages/run.py")
+    errors = [c.value for c in at.caption if c.value.startswith("Error:")]
+    assert errors == ["Error: it broke"]  # never "Error: nan" under the finished job
+
+
+def test_find_labels_never_overlap_and_the_rest_are_listed():
+    """Found points spread over a chart and a tight cluster of them: labels go only where they
+    overlap neither another label nor another found point; the cluster cannot all be labelled,
+    and every found point is either labelled or listed beside the chart."""
+    import numpy as np
+    import pandas as pd
+
+    from ui import chart_tools
+    rng = np.random.default_rng(0)
+    spread = pd.DataFrame({"checkpoint": [f"net_{i}.a" for i in range(20)],
+                           "cost": np.geomspace(0.1, 1000, 20), "quality": np.linspace(60, 90, 20)})
+    cluster = pd.DataFrame({"checkpoint": [f"twin_{i}.a" for i in range(12)],
+                            "cost": 5 * np.exp(rng.normal(0, 0.01, 12)), "quality": 75 + rng.normal(0, 0.05, 12)})
+    shown = pd.concat([spread, cluster], ignore_index=True)
+    found, rest = chart_tools.place_labels(shown, shown)
+    labelled = {name for column in chart_tools.LABEL_COLUMNS for name in found[column] if name}
+    assert len(labelled) + len(rest) == len(shown) and labelled.isdisjoint(rest)
+    assert len(labelled) >= 15 and any(name.startswith("twin") for name in rest)
+    assert (found[chart_tools.LABEL_COLUMNS].astype(bool).sum(axis=1) <= 1).all()  # one spot per point
+    boxes = [b for b in found["label_box"] if b is not None]
+    assert len(boxes) == len(labelled)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+        assert 0 <= a[0] and a[2] <= chart_tools.LABEL_BOX[0] and 0 <= a[1] and a[3] <= chart_tools.LABEL_BOX[1]

@@ -145,6 +145,23 @@ def test_a_new_viewer_fetches_no_file_the_page_does_not_need(browser, app_url, n
     context.close()
 
 
+def test_the_budget_answer_is_in_view_at_1280_px(browser, app_url):
+    """ViT vs ConvNet (budget, both bests, the gap with its interval, the verdict) without
+    horizontal scrolling on a 1280 px screen. The grid's accessible header lists the columns it
+    draws: the five come first and a sixth is drawn after them, so all five are fully in view."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{app_url}/budget")
+    page.wait_for_selector("[data-testid='stDataFrame'] table th", timeout=60_000)
+    page.wait_for_timeout(500)
+    headers = page.locator("[data-testid='stDataFrame']").first.locator("th").all_inner_texts()
+    assert headers[:5] == ["budget", "ViT best", "ConvNet best", "ViT − ConvNet", "ViT vs ConvNet"], headers
+    assert len(headers) > 5, headers
+    cells = page.locator("[data-testid='stDataFrame']").first.locator("td").all_inner_texts()
+    assert "None" not in cells and "nan" not in cells
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()
+
+
 def test_moving_the_budget_slider_changes_the_table(browser, app_url):
     page = _open(browser, f"{app_url}/frontier")
     table = page.locator(".st-key-best_under_budget table")

@@ -278,3 +278,14 @@ def test_filter_checkpoints_keeps_what_each_filter_allows(catalog_store):
     assert len(catalog.filter_checkpoints(frame)) == len(frame)
     small = catalog.filter_checkpoints(frame, families=["resnet"], max_params_m=30)
     assert len(small) > 0 and (small["params_m"] <= 30).all() and set(small["family"]) == {"resnet"}
+
+
+def test_provenance_is_one_line_per_origin_however_many_files():
+    """An import of 30 files once printed 30 identical provenance lines in the sidebar."""
+    entries = [{"origin": "import", "commit": None, "taken_at": f"2026-11-30T10:00:{i:02d}", "files": 1, "rows": 100}
+               for i in range(30)] + [{"origin": "snapshot", "commit": "aa4b5850deadbeef", "taken_at": "2026-11-28T09:00:00",
+                                       "files": 30, "rows": 42888}]
+    text = catalog.describe_published(entries)
+    assert text == ("timm (commit unknown), imported from a folder on 2026-11-30 (30 files, 3,000 rows); "
+                    "timm aa4b5850, shipped snapshot taken 2026-11-28 (30 files, 42,888 rows)")
+    assert catalog.describe_published(entries, counts=False).count("imported from a folder") == 1

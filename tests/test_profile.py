@@ -216,6 +216,17 @@ def test_bench_measures_and_caches_on_cpu(store):
     assert other["cache_key"] != first["cache_key"] and store.count("benchmarks") == 2
 
 
+def test_a_benchmark_reports_progress_images_per_second_and_eta(store):
+    """A queued benchmark once sat at 0% for minutes: now every step reports done/total, images/s
+    and an ETA, and the last report is the whole run."""
+    states = []
+    profile.bench(store, BenchSpec(TINY, batch_size=4, **FAST), progress=states.append)
+    total = 2 * FAST["warmup_steps"] + FAST["latency_runs"] + FAST["timed_steps"]
+    assert [s["done"] for s in states] == list(range(1, total + 1)) and {s["total"] for s in states} == {total}
+    assert all(s["images_per_sec"] > 0 and s["eta_s"] >= 0 for s in states)
+    assert states[-1]["eta_s"] == 0 and states[0]["eta_s"] > 0
+
+
 def test_peak_memory_on_cpu_covers_at_least_the_weights(store):
     result = profile.bench(store, BenchSpec("resnet18", batch_size=2, **FAST))
     weights_mb = 11_689_512 * 4 / 2**20

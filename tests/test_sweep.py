@@ -231,6 +231,12 @@ def test_undecodable_images_are_skipped_counted_and_listed_in_eval_and_sweep(off
                           cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "3 images could not be decoded" in done.stdout
+    as_json = subprocess.run([sys.executable, "-m", "engine", "--db", str(tmp_path / "cli.duckdb"), "eval",
+                              "test_vit.r160_in1k", "--data", str(damaged), "--json"],
+                             cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
+    [result] = json.loads(as_json.stdout)  # what the plain output says, the JSON says too (issue 21)
+    assert result["skipped_images"] == 3 and sorted(p.split(":")[0].rsplit("/", 1)[-1]
+                                                   for p in result["skipped_paths"]) == sorted(names)
 
 
 def test_strict_fails_on_the_first_undecodable_image_and_stores_nothing(offline, images, tmp_path):

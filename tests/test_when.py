@@ -61,9 +61,13 @@ def test_the_overview_names_the_data_behind_a_lead():
         rows.append((f"vitjft_{i}", "ViT", "JFT-3B", "≥1B", cost * 0.99, base + 3 + rng.normal(0, 0.3)))
     points = planted(rows)
     [sentence] = when.explained_verdict(points, "imagenet.top1", [10, 50, 100], n_boot=300)
-    assert re.match(r"up to 100: ViTs lead by (2\.[5-9]|3\.[0-4]) ± ", sentence), sentence
+    found = re.match(r"up to 100: ViTs lead, by \+(\d\.\d\d) \[\+(\d\.\d\d), \+(\d\.\d\d)\] points at 10 to "
+                     r"\+\d\.\d\d \[\+\d\.\d\d, \+\d\.\d\d\] at 100", sentence)
+    assert found, sentence  # every number with its interval, no "±" (issue 21)
+    lead, low, high = map(float, found.groups())
+    assert 2.5 <= lead <= 3.4 and 0 < low <= lead <= high  # the planted +3 of the JFT ViTs, diluted by the 1k ones
     assert "the leading ViTs pre-trained on ≥1B images, the ConvNets on ≈1M images" in sentence
-    assert sentence.endswith("at the same data scale: no clear winner")
+    assert sentence.endswith("at the same data scale: no clear winner at ≈1M")
     # the plain verdict of the same rows says nothing about data
     plain = analysis.verdict(analysis.budget_table(points, "imagenet.top1", [10, 50, 100], 300))
     assert "pre-trained" not in plain[0]
@@ -156,17 +160,36 @@ def test_one_rule_for_who_leads_a_gap():
 
 def test_seed_paper_claims_from_the_reference_points():
     reference = reference_points_frame()
-    convnext, nfnet, vit_g = seed_paper.claims(reference)
+    convnext, nfnet, vit_g = seed_paper.claims(reference)  # without the zoo: the paper's rows only
     assert convnext["holds"] and len([p for p in convnext["pairs"] if p["flop_matched"]]) == 8
     assert nfnet["holds"] and nfnet["difference"] == pytest.approx(0.1)
+    # one rule: +0.05 points is a match (within ±0.5), never "ahead" (issue 21)
     assert vit_g["holds"] and vit_g["difference"] == pytest.approx(0.05)
+    assert "+0.05 points, matches" in vit_g["verdict"] and "ahead" not in vit_g["verdict"]
+    assert seed_paper.compare(0.05) == "matches" and seed_paper.compare(0.51) == "ahead"
+    assert seed_paper.compare(-0.51) == "behind"
+    assert "is behind in 0" in convnext["verdict"]
     assert all(row.startswith(("smith2023", "liu2022")) for c in (convnext, nfnet, vit_g) for row in c["rows"])
     # a changed fact changes the verdict
     changed = reference.copy()
     swin_t = (changed["source"] == "liu2022_convnext") & (changed["model"] == "Swin-T @224")
     changed.loc[swin_t, "imagenet_top1"] = 83.0
     assert not seed_paper.convnext_vs_swin(changed)["holds"]
-    assert "7 of 8" in seed_paper.convnext_vs_swin(changed)["verdict"]
+    assert "is behind in 1" in seed_paper.convnext_vs_swin(changed)["verdict"]
+
+
+def test_the_scaling_law_claim_is_checked_on_the_zoo_frontier():
+    rng = np.random.default_rng(4)
+    cost = np.geomspace(1, 1000, 30)
+    law = [(f"c{i}", "ConvNet", "ImageNet-1k", "≈1M", c, 100 - 30 * c ** -0.15) for i, c in enumerate(cost)]
+    law += [(f"v{i}", "ViT", "ImageNet-1k", "≈1M", c, 100 - 40 * c ** -0.2) for i, c in enumerate(cost)]
+    claim = seed_paper.scaling_law_on_the_zoo(planted(law))
+    assert claim["holds"] and claim["fits"]["ConvNet"]["b"] == pytest.approx(-0.15, rel=1e-6)
+    assert "ConvNets: b = -0.150" in claim["verdict"] and "R² 1.00" in claim["verdict"]
+    # ConvNets whose error does not fall with cost do not follow a log-log law
+    flat = [(f"c{i}", "ConvNet", "ImageNet-1k", "≈1M", c, 80 + rng.normal(0, 2)) for i, c in enumerate(cost)]
+    claim = seed_paper.scaling_law_on_the_zoo(planted(flat + law[30:]))
+    assert claim["holds"] is False and claim["verdict"].startswith("does not hold")
 
 
 def test_seed_paper_figure_domain_covers_every_point():
@@ -243,3 +266,20 @@ def test_fair_matching_counts_each_architecture_once_with_its_best_tag():
     assert analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="nearest")["n_pairs"] == 3
     with pytest.raises(analysis.AnalysisError, match="Unknown matching"):
         analysis.matched_pairs(points, "imagenet.top1", matching="greedy")
+
+
+def test_heatmap_cells_say_too_few_and_show_each_bounds_sign():
+    cells = [{"data_scale": "≈1M", "budget": 10.0, "comparison": "ViT − ConvNet", "n_ViT": 3, "n_ConvNet": 40,
+              "gap": 2.0, "ci_low": 0.5, "ci_high": 3.0, "leader": None, "verdict": "too few", "n_checkpoints": 43},
+             {"data_scale": "≈10M", "budget": 10.0, "comparison": "ViT − ConvNet", "n_ViT": 12, "n_ConvNet": 40,
+              "gap": 1.1, "ci_low": -0.004, "ci_high": 2.2, "leader": None, "verdict": "no clear winner",
+              "n_checkpoints": 52},
+             {"data_scale": "≈100M", "budget": 10.0, "comparison": "ViT − ConvNet", "n_ViT": 12, "n_ConvNet": 9,
+              "gap": 1.5, "ci_low": 0.3, "ci_high": 2.2, "leader": "ViT", "verdict": "lead", "n_checkpoints": 21},
+             {"data_scale": "≥1B", "budget": 10.0, "comparison": "ViT − ConvNet", "n_ViT": 0, "n_ConvNet": 9,
+              "gap": None, "ci_low": None, "ci_high": None, "leader": None, "verdict": None, "n_checkpoints": 9}]
+    frame = when.cells_frame(cells).set_index("data_scale")
+    assert frame.loc["≈1M", "label"] == "n = 3:\ntoo few" and frame.loc["≈1M", "too_few"]
+    assert frame.loc["≈10M", "label"] == "+1.1\n[-0.004, +2.2]\nn = 12 + 40"  # "[-0.0, +2.2]" hid the sign
+    assert list(frame["verdict"]) == ["too few", "no clear winner", "ViT leads", "no data"]
+    assert not frame.loc["≈100M", "too_few"] and frame.loc["≥1B", "label"] == ""

@@ -4,7 +4,10 @@ PNG) and its data (CSV). Every control lives in the URL like the sidebar's filte
 are the chart's own (scroll and drag; double-click resets)."""
 from __future__ import annotations
 
+import math
+
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -109,19 +112,77 @@ def colour(colour_by: str) -> alt.Color:
     return charts.class_color()
 
 
-def highlight_layers(x, y, dataset: str = "highlight") -> alt.LayerChart:
-    """A ring and a label over each found point, from a named dataset."""
+# Label placement: the four spots a label may take beside its point (dx, dy, align), tried in turn.
+LABEL_SPOTS = {"ru": (10, -9, "left"), "rd": (10, 13, "left"), "lu": (-10, -9, "right"), "ld": (-10, 13, "right")}
+LABEL_COLUMNS = [f"label_{spot}" for spot in LABEL_SPOTS]
+CHART_HEIGHT = 420  # the Frontier's and Scaling's height (px), so labels are placed for a known plot
+LABEL_BOX = (600, CHART_HEIGHT - 85)  # the plot area (px) at 1280 px: the height is the whole chart, axes included
+CHAR_PX, LINE_PX = 6.6, 16  # bold 11 px text, with a little air between lines
+RING_PX = 9  # half the ring's size: a label never covers another found point
+
+
+def place_labels(found: pd.DataFrame, shown: pd.DataFrame, y: str = "quality", log_y: bool = False,
+                 limit: int = 24) -> tuple[pd.DataFrame, list[str]]:
+    """Labels for found points that fit without overlapping each other: each point tries the four
+    spots beside it, best points first, and keeps the first spot whose box overlaps no placed
+    label and stays inside the plot; the rest are returned by name, to be listed beside the chart.
+    Positions are worked out on the chart's axes (log cost; `y` linear or log) scaled to LABEL_BOX."""
+    found = found.assign(**{f"label_{k}": "" for k in LABEL_SPOTS}, label_box=None)
+    if found.empty:
+        return found, []
+    def scaled(values: pd.Series, span: pd.Series, size: float, log: bool) -> np.ndarray:
+        v, s = (np.log10(values.astype(float)), np.log10(span.astype(float))) if log else (values.astype(float), span.astype(float))
+        low, high = float(s.min()), float(s.max())
+        if log:  # Vega's "nice" log axis runs from decade to decade
+            low, high = math.floor(low), max(math.ceil(high), math.floor(low) + 1)
+        else:  # and a linear one a little past the data
+            pad = 0.05 * ((high - low) or 1.0)
+            low, high = low - pad, high + pad
+        return (v.to_numpy() - low) / ((high - low) or 1.0) * size
+    px = scaled(found["cost"], shown["cost"], LABEL_BOX[0], True)
+    py = LABEL_BOX[1] - scaled(found[y], shown[y], LABEL_BOX[1], log_y)  # screen y grows downwards
+    placed, rest = [], []
+    boxes = [(x - RING_PX, y0 - RING_PX, x + RING_PX, y0 + RING_PX) for x, y0 in zip(px, py, strict=True)]
+    order = found[y].to_numpy(float).argsort()[::-1] if not log_y else found[y].to_numpy(float).argsort()
+    for i in order:
+        name = str(found["checkpoint"].iloc[i])
+        width = CHAR_PX * len(name)
+        for spot, (dx, dy, align) in LABEL_SPOTS.items():
+            left = px[i] + dx if align == "left" else px[i] + dx - width
+            top = py[i] + dy - LINE_PX * 0.8
+            box = (left, top, left + width, top + LINE_PX)
+            inside = 0 <= box[0] and box[2] <= LABEL_BOX[0] and 0 <= box[1] and box[3] <= LABEL_BOX[1]
+            if inside and len(placed) < limit and not any(
+                    box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
+                boxes.append(box)
+                placed.append(i)
+                found.iloc[i, found.columns.get_loc(f"label_{spot}")] = name
+                found.iloc[i, found.columns.get_loc("label_box")] = box
+                break
+        else:
+            rest.append(name)
+    return found, rest
+
+
+def highlight_layers(x, y, dataset: str = "highlight", tooltip: list | None = None) -> alt.LayerChart:
+    """A ring over each found point and its label where place_labels found room, from a named
+    dataset; the ring's tooltip says what the point is."""
     ring = charts.data(dataset).mark_point(size=260, filled=False, strokeWidth=2.5, color="black").encode(
-        x=x, y=y, tooltip=["checkpoint:N"])
-    label = charts.data(dataset).mark_text(align="left", dx=10, dy=-8, fontSize=11, fontWeight="bold").encode(
-        x=x, y=y, text="checkpoint:N")
-    return ring + label
+        x=x, y=y, tooltip=tooltip or ["checkpoint:N"])
+    layers = [ring]
+    for spot, (dx, dy, align) in LABEL_SPOTS.items():
+        layers.append(charts.data(dataset).mark_text(align=align, dx=dx, dy=dy, fontSize=11, fontWeight="bold").encode(
+            x=x, y=y, text=f"label_{spot}:N"))
+    return alt.layer(*layers)
 
 
-def say_found(found: pd.DataFrame, find: str) -> None:
+def say_found(found: pd.DataFrame, find: str, unlabelled: list[str] | None = None) -> None:
     if find:
         st.caption(f"“{find}”: {len(found)} point(s) highlighted" + ("" if len(found) else
                    " — no checkpoint or family matches under these filters"))
+    if unlabelled:
+        shown = ", ".join(unlabelled[:30]) + (f", and {len(unlabelled) - 30} more" if len(unlabelled) > 30 else "")
+        st.caption(f"Ringed but not labelled (no room beside the point without overlapping): {shown}.")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -43,6 +43,18 @@ def embedded_worker(path: str):
     return jobs.EmbeddedWorker(path).start()
 
 
+@st.cache_resource
+def warm_imports() -> threading.Thread:
+    """Once per server, after its first page: import timm (and torch under it) on a background
+    thread. The Checkpoint page's model card needs timm, whose import takes ~5 s on a 2-core
+    machine; warmed, a first open of that page after a server start is a second or two."""
+    import importlib
+    thread = threading.Thread(target=importlib.import_module, args=("timm",), daemon=True,
+                              name="matchup-warm-imports")
+    thread.start()
+    return thread
+
+
 def json_or_none(text):
     import json
     return json.loads(text) if isinstance(text, str) and text else None
@@ -134,22 +146,33 @@ def _selection(path: str, freshness: str, bench_source: str | None, cost: str, m
                classes: tuple, data_scales: tuple, sources: tuple | None):
     chosen = analysis.select(points(path, freshness, bench_source), cost, metric, classes=list(classes) or None,
                              data_scales=list(data_scales) or None, sources=list(sources) if sources else None)
-    _share(chosen)
+    every_class = (_selection(path, freshness, bench_source, cost, metric, (), data_scales, sources)
+                   if classes else chosen)
+    _share(chosen, every_class)
     return chosen
 
 
 # What pages compute from a shared selection (its frontier, the best of each class under a budget),
 # once per server: keyed by the selection's identity, dropped when the selection itself is.
-_DERIVED: dict[int, tuple[weakref.ref, dict]] = {}
+_DERIVED: dict[int, tuple[weakref.ref, dict, object]] = {}
 
 
-def _share(frame) -> None:
+def _share(frame, every_class=None) -> None:
+    """Register a shared selection; `every_class`: the same view with no class filter."""
     key = id(frame)
 
     def forget(ref, key=key):
         if _DERIVED.get(key, (None,))[0] is ref:
             _DERIVED.pop(key, None)
-    _DERIVED[key] = (weakref.ref(frame, forget), {})
+    _DERIVED[key] = (weakref.ref(frame, forget), {}, every_class if every_class is not frame else None)
+
+
+def budget_grid(frame, n: int = 16) -> tuple:
+    """A view's default budgets, spread over the points of every class (whatever classes are
+    selected), so that showing or hiding a class never moves the budgets a verdict is read at."""
+    entry = _DERIVED.get(id(frame))
+    every_class = entry[2] if entry is not None and entry[0]() is frame and entry[2] is not None else frame
+    return tuple(derived(every_class, analysis.log_budgets, n))
 
 
 def derived(frame, fn, *args, **kwargs):
@@ -264,6 +287,20 @@ def robustness_shown(ood: str, filters: dict) -> dict:
     store = get_store()
     return _robustness_shown(str(store.path), store.freshness(), ood, tuple(filters["classes"] or ()),
                              tuple(filters["data_scales"] or ()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _seed_paper_claims(path: str, freshness: str) -> list[dict]:
+    from engine import seed_paper
+    store = _store_for(path)
+    return seed_paper.claims(store.table_frame("reference_points"), points(path, freshness, None))
+
+
+def seed_paper_claims() -> list[dict]:
+    """The seed paper's claims checked from its rows and, for the scaling law, the zoo's frontier;
+    once per server and data."""
+    store = get_store()
+    return _seed_paper_claims(str(store.path), store.freshness())
 
 
 def params_lookup():

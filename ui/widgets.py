@@ -1,6 +1,7 @@
 """Widgets whose state lives in the URL, the sidebar filters and the head every analysis page shares."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from engine import analysis
@@ -150,9 +151,22 @@ def selected(bench_source: str | None, cost: str, metric: str, filters: dict):
     try:
         return loaders.selection(bench_source, cost, metric, filters)
     except analysis.AnalysisError as e:
-        st.info(f"{e} Import published results (`python -m engine catalog import DIR`) or run "
-                "evaluations and benchmarks to fill this view.")
+        st.info(empty_selection_text(str(e), filters))
         return None
+
+
+def empty_selection_text(why: str, filters: dict) -> str:
+    """What to do when a view has no points, by what emptied it: nothing measured here yet,
+    filters too narrow, or no published results loaded at all."""
+    if filters.get("sources") == ["measured here"]:
+        return ("Nothing measured on this machine matches this view yet. Evaluate checkpoints here (the Run "
+                "page, or `python -m engine eval MODEL --data DIR`), or set Source to “both” in the sidebar "
+                "to see the published results.")
+    store = loaders.get_store()
+    if loaders.db_info(str(store.path), store.freshness())["tables"].get("published_results", 0):
+        return f"{why} Widen the class, data-scale or source filters in the sidebar."
+    return (f"{why} Import published results (`python -m engine catalog import DIR`) or run evaluations and "
+            "benchmarks to fill this view.")
 
 
 def analysis_page(page: str, title: str):
@@ -172,9 +186,79 @@ def probe_note(metric: str) -> None:
         st.caption(note)
 
 
-def budget_slider(chosen):
-    options = loaders.derived(chosen, analysis.log_budgets, 40)
+def budget_slider(chosen, cost: str):
+    """The budget, in the URL. Changing the cost axis resets it to the new axis's middle: a value
+    in GFLOPs means nothing in parameters or ms (it once became 4.6 M params, then 4.3 ms)."""
+    options = list(loaders.budget_grid(chosen, 40))
+    axis = st.session_state.get("budget_axis")
+    if axis is not None and axis != cost and not st.session_state.get("entering_page"):
+        st.session_state.pop("budget", None)
+        st.query_params.pop("budget", None)
+    st.session_state["budget_axis"] = cost
     return url_select_slider("Budget", options, "budget", options[len(options) // 2])
+
+
+def _dash(value) -> str:
+    return "—" if value is None or value != value else value
+
+
+def budget_frame(rows: list[dict]):
+    """The Budget match table, pairwise first: per class against ConvNets its gap with interval,
+    verdict and the two best qualities; then the best of all classes; checkpoint names last, so
+    the answer fits the screen. Missing cells are '—'."""
+    others = [c for c in analysis.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]
+    table = []
+    for row in rows:
+        best = row["best"]
+        entry = {"budget": f"{row['budget']:g}"}
+        for i, other in enumerate(others):
+            gap = row["gaps"].get(f"{other}-ConvNet")
+            entry[f"{other} best"] = f"{best[other]['quality']:.2f}" if other in best else "—"
+            if i == 0:
+                entry["ConvNet best"] = f"{best['ConvNet']['quality']:.2f}" if "ConvNet" in best else "—"
+            entry[f"{other} − ConvNet"] = analysis.with_ci(gap["gap"], gap["ci_low"], gap["ci_high"]) if gap else "—"
+            entry[f"{other} vs ConvNet"] = analysis.verdict_label(gap)
+        if not others:
+            entry["ConvNet best"] = f"{best['ConvNet']['quality']:.2f}" if "ConvNet" in best else "—"
+        entry["best class"] = row["winner"] or row.get("winner_verdict", "no clear winner")
+        for arch_class in ("ConvNet", *others):
+            entry[f"{arch_class} checkpoint"] = best[arch_class]["checkpoint"] if arch_class in best else "—"
+        table.append({k: _dash(v) for k, v in entry.items()})
+    return pd.DataFrame(table)
+
+
+def budget_columns(rows: list[dict]) -> dict:
+    """Widths for budget_frame's columns: the answer (budget, the first class's best, the best
+    ConvNet, their gap and verdict) comes first and fits a 1280 px screen, however many classes
+    follow. (Not pinned: Streamlit greys pinned columns, and grey here means "too few".)"""
+    config = {"budget": st.column_config.Column(width=70), "ConvNet best": st.column_config.Column(width=96)}
+    for other in [c for c in analysis.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]:
+        config[f"{other} best"] = st.column_config.Column(width=80)
+        config[f"{other} − ConvNet"] = st.column_config.Column(width=180)
+        config[f"{other} vs ConvNet"] = st.column_config.Column(width=140)
+    return config
+
+
+def budget_styled(rows: list[dict]):
+    """budget_frame with a class's cells in grey where it has too few checkpoints for a verdict."""
+    frame = budget_frame(rows)
+
+    def grey(table: pd.DataFrame) -> pd.DataFrame:
+        styles = pd.DataFrame("", index=table.index, columns=table.columns)
+        for column in [c for c in table.columns if c.endswith(" vs ConvNet")]:
+            other = column.split(" ")[0]
+            too_few = table[column].str.endswith("too few")
+            for part in (f"{other} best", f"{other} − ConvNet", column):
+                styles.loc[too_few, part] = "color: #9a9a9a"
+        return styles
+    return frame.style.apply(grey, axis=None)
+
+
+def grey_rows(frame: pd.DataFrame, mask) -> object:
+    """The frame styled with the masked rows in grey (too few checkpoints for a verdict)."""
+    flags = list(mask)
+    return frame.style.apply(lambda row: ["color: #9a9a9a"] * len(row) if flags[row.name] else [""] * len(row),
+                             axis=1)
 
 
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>()#+-.!|$:~"})
