@@ -151,12 +151,13 @@ def test_the_budget_answer_is_in_view_at_1280_px(browser, app_url):
     draws: the five come first and a sixth is drawn after them, so all five are fully in view."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{app_url}/budget")
-    page.wait_for_selector("[data-testid='stDataFrame'] table th", timeout=60_000)
+    table = page.locator("[data-testid='stDataFrame']", has=page.locator("th", has_text="ViT vs ConvNet")).first
+    table.wait_for(state="attached", timeout=60_000)
     page.wait_for_timeout(500)
-    headers = page.locator("[data-testid='stDataFrame']").first.locator("th").all_inner_texts()
+    headers = [h.text_content() for h in table.locator("th").all()]
     assert headers[:5] == ["budget", "ViT best", "ConvNet best", "ViT − ConvNet", "ViT vs ConvNet"], headers
     assert len(headers) > 5, headers
-    cells = page.locator("[data-testid='stDataFrame']").first.locator("td").all_inner_texts()
+    cells = [c.text_content() for c in table.locator("td").all()]
     assert "None" not in cells and "nan" not in cells
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
