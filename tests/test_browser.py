@@ -217,7 +217,7 @@ def test_a_fresh_install_offline_opens_on_the_full_published_data(browser, tmp_p
         assert "Budget match" in nav and "FLOP cross-check" in nav, nav
         assert "shared" not in nav and "app" not in nav.split()
         page.wait_for_selector("[data-testid='stMain'] h1", timeout=120_000)
-        page.get_by_text(f"{rows:,} published results").wait_for(timeout=60_000)
+        page.get_by_text(f"{rows:,} published results").first.wait_for(timeout=60_000)
         page.wait_for_selector(".vega-embed canvas, .vega-embed svg", timeout=60_000)
         assert "No points" not in page.locator("[data-testid='stMain']").inner_text()
         assert "shipped snapshot" in page.locator("[data-testid='stSidebar']").inner_text()
