@@ -39,44 +39,22 @@ d.metric("eval size", f"{test_or_train('test_h', 'input_h')} px")
 st.markdown(f"Hub repo: [`{facts['hub_repo']}`](https://huggingface.co/{facts['hub_repo']}) · "
             f"crop {test_or_train('test_crop_pct', 'crop_pct')} ({facts['crop_mode']}) · "
             f"{facts['interpolation']} · {facts['num_classes']} classes · timm {facts['timm_version']}")
-try:
-    card = model_card_of(checkpoint, detail["compute"])
-except MatchupError as e:
-    st.warning(str(e))
-    card = None
-if card is not None:
-    st.subheader("Model card")
-    links = " · ".join(f"[{u.split('//', 1)[-1]}]({u})" for u in card["paper_links"]) or "none in its docstring"
-    st.markdown(f"Licence **{card['license'] or 'not stated'}** · weights origin "
-                f"{card['origin'] or 'the Hub repo above'} · defined in [`{card['module']}`]({card['source_url']}) · "
-                f"papers: {links}")
-    st.caption("Use it (copy with the button at the code's corner):")
-    st.code(card["snippet"], language="python")
-    st.caption("Eval transform, exactly as timm builds it from this checkpoint's config at its test size "
-               "(Matchup's eval applies the same steps, normalising on the device):")
-    st.code(card["transform"], language="text")
-    with st.expander("Full pretrained config (timm)"):
-        st.json(card["pretrained_config"])
-    with st.expander(f"`{card['module']}` docstring"):
-        st.text(card["docstring"] or "(no docstring)")
+card_slot = st.container()  # filled last: the card needs timm, which a fresh server may still be importing
 st.subheader("Compute (counted here)")
 compute = detail["compute"]
+
+
+def compute_table(rows):
+    return rows.assign(gflops=rows["flops"] / 1e9, params_m=rows["params"] / 1e6)[
+        ["img_size", "num_classes", "params_m", "gflops", "counter", "error"]]
+
+
+own_compute = st.empty()
 if compute.empty:
     st.caption("Not counted yet: `python -m engine profile " + checkpoint + "`.")
 else:
-    def compute_table(rows):
-        return rows.assign(gflops=rows["flops"] / 1e9, params_m=rows["params"] / 1e6)[
-            ["img_size", "num_classes", "params_m", "gflops", "counter", "error"]]
-    own = card["compute"] if card is not None else compute
-    st.dataframe(compute_table(own), hide_index=True, width="stretch")
-    if card is not None and not card["flops_by_module"].empty:
-        st.caption(f"Counted FLOPs by module type at {card['data_config']['input_size'][-1]} px:")
-        st.dataframe(card["flops_by_module"], hide_index=True, width="stretch",
-                     column_config={"share": st.column_config.ProgressColumn("share", format="percent",
-                                                                             min_value=0, max_value=1)})
-    if card is not None and not card["other_heads"].empty:
-        st.markdown(f"**Other heads of `{facts['arch']}`** (counted for tags with another number of classes; not this checkpoint)")
-        st.dataframe(compute_table(card["other_heads"]), hide_index=True, width="stretch")
+    own_compute.dataframe(compute_table(compute), hide_index=True, width="stretch")
+module_split, other_heads = st.container(), st.container()
 gmacs = detail["published_gmacs"]
 if not gmacs.empty and not compute.empty:
     st.caption("Cross-check: timm's published infer_gmacs (×2 for FLOPs) per benchmark file below.")
@@ -93,3 +71,36 @@ if not detail["evals"].empty:
     st.dataframe(detail["evals"], hide_index=True, width="stretch")
 if not detail["benchmarks"].empty:
     st.dataframe(detail["benchmarks"], hide_index=True, width="stretch")
+
+with card_slot, st.spinner("Loading the model card (timm)…"):
+    try:
+        card = model_card_of(checkpoint, detail["compute"])
+    except MatchupError as e:
+        st.warning(str(e))
+        card = None
+if card is not None:
+    card_slot.subheader("Model card")
+    links = " · ".join(f"[{u.split('//', 1)[-1]}]({u})" for u in card["paper_links"]) or "none in its docstring"
+    card_slot.markdown(f"Licence **{card['license'] or 'not stated'}** · weights origin "
+                       f"{card['origin'] or 'the Hub repo above'} · defined in [`{card['module']}`]"
+                       f"({card['source_url']}) · papers: {links}")
+    card_slot.caption("Use it (copy with the button at the code's corner):")
+    card_slot.code(card["snippet"], language="python")
+    card_slot.caption("Eval transform, exactly as timm builds it from this checkpoint's config at its test size "
+                      "(Matchup's eval applies the same steps, normalising on the device):")
+    card_slot.code(card["transform"], language="text")
+    with card_slot.expander("Full pretrained config (timm)"):
+        st.json(card["pretrained_config"])
+    with card_slot.expander(f"`{card['module']}` docstring"):
+        st.text(card["docstring"] or "(no docstring)")
+    if not compute.empty:
+        own_compute.dataframe(compute_table(card["compute"]), hide_index=True, width="stretch")
+    if not compute.empty and not card["flops_by_module"].empty:
+        module_split.caption(f"Counted FLOPs by module type at {card['data_config']['input_size'][-1]} px:")
+        module_split.dataframe(card["flops_by_module"], hide_index=True, width="stretch",
+                               column_config={"share": st.column_config.ProgressColumn(
+                                   "share", format="percent", min_value=0, max_value=1)})
+    if not compute.empty and not card["other_heads"].empty:
+        other_heads.markdown(f"**Other heads of `{facts['arch']}`** (counted for tags with another number of "
+                             "classes; not this checkpoint)")
+        other_heads.dataframe(compute_table(card["other_heads"]), hide_index=True, width="stretch")
