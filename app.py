@@ -15,12 +15,13 @@ PAGES = [
     st.Page("pages/seed_paper.py", title="Seed paper"),
     st.Page("pages/checkpoint.py", title="Checkpoint"),
     st.Page("pages/crosscheck.py", title="FLOP cross-check"),
+    st.Page("pages/training_crosscheck.py", title="Training-compute cross-check"),
     st.Page("pages/run.py", title="Run"),
     st.Page("pages/results.py", title="Results"),
     st.Page("pages/catalog.py", title="Catalog"),
 ]
 # Navigation first: until st.navigation runs, Streamlit lists every file of pages/ on its own.
-navigation = st.navigation(PAGES)
+navigation = st.navigation(PAGES, expanded=True)  # all pages listed, not "View 3 more"
 st.session_state["app_shell"] = True  # pages check it: see ui.widgets.enter
 
 from engine import catalog  # noqa: E402  (after the navigation: these imports take a second)

@@ -33,7 +33,7 @@ OVERVIEW_DRAWN = """(rows) => {
     const chart = document.querySelector(".vega-embed canvas, .vega-embed svg");
     const side = document.querySelector("[data-testid='stSidebar']");
     return h && h.innerText.includes("ConvNet or ViT") && chart && side
-        && side.innerText.includes(rows + " published results")
+        && side.innerText.includes(rows.toLocaleString("en-US") + " published results")
         && !document.querySelector("[data-testid='stStatusWidget']");
 }"""
 

@@ -61,6 +61,27 @@ def cmd_catalog(args, store: Store) -> int:
                 print(f"warning: {report.published_error}", file=sys.stderr)
             else:
                 print(f"published results: {report.published}")
+            print(report.training_compute)
+            if report.recipes_refused:
+                print(f"warning: {report.recipes_refused}", file=sys.stderr)
+        return 0
+    if args.action == "training-compute":
+        frame = store.training_compute_frame()
+        records = [{"checkpoint": r["checkpoint"], "train_flops": r["train_flops"],
+                    "pretrain_flops": r["pretrain_flops"], "finetune_flops": r["finetune_flops"],
+                    "samples_seen": r["samples_seen"], "confidence": r["confidence"],
+                    "sources": json.loads(r["sources"]) if isinstance(r["sources"], str) else [],
+                    "stages": json.loads(r["stages"]) if isinstance(r["stages"], str) else [],
+                    "arch_class": r["arch_class"], "note": r["note"]}
+                   for r in _records(frame)]
+        if args.json:
+            _print_json(records)
+            return 0
+        known = frame[frame["train_flops"].notna()]
+        print(f"training compute: {len(known)} of {len(frame)} checkpoints estimated "
+              f"({', '.join(f'{c} {n}' for c, n in known['confidence'].value_counts().items())})")
+        shown = known.assign(train=known["train_flops"].map(lambda v: f"{v:.3g}"))
+        print(shown[["checkpoint", "arch_class", "train", "confidence"]].to_string(index=False))
         return 0
     if args.action == "snapshot":
         from pathlib import Path
@@ -143,7 +164,10 @@ def cmd_profile(args, store: Store) -> int:
         if store.count("checkpoints") == 0:
             raise MatchupError("The catalog is empty: run `python -m engine catalog refresh` "
                                "(and `catalog import DIR` for published resolutions) first.")
-        targets = store.compute_targets(missing_only=not args.force)
+        from engine.catalog import training_count_targets
+        targets = pd.concat([store.compute_targets(missing_only=not args.force),
+                             training_count_targets(store, missing_only=not args.force)], ignore_index=True)
+        targets = targets.drop_duplicates(["arch", "img_size", "num_classes"])
         rows = list(targets[["arch", "img_size", "img_width", "num_classes"]].itertuples(
             index=False, name=None))
         rows = [(a, int(h), int(w), int(n)) for a, h, w, n in rows]
@@ -749,6 +773,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timm's results/ folder at --commit (default: download it at --commit)")
     p.add_argument("--commit", default=TIMM_RESULTS_COMMIT, help="the timm commit the files are from")
     p.add_argument("--out", metavar="DIR", help="where to write (default: $MATCHUP_SNAPSHOT_DIR, else data/published)")
+    p.add_argument("--json", action="store_true")
+    p = cat_actions.add_parser("training-compute", parents=[common],
+                               help="each checkpoint's training compute, with its recipe stages and sources")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("list", parents=[common], help="checkpoints with class, params, published top-1")
     p.add_argument("--class", dest="arch_class", help="ConvNet, ViT, Hybrid or MLP")

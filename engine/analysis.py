@@ -14,8 +14,10 @@ import pandas as pd
 from engine.intervals import holding, percentile_band, percentile_interval
 
 CLASSES = ("ConvNet", "ViT", "Hybrid", "MLP")
-COST_METRICS = ("gflops", "params_m", "latency_ms", "ms_per_img", "pretrain_tpu_v4_core_hours",
+COST_METRICS = ("gflops", "params_m", "train_flops", "latency_ms", "ms_per_img", "pretrain_tpu_v4_core_hours",
                 "paper_gflops")
+# train_flops: each checkpoint's training compute, estimated from its sourced recipe (all stages;
+# engine.training_compute); a checkpoint without one is left out of that axis, never defaulted.
 # gflops are counted here, one convention for all checkpoints. Papers report "FLOPs" in their own
 # conventions (ConvNeXt's and NFNet's are multiply-adds, ViT-G's are real FLOPs), so a paper's
 # numbers stay on their own axis, paper_gflops, and are compared only with each other.
@@ -109,6 +111,10 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
             joined = q.merge(c, on=["arch", "img_size", "num_classes"], how="inner")
             frames.append(joined.assign(cost_metric="gflops", cost=joined["flops"] / 1e9))
             frames.append(joined.assign(cost_metric="params_m", cost=joined["params"] / 1e6))
+        training = inputs.get("training_compute", pd.DataFrame())
+        if not training.empty:
+            joined = q.merge(training[["checkpoint", "train_flops"]], on="checkpoint", how="inner")
+            frames.append(joined.assign(cost_metric="train_flops", cost=joined["train_flops"]))
         bench = inputs.get("published_benchmarks", pd.DataFrame())
         if bench_source not in (None, "here") and not bench.empty:
             b = bench[bench["source_file"] == bench_source][["arch", "img_size", "samples_per_sec"]]

@@ -168,6 +168,8 @@ class RefreshReport:
     compute_loaded: int = 0
     published: str = ""              # what happened to the shipped published-results snapshot
     published_error: str | None = None  # why it was not loaded (missing, damaged, newer)
+    training_compute: str = ""       # how many checkpoints have a training-compute estimate
+    recipes_refused: str = ""        # one line on recipe rows refused, if any
 
 
 def refresh(store: Store, load_published: bool = True) -> RefreshReport:
@@ -182,6 +184,7 @@ def refresh(store: Store, load_published: bool = True) -> RefreshReport:
     store.replace_catalog(architectures, checkpoints, reference, timm.__version__)
     loaded = store.upsert_compute(shipped_compute_frame(timm.__version__), keep_existing=True)
     report = RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__, loaded)
+    report.training_compute, report.recipes_refused = refresh_training_compute(store)
     if load_published:
         from engine import snapshot
         try:
@@ -189,6 +192,44 @@ def refresh(store: Store, load_published: bool = True) -> RefreshReport:
         except snapshot.SnapshotError as e:
             report.published_error = str(e)
     return report
+
+
+def refresh_training_compute(store: Store) -> tuple[str, str]:
+    """Estimate every checkpoint's training compute from the shipped recipes and the counted
+    FLOPs and store it (unknown ones as unknown). Returns what to say: how many were estimated,
+    and one line on refused recipe rows (empty when none)."""
+    from engine import training_compute
+    try:
+        book = training_compute.load_recipes()
+    except (training_compute.RecipeError, OSError, ValueError) as e:
+        return "training compute not estimated", f"training recipes not loaded: {e}"
+    inputs = store.training_compute_inputs()
+    heads = dict(zip(inputs["heads"]["arch"], inputs["heads"]["default_num_classes"].fillna(1000).astype(int),
+                     strict=True))
+    estimates = training_compute.estimate(inputs["checkpoints"], inputs["compute"], book, heads)
+    store.replace_training_compute(training_compute.as_table(estimates))
+    known = int(estimates["train_flops"].notna().sum())
+    return (f"training compute estimated for {known} of {len(estimates)} checkpoints from "
+            f"{book.stages.groupby(['tag', 'arch_pattern']).ngroups} sourced recipes", book.refused_line())
+
+
+def training_count_targets(store: Store, missing_only: bool = True) -> pd.DataFrame:
+    """(arch, img_size, img_width, num_classes) the training-compute estimates need counted: each
+    recipe stage's student at its train resolution, each countable teacher with its default head."""
+    from engine import training_compute
+    inputs = store.training_compute_inputs()
+    heads = dict(zip(inputs["heads"]["arch"], inputs["heads"]["default_num_classes"].fillna(1000).astype(int),
+                     strict=True))
+    needed = training_compute.needed_counts(training_compute.load_recipes(), inputs["checkpoints"])
+    needed |= training_compute.vit_paper_counts()  # the convention check's networks
+    frame = pd.DataFrame(sorted((a, r, r, heads.get(a, 1000) if n == -1 else n) for a, r, n in needed),
+                         columns=["arch", "img_size", "img_width", "num_classes"])
+    if missing_only and not frame.empty:
+        counted = inputs["compute"]
+        counted = counted[counted["error"].isna()][["arch", "img_size", "num_classes"]].assign(_have=True)
+        frame = frame.merge(counted, on=["arch", "img_size", "num_classes"], how="left")
+        frame = frame[frame["_have"].isna()].drop(columns="_have")
+    return frame.reset_index(drop=True)
 
 
 def write_shipped_compute(store: Store, path: Path = SHIPPED_COMPUTE_CSV) -> int:

@@ -13,6 +13,11 @@ import pandas as pd
 MATCH_TOLERANCE = 0.5  # top-1 points within which two models "match"
 FLOP_TOLERANCE = 0.10  # ConvNeXt/Swin pairs are FLOP-matched when within ±10% GFLOPs
 LAW_R2 = 0.9  # a class "follows a log-log law" when the fit explains this much and its slope CI is below 0
+# The paper's budget is TPU-v4 core hours. On the training-FLOP axis a core hour is the core's bf16
+# peak (a v4 chip: 275 TFLOP/s and two TensorCores, cloud.google.com/tpu/docs/v4) for an hour, times
+# a utilisation the page states and the reader can change.
+TPU_V4_CORE_PEAK_FLOPS = 275e12 / 2
+DEFAULT_UTILISATION = 0.4
 
 
 def compare(difference: float, tolerance: float = MATCH_TOLERANCE) -> str:
@@ -158,3 +163,23 @@ def log_domain(values: pd.Series, pad: float = 0.15) -> list[float]:
     low, high = math.log10(values.min()), math.log10(values.max())
     margin = max((high - low) * pad, 0.01)
     return [10 ** (low - margin), 10 ** (high + margin)]
+
+
+def core_hours_to_flops(core_hours, utilisation: float = DEFAULT_UTILISATION):
+    """TPU-v4 core hours as training FLOPs: hours × 3600 s × a core's bf16 peak × utilisation."""
+    return core_hours * 3600 * TPU_V4_CORE_PEAK_FLOPS * utilisation
+
+
+def on_training_axis(reference: pd.DataFrame, zoo: pd.DataFrame, utilisation: float = DEFAULT_UTILISATION) -> pd.DataFrame:
+    """The paper's NFNet and ViT points (pre-training TPU-v4 core hours converted to FLOPs) beside
+    the zoo's ConvNets and ViTs with an estimated training compute (`zoo`: points on the
+    train_flops axis for imagenet.top1), ImageNet top-1 error on both."""
+    paper = figure_points(reference)
+    paper = paper[paper["series"] != "other"]
+    paper = pd.DataFrame({"name": paper["model"], "train_flops": core_hours_to_flops(paper["compute_value"], utilisation),
+                          "error": paper["error"], "series": "paper: " + paper["series"],
+                          "source": paper["source"]})
+    zoo = zoo[zoo["arch_class"].isin(["ConvNet", "ViT"])]
+    zoo = pd.DataFrame({"name": zoo["checkpoint"], "train_flops": zoo["cost"], "error": 100 - zoo["quality"],
+                        "series": "zoo: " + zoo["arch_class"], "source": zoo["source"]})
+    return pd.concat([zoo, paper], ignore_index=True)

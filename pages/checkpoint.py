@@ -1,4 +1,6 @@
 """Checkpoint: everything about one checkpoint, with where each number came from."""
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -59,6 +61,28 @@ gmacs = detail["published_gmacs"]
 if not gmacs.empty and not compute.empty:
     st.caption("Cross-check: timm's published infer_gmacs (×2 for FLOPs) per benchmark file below.")
     st.dataframe(gmacs, hide_index=True, width="stretch")
+st.subheader("Training compute (estimated from its recipe)")
+training = detail["training"]
+if training.empty or pd.isna(training["train_flops"].iloc[0]) and not training["n_stages"].iloc[0]:
+    st.caption("Unknown: no sourced training recipe for this tag and architecture in "
+               "data/training_recipes.csv (README: how to add one). It is left out of the training-compute axis.")
+else:
+    row = training.iloc[0]
+    def flops_text(value) -> str:
+        return "unknown" if pd.isna(value) else f"{value:.3g}"
+    st.markdown(f"**{flops_text(row['train_flops'])} FLOPs** in all · pre-training {flops_text(row['pretrain_flops'])} · "
+                f"fine-tuning {flops_text(row['finetune_flops'])} · samples seen "
+                f"{'unknown' if pd.isna(row['samples_seen']) else f'{row.samples_seen:,.0f}'} · confidence "
+                f"**{row['confidence']}**" + (f" · {row['note']}" if isinstance(row['note'], str) and row['note'] else ""))
+    stages = pd.DataFrame(json.loads(row["stages"]))
+    st.dataframe(stages[["stage", "kind", "dataset", "epochs", "samples", "train_res", "objective",
+                         "flops_per_sample", "flops", "confidence", "source", "note"]],
+                 hide_index=True, width="stretch",
+                 column_config={"flops_per_sample": st.column_config.NumberColumn(format="%.3e"),
+                                "flops": st.column_config.NumberColumn(format="%.3e"),
+                                "samples": st.column_config.NumberColumn(format="%.3e")})
+    st.caption("Per stage: 3 × forward FLOPs at the stage's train resolution × samples seen × its multipliers, "
+               "plus a teacher's forward per sample; masked modelling at its visible fraction plus its decoder.")
 st.subheader("Published results")
 st.dataframe(detail["published"], hide_index=True, width="stretch")
 st.subheader("Measured here")

@@ -74,7 +74,7 @@ right.dataframe(widgets.grey_rows(by_scale, by_scale["too_few"]), hide_index=Tru
                 column_order=["arch_class", "data_scale", "n", "effective robustness"])
 
 st.subheader(f"Budget-matched gap on {result['name']}")
-cost = widgets.url_selectbox("Cost", ["gflops", "params_m"], "cost", format_func=widgets.COST_LABELS.get)
+cost = widgets.url_selectbox("Cost", ["gflops", "params_m", "train_flops"], "cost", format_func=widgets.COST_LABELS.get)
 try:
     chosen = loaders.selection(None, cost, result["y"], filters)
 except analysis.AnalysisError as e:

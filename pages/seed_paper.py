@@ -32,6 +32,31 @@ else:
     st.dataframe(seed[["model", "series", "pretrain_data", "compute_value", "imagenet_top1", "source", "notes"]],
                  hide_index=True, width="stretch")
 
+st.subheader("On the training-compute axis, beside the zoo")
+utilisation = widgets.url_select_slider("TPU-v4 utilisation assumed for the paper's core hours",
+                                        [0.2, 0.3, 0.4, 0.5, 0.6, 0.7], "utilisation", seed_paper.DEFAULT_UTILISATION,
+                                        format_func=lambda u: f"{u:.0%}")
+points = loaders.current_points()
+zoo = points[(points["cost_metric"] == "train_flops") & (points["quality_metric"] == "imagenet.top1")]
+both = seed_paper.on_training_axis(reference, zoo, float(utilisation))
+if both.empty or not both["series"].str.startswith("zoo").any():
+    st.info("No checkpoint has a training-compute estimate yet: `python -m engine catalog refresh` estimates them.")
+else:
+    series = ["zoo: ConvNet", "zoo: ViT", "paper: NFNet", "paper: ViT"]
+    colours = [charts.CLASS_COLORS["ConvNet"], charts.CLASS_COLORS["ViT"], "#003c5a", "#7a2e00"]
+    st.altair_chart(alt.Chart(both).mark_point(filled=True).encode(
+        x=alt.X("train_flops:Q", scale=alt.Scale(type="log"), title="training compute (FLOPs, log)"),
+        y=alt.Y("error:Q", scale=alt.Scale(type="log"), title="ImageNet top-1 error (%, log)"),
+        color=alt.Color("series:N", scale=alt.Scale(domain=series, range=colours), title=None),
+        shape=alt.Shape("series:N", scale=alt.Scale(domain=series, range=["circle", "circle", "diamond", "diamond"]),
+                        title=None),
+        size=alt.condition("indexof(datum.series, 'paper') == 0", alt.value(160), alt.value(30)),
+        tooltip=["name", "series", alt.Tooltip("train_flops:Q", format=".3g"), alt.Tooltip("error:Q", format=".2f"),
+                 "source"]), width="stretch")
+    st.caption(f"The paper's points: TPU-v4 core hours × 3600 s × 137.5 TFLOP/s (a core's bf16 peak, half of a v4 "
+               f"chip's 275) × {float(utilisation):.0%} utilisation (the slider). The zoo's points: training compute "
+               "estimated from each checkpoint's sourced recipe (all stages; checkpoints without one are left out).")
+
 st.subheader("The claims, checked against the reference points")
 for claim in loaders.seed_paper_claims():
     st.markdown(f"**{claim['claim']}** — {claim['verdict']}.")

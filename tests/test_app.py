@@ -8,7 +8,8 @@ from tests.conftest import ROOT
 
 PAGES = ["pages/overview.py", "pages/frontier.py", "pages/budget.py", "pages/when.py", "pages/robustness.py",
          "pages/scaling.py",
-         "pages/seed_paper.py", "pages/checkpoint.py", "pages/crosscheck.py", "pages/run.py",
+         "pages/seed_paper.py", "pages/checkpoint.py", "pages/crosscheck.py", "pages/training_crosscheck.py",
+         "pages/run.py",
          "pages/results.py", "pages/catalog.py"]
 
 
@@ -210,7 +211,7 @@ def test_checkpoint_page_shows_provenance(full_app_db):
     at = open_page("pages/checkpoint.py", {"checkpoint": "convnext_base.fb_in22k_ft_in1k"})
     assert at.selectbox(key="checkpoint").value == "convnext_base.fb_in22k_ft_in1k"
     assert "ConvNet" in [m.value for m in at.metric]
-    [published] = [df.value for df in at.dataframe if "dataset" in df.value.columns]
+    [published] = [df.value for df in at.dataframe if {"dataset", "source_file"} <= set(df.value.columns)]
     imagenet = published[published["source_file"] == "results-imagenet.csv"]
     from engine.store import Store
     stored = Store(full_app_db).checkpoint_detail("convnext_base.fb_in22k_ft_in1k")["published"]
@@ -530,3 +531,28 @@ def test_find_labels_never_overlap_and_the_rest_are_listed():
         for b in boxes[i + 1:]:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
         assert 0 <= a[0] and a[2] <= chart_tools.LABEL_BOX[0] and 0 <= a[1] and a[3] <= chart_tools.LABEL_BOX[1]
+
+
+# -- issue 23: training compute on the pages --------------------------------------------------------------
+def test_the_training_compute_axis_counts_what_it_leaves_out(full_app_db):
+    at = open_page("pages/overview.py", {"cost": "train_flops"})
+    assert not at.exception, at.exception
+    [note] = [c.value for c in at.caption if "left out for want of one" in c.value]
+    counts = dict(re.findall(r"(ConvNet|ViT|Hybrid) ([\d,]+) of", note))
+    assert set(counts) >= {"ConvNet", "ViT"} and all(int(v.replace(",", "")) > 0 for v in counts.values())
+    assert any("ViT vs ConvNet" in m.value for m in at.markdown)  # a verdict at matched training compute
+
+
+def test_training_compute_pages_state_their_numbers_and_reasons(full_app_db):
+    at = open_page("pages/training_crosscheck.py")
+    assert not at.exception, at.exception
+    paper, published = at.dataframe[0].value, at.dataframe[1].value
+    assert paper["ratio"].between(0.95, 1.05).all()
+    assert (published.loc[published["outlier"], "reason"] != "").all() and published["outlier"].any()
+    assert not at.warning  # every outlier has its reason
+    seed = open_page("pages/seed_paper.py", {"utilisation": "0.5"})
+    assert not seed.exception, seed.exception
+    assert any("× 50% utilisation" in c.value for c in seed.caption)
+    card = open_page("pages/checkpoint.py", {"checkpoint": "deit_base_patch16_384.fb_in1k"})
+    stages = [df.value for df in card.dataframe if "flops_per_sample" in df.value.columns]
+    assert stages and list(stages[0]["kind"]) == ["pretrain", "finetune"] and stages[0]["source"].str.len().min() > 10

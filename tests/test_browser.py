@@ -18,7 +18,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 PAGES = {"overview": "", "frontier": "frontier", "budget": "budget", "when": "when", "robustness": "robustness",
          "scaling": "scaling",
          "seed_paper": "seed_paper", "checkpoint": "checkpoint", "crosscheck": "crosscheck",
-         "results": "results", "catalog": "catalog"}
+         "training_crosscheck": "training_crosscheck", "results": "results", "catalog": "catalog"}
 CHART_PAGES = {"overview", "frontier", "when", "robustness", "scaling", "seed_paper", "crosscheck", "catalog"}
 
 if not (os.path.exists(CHROMIUM) and shutil.which("streamlit")):

@@ -303,6 +303,51 @@ def seed_paper_claims() -> list[dict]:
     return _seed_paper_claims(str(store.path), store.freshness())
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _training_coverage(path: str, freshness: str, metric: str, classes: tuple, data_scales: tuple,
+                       sources: tuple | None):
+    import pandas as pd
+    frame = points(path, freshness, None)
+    frame = frame[(frame["quality_metric"] == metric) & ~frame["family"].isin(analysis.TOY_FAMILIES)]
+    if classes:
+        frame = frame[frame["arch_class"].isin(classes)]
+    if data_scales:
+        frame = frame[frame["data_scale"].isin(data_scales)]
+    if sources:
+        frame = frame[frame["source"].isin(sources)]
+    every = frame[frame["cost_metric"] == "gflops"].groupby("arch_class")["checkpoint"].nunique()
+    known = frame[frame["cost_metric"] == "train_flops"].groupby("arch_class")["checkpoint"].nunique()
+    out = pd.DataFrame({"total": every}).join(pd.DataFrame({"known": known})).fillna(0).astype(int)
+    return out.assign(missing=out["total"] - out["known"]).reset_index()
+
+
+def training_coverage(metric: str, filters: dict):
+    """Per class: checkpoints with `metric` (counted on the GFLOP axis), and how many of them
+    have no training-compute estimate; once per server, data and filters."""
+    store = get_store()
+    return _training_coverage(str(store.path), store.freshness(), metric, tuple(filters["classes"] or ()),
+                              tuple(filters["data_scales"] or ()),
+                              tuple(filters["sources"]) if filters["sources"] else None)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _training_crosscheck(path: str, freshness: str, utilisation: float) -> dict:
+    from engine import training_compute
+    store = _store_for(path)
+    compute = store.compute_frame()
+    if compute.empty:
+        import pandas as pd
+        return {"paper": pd.DataFrame(), "published": pd.DataFrame()}
+    paper = training_compute.vit_paper_check(compute)
+    return {"paper": paper, "published": training_compute.crosscheck(store.training_compute_frame(), paper, utilisation)}
+
+
+def training_crosscheck(utilisation: float) -> dict:
+    """The ViT paper's Table 6 against the estimator, and published figures against the estimates."""
+    store = get_store()
+    return _training_crosscheck(str(store.path), store.freshness(), utilisation)
+
+
 def params_lookup():
     """Counted parameters (M) per (checkpoint, img_size), for filtering any cost axis by size."""
     store = get_store()

@@ -8,10 +8,12 @@ from engine import analysis
 from ui import loaders
 
 COST_LABELS = {"gflops": "GFLOPs (counted)", "params_m": "parameters (M)",
+               "train_flops": "training compute (FLOPs, estimated from recipes)",
                "ms_per_img": "ms per image (throughput)", "latency_ms": "latency, batch 1 (ms, measured here)"}
 
 
-COST_UNITS = {"gflops": " GFLOPs", "params_m": "M params", "ms_per_img": " ms/img", "latency_ms": " ms"}
+COST_UNITS = {"gflops": " GFLOPs", "params_m": "M params", "train_flops": " training FLOPs", "ms_per_img": " ms/img",
+              "latency_ms": " ms"}
 
 
 SOURCES = {"both": None, "published": ["published"], "measured here": ["measured here"]}
@@ -176,7 +178,21 @@ def analysis_page(page: str, title: str):
     st.title(title)
     filters = global_filters()
     cost, metric, bench_source, _points = cost_and_metric(loaders.current_points())
-    return selected(bench_source, cost, metric, filters), cost, metric
+    chosen = selected(bench_source, cost, metric, filters)
+    if cost == "train_flops":
+        training_coverage_note(metric, filters)
+    return chosen, cost, metric
+
+
+def training_coverage_note(metric: str, filters: dict) -> None:
+    """On the training-compute axis, the checkpoints left out for want of a sourced recipe,
+    counted by class: a class with lower coverage cannot bias the picture silently."""
+    counts = loaders.training_coverage(metric, filters)
+    if counts.empty:
+        return
+    parts = [f"{r.arch_class} {r.missing:,} of {r.total:,}" for r in counts.itertuples() if r.total]
+    st.caption("Training compute is estimated from sourced recipes only (python -m engine catalog "
+               "training-compute lists them); left out for want of one, by class: " + "; ".join(parts) + ".")
 
 
 def probe_note(metric: str) -> None:

@@ -112,6 +112,35 @@ class CatalogTables:
                 con.unregister("incoming")
             return con.execute("SELECT count(*) FROM compute").fetchall()[0][0] - before
 
+    TRAINING_COLUMNS = ("checkpoint", "train_flops", "pretrain_flops", "finetune_flops", "samples_seen",
+                        "n_stages", "stages", "confidence", "sources", "complete", "note")
+
+    def replace_training_compute(self, frame: pd.DataFrame) -> int:
+        """Every checkpoint's training-compute estimate (unknown ones too), in one transaction."""
+        frame = frame[list(self.TRAINING_COLUMNS)]
+        with self.transaction() as con:
+            con.execute("DELETE FROM training_compute")
+            self._insert(con, "training_compute", frame)
+        return len(frame)
+
+    def training_compute_frame(self, checkpoint: str | None = None) -> pd.DataFrame:
+        """The estimates joined to each checkpoint's class, family and data (one checkpoint, or all)."""
+        where, values = ("WHERE t.checkpoint = ?", [checkpoint]) if checkpoint else ("", [])
+        with self.connect() as con:
+            return con.execute(f"""SELECT t.*, c.arch, c.arch_class, c.family, c.pretrain_data, c.data_scale
+                                   FROM training_compute t JOIN checkpoints c USING (checkpoint) {where}
+                                   ORDER BY t.checkpoint""", values).df()
+
+    def training_compute_inputs(self) -> dict[str, pd.DataFrame]:
+        """What the estimator reads: the checkpoints, the counted FLOPs and each architecture's
+        default head (for teachers)."""
+        with self.connect() as con:
+            return {"checkpoints": con.execute("SELECT checkpoint, arch, tag, input_h, num_classes "
+                                               "FROM checkpoints").df(),
+                    "compute": con.execute("SELECT arch, img_size, img_width, num_classes, flops, error "
+                                           "FROM compute").df(),
+                    "heads": con.execute("SELECT arch, default_num_classes FROM architectures").df()}
+
     def compute_targets(self, missing_only: bool = True) -> pd.DataFrame:
         """(arch, img_size, img_width, num_classes) the catalog needs counted (missing_only: not yet
         counted, or failed before): each checkpoint at

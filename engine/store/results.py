@@ -93,6 +93,8 @@ class MeasuredResults:
                                        FROM published_benchmarks WHERE mode = 'infer'""",
             "benchmarks": "SELECT arch, img_size, latency_p50_ms, throughput, error FROM benchmarks",
             "reference": "SELECT * FROM reference_points",
+            "training_compute": "SELECT checkpoint, train_flops, confidence FROM training_compute "
+                                "WHERE train_flops IS NOT NULL",
             "probes": f"""SELECT p.checkpoint, {facts}, p.img_size, p.dataset_name, p.protocol, p.folds,
                                  p.shots, p.n_images, p.created_at, p.accuracy, p.balanced_accuracy, p.macro_f1, p.nll
                           FROM probes p JOIN checkpoints c USING (checkpoint)""",
@@ -119,6 +121,7 @@ class MeasuredResults:
                                 created_at FROM probes WHERE checkpoint = ? ORDER BY created_at DESC""",
             "benchmarks": """SELECT b.* EXCLUDE (details) FROM benchmarks b JOIN checkpoints k ON k.arch = b.arch
                              WHERE k.checkpoint = ? ORDER BY b.created_at DESC""",
+            "training": "SELECT * FROM training_compute WHERE checkpoint = ?",
         }
         with self.connect() as con:
             return {name: con.execute(sql, [checkpoint]).df() for name, sql in queries.items()}

@@ -91,7 +91,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             timm_version VARCHAR, sklearn_version VARCHAR, details JSON, created_at TIMESTAMP)""",
     ]),
 ]
+MIGRATIONS.append(
+    (5, [  # training compute per checkpoint, estimated from sourced recipes (engine.training_compute)
+        """CREATE TABLE training_compute (
+            checkpoint VARCHAR PRIMARY KEY, train_flops DOUBLE, pretrain_flops DOUBLE,
+            finetune_flops DOUBLE, samples_seen DOUBLE, n_stages INTEGER, stages JSON,
+            confidence VARCHAR, sources JSON, complete BOOLEAN, note VARCHAR)""",
+    ]))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",
-          "published_files", "reference_points", "evals", "benchmarks", "jobs", "workers", "probes")
+          "published_files", "reference_points", "evals", "benchmarks", "jobs", "workers", "probes",
+          "training_compute")

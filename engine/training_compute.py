@@ -1,0 +1,410 @@
+"""Training compute: what it cost to train each checkpoint, from its recipe and the project's FLOPs.
+
+The seed paper's budget is training compute. Here it is estimated the way DESIGN.md fixes it:
+per stage, 3 × forward FLOPs (the project's one count, at the stage's *train* resolution) ×
+samples seen × the stage's per-step multipliers; a distillation teacher's forward per sample;
+masked image modelling at its visible fraction plus its decoder; image-text pre-training counts
+the image tower (and the text tower where the recipe names one); stages summed. Recipes are data
+(data/training_recipes.csv), each stage with the source it was checked at; dataset sizes too
+(data/training_datasets.csv). A checkpoint without a recipe is unknown, never filled with a
+default. Pure functions over the catalog and the FLOP counts: no SQL, no UI.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from engine.taxonomy import DATA_DIR
+
+RECIPES_CSV = DATA_DIR / "training_recipes.csv"
+DATASETS_CSV = DATA_DIR / "training_datasets.csv"
+COLUMNS = ["tag", "arch_pattern", "stage", "stage_kind", "dataset", "epochs", "samples", "train_res",
+           "objective", "mask_ratio", "decoder", "teacher", "crops", "multiplier", "text_tower", "source",
+           "confidence", "note"]
+STAGE_KINDS = ("pretrain", "intermediate", "finetune")
+# mim: masked tokens dropped, the encoder sees the visible fraction (MAE, FCMAE, Hiera);
+# mim_full: masked tokens replaced by a mask token, the encoder sees every token (BEiT, EVA-02).
+OBJECTIVES = ("supervised", "distillation", "semi_supervised", "mim", "mim_full", "self_distillation",
+              "contrastive")
+CONFIDENCES = ("exact", "paper", "assumed")  # strongest first
+BACKWARD_FACTOR = 3  # forward + backward ≈ 3 forwards (DESIGN.md)
+DECODER = re.compile(r"^(\d+)x(\d+)@(\d+)$")  # DEPTHxWIDTH@PATCH: transformer blocks over every patch
+CROPS = re.compile(r"^\d+x\d+(\+\d+x\d+)*$")  # e.g. 2x224+10x96
+TEACHER = re.compile(r"^([a-z0-9_]+)@(\d+)$")  # a timm architecture at a resolution
+
+
+class RecipeError(ValueError):
+    """A recipe row that cannot be used; the message names the row."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    images: int | None  # None: no count found, so its stages must give samples
+    exact: bool  # False: the count as a source rounds it ("303M")
+
+
+@dataclass
+class RecipeBook:
+    """The recipes that loaded, one group of stages per (tag, arch_pattern), and what was refused."""
+    stages: pd.DataFrame
+    datasets: dict[str, Dataset]
+    refused: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.by_tag: dict[str, dict[str, list[dict]]] = {}
+        for stage in self.stages.sort_values(["tag", "arch_pattern", "stage"]).to_dict("records"):
+            self.by_tag.setdefault(stage["tag"], {}).setdefault(stage["arch_pattern"], []).append(stage)
+
+    def refused_line(self) -> str:
+        """One line for the catalog's report: how many recipe groups were refused, the first why."""
+        if not self.refused:
+            return ""
+        return (f"{len(self.refused)} training recipe row(s) refused (their checkpoints stay unknown); "
+                f"first: {self.refused[0]}")
+
+
+def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
+    """Dataset name -> its training images (or image-text pairs); each has its source in the file."""
+    path = Path(path or DATASETS_CSV)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    out = {}
+    for row in frame.itertuples():
+        if not row.source.strip():
+            raise RecipeError(f"{path.name}: dataset {row.name!r} has no source")
+        out[row.name] = Dataset(int(row.images) if row.images else None, row.exact == "yes")
+    return out
+
+
+def _number(text: str, what: str, where: str, integer: bool = False) -> float | None:
+    if text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise RecipeError(f"{where}: {what} {text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise RecipeError(f"{where}: {what} must be positive, not {text}")
+    if integer and not value.is_integer():
+        raise RecipeError(f"{where}: {what} must be a whole number, not {text}")
+    return value
+
+
+def _check_row(row: dict, datasets: dict[str, Dataset], where: str) -> dict:
+    """The row with typed values; RecipeError naming the row for anything unusable."""
+    if not row["source"].strip():
+        raise RecipeError(f"{where}: no source (every stage says where it was checked)")
+    if row["stage_kind"] not in STAGE_KINDS:
+        raise RecipeError(f"{where}: stage_kind {row['stage_kind']!r} is not one of {', '.join(STAGE_KINDS)}")
+    if row["objective"] not in OBJECTIVES:
+        raise RecipeError(f"{where}: objective {row['objective']!r} is not one of {', '.join(OBJECTIVES)}")
+    if row["confidence"] not in CONFIDENCES:
+        raise RecipeError(f"{where}: confidence {row['confidence']!r} is not one of {', '.join(CONFIDENCES)}")
+    if row["dataset"] not in datasets:
+        raise RecipeError(f"{where}: unknown dataset {row['dataset']!r} (add it to {DATASETS_CSV.name} with "
+                          "its image count and source)")
+    epochs = _number(row["epochs"], "epochs", where)
+    samples = _number(row["samples"], "samples", where)
+    if epochs is not None and samples is not None:
+        raise RecipeError(f"{where}: give epochs or samples, not both")
+    if epochs is not None and datasets[row["dataset"]].images is None:
+        raise RecipeError(f"{where}: {row['dataset']} has no image count, so this stage must give samples")
+    typed = {**row, "stage": int(_number(row["stage"], "stage", where, integer=True) or 0),
+             "epochs": epochs, "samples": samples,
+             "train_res": _number(row["train_res"], "train_res", where, integer=True),
+             "multiplier": _number(row["multiplier"], "multiplier", where) or 1.0,
+             "mask_ratio": None}
+    if row["mask_ratio"]:
+        ratio = float(row["mask_ratio"])
+        if not 0 <= ratio < 1:
+            raise RecipeError(f"{where}: mask_ratio must be in [0, 1), not {row['mask_ratio']}")
+        typed["mask_ratio"] = ratio
+    if row["objective"] == "mim" and typed["mask_ratio"] is None:
+        raise RecipeError(f"{where}: a mim stage needs its mask_ratio (the fraction of patches dropped)")
+    if row["decoder"] and not DECODER.match(row["decoder"]):
+        raise RecipeError(f"{where}: decoder {row['decoder']!r} is not DEPTHxWIDTH@PATCH, e.g. 8x512@16")
+    if row["crops"] and not CROPS.match(row["crops"]):
+        raise RecipeError(f"{where}: crops {row['crops']!r} is not COUNTxRES[+COUNTxRES], e.g. 2x224+10x96")
+    return typed
+
+
+def load_recipes(path: Path | None = None, datasets: dict[str, Dataset] | None = None) -> RecipeBook:
+    """Every recipe group that checks out; a group with any unusable row is refused whole (a
+    recipe missing a stage would be a wrong number), with the row named. Default: the shipped
+    data/training_recipes.csv ($MATCHUP_RECIPES names another file)."""
+    path = Path(path or os.environ.get("MATCHUP_RECIPES") or RECIPES_CSV)
+    datasets = load_datasets() if datasets is None else datasets
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in COLUMNS if c not in raw.columns]
+    if missing:
+        raise RecipeError(f"{path.name} lacks the columns {', '.join(missing)}")
+    refused, bad_groups, rows = [], set(), []
+    for number, row in enumerate(raw[COLUMNS].to_dict("records"), start=2):
+        where = f"{path.name} line {number} ({row['tag']}, {row['arch_pattern']}, stage {row['stage']})"
+        try:
+            rows.append(_check_row(row, datasets, where))
+        except RecipeError as e:
+            refused.append(str(e))
+            bad_groups.add((row["tag"], row["arch_pattern"]))
+    frame = pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
+    frame = frame.astype(object).where(frame.notna(), None)  # an empty value is None, never NaN
+    duplicated = frame[frame.duplicated(["tag", "arch_pattern", "stage"], keep=False)]
+    for (tag, pattern, stage), _ in duplicated.groupby(["tag", "arch_pattern", "stage"]):
+        refused.append(f"{path.name}: two rows claim tag {tag}, arch_pattern {pattern}, stage {stage}")
+        bad_groups.add((tag, pattern))
+    keep = ~frame.set_index(["tag", "arch_pattern"]).index.isin(list(bad_groups))
+    stages = frame[keep].sort_values(["tag", "arch_pattern", "stage"]).reset_index(drop=True)
+    return RecipeBook(stages, datasets, refused)
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    """A narrower arch_pattern wins: more literal characters, then fewer wildcards."""
+    wild = sum(pattern.count(c) for c in "*?[")
+    return (len(pattern) - wild, -wild)
+
+
+def recipe_for(book: RecipeBook, arch: str, tag: str) -> list[dict] | None:
+    """The stages of the narrowest recipe whose tag is the checkpoint's and whose pattern matches
+    its architecture, in order; None when there is none (the checkpoint stays unknown)."""
+    recipes = book.by_tag.get(tag)
+    if not recipes:
+        return None
+    patterns = [p for p in recipes if p == arch or (any(c in p for c in "*?[") and fnmatch.fnmatchcase(arch, p))]
+    return recipes[max(patterns, key=_specificity)] if patterns else None
+
+
+# -- what the estimate needs counted -----------------------------------------------------------------
+def crops_of(stage: dict, default_res: int) -> list[tuple[int, int]]:
+    """(count, resolution) of what the student runs per sample: its crops, else one view."""
+    if stage["crops"]:
+        return [(int(c), int(r)) for c, r in (part.split("x") for part in stage["crops"].split("+"))]
+    return [(1, int(stage["train_res"] or default_res))]
+
+
+def teachers_of(stage: dict) -> list[tuple[str, int]] | None:
+    """(timm architecture, resolution) of each teacher ('a@224+b@384'), when every one is a timm
+    architecture the project can count; None otherwise (no teacher, or one it cannot count)."""
+    parts = [TEACHER.match(p.strip()) for p in (stage["teacher"] or "").split("+")]
+    if not stage["teacher"] or not all(parts):
+        return None
+    return [(m[1], int(m[2])) for m in parts]
+
+
+def needed_counts(book: RecipeBook, checkpoints: pd.DataFrame) -> set[tuple[str, int, int]]:
+    """(arch, resolution, num_classes) forward counts the estimates need: each stage's student at
+    its train resolution (and crops), each countable teacher with its default head."""
+    needed = set()
+    for row in checkpoints.itertuples():
+        recipe = recipe_for(book, row.arch, row.tag)
+        if recipe is None:
+            continue
+        for stage in recipe:
+            for _, res in crops_of(stage, int(row.input_h)):
+                needed.add((row.arch, res, int(row.num_classes)))
+            for teacher in teachers_of(stage) or []:
+                needed.add((teacher[0], teacher[1], -1))  # -1: the teacher's own default head
+    return needed
+
+
+# -- the estimate ----------------------------------------------------------------------------------------
+def decoder_flops(decoder: str, res: int) -> float:
+    """Forward FLOPs of a DEPTHxWIDTH@PATCH transformer decoder over every patch at `res`: per
+    block 24·d² per token (qkv, projection, 4× MLP; 2 FLOPs per multiply-add) plus 4·N·d
+    per token for attention."""
+    depth, width, patch = (int(x) for x in DECODER.match(decoder).groups())
+    tokens = (res // patch) ** 2
+    return depth * tokens * (24 * width ** 2 + 4 * tokens * width)
+
+
+def _weakest(confidences) -> str:
+    order = {c: i for i, c in enumerate(CONFIDENCES)}
+    return max(confidences, key=lambda c: order.get(c, len(order)))
+
+
+def estimate_one(checkpoint: dict, recipe: list[dict], flops, datasets: dict[str, Dataset]) -> dict:
+    """One checkpoint's training compute from its recipe. `flops(arch, res, num_classes)` gives a
+    forward count or None. A stage whose length or count is unknown makes the total unknown
+    (train_flops None) but its known stages are still listed."""
+    stages, notes = [], []
+    default_res = int(checkpoint["input_h"])
+    for stage in recipe:
+        said = []
+        confidence = stage["confidence"]
+        if not stage["train_res"] and not stage["crops"]:
+            said.append(f"train resolution not stated: the pretrained config's {default_res} px")
+            confidence = "assumed"
+        dataset = datasets[stage["dataset"]]
+        samples = (stage["samples"] if stage["samples"] is not None else
+                   stage["epochs"] * dataset.images if stage["epochs"] is not None else None)
+        if stage["epochs"] is not None and not dataset.exact and confidence == "exact":
+            confidence = "paper"  # exact epochs over a dataset whose size a source rounds
+        student = 0.0
+        for count, res in crops_of(stage, default_res):
+            forward = flops(checkpoint["arch"], res, int(checkpoint["num_classes"]))
+            if forward is None:
+                student = None
+                said.append(f"no FLOP count of {checkpoint['arch']} at {res} px")
+                break
+            visible = 1 - stage["mask_ratio"] if stage["objective"] == "mim" else 1.0
+            student += count * BACKWARD_FACTOR * forward * visible
+            if stage["decoder"]:
+                student += BACKWARD_FACTOR * decoder_flops(stage["decoder"], res)
+        per_sample = None if student is None else student * stage["multiplier"]
+        teachers = teachers_of(stage)
+        for arch, res in teachers or []:
+            forward = flops(arch, res, -1)
+            if forward is None:
+                per_sample = None
+                said.append(f"no FLOP count of the teacher {arch} at {res} px")
+            elif per_sample is not None:
+                per_sample += forward  # a teacher runs forward only, once per sample
+        if stage["teacher"] and teachers is None and stage["teacher"] != "self":
+            said.append(f"teacher {stage['teacher']!r} not counted (not a timm architecture)")
+            confidence = "assumed"
+        if stage["objective"] == "contrastive":
+            said.append("image tower only" if not stage["text_tower"] else f"text tower {stage['text_tower']}")
+        if samples is None:
+            said.append("length not published")
+        total = per_sample * samples if per_sample is not None and samples is not None else None
+        stages.append({"stage": int(stage["stage"]), "kind": stage["stage_kind"], "dataset": stage["dataset"],
+                       "epochs": stage["epochs"], "samples": samples, "train_res": stage["train_res"] or default_res,
+                       "objective": stage["objective"], "flops_per_sample": per_sample, "flops": total,
+                       "confidence": confidence, "source": stage["source"], "note": "; ".join(said)})
+        notes += said
+    known = all(s["flops"] is not None for s in stages)
+
+    def total_of(kinds):
+        part = [s for s in stages if s["kind"] in kinds]
+        if not part:
+            return 0.0
+        return sum(s["flops"] for s in part) if all(s["flops"] is not None for s in part) else None
+    samples = [s["samples"] for s in stages]
+    return {"checkpoint": checkpoint["checkpoint"],
+            "train_flops": sum(s["flops"] for s in stages) if known else None,
+            "pretrain_flops": total_of({"pretrain"}),
+            "finetune_flops": total_of({"intermediate", "finetune"}),
+            "samples_seen": sum(samples) if all(s is not None for s in samples) else None,
+            "n_stages": len(stages), "stages": stages,
+            "confidence": _weakest(s["confidence"] for s in stages),
+            "sources": sorted({s["source"] for s in stages}),
+            "complete": known, "note": "; ".join(dict.fromkeys(n for n in notes if n))}
+
+
+def estimate(checkpoints: pd.DataFrame, compute: pd.DataFrame, book: RecipeBook,
+             default_heads: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per checkpoint: its estimate, or unknown (train_flops None, no recipe) — never a
+    default. `compute`: the counted forward FLOPs (arch, img_size, num_classes, flops, error);
+    `default_heads`: an architecture's default number of classes, for teachers."""
+    counted = compute[compute["error"].isna() & (compute["img_size"] == compute["img_width"])]
+    table = {(a, int(s), int(n)): float(f) for a, s, n, f in
+             zip(counted["arch"], counted["img_size"], counted["num_classes"], counted["flops"], strict=True)}
+    heads = default_heads or {}
+
+    def flops(arch: str, res: int, num_classes: int):
+        if num_classes == -1:
+            num_classes = heads.get(arch, 1000)
+        return table.get((arch, int(res), int(num_classes)))
+    rows = []
+    for checkpoint in checkpoints.to_dict("records"):
+        recipe = recipe_for(book, checkpoint["arch"], checkpoint["tag"])
+        if recipe is None:
+            rows.append({"checkpoint": checkpoint["checkpoint"], "train_flops": None, "pretrain_flops": None,
+                         "finetune_flops": None, "samples_seen": None, "n_stages": 0, "stages": [],
+                         "confidence": None, "sources": [], "complete": False,
+                         "note": "unknown: no sourced recipe for this tag and architecture"})
+            continue
+        rows.append(estimate_one(checkpoint, recipe, flops, book.datasets))
+    return pd.DataFrame(rows)
+
+
+def as_table(estimates: pd.DataFrame) -> pd.DataFrame:
+    """The estimates as the store's training_compute rows (stages and sources as JSON)."""
+    return estimates.assign(stages=estimates["stages"].map(lambda s: json.dumps(s, default=float)),
+                            sources=estimates["sources"].map(json.dumps))
+
+
+# -- the convention check ----------------------------------------------------------------------------------
+VIT_PAPER_CSV = DATA_DIR / "reference" / "vit_paper_compute.csv"
+
+
+def vit_paper_counts(path: Path = VIT_PAPER_CSV) -> set[tuple[str, int, int]]:
+    """(arch, resolution, num_classes) the ViT-paper check needs counted."""
+    paper = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return {(row["arch"], int(row["resolution"]), 1000) for row in paper.to_dict("records") if row["arch"]}
+
+
+def vit_paper_check(compute: pd.DataFrame, datasets: dict[str, Dataset] | None = None,
+                    path: Path = VIT_PAPER_CSV) -> pd.DataFrame:
+    """The ViT paper's Table 6 (pre-training exaFLOPs of its JFT-300M runs) against this estimator
+    on the same recipes: one supervised stage of `epochs` over JFT-300M at 224 px, for each row
+    whose network timm has. `ratio` = estimate / paper."""
+    datasets = load_datasets() if datasets is None else datasets
+    paper = pd.read_csv(path, dtype=str, keep_default_na=False)
+    paper = paper[paper["arch"] != ""]
+    counted = compute[compute["error"].isna()]
+    table = {(a, int(s), int(n)): float(f) for a, s, n, f in
+             zip(counted["arch"], counted["img_size"], counted["num_classes"], counted["flops"], strict=True)}
+    rows = []
+    for row in paper.to_dict("records"):
+        res = int(row["resolution"])
+        recipe = [{"tag": "jft", "arch_pattern": row["arch"], "stage": 1, "stage_kind": "pretrain",
+                                "dataset": row["dataset"], "epochs": float(row["epochs"]), "samples": None,
+                                "train_res": res, "objective": "supervised", "mask_ratio": None, "decoder": "",
+                                "teacher": "", "crops": "", "multiplier": 1.0, "text_tower": "",
+                                "source": row["source"], "confidence": "paper", "note": ""}]
+        checkpoint = {"checkpoint": row["arch"], "arch": row["arch"], "input_h": res, "num_classes": 1000}
+        found = estimate_one(checkpoint, recipe, lambda a, r, n: table.get((a, int(r), int(n))), datasets)
+        ours = found["train_flops"] / 1e18 if found["train_flops"] is not None else None
+        rows.append({"model": row["model"], "arch": row["arch"], "epochs": float(row["epochs"]),
+                     "paper_exaflops": float(row["pretrain_exaflops"]), "estimate_exaflops": ours,
+                     "ratio": ours / float(row["pretrain_exaflops"]) if ours is not None else None})
+    return pd.DataFrame(rows)
+
+
+# -- the cross-check against published figures -------------------------------------------------------------
+PUBLISHED_CSV = DATA_DIR / "reference" / "published_training_compute.csv"
+# Peak dense throughput of the accelerators published figures count in, and the seconds in their
+# unit. TPU v3: 123 TFLOP/s bf16 per chip, two TensorCores (cloud.google.com/tpu/docs/v3); TPU v4:
+# 275 per chip, two cores (cloud.google.com/tpu/docs/v4); V100: 125 tensor TFLOP/s
+# (developer.nvidia.com, "Programming Tensor Cores in CUDA 9"); A100: 312 TFLOP/s bf16 dense.
+UNITS = {"flops": (1.0, 1.0), "tpu_v3_core_days": (123e12 / 2, 86400), "tpu_v4_core_hours": (275e12 / 2, 3600),
+         "v100_gpu_hours": (125e12, 3600), "v100_gpu_days": (125e12, 86400), "a100_gpu_hours": (312e12, 3600)}
+OUTLIER = 2.0  # an estimate beyond 2× (or below ½) of the published figure needs a stated reason
+
+
+def crosscheck(estimates: pd.DataFrame, paper: pd.DataFrame, utilisation: float = 0.4,
+               path: Path = PUBLISHED_CSV) -> pd.DataFrame:
+    """Each published training-compute figure beside this project's estimate of the same thing
+    (a checkpoint's pre-training, fine-tuning or all stages; or a ViT-paper run via
+    `vit_paper_check`). Accelerator time becomes FLOPs at the accelerator's peak × `utilisation`;
+    `implied_utilisation` is the estimate over the figure at peak. `outlier`: beyond 2× either way."""
+    published = pd.read_csv(path, dtype=str, keep_default_na=False)
+    by_checkpoint = estimates.set_index("checkpoint")
+    rows = []
+    for row in published.to_dict("records"):
+        peak, seconds = UNITS[row["unit"]]
+        value = float(row["value"])
+        at_peak = value if row["unit"] == "flops" else value * seconds * peak
+        figure_flops = at_peak if row["unit"] == "flops" else at_peak * utilisation
+        if row["estimate_of"].startswith("vit_paper:"):
+            model, epochs = row["estimate_of"].split(":", 1)[1].rsplit("@", 1)
+            match = paper[(paper["model"] == model) & (paper["epochs"] == float(epochs))]
+            ours = float(match["estimate_exaflops"].iloc[0]) * 1e18 if len(match) and pd.notna(
+                match["estimate_exaflops"].iloc[0]) else None
+        elif row["estimate_of"] in by_checkpoint.index:
+            column = {"pretrain": "pretrain_flops", "finetune": "finetune_flops", "train": "train_flops"}[row["covers"]]
+            value_here = by_checkpoint.at[row["estimate_of"], column]
+            ours = float(value_here) if pd.notna(value_here) else None
+        else:
+            ours = None
+        ratio = ours / figure_flops if ours is not None else None
+        rows.append({**row, "published_flops": figure_flops, "estimate_flops": ours, "ratio": ratio,
+                     "implied_utilisation": ours / at_peak if ours is not None and row["unit"] != "flops" else None,
+                     "outlier": ratio is not None and not 1 / OUTLIER <= ratio <= OUTLIER})
+    return pd.DataFrame(rows)
