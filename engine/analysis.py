@@ -63,13 +63,23 @@ def probe_metric_name(dataset_name: str, protocol: str, shots=None) -> str:
     return f"probe:{dataset_name}@{int(shots)}shot"
 
 
+def probe_dataset_labels(probes: pd.DataFrame) -> pd.Series:
+    """Each probe's dataset as metric names show it: its folder name, or, where folders of one
+    name hold different images (two folders called `train`), the name and its fingerprint's
+    first six characters (`train~3f9a1c`), so two tasks are never read as one."""
+    fingerprints = probes.groupby("dataset_name")["dataset_fingerprint"].transform("nunique")
+    return pd.Series([name if n <= 1 else f"{name}~{str(fp)[:6]}" for name, fp, n in
+                      zip(probes["dataset_name"], probes["dataset_fingerprint"], fingerprints, strict=True)],
+                     index=probes.index)
+
+
 def _probe_rows(probes: pd.DataFrame) -> pd.DataFrame:
     """Linear-probe results as quality rows (probe:<dataset>.acc, .balanced_acc, .macro_f1, .nll);
     the newest result per checkpoint and metric."""
     rows = []
     latest = probes.sort_values("created_at").copy()
     latest["prefix"] = [probe_metric_name(d, p, s) for d, p, s in
-                        zip(latest["dataset_name"], latest["protocol"], latest["shots"], strict=True)]
+                        zip(probe_dataset_labels(latest), latest["protocol"], latest["shots"], strict=True)]
     latest = latest.drop_duplicates(["checkpoint", "prefix"], keep="last")
     for column, short in PROBE_METRICS.items():
         part = latest[latest[column].notna()].copy()

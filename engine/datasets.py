@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -65,6 +66,7 @@ class EvalDataset:
     real_labels: list[list[int]] | None = field(default=None, repr=False)
     hf_dataset: object = field(default=None, repr=False)  # timm ImageDataset for hfds/ sets
     opened_with: dict = field(default_factory=dict)  # open_dataset's arguments: reopen it elsewhere
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why it is no image (a pipe, a dead link)
 
     def load(self, index: int):
         """The image as RGB PIL, the way timm's datasets open it."""
@@ -105,29 +107,63 @@ class EvalDataset:
                        real_labels=[self.real_labels[i] for i in order] if self.real_labels else None)
 
 
-def _visible_files(folder: Path):
-    """Every file under `folder` whose path holds no hidden part (a name starting with '.')."""
-    import os
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if not name.startswith("."):
-                yield Path(root) / name
+def _visible_files(folder: Path, seen: set[str], skipped: dict[str, str], suffixes: set[str]):
+    """Every regular file under `folder` whose path holds no hidden part (a name starting with
+    '.'). A folder link is followed once per real folder (`seen`: no loops, no folder read twice);
+    a link to nothing or a special file (pipe, socket, device) with an image suffix is not read
+    (opening a pipe would wait forever) but goes to `skipped` with the reason."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as e:
+        skipped[str(folder)] = f"folder cannot be listed ({e.strerror or type(e).__name__})"
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=True):
+                real = os.path.realpath(entry.path)
+                if real not in seen:
+                    seen.add(real)
+                    yield from _visible_files(path, seen, skipped, suffixes)
+            elif entry.is_file(follow_symlinks=True):
+                yield path
+            elif path.suffix.lower() in suffixes:
+                skipped[str(path)] = ("a link to nothing (dangling symlink)" if entry.is_symlink() and not
+                                      os.path.exists(entry.path) else "not a regular file (a pipe, socket or device)")
+        except OSError as e:
+            if path.suffix.lower() in suffixes:
+                skipped[str(path)] = f"cannot be read ({e.strerror or type(e).__name__})"
 
 
-def images_under(folder: Path, rule: str = "matchup") -> list[Path]:
+def images_under(folder: Path, rule: str = "matchup", seen: set[str] | None = None,
+                 skipped: dict[str, str] | None = None) -> list[Path]:
     """The image files under a folder by the file rule ("matchup": every image type PIL reads;
-    "timm": timm's folder reader's types), hidden files and folders left out; eval and probe alike."""
+    "timm": timm's folder reader's types), hidden files and folders left out; eval and probe alike.
+    `seen`: real paths of folders already walked (or walked apart, like other class folders);
+    `skipped`: where files that cannot be images (dangling links, pipes) are reported."""
     suffixes = TIMM_SUFFIXES if rule == "timm" else IMAGE_SUFFIXES
-    return sorted(p for p in _visible_files(folder) if p.suffix.lower() in suffixes)
+    seen = set() if seen is None else seen
+    seen.add(os.path.realpath(folder))
+    skipped = {} if skipped is None else skipped
+    return sorted(p for p in _visible_files(folder, seen, skipped, suffixes) if p.suffix.lower() in suffixes)
+
+
+def class_folders(root: Path) -> list[Path]:
+    """A set's class folders: its visible sub-folders (links to folders included)."""
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_dir())
 
 
 def fingerprint_of(root: Path, files: list[Path], extra: str) -> str:
-    """What a cached result depends on in a data folder: each file's path and size, plus `extra`
-    (labels, file rule); a changed folder is a cache miss for eval and probe alike."""
+    """What a cached result depends on in a data folder: each file's path, size, modification
+    time (ns) and inode, plus `extra` (labels, file rule). Rewriting an image, even with the same
+    name and size, changes it: eval, probe and the decoded-image cache miss."""
     digest = hashlib.sha256(extra.encode())
     for path in files:
-        digest.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\n".encode())
+        status = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}\0{status.st_size}\0{status.st_mtime_ns}\0"
+                      f"{status.st_ino}\n".encode())
     return digest.hexdigest()
 
 
@@ -144,11 +180,19 @@ def _label_to_index(label: str, where: str) -> int:
                        "nor a class index 0-999.")
 
 
-def _from_class_folders(root: Path, rule: str) -> tuple[list[Path], list[int]]:
+def walked_apart(root: Path, folders: list[Path]) -> set[str]:
+    """The real paths no class folder's walk may enter: the root and every class folder (a link
+    back to them, or from one class into another, would read images twice under a wrong label)."""
+    return {os.path.realpath(root), *(os.path.realpath(f) for f in folders)}
+
+
+def _from_class_folders(root: Path, rule: str, skipped: dict[str, str]) -> tuple[list[Path], list[int]]:
     files, targets = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    folders = class_folders(root)
+    apart = walked_apart(root, folders)
+    for folder in folders:
         index = _label_to_index(folder.name, f"folder {folder}")
-        for image in images_under(folder, rule):
+        for image in images_under(folder, rule, seen=apart - {os.path.realpath(folder)}, skipped=skipped):
             files.append(image)
             # timm labels a file by the folder it sits in; Matchup by its class folder
             leaf = image.parent
@@ -239,10 +283,11 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder. Point --data at an ImageNet-style folder "
                            "(val/n01440764/*.JPEG ...) or a flat folder with --labels FILE.")
-    has_class_folders = any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+    has_class_folders = bool(class_folders(root))
+    unreadable: dict[str, str] = {}
     if labels is not None and variant != "real":
         label_rows = _read_labels_file(Path(labels))
-        files = images_under(root, file_rule)
+        files = images_under(root, file_rule, skipped=unreadable)
         unlabelled = [f.name for f in files if f.name not in label_rows]
         if unlabelled:
             raise DatasetError(f"{len(unlabelled)} images in {root} have no label in {labels} "
@@ -250,12 +295,12 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
         targets = [_label_to_index(label_rows[f.name], f"{labels} ({f.name})") for f in files]
         label_map = f"labels file {Path(labels).name} sha256:{hashlib.sha256(Path(labels).read_bytes()).hexdigest()[:16]}"
     elif has_class_folders:
-        files, targets = _from_class_folders(root, file_rule)
+        files, targets = _from_class_folders(root, file_rule, unreadable)
         label_map = "class folders -> ImageNet-1k index (timm ImageNetInfo)"
         if file_rule == "timm" and any(f.parent.parent != root for f in files):
             label_map += "; nested files labelled by their own folder (timm's rule)"
     elif variant == "real":
-        files, targets = images_under(root, file_rule), None
+        files, targets = images_under(root, file_rule, skipped=unreadable), None
         label_map = "ReaL"
     else:
         raise DatasetError(f"{root} has no class folders; give --labels FILE (CSV or txt: file "
@@ -278,7 +323,7 @@ def open_dataset(path: str | Path, labels: str | Path | None = None, variant: st
     fingerprint = fingerprint_of(root, files, f"{variant}|{label_map}")
     opened_with.update(path=str(root), labels=str(Path(labels).resolve()) if labels else None)
     return EvalDataset(f"{root}#{variant}", variant, files, targets, label_map, fingerprint,
-                       subset, real, opened_with=opened_with)
+                       subset, real, opened_with=opened_with, unreadable=unreadable)
 
 
 def _hf_dataset(spec: str) -> EvalDataset:

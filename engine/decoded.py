@@ -7,22 +7,37 @@ reads the array instead. Mean/std normalisation happens on the device, so it nev
 group. An entry is written under a temporary name and renamed when complete: a crash leaves no
 half entry. A size budget evicts the least recently used entries.
 
+An entry proves what it holds: meta.json records its provenance (the dataset's fingerprint, the
+hash of its file list, the pixel preprocessing, shape and dtype), a CRC-32 of every image and a
+hash of itself. A read that finds anything else (another provenance, a truncated array, an edited
+meta.json) is a miss; an image whose bytes no longer match its CRC stops the read (CorruptEntry)
+and the caller decodes again. A cache that cannot be written (read-only, not a folder, full)
+means running without it.
+
     $MATCHUP_CACHE/decoded/<key>/images.u8   (N, 3, H, W) uint8
-    $MATCHUP_CACHE/decoded/<key>/meta.json   shape, undecodable images, what it was made from
+    $MATCHUP_CACHE/decoded/<key>/meta.json   provenance, checksums, undecodable images
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import logging
 import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from engine.store import cache_key
+
+log = logging.getLogger("matchup")
+FORMAT = 2  # meta.json layout; an entry of another layout is a miss
+FREE_DISK_MARGIN = 1 << 30  # never fill the disk: leave this much free after an entry
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "cache"
 FREE_DISK_SHARE = 0.5  # the default budget: half the disk space free when the cache is opened
@@ -41,22 +56,59 @@ def pixel_key(config: dict) -> tuple:
             config["crop_mode"])
 
 
+class CorruptEntry(Exception):
+    """Images of a cache entry no longer match their checksums: the entry is dropped, the pixels
+    decoded again."""
+
+
+def provenance(dataset, config: dict) -> dict:
+    """What an entry must have been made from to be read for this dataset and preprocessing."""
+    files = [str(f) for f in dataset.files] if dataset.hf_dataset is None else [str(len(dataset))]
+    made_from = {"dataset_fingerprint": dataset.fingerprint,
+                 "files_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+                 "n_images": len(dataset), "pixels": list(pixel_key(config)),
+                 "shape": [len(dataset), 3, *config["input_size"][1:]], "dtype": "uint8"}
+    return json.loads(json.dumps(made_from))  # as meta.json holds it (tuples become lists)
+
+
+def _meta_hash(meta: dict) -> str:
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def image_crcs(images: np.ndarray) -> np.ndarray:
+    """CRC-32 of each image's bytes."""
+    return np.fromiter((zlib.crc32(np.ascontiguousarray(image)) for image in images), dtype=np.uint32,
+                       count=len(images))
+
+
 @dataclass
 class Entry:
-    """A complete cached group: its images (read-only memmap) and the images that failed to decode."""
+    """A complete cached group: its images (read-only memmap), the images that failed to decode,
+    and each image's CRC-32 (checked as batches are read)."""
     key: str
     path: Path
     images: np.memmap
     bad: dict[int, str]  # index -> why it could not be decoded
+    crcs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Images start..stop, checked against their CRC-32s; CorruptEntry when one differs."""
+        block = np.array(self.images[start:stop])
+        if not np.array_equal(image_crcs(block), self.crcs[start:stop]):
+            raise CorruptEntry(f"decoded-image cache entry {self.key}: images {start}-{stop - 1} do not match "
+                               "their checksums")
+        return block
 
 
 class DecodedCache:
     """The cache under `root`, kept within `budget_bytes` (default: half the free disk)."""
 
     def __init__(self, root: Path | None = None, budget_bytes: int | None = None):
+        """OSError when the cache cannot be used at all (not a folder, cannot be made)."""
         self.root = Path(root or cache_root()) / "decoded"
         self.root.mkdir(parents=True, exist_ok=True)
         self._remove_abandoned()
@@ -88,16 +140,41 @@ class DecodedCache:
         return n_images * 3 * height * width + META_ALLOWANCE
 
     # -- reading ---------------------------------------------------------------------------------
-    def get(self, key: str) -> Entry | None:
-        """The complete entry, marked as just used; None when absent."""
+    def get(self, key: str, expected: dict | None = None) -> Entry | None:
+        """The complete entry made from `expected` (provenance()), marked as just used; None when
+        absent, made from something else, truncated or garbled (a miss, said once)."""
         folder = self.root / key
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, ValueError):
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
             return None
-        images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=tuple(meta["shape"]))
-        os.utime(folder / "meta.json")  # last used: what eviction orders by
-        return Entry(key, folder, images, {int(k): v for k, v in meta["bad"].items()})
+        try:
+            meta = json.loads(meta_path.read_text())
+            problem = (None if meta.get("format") == FORMAT and meta.get("meta_sha256") == _meta_hash(meta) else
+                       "its meta.json was changed or is from another version")
+            if problem is None and expected is not None and meta["provenance"] != expected:
+                problem = "it was made from other images or another preprocessing"
+            shape = tuple(meta["provenance"]["shape"])
+            if problem is None and (folder / "images.u8").stat().st_size != int(np.prod(shape)):
+                problem = "its pixel file is truncated or padded"
+            if problem is None and len(meta["image_crc32"]) != shape[0]:
+                problem = "its checksums do not cover every image"
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            problem = f"it cannot be read ({type(e).__name__})"
+        if problem is not None:
+            log.warning("decoded-image cache entry %s is not used: %s; the images are decoded again.", key, problem)
+            self.discard(key)
+            return None
+        images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=shape)
+        try:
+            os.utime(meta_path)  # last used: what eviction orders by
+        except OSError:
+            pass  # a read-only cache still serves
+        return Entry(key, folder, images, {int(k): v for k, v in meta["bad"].items()},
+                     np.asarray(meta["image_crc32"], dtype=np.uint32))
+
+    def discard(self, key: str) -> None:
+        """Drop an entry that is not what it should be (a later run rebuilds it)."""
+        shutil.rmtree(self.root / key, ignore_errors=True)
 
     def has(self, key: str) -> bool:
         """Whether a complete entry exists (without marking it used)."""
@@ -134,25 +211,57 @@ class DecodedCache:
         return evicted
 
     def writer(self, key: str, n_images: int, config: dict, made_from: dict) -> "Writer | None":
-        """A writer for a new entry, after making room; None when the entry cannot fit."""
+        """A writer for a new entry (`made_from`: its provenance()), after making room; None when it
+        cannot fit the budget or the disk, or the cache cannot be written (said once)."""
         nbytes = self.nbytes(n_images, config)
         if not self.fits(nbytes):
             return None
-        self.make_room(nbytes, keep={key})
-        return Writer(self.root, key, (n_images, 3, *config["input_size"][1:]), made_from)
+        try:
+            self.make_room(nbytes, keep={key})
+            free = shutil.disk_usage(self.root).free
+            if free < nbytes + FREE_DISK_MARGIN:
+                log.warning("decoded-image cache not written: %.1f GB needed, %.1f GB free on %s (at least "
+                            "%.0f GB stay free); running without it.", nbytes / 1e9, free / 1e9, self.root,
+                            FREE_DISK_MARGIN / 1e9)
+                return None
+            return Writer(self.root, key, (n_images, 3, *config["input_size"][1:]), made_from)
+        except OSError as e:
+            log.warning("decoded-image cache not written (%s: %s); running without it.", type(e).__name__, e)
+            return None
 
 
 class Writer:
-    """Fills one entry under a temporary folder; `commit` publishes it atomically."""
+    """Fills one entry under a temporary folder; `commit` publishes it atomically. The pixel file's
+    blocks are allocated up front, so a disk that fills up fails here, never later in a memory-
+    mapped write (SIGBUS)."""
 
     def __init__(self, root: Path, key: str, shape: tuple, made_from: dict):
         self.root, self.key, self.shape = root, key, shape
         self.tmp = root / f".{key}.{uuid.uuid4().hex[:8]}.partial"
         self.tmp.mkdir(parents=True)
-        self.images = np.memmap(self.tmp / "images.u8", dtype=np.uint8, mode="w+", shape=shape)
+        try:
+            self._allocate(self.tmp / "images.u8", int(np.prod(shape)))
+            self.images = np.memmap(self.tmp / "images.u8", dtype=np.uint8, mode="r+", shape=shape)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+        self.crcs = np.zeros(shape[0], dtype=np.uint32)
         self.bad: dict[int, str] = {}
         self.written = 0
         self.made_from = made_from
+
+    @staticmethod
+    def _allocate(path: Path, nbytes: int) -> None:
+        with open(path, "wb") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, max(nbytes, 1))
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise  # ENOSPC and the like: no entry
+                chunk = bytes(1 << 24)  # a file system without fallocate: write the zeros
+                for start in range(0, nbytes, len(chunk)):
+                    f.write(chunk[:min(len(chunk), nbytes - start)])
+            f.truncate(nbytes)
 
     def write(self, indices, images, ok) -> None:
         """A batch of preprocessed uint8 images (N, 3, H, W) at dataset indices; `ok` False marks
@@ -160,25 +269,38 @@ class Writer:
         for i, index in enumerate(indices):
             if ok[i]:
                 self.images[index] = images[i]
+            self.crcs[index] = zlib.crc32(np.ascontiguousarray(self.images[index]))
             self.written += 1
 
     def mark_bad(self, index: int, why: str) -> None:
         self.bad[int(index)] = why
 
-    def commit(self) -> Path:
+    def commit(self, replace: bool = False) -> Path | None:
+        """Publish the entry; `replace` drops an older entry of the same key first (--force).
+        None when it could not be written (the run goes on without it)."""
         if self.written != self.shape[0]:
             raise RuntimeError(f"decoded-cache entry {self.key}: {self.written} of {self.shape[0]} written")
-        self.images.flush()
-        del self.images
-        meta = {"shape": list(self.shape), "bad": {str(k): v for k, v in sorted(self.bad.items())},
-                "created_at": time.time(), **self.made_from}
-        (self.tmp / "meta.json").write_text(json.dumps(meta))
-        final = self.root / self.key
         try:
-            os.rename(self.tmp, final)
-        except OSError:  # another process published the same entry first: keep theirs
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        return final
+            self.images.flush()
+            del self.images
+            meta = {"format": FORMAT, "provenance": self.made_from,
+                    "bad": {str(k): v for k, v in sorted(self.bad.items())},
+                    "image_crc32": [int(c) for c in self.crcs], "created_at": time.time()}
+            meta["meta_sha256"] = _meta_hash(meta)
+            (self.tmp / "meta.json").write_text(json.dumps(meta))
+            final = self.root / self.key
+            if replace:
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.rename(self.tmp, final)
+            except OSError:  # another process published the same entry first: keep theirs
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            return final
+        except OSError as e:
+            log.warning("decoded-image cache entry %s not written (%s: %s); the results stand.", self.key,
+                        type(e).__name__, e)
+            self.abort()
+            return None
 
     def abort(self) -> None:
         self.images = None

@@ -265,11 +265,10 @@ class _CachedBatches:
         return -(-len(self.entry) // self.batch_size)
 
     def __getitem__(self, b):
-        import numpy as np
         import torch
         start, stop = b * self.batch_size, min((b + 1) * self.batch_size, len(self.entry))
         ok = torch.tensor([i not in self.entry.bad for i in range(start, stop)])
-        return torch.from_numpy(np.array(self.entry.images[start:stop])), torch.arange(start, stop), ok
+        return torch.from_numpy(self.entry.read(start, stop)), torch.arange(start, stop), ok  # CRC-checked
 
 
 def cached_batches(entry: decoded.Entry, settings: EvalSettings, device):
@@ -456,8 +455,9 @@ def _row(entry: dict, dataset: EvalDataset, settings: EvalSettings, device, shar
                     "compiled": settings.compile, "model_seconds": entry["seconds"],
                     "shared_pass_with": shared_with,
                     "pixels_from": pixels["source"], "decoded_images": pixels["decoded"],
-                    "skipped_images": len(bad),
-                    "skipped_paths": [f"{dataset.files[i]}: {why}" for i, why in sorted(bad.items())][:100],
+                    "skipped_images": len(bad) + len(dataset.unreadable),
+                    "skipped_paths": ([f"{dataset.files[i]}: {why}" for i, why in sorted(bad.items())]
+                                      + [f"{path}: {why}" for path, why in sorted(dataset.unreadable.items())])[:100],
                     **{k: v for k, v in metrics.items() if k not in ("n_images", "top1", "top5", "nll", "ece")},
                     "predictions": entry["metrics"].predicted()},
         "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
@@ -484,16 +484,19 @@ def prepare(checkpoint: str, dataset: EvalDataset) -> dict:
 def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSettings,
                    on_row: Callable, on_error: Callable | None = None,
                    stored: Callable = lambda key: None, progress: Callable | None = None,
-                   cancel: Callable | None = None, cache: decoded.DecodedCache | None = None) -> None:
+                   cancel: Callable | None = None, cache: decoded.DecodedCache | None = None,
+                   fresh_pixels: bool = False) -> None:
     """Evaluate prepared entries that share pixel preprocessing; `on_row(row, cached)` gets each
     result as soon as it is finished. The first pass decodes (filling `cache`) for up to
     SWEEP_GROUP models; the rest read the cache. Failures of one checkpoint go to
     `on_error(checkpoint, message)` and the others go on; without it they raise. `stored(key)`
-    answers results already in a store (a download may bring an evaluated revision)."""
+    answers results already in a store (a download may bring an evaluated revision).
+    `fresh_pixels` (--force): decode from the images, never from the cache (the entry is rebuilt)."""
     device = resolve_device(settings.device)
     config = entries[0]["config"]
     key = decoded.DecodedCache.key(dataset, config) if cache is not None else None
-    entry_cache = cache.get(key) if cache is not None else None
+    made_from = decoded.provenance(dataset, config)
+    entry_cache = cache.get(key, made_from) if cache is not None and not fresh_pixels else None
     pending = list(entries)
 
     def fail(entry, error):
@@ -522,16 +525,15 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
             pending = pending[SWEEP_GROUP:]
             if not chunk:
                 continue
-            writer = (cache.writer(key, len(dataset), config, {"dataset": dataset.id, "pixels": list(decoded.pixel_key(config))})
-                      if cache is not None else None)
+            writer = cache.writer(key, len(dataset), config, made_from) if cache is not None else None
             bad: dict[int, str] = {}
             try:
                 batches = decoding_batches(dataset, config, settings, device, writer, bad)
                 _run_pass(chunk, batches, dataset, settings, device, progress, cancel,
                           (lambda e, err: fail(e, err)) if on_error else None)
                 if writer is not None and writer.written == len(dataset):
-                    writer.commit()
-                    entry_cache = cache.get(key)
+                    if writer.commit(replace=fresh_pixels) is not None:
+                        entry_cache = cache.get(key, made_from)
                 elif writer is not None:  # every model of the pass failed before its end
                     writer.abort()
             except BaseException:
@@ -547,8 +549,15 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
             if not load(entry):
                 continue
             chunk = [entry]
-            _run_pass(chunk, cached_batches(entry_cache, settings, device), dataset, settings,
-                      device, progress, cancel, (lambda e, err: fail(e, err)) if on_error else None)
+            try:
+                _run_pass(chunk, cached_batches(entry_cache, settings, device), dataset, settings,
+                          device, progress, cancel, (lambda e, err: fail(e, err)) if on_error else None)
+            except decoded.CorruptEntry as e:  # a changed pixel file: drop it, decode this one again
+                decoded.log.warning("%s; the entry is dropped and the images decoded again.", e)
+                cache.discard(key)
+                entry_cache = None
+                pending.insert(0, entry)
+                continue
             pixels = {"source": "decoded cache", "decoded": 0, "bad": entry_cache.bad}
         names = [e["checkpoint"] for e in chunk]
         for entry in chunk:
@@ -563,10 +572,17 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
 
 
 def open_cache(settings: EvalSettings) -> decoded.DecodedCache | None:
-    if not settings.decoded_cache:
+    """The decoded-image cache, or None: switched off (--decoded-cache-gb 0 neither reads nor
+    writes it), or unusable ($MATCHUP_CACHE not a writable folder: said once, run without it)."""
+    if not settings.decoded_cache or settings.decoded_cache_gb == 0:
         return None
     budget = int(settings.decoded_cache_gb * 1e9) if settings.decoded_cache_gb is not None else None
-    return decoded.DecodedCache(budget_bytes=budget)
+    try:
+        return decoded.DecodedCache(budget_bytes=budget)
+    except OSError as e:
+        decoded.log.warning("The decoded-image cache at %s cannot be used (%s: %s); running without it.",
+                            decoded.cache_root(), type(e).__name__, e.strerror or e)
+        return None
 
 
 def check_settings(settings: EvalSettings) -> None:
@@ -594,6 +610,10 @@ def evaluate(store, checkpoints: list[str], dataset: EvalDataset, settings: Eval
     settings = effective(settings or EvalSettings(), dataset)
     check_settings(settings)
     dataset = dataset.limit(settings.limit)
+    if settings.strict and dataset.unreadable:
+        path, why = sorted(dataset.unreadable.items())[0]
+        raise EvalError(f"{path} is {why}; --strict stops at the first file that is no image and stores "
+                        "nothing. Remove it, or run without --strict: such files are then skipped, counted and listed.")
     results: dict[str, dict] = {}
 
     def failed(checkpoint, message):
@@ -624,6 +644,16 @@ def evaluate(store, checkpoints: list[str], dataset: EvalDataset, settings: Eval
         groups.setdefault(decoded.pixel_key(entry["config"]), []).append(entry)
     cache = open_cache(settings) if groups else None
     for entries in groups.values():
-        evaluate_group(entries, dataset, settings, done, failed if on_error else None,
-                       (lambda key: None) if force else store.eval_result, progress, cancel, cache)
+        try:
+            evaluate_group(entries, dataset, settings, done, failed if on_error else None,
+                           (lambda key: None) if force else store.eval_result, progress, cancel, cache,
+                           fresh_pixels=force)
+        except (MatchupError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - with on_error, one group's fault fails that group only
+            if on_error is None:
+                raise
+            for entry in entries:
+                if entry["checkpoint"] not in results:
+                    failed(entry["checkpoint"], f"Unexpected {type(e).__name__}: {e}. Nothing was stored for it.")
     return [results[c] for c in checkpoints]

@@ -12,6 +12,7 @@ repeated over seeds): accuracy, balanced accuracy, macro-F1 and NLL, each as the
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -47,6 +48,7 @@ class ProbeData:
     labels: list[int]
     classes: list[str]
     fingerprint: str
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why it is no image (a pipe, a dead link)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -55,7 +57,7 @@ class ProbeData:
         """The same files as an evaluation set, so decoding is eval's own (and its decoded cache)."""
         return datasets.EvalDataset(id=f"probe:{self.root}", variant="probe", files=self.files,
                                     targets=self.labels, label_map=f"folders:{','.join(self.classes)}",
-                                    fingerprint=self.fingerprint)
+                                    fingerprint=self.fingerprint, unreadable=self.unreadable)
 
 
 def open_folder(path: str | Path, file_rule: str = "matchup") -> ProbeData:
@@ -65,9 +67,12 @@ def open_folder(path: str | Path, file_rule: str = "matchup") -> ProbeData:
         raise ProbeError(f"{root} is not a folder. Give a folder with one sub-folder of images per class.")
     if file_rule not in datasets.FILE_RULES:
         raise ProbeError(f"Unknown file rule {file_rule!r}; use one of {', '.join(datasets.FILE_RULES)}.")
-    classes, files, labels, empty = [], [], [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = datasets.images_under(folder, file_rule)
+    classes, files, labels, empty, unreadable = [], [], [], [], {}
+    folders = datasets.class_folders(root)
+    apart = datasets.walked_apart(root, folders)
+    for folder in folders:
+        images = datasets.images_under(folder, file_rule, seen=apart - {os.path.realpath(folder)},
+                                       skipped=unreadable)
         if not images:
             empty.append(folder.name)
             continue
@@ -79,7 +84,7 @@ def open_folder(path: str | Path, file_rule: str = "matchup") -> ProbeData:
         raise ProbeError(f"A linear probe needs at least two classes (sub-folders with images) in {root}; "
                          f"found {found}{' (empty: ' + ', '.join(empty) + ')' if empty else ''}.")
     fingerprint = datasets.fingerprint_of(root, files, json.dumps({"classes": classes, "rule": file_rule}))
-    return ProbeData(root.name, root, files, labels, classes, fingerprint)
+    return ProbeData(root.name, root, files, labels, classes, fingerprint, unreadable)
 
 
 # -- features -----------------------------------------------------------------------------------
@@ -141,13 +146,15 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
     revision = evaluate.cached_revision(checkpoint)
     if revision is not None:
         key = features_key(checkpoint, revision, data, config, settings.precision)
-        found = _read_cache(key, checkpoint, revision, config)
+        found = _read_cache(key, checkpoint, revision, config,
+                            features_provenance(checkpoint, revision, data, config, settings.precision))
         if found is not None:
             return found
     started = time.perf_counter()
     model, weights = hub.load_model(checkpoint)
     key = features_key(checkpoint, weights.revision, data, config, settings.precision)
-    found = _read_cache(key, checkpoint, weights.revision, config)
+    made_from = features_provenance(checkpoint, weights.revision, data, config, settings.precision)
+    found = _read_cache(key, checkpoint, weights.revision, config, made_from)
     if found is not None:
         return found
     device = resolve_device(settings.device)
@@ -161,45 +168,50 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
     # eval's decoded-image cache: checkpoints that share a preprocessing decode the folder once
     cache = evaluate.open_cache(eval_settings)
     pixels_key = decoded.DecodedCache.key(dataset, config) if cache is not None else None
-    entry = cache.get(pixels_key) if cache is not None else None
-    writer = None
+    pixels_from = decoded.provenance(dataset, config)
+    entry = cache.get(pixels_key, pixels_from) if cache is not None else None
     autocast = evaluate.autocast_for(settings.precision, device)
-    bad: dict[int, str] = {}
-    parts, kept, done = [], [], 0
-    try:
-        if entry is not None:
-            if settings.strict and entry.bad:
-                first = min(entry.bad)
-                raise evaluate.strict_error(dataset, first, entry.bad[first])
-            bad.update(entry.bad)
-            batches = evaluate.cached_batches(entry, eval_settings, device)
-        else:
-            writer = (cache.writer(pixels_key, len(dataset), config,
-                                   {"dataset": dataset.id, "pixels": list(decoded.pixel_key(config))})
-                      if cache is not None else None)
-            batches = evaluate.decoding_batches(dataset, config, eval_settings, device, writer, bad)
-        with torch.inference_mode():
-            for images, indices, ok in evaluate.on_device(batches, device):
-                images = (images.to(device).float() - mean) / std
-                with autocast:
-                    out = _pooled(model, images).float()
-                keep = ok.to(out.device)
-                parts.append(out[keep].cpu())
-                kept += [i for i, good in zip(indices, ok.tolist(), strict=True) if good]
-                done += len(indices)
-                if progress is not None:
-                    progress(done, len(dataset))
-        if writer is not None and writer.written == len(dataset):
-            writer.commit()
-        elif writer is not None:
-            writer.abort()
+    while True:
         writer = None
-    except BaseException as e:
-        if writer is not None:
-            writer.abort()
-        if isinstance(e, evaluate.EvalError):  # --strict: the first undecodable file
-            raise ProbeError(str(e)) from None
-        raise
+        bad: dict[int, str] = {}
+        parts, kept, done = [], [], 0
+        try:
+            if entry is not None:
+                if settings.strict and entry.bad:
+                    first = min(entry.bad)
+                    raise evaluate.strict_error(dataset, first, entry.bad[first])
+                bad.update(entry.bad)
+                batches = evaluate.cached_batches(entry, eval_settings, device)
+            else:
+                writer = cache.writer(pixels_key, len(dataset), config, pixels_from) if cache is not None else None
+                batches = evaluate.decoding_batches(dataset, config, eval_settings, device, writer, bad)
+            with torch.inference_mode():
+                for images, indices, ok in evaluate.on_device(batches, device):
+                    images = (images.to(device).float() - mean) / std
+                    with autocast:
+                        out = _pooled(model, images).float()
+                    keep = ok.to(out.device)
+                    parts.append(out[keep].cpu())
+                    kept += [i for i, good in zip(indices, ok.tolist(), strict=True) if good]
+                    done += len(indices)
+                    if progress is not None:
+                        progress(done, len(dataset))
+            if writer is not None and writer.written == len(dataset):
+                writer.commit()
+            elif writer is not None:
+                writer.abort()
+            writer = None
+            break
+        except decoded.CorruptEntry as e:  # a changed pixel file: drop it and decode the folder again
+            decoded.log.warning("%s; the entry is dropped and the images decoded again.", e)
+            cache.discard(pixels_key)
+            entry = None
+        except BaseException as e:
+            if writer is not None:
+                writer.abort()
+            if isinstance(e, evaluate.EvalError):  # --strict: the first undecodable file
+                raise ProbeError(str(e)) from None
+            raise
     features = torch.cat(parts).numpy() if parts else np.zeros((0, 0), np.float32)
     if not len(features):
         raise ProbeError(f"None of the {len(data)} images in {data.root} could be decoded "
@@ -212,32 +224,81 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
                             "At full precision this points at the weights: delete its snapshot and fetch it again."))
     result = Features(checkpoint, weights.revision, features.astype(np.float32), np.asarray(kept), bad, source,
                       config, time.perf_counter() - started, False)
-    _write_cache(key, result)
+    _write_cache(key, result, made_from)
     return result
 
 
-def _write_cache(key: str, features: Features) -> None:
+def features_provenance(checkpoint: str, revision: str, data: ProbeData, config: dict, precision: str) -> dict:
+    """What a feature-cache entry must have been made from to be read for this request."""
+    made_from = {"checkpoint": checkpoint, "revision": revision, "dataset_fingerprint": data.fingerprint,
+                 "files_sha256": hashlib.sha256("\n".join(str(f) for f in data.files).encode()).hexdigest(),
+                 "n_images": len(data), "precision": precision,
+                 "preprocessing": {k: config[k] for k in ("input_size", "interpolation", "crop_pct", "crop_mode",
+                                                          "mean", "std")}}
+    return json.loads(json.dumps(made_from))  # as the cache file holds it (tuples become lists)
+
+
+def _content_hash(features: np.ndarray, kept: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(features, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(kept, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _write_cache(key: str, features: Features, made_from: dict) -> None:
+    """Features with their provenance and a hash of their content; a cache that cannot be
+    written is said once and skipped (the probe's result stands)."""
     path = _cache_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
-    np.savez(partial, features=features.features, kept=features.kept,
-             meta=json.dumps({"skipped": {str(k): v for k, v in features.skipped.items()},
-                              "source": features.source, "seconds": features.seconds}))
-    os.replace(partial, path)  # never a half-written cache entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(partial, features=features.features, kept=features.kept,
+                 meta=json.dumps({"provenance": made_from, "content_sha256": _content_hash(features.features, features.kept),
+                                  "skipped": {str(k): v for k, v in features.skipped.items()},
+                                  "source": features.source, "seconds": features.seconds}))
+        os.replace(partial, path)  # never a half-written cache entry
+    except OSError as e:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass  # no folder to hold it either
+        decoded.log.warning("probe feature cache not written (%s: %s); the result stands.", type(e).__name__, e)
 
 
-def _read_cache(key: str, checkpoint: str, revision: str, config: dict) -> Features | None:
+def _read_cache(key: str, checkpoint: str, revision: str, config: dict, made_from: dict) -> Features | None:
+    """The cached features when they were made from `made_from` and their content still matches
+    its hash and is finite; anything else is a miss (said once) and the entry is dropped."""
     path = _cache_path(key)
-    if not path.exists():
+    try:
+        if not path.is_file():
+            return None
+    except OSError:  # $MATCHUP_CACHE is not a folder: no entry
         return None
+    problem = None
     try:
         with np.load(path) as stored:
             meta = json.loads(str(stored["meta"]))
-            return Features(checkpoint, revision, stored["features"], stored["kept"],
-                            {int(k): v for k, v in meta["skipped"].items()}, meta["source"], config,
-                            meta["seconds"], True)
-    except (OSError, ValueError, KeyError):  # a damaged entry is a miss
+            features, kept = stored["features"], stored["kept"]
+        if meta.get("provenance") != made_from:
+            problem = "it was made from other images, weights or preprocessing"
+        elif meta.get("content_sha256") != _content_hash(features, kept):
+            problem = "its features do not match their hash"
+        elif not np.isfinite(features).all():
+            problem = "it holds non-finite features"
+        elif len(features) != len(kept) or len(np.unique(kept)) != len(kept) or (len(kept) and (
+                kept.min() < 0 or kept.max() >= made_from["n_images"])):
+            problem = "its image indices are not valid"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        problem = f"it cannot be read ({type(e).__name__})"
+    if problem is not None:
+        decoded.log.warning("probe feature cache entry %s is not used: %s; features are extracted again.",
+                            path.name, problem)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
         return None
+    return Features(checkpoint, revision, features, kept, {int(k): v for k, v in meta["skipped"].items()},
+                    meta["source"], config, meta["seconds"], True)
 
 
 # -- the classifier -------------------------------------------------------------------------------
@@ -444,10 +505,11 @@ def probe_one(store, checkpoint: str, data: ProbeData, settings: ProbeSettings, 
            "img_size": int(features.config["input_size"][-1]),
            **{f"{m}{suffix}": result[m][part] for m in METRICS
               for suffix, part in (("", "mean"), ("_low", "low"), ("_high", "high"))},
-           "extract_seconds": features.seconds, "skipped_images": len(features.skipped),
+           "extract_seconds": features.seconds, "skipped_images": len(features.skipped) + len(data.unreadable),
            "torch_version": versions["torch"], "timm_version": versions["timm"], "sklearn_version": versions["sklearn"],
            "details": {"runs": result["runs"], "settings": asdict(settings), "features_cached": features.from_cache,
-                       "skipped_paths": [f"{data.files[i]}: {why}" for i, why in sorted(features.skipped.items())][:100]},
+                       "skipped_paths": ([f"{data.files[i]}: {why}" for i, why in sorted(features.skipped.items())]
+                                         + [f"{p}: {why}" for p, why in sorted(data.unreadable.items())])[:100]},
            "created_at": datetime.now(timezone.utc).replace(tzinfo=None)}
     store.put_probe(row)
     return row, False

@@ -170,7 +170,12 @@ def plan(store: Store, checkpoints: list[str], dataset: EvalDataset | None, sett
     from_file = {(r.arch, r.img_size): r.images_per_sec for r in rates[rates["source"] == "published"].itertuples()}
     compute = store.eval_compute().set_index("checkpoint")
     peak = _peak(device, settings.precision)
-    cache = decoded.DecodedCache(budget_bytes=0) if dataset is not None and settings.decoded_cache else None
+    cache = None
+    if dataset is not None and settings.decoded_cache and settings.decoded_cache_gb != 0:
+        try:
+            cache = decoded.DecodedCache(budget_bytes=0)
+        except OSError:  # an unusable cache: the plan counts every group as to decode
+            cache = None
     rows, groups = [], {}
     for checkpoint in checkpoints:
         row = {"checkpoint": checkpoint, "status": "to run", "reason": None, "group": None,

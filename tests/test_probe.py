@@ -198,11 +198,11 @@ def test_probe_cli_and_its_json(tmp_path, offline_hub, colours, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
-def _stored_probe(store, checkpoint, accuracy, dataset="cells", protocol="kfold", shots=None):
+def _stored_probe(store, checkpoint, accuracy, dataset="cells", protocol="kfold", shots=None, fingerprint="f"):
     """A finished probe row as probe_one writes it (the computation is tested above)."""
     from datetime import datetime
     row = {"cache_key": f"{checkpoint}-{dataset}-{protocol}", "checkpoint": checkpoint, "hub_revision": "r",
-           "dataset_name": dataset, "dataset_root": f"/data/{dataset}", "dataset_fingerprint": "f",
+           "dataset_name": dataset, "dataset_root": f"/data/{dataset}", "dataset_fingerprint": fingerprint,
            "n_images": 1200, "n_classes": 8, "classes": json.dumps([str(i) for i in range(8)]), "protocol": protocol,
            "folds": 5 if protocol == "kfold" else None, "shots": shots, "seed": 0, "feature_dim": 768,
            "feature_source": "pre_logits", "img_size": 224, "extract_seconds": 1.0, "skipped_images": 0,

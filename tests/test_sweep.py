@@ -149,7 +149,7 @@ def test_the_decoded_cache_keeps_its_budget(offline, images, catalog_store):
     [(folder, size, _)] = cache.entries()  # the least recently used groups were evicted
     assert size >= one_group - decoded.META_ALLOWANCE
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["shape"][2:] == [224, 224]
+    assert meta["provenance"]["shape"][2:] == [224, 224]
     too_small = EvalSettings(batch_size=8, workers=0, decoded_cache_gb=1e-6)
     [row] = evaluate.evaluate(Store(catalog_store.path.with_name("x.duckdb")), ["test_resnet.r160_in1k"], dataset,
                               too_small)

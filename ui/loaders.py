@@ -235,14 +235,16 @@ def _probe_summaries(path: str, freshness: str):
 
 def probe_note(metric: str) -> str | None:
     """'linear probe, 5 folds, 1,200 images in 8 classes' for a probe:<dataset>[@...] metric."""
-    from engine.analysis import probe_metric_name
+    from engine.analysis import probe_dataset_labels, probe_metric_name
     if not metric.startswith("probe:"):
         return None
     store = get_store()
     frame = _probe_summaries(str(store.path), store.freshness())
     prefix = metric.rsplit(".", 1)[0]
-    for row in frame.itertuples():
-        if probe_metric_name(row.dataset_name, row.protocol, row.shots) == prefix:
+    if frame.empty:
+        return None
+    for label, row in zip(probe_dataset_labels(frame), frame.itertuples(), strict=True):
+        if probe_metric_name(label, row.protocol, row.shots) == prefix:
             if row.protocol == "kfold":
                 how = f"{int(row.folds)} folds"
             elif row.protocol == "val":

@@ -74,9 +74,10 @@ class MeasuredResults:
     def probe_summaries(self) -> pd.DataFrame:
         """Per probe dataset and protocol: what the pages say under a probe metric."""
         with self.connect() as con:
-            return con.execute("""SELECT dataset_name, protocol, folds, shots, max(n_images) AS n_images,
-                                         max(n_classes) AS n_classes, count(DISTINCT checkpoint) AS n_checkpoints
-                                  FROM probes GROUP BY dataset_name, protocol, folds, shots""").df()
+            return con.execute("""SELECT dataset_name, dataset_fingerprint, protocol, folds, shots,
+                                         max(n_images) AS n_images, max(n_classes) AS n_classes,
+                                         count(DISTINCT checkpoint) AS n_checkpoints
+                                  FROM probes GROUP BY dataset_name, dataset_fingerprint, protocol, folds, shots""").df()
 
     def analysis_inputs(self) -> dict[str, pd.DataFrame]:
         """Everything engine.analysis assembles points from, one frame per source."""
@@ -95,7 +96,7 @@ class MeasuredResults:
             "reference": "SELECT * FROM reference_points",
             "training_compute": "SELECT checkpoint, train_flops, confidence FROM training_compute "
                                 "WHERE train_flops IS NOT NULL",
-            "probes": f"""SELECT p.checkpoint, {facts}, p.img_size, p.dataset_name, p.protocol, p.folds,
+            "probes": f"""SELECT p.checkpoint, {facts}, p.img_size, p.dataset_name, p.dataset_fingerprint, p.protocol, p.folds,
                                  p.shots, p.n_images, p.created_at, p.accuracy, p.balanced_accuracy, p.macro_f1, p.nll
                           FROM probes p JOIN checkpoints c USING (checkpoint)""",
         }
