@@ -25,8 +25,10 @@ navigation = st.navigation(PAGES, expanded=True)  # all pages listed, not "View 
 st.session_state["app_shell"] = True  # pages check it: see ui.widgets.enter
 
 from engine import catalog  # noqa: E402  (after the navigation: these imports take a second)
-from engine.errors import MatchupError  # noqa: E402
+from engine import options  # noqa: E402
+from engine.errors import MatchupError, unexpected_line  # noqa: E402
 from ui.loaders import db_info, embedded_worker, get_store, published_loader, warm_imports  # noqa: E402
+from ui.widgets import literal  # noqa: E402
 
 
 def ensure_catalog() -> dict:
@@ -35,7 +37,7 @@ def ensure_catalog() -> dict:
     results (unless MATCHUP_PUBLISHED_DIR names a folder to import instead)."""
     store = get_store()
     info = db_info(str(store.path), store.freshness())
-    if info["tables"]["checkpoints"] == 0:
+    if info["tables"]["checkpoints"] == 0 or not info.get("catalog_complete"):  # new, or a refresh cut short
         with st.status("Building the checkpoint catalog and loading timm's published results…") as status:
             report = catalog.refresh(store, load_published=not os.environ.get("MATCHUP_PUBLISHED_DIR"))
             status.update(label=f"Catalog built: {report.checkpoints} checkpoints, {report.compute_loaded} "
@@ -46,11 +48,15 @@ def ensure_catalog() -> dict:
 
 
 try:
+    options.check_environment()
     info = ensure_catalog()
     loader = published_loader(info["path"])
     embedded_worker(info["path"])
 except MatchupError as e:
-    st.error(str(e))
+    st.error(literal(e))
+    st.stop()
+except Exception as e:  # noqa: BLE001 - one line here, the traceback in a log file
+    st.error(literal(unexpected_line(e, "app start")))
     st.stop()
 
 with st.sidebar:
@@ -72,5 +78,8 @@ with st.sidebar:
             st.caption("Published results are not loaded (offline?). Import them from a folder: "
                        "`python -m engine catalog import DIR`, or set MATCHUP_PUBLISHED_DIR.")
 
-navigation.run()
+try:
+    navigation.run()
+except Exception as e:  # noqa: BLE001 - a page's unexpected error: one line here, the traceback in a log file
+    st.error(literal(unexpected_line(e, f"page {navigation.title}")))
 warm_imports()  # after the page: timm and torch load in the background once per server

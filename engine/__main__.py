@@ -362,9 +362,9 @@ def _print_plan(p) -> None:
 
 def cmd_sweep(args, store: Store) -> int:
     from engine import datasets, evaluate, sweep
-    selection = sweep.Selection(classes=_csv_list(args.classes), families=_csv_list(args.families),
-                                data_scales=_csv_list(args.data_scales), max_params_m=args.max_params,
-                                max_gflops=args.max_gflops, checkpoints=_csv_list(args.checkpoints),
+    selection = sweep.Selection(classes=_csv_list(args.classes, flag="--classes"), families=_csv_list(args.families, flag="--families"),
+                                data_scales=_csv_list(args.data_scales, flag="--data-scale"), max_params_m=args.max_params,
+                                max_gflops=args.max_gflops, checkpoints=_csv_list(args.checkpoints, flag="--checkpoints"),
                                 from_file=args.from_file, published_only=args.published_only)
     if args.probe is not None:
         return _sweep_probe(args, store, sweep.select(store, selection))
@@ -516,8 +516,15 @@ def cmd_worker(args, store: Store) -> int:
     return 0
 
 
-def _csv_list(value: str | None, cast=str) -> list | None:
-    return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else None
+def _csv_list(value: str | None, cast=str, flag: str = "this option") -> list | None:
+    """A comma-separated option; None when it was not given. Given but naming nothing (`''`,
+    `,`) is refused: an empty list never means everything."""
+    if value is None:
+        return None
+    items = [cast(v.strip()) for v in value.split(",") if v.strip()]
+    if not items:
+        raise MatchupError(f"{flag} names nothing ({value!r}); leave it out for all, or name one or more.")
+    return items
 
 
 def _size_range(value: str | None):
@@ -532,7 +539,7 @@ def _size_range(value: str | None):
 
 def cmd_analyze(args, store: Store) -> int:
     from engine import analysis
-    budgets = [options.check("budget", b) for b in _csv_list(args.budgets) or []]  # checked before any work
+    budgets = [options.check("budget", b) for b in _csv_list(args.budgets, flag="--budgets") or []]  # checked before any work
     bench_source = args.bench_source
     if args.cost == "ms_per_img" and bench_source is None:
         sources = store.published_benchmark_sources()
@@ -546,9 +553,9 @@ def cmd_analyze(args, store: Store) -> int:
     if args.cost is None:
         raise MatchupError(f"analyze {args.kind} needs --cost ({', '.join(analysis.COST_METRICS)}).")
     try:
-        filters = dict(data_scales=_csv_list(args.data_scale), families=_csv_list(args.families),
-                       sources=_csv_list(args.source), img_size_range=_size_range(args.img_size))
-        chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes), **filters)
+        filters = dict(data_scales=_csv_list(args.data_scale, flag="--data-scale"), families=_csv_list(args.families, flag="--families"),
+                       sources=_csv_list(args.source, flag="--source"), img_size_range=_size_range(args.img_size))
+        chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes, flag="--classes"), **filters)
         # default budgets span every class's points: which classes are compared never moves them
         all_classes = analysis.select(points, args.cost, args.quality, **filters)
         n_boot = args.n_boot or (1000 if args.kind == "scaling" else analysis.N_BOOT)
@@ -603,8 +610,8 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
         n_boot = args.n_boot or robustness.ROBUSTNESS_N_BOOT
         result = robustness.robustness(points, ood, metric or "top1", n_boot, args.seed)
         shown = result["points"]
-        for column, wanted in (("arch_class", _csv_list(args.classes)), ("data_scale", _csv_list(args.data_scale)),
-                               ("family", _csv_list(args.families))):
+        for column, wanted in (("arch_class", _csv_list(args.classes, flag="--classes")), ("data_scale", _csv_list(args.data_scale, flag="--data-scale")),
+                               ("family", _csv_list(args.families, flag="--families"))):
             if wanted:
                 shown = shown[shown[column].isin(wanted)]
         payload = {"analysis": "robustness", "quality": args.quality, "ood": ood, "x": result["x"], "y": result["y"],
@@ -616,8 +623,8 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
                        ["checkpoint", "arch_class", "data_scale", "pretrain_data", "id_accuracy", "ood_accuracy",
                         "effective_robustness"]])}
         if args.cost:
-            filters = dict(data_scales=_csv_list(args.data_scale), families=_csv_list(args.families))
-            chosen = analysis.select(points, args.cost, result["y"], classes=_csv_list(args.classes), **filters)
+            filters = dict(data_scales=_csv_list(args.data_scale, flag="--data-scale"), families=_csv_list(args.families, flag="--families"))
+            chosen = analysis.select(points, args.cost, result["y"], classes=_csv_list(args.classes, flag="--classes"), **filters)
             budgets = budgets or analysis.log_budgets(analysis.select(points, args.cost, result["y"], **filters), 6)
             payload.update(cost=args.cost, bench_source=bench_source if args.cost == "ms_per_img" else None,
                            budgets=analysis.budget_table(chosen, result["y"], budgets, analysis.N_BOOT
@@ -752,6 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS,
                         help="DuckDB file (default: $MATCHUP_DB, else data/matchup.duckdb)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an unexpected error (it is always logged)")
     parser = argparse.ArgumentParser(prog="python -m engine", parents=[common],
                                      description="Matchup engine: ConvNets vs ViTs at matched compute.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -874,8 +883,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--matching", choices=("fair", "one-to-one", "nearest"), default="fair",
                     help="pairs: fair (one-to-one over each architecture's best tag, default), one-to-one "
                          "(each checkpoint at most once), nearest (a ConvNet may match many)")
-    an.add_argument("--on", default="frontier", help="scaling: fit 'frontier' or 'all' points")
-    an.add_argument("--law", default="power", help="scaling: 'power' or 'saturating' (adds E_inf)")
+    an.add_argument("--on", default="frontier", choices=("frontier", "all"), help="scaling: fit 'frontier' or 'all' points")
+    an.add_argument("--law", default="power", choices=("power", "saturating"),
+                    help="scaling: 'power' or 'saturating' (adds E_inf)")
     an.add_argument("--n-boot", type=options.arg("n_boot"),
                     help="bootstrap resamples (default: 10000 per class and budget for budget and when, "
                          "2000 for robustness means, 1000 for scaling fits)")
@@ -904,7 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--json", action="store_true")
     p = jb_actions.add_parser("list", parents=[common], help="jobs, newest first")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=options.arg("jobs_limit"), default=50)
     p.add_argument("--json", action="store_true")
     p = jb_actions.add_parser("cancel", parents=[common], help="cancel a queued job or stop a running one")
     p.add_argument("job")
@@ -912,7 +922,7 @@ def build_parser() -> argparse.ArgumentParser:
     wk = commands.add_parser("worker", parents=[common], help="run queued jobs")
     wk.add_argument("--device", default="auto", help="cpu or cuda:N (default: cuda:0 if present, else cpu)")
     wk.add_argument("--once", action="store_true", help="exit when no job is left for this device")
-    wk.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue")
+    wk.add_argument("--poll", type=options.arg("poll"), default=1.0, help="seconds between looks at an empty queue")
     wk.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
 
     db = commands.add_parser("db", parents=[common], help="the database file")
@@ -925,9 +935,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI: a known failure is one line (exit 2); anything unexpected is one line and a log
+    file with its traceback (exit 1; --debug prints the traceback too)."""
     args = build_parser().parse_args(argv)
-    store = Store(getattr(args, "db", None))
     try:
+        options.check_environment()
+        store = Store(getattr(args, "db", None))
         return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "probe": cmd_probe,
                 "sweep": cmd_sweep, "analyze": cmd_analyze, "db": cmd_db,
                 "jobs": cmd_jobs, "worker": cmd_worker}[args.command](args, store)
@@ -939,6 +952,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `... | head`: the reader left; not an error
         sys.stderr.close()
         return 0
+    except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback wall for the user
+        from engine.errors import unexpected_line
+        if getattr(args, "debug", False):
+            import traceback
+            traceback.print_exc()
+        print(f"error: {unexpected_line(e, 'python -m engine ' + ' '.join(argv or sys.argv[1:]))}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -185,6 +185,7 @@ def refresh(store: Store, load_published: bool = True) -> RefreshReport:
     loaded = store.upsert_compute(shipped_compute_frame(timm.__version__), keep_existing=True)
     report = RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__, loaded)
     report.training_compute, report.recipes_refused = refresh_training_compute(store)
+    store.mark_catalog_complete(timm.__version__)
     if load_published:
         from engine import snapshot
         try:

@@ -211,9 +211,8 @@ def extension_counts(files: list[Path]) -> dict[str, int]:
 
 def _read_labels_file(path: Path) -> dict[str, str]:
     """file name -> label, from a CSV with a header or a whitespace-separated text file."""
-    if not path.is_file():
-        raise DatasetError(f"Labels file {path} does not exist.")
-    text = path.read_text()
+    from engine import options
+    text = options.text_file(path, "Labels file")
     rows: dict[str, str] = {}
     if path.suffix.lower() == ".csv":
         reader = csv.reader(text.splitlines())

@@ -34,12 +34,12 @@ class JobError(MatchupError):
 
 
 def heartbeat_s() -> float:
-    return float(os.environ.get("MATCHUP_HEARTBEAT_S", "2"))
+    return options.env("MATCHUP_HEARTBEAT_S", 2.0)
 
 
 def job_timeout_s() -> float:
     """How long a running job's worker may stay silent before the job is re-queued."""
-    return float(os.environ.get("MATCHUP_JOB_TIMEOUT", "60"))
+    return options.env("MATCHUP_JOB_TIMEOUT", 60.0)
 
 
 def read_only() -> bool:
@@ -90,66 +90,93 @@ def check_checkpoint_id(checkpoint: str) -> str:
     return checkpoint
 
 
+def _text(spec: dict, key: str, default: str | None = None) -> str | None:
+    """A text field of a spec (a path, a device name): text or absent, nothing else."""
+    value = spec.get(key, default)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise JobError(f"{key} must be text, not {value!r}.")
+    return value
+
+
+def _flag(spec: dict, key: str) -> bool:
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise JobError(f"{key} must be true or false, not {value!r}.")
+    return value
+
+
 def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
     """A validated, complete job spec (defaults filled in). With `roots`, an evaluation set must
-    lie inside them (requests from the browser)."""
+    lie inside them (requests from the browser). Every field is checked for its type as well as
+    its value: a spec from a script or a crafted request gets a JobError, never a traceback."""
     from engine import hub
+    if not isinstance(spec, dict):
+        raise JobError(f"A job spec is a mapping of fields, not {type(spec).__name__}.")
     kind = spec.get("kind")
     if kind not in KINDS:
         raise JobError(f"Unknown job kind {kind!r}; use one of {', '.join(KINDS)}.")
     checkpoint = check_checkpoint_id(spec.get("checkpoint"))
-    device = spec.get("device", "cpu")
+    device = _text(spec, "device", "cpu")
     if device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(device)):
         raise JobError(f"Unknown device {device!r}; use cpu, cuda, cuda:N or auto.")
-    precision = spec.get("precision", "fp32")
+    precision = _text(spec, "precision", "fp32")
     if precision not in ("fp32", "bf16", "fp16"):
         raise JobError(f"Unknown precision {precision!r}; use fp32, bf16 or fp16.")
     if device == "cpu" and precision == "fp16":
         raise JobError("fp16 is not supported on the CPU; use bf16 or fp32, or a cuda device.")
     out = {"kind": kind, "checkpoint": checkpoint, "device": device, "precision": precision,
-           "channels_last": bool(spec.get("channels_last", False))}
+           "channels_last": _flag(spec, "channels_last")}
     if kind == "eval":
         hub.pretrained_cfg(checkpoint)  # unknown ids: a clear error with close names
-        data = spec.get("data")
+        data = _text(spec, "data")
         if not data:
             raise JobError("An evaluation job needs an evaluation set (data: a folder).")
+        labels = _text(spec, "labels")
         if roots is not None:
             data = str(within_roots(data, roots))
-            if spec.get("labels"):
-                within_roots(spec["labels"], roots)
+            if labels:
+                within_roots(labels, roots)
         elif not str(data).startswith("hfds/"):
             data = str(Path(data).expanduser().resolve())
         batch_size = options.check("batch_size", spec.get("batch_size", 64), optional=False)
         limit = options.check("limit", spec.get("limit"))
-        file_rule = spec.get("file_rule", "matchup")
+        file_rule = _text(spec, "file_rule", "matchup")
         if file_rule not in ("matchup", "timm"):
             raise JobError(f"Unknown file rule {file_rule!r}; use matchup or timm.")
-        out.update(data=data, labels=spec.get("labels"), variant=spec.get("variant", "imagenet"),
+        variant = _text(spec, "variant", "imagenet")
+        from engine.datasets import VARIANTS
+        if variant not in VARIANTS:
+            raise JobError(f"Unknown variant {variant!r}; use one of {', '.join(VARIANTS)}.")
+        out.update(data=data, labels=labels, variant=variant,
                    batch_size=batch_size, limit=int(limit) if limit else None,
                    workers=options.check("workers", spec.get("workers")), file_rule=file_rule,
-                   strict=bool(spec.get("strict", False)))
+                   strict=_flag(spec, "strict"))
     elif kind == "probe":
         hub.pretrained_cfg(checkpoint)
-        data, val = spec.get("data"), spec.get("val")
+        data, val = _text(spec, "data"), _text(spec, "val")
         if not data:
             raise JobError("A probe job needs a labelled folder (data: a folder with one sub-folder per class).")
         data = str(within_roots(data, roots)) if roots is not None else str(Path(data).expanduser().resolve())
         if val:
             val = str(within_roots(val, roots)) if roots is not None else str(Path(val).expanduser().resolve())
-        file_rule = spec.get("file_rule", "matchup")
+        file_rule = _text(spec, "file_rule", "matchup")
         if file_rule not in ("matchup", "timm"):
             raise JobError(f"Unknown file rule {file_rule!r}; use matchup or timm.")
         out.update(data=data, val=val or None, folds=options.check("folds", spec.get("folds", 5), optional=False),
-                   shots=options.check("shots", spec.get("shots")), seed=int(spec.get("seed", 0)),
+                   shots=options.check("shots", spec.get("shots")),
+                   seed=options.check("seed", spec.get("seed", 0), optional=False),
                    batch_size=options.check("batch_size", spec.get("batch_size", 64), optional=False),
                    workers=options.check("workers", spec.get("workers")), file_rule=file_rule,
-                   strict=bool(spec.get("strict", False)))
+                   strict=_flag(spec, "strict"))
     else:
         from engine import profile
-        profile.checkpoint_target(checkpoint, spec.get("img_size"))  # unknown arch: clear error
+        img_size = options.check("img_size", spec.get("img_size"))
+        profile.checkpoint_target(checkpoint, img_size)  # unknown arch: clear error
         batch_size = spec.get("batch_size", "auto")
         out.update(batch_size=batch_size if batch_size == "auto" else options.check("batch_size", batch_size),
-                   img_size=options.check("img_size", spec.get("img_size")), compile=bool(spec.get("compile", False)))
+                   img_size=img_size, compile=_flag(spec, "compile"))
     return out
 
 

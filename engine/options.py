@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import dataclass
 
 from engine.errors import MatchupError
@@ -25,6 +26,8 @@ class Rule:
     low_open: bool = False  # low itself is not allowed (a positive real)
 
     def check(self, value):
+        if isinstance(value, bool):  # True is an int to Python, never a batch size or a seed
+            raise OptionError(f"{self.flag} must be {self.meaning}, not {value!r}.")
         try:
             number = self.kind(value)
             if isinstance(value, float) and self.kind is int and not value.is_integer():
@@ -58,7 +61,18 @@ RULES = {
     "n_boot": Rule("--n-boot", int, 1, 1_000_000, "a whole number of bootstrap resamples, at least 1"),
     "seed": Rule("--seed", int, 0, 2**32 - 1, "a whole number from 0 to 4294967295"),
     "max_memory_mb": Rule("--max-memory-mb", float, 0, None, "a positive number of MB", low_open=True),
+    "poll": Rule("--poll", float, 0.05, 3600, "seconds between looks at an empty queue, from 0.05 to 3600"),
+    "jobs_limit": Rule("--limit", int, 1, 100_000, "a whole number of jobs to list, from 1 to 100000"),
+    # the environment: read at start, refused there with the variable named
+    "MATCHUP_JOB_TIMEOUT": Rule("MATCHUP_JOB_TIMEOUT", float, 1, 7 * 86400,
+                                "seconds a running job's worker may stay silent, from 1 to 604800"),
+    "MATCHUP_HEARTBEAT_S": Rule("MATCHUP_HEARTBEAT_S", float, 0.01, 3600,
+                                "seconds between a worker's heartbeats, from 0.01 to 3600"),
+    "MATCHUP_LOCK_TIMEOUT": Rule("MATCHUP_LOCK_TIMEOUT", float, 0.01, 86400,
+                                 "seconds to wait for a locked database, from 0.01 to 86400"),
 }
+ENVIRONMENT = ("MATCHUP_JOB_TIMEOUT", "MATCHUP_HEARTBEAT_S", "MATCHUP_LOCK_TIMEOUT")
+TEXT_FILE_LIMIT = 16 * 2**20  # a labels file or a list of checkpoints, never a disk image
 
 
 def check(name: str, value, optional: bool = True):
@@ -77,3 +91,45 @@ def arg(name: str):
             raise argparse.ArgumentTypeError(str(e)) from None
     parse.__name__ = name
     return parse
+
+
+def env(name: str, default: float) -> float:
+    """An environment variable by its rule; unset or empty: the default."""
+    raw = os.environ.get(name, "").strip()
+    return default if not raw else RULES[name].check(raw)
+
+
+def check_environment() -> None:
+    """Every numeric MATCHUP_* variable checked once at start: a bad value is one line naming it."""
+    for name in ENVIRONMENT:
+        raw = os.environ.get(name, "").strip()
+        if raw:
+            RULES[name].check(raw)
+
+
+def text_file(path, what: str) -> str:
+    """The text of a small UTF-8 file given as an option (a labels file, a list of ids): a
+    folder, a special file, a huge or binary file is refused in one sentence, never read."""
+    import stat
+    from pathlib import Path
+    path = Path(path)
+    try:
+        status = path.stat()
+    except OSError as e:
+        raise OptionError(f"{what} {path} cannot be read ({e.strerror or e}); give an existing text file.") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise OptionError(f"{what} {path} is not a regular file; give a text file.")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(TEXT_FILE_LIMIT + 1)
+    except OSError as e:
+        raise OptionError(f"{what} {path} cannot be read ({e.strerror or e}); give a text file.") from None
+    if len(data) > TEXT_FILE_LIMIT:
+        raise OptionError(f"{what} {path} is larger than {TEXT_FILE_LIMIT // 2**20} MiB; give a text file.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise OptionError(f"{what} {path} is not UTF-8 text (a binary file?); give a text file.") from None
+    if "\x00" in text:
+        raise OptionError(f"{what} {path} holds NUL bytes (a binary file?); give a text file.")
+    return text

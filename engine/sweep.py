@@ -59,11 +59,9 @@ class Selection:
 def _named(selection: Selection) -> list[str]:
     names = list(selection.checkpoints or [])
     if selection.from_file:
-        path = Path(selection.from_file)
-        if not path.is_file():
-            raise SweepError(f"--from-file {path} does not exist; give a text file with one "
-                             "checkpoint id per line (# starts a comment).")
-        names += [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+        from engine import options
+        text = options.text_file(selection.from_file, "--from-file")
+        names += [line.split("#", 1)[0].strip() for line in text.splitlines()]
     names = [n for n in dict.fromkeys(names) if n]
     for name in names:
         hub.pretrained_cfg(name)  # an unknown id: a clear error with close names

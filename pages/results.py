@@ -33,7 +33,7 @@ with st.expander("Query with SQL (read-only)"):
                 st.warning(f"The result was cut ({frame.attrs['cut']}). Narrow the query (fewer or "
                            "narrower columns, a WHERE clause) to see the rest.")
         except MatchupError as e:
-            st.error(str(e))
+            st.error(widgets.literal(e))
 st.caption(f"{len(frame)} rows")
 st.dataframe(frame, hide_index=True, width="stretch")
 left, right = st.columns(2)

@@ -37,7 +37,7 @@ else:
             try:
                 chosen = sweep.select(store, selection)
             except MatchupError as e:
-                st.info(str(e))
+                st.info(widgets.literal(e))
                 chosen = []
             st.caption(f"{len(chosen)} checkpoints match; the sweep queues an evaluation of each one "
                        "not already measured (the same selection as `python -m engine sweep`).")
@@ -87,14 +87,14 @@ else:
             try:
                 answer = jobs.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots)
             except StoreLockedError as e:
-                st.warning(f"{checkpoint}: {e}")
+                st.warning(widgets.literal(f"{checkpoint}: {e}"))
                 continue
             except MatchupError as e:
-                st.error(f"{checkpoint}: {e}")
+                st.error(widgets.literal(f"{checkpoint}: {e}"))
                 continue
-            st.toast({"queued": f"{checkpoint}: queued", "attached": f"{checkpoint}: already queued; "
-                      "following that job", "cached": f"{checkpoint}: already measured (see its "
-                      "Checkpoint page)"}[answer["outcome"]])
+            st.toast(widgets.literal({"queued": f"{checkpoint}: queued", "attached": f"{checkpoint}: already queued; "
+                                      "following that job", "cached": f"{checkpoint}: already measured (see its "
+                                      "Checkpoint page)"}[answer["outcome"]]))
 
     if kind == "sweep":
         request = repr((chosen, spec))
@@ -102,7 +102,7 @@ else:
             try:
                 st.session_state["sweep_plan"] = (request, jobs.sweep_plan(store, chosen, spec, roots))
             except MatchupError as e:
-                st.error(str(e))
+                st.error(widgets.literal(e))
         planned = st.session_state.get("sweep_plan")
         if planned and planned[0] == request:
             the_plan = planned[1]
@@ -156,7 +156,7 @@ def queue():
         left, right = st.columns([5, 1])
         with left:
             detail = job.detail if isinstance(job.detail, dict) else loaders.json_or_none(job.detail)
-            text = f"**{job.state}** · {job.label}"
+            text = f"**{job.state}** · {widgets.literal(job.label)}"
             if job.state == "running":
                 rate = (detail or {}).get("images_per_sec")
                 eta = (detail or {}).get("eta_s")
@@ -175,7 +175,7 @@ def queue():
                     text += f" · {waiting}" if waiting else ""
                 st.markdown(text)
             if isinstance(job.error, str) and job.error:  # None or NaN (pandas) when the job did not fail
-                st.caption(f"Error: {job.error}")
+                st.caption(f"Error: {widgets.literal(job.error)}")
         if not read_only and job.state in ("queued", "running"):
             if right.button("Cancel", key=f"cancel-{job.id}", disabled=bool(job.cancel_requested)):
                 watch.cancel_job(job.id)

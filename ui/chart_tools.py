@@ -178,11 +178,11 @@ def highlight_layers(x, y, dataset: str = "highlight", tooltip: list | None = No
 
 def say_found(found: pd.DataFrame, find: str, unlabelled: list[str] | None = None) -> None:
     if find:
-        st.caption(f"“{find}”: {len(found)} point(s) highlighted" + ("" if len(found) else
+        st.caption(f"“{widgets.literal(find)}”: {len(found)} point(s) highlighted" + ("" if len(found) else
                    " — no checkpoint or family matches under these filters"))
     if unlabelled:
         shown = ", ".join(unlabelled[:30]) + (f", and {len(unlabelled) - 30} more" if len(unlabelled) > 30 else "")
-        st.caption(f"Ringed but not labelled (no room beside the point without overlapping): {shown}.")
+        st.caption(f"Ringed but not labelled (no room beside the point without overlapping): {widgets.literal(shown)}.")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

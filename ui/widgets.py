@@ -153,7 +153,7 @@ def selected(bench_source: str | None, cost: str, metric: str, filters: dict):
     try:
         return loaders.selection(bench_source, cost, metric, filters)
     except analysis.AnalysisError as e:
-        st.info(empty_selection_text(str(e), filters))
+        st.info(empty_selection_text(literal(e), filters))
         return None
 
 
@@ -278,6 +278,13 @@ def grey_rows(frame: pd.DataFrame, mask) -> object:
 
 
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>()#+-.!|$:~"})
+
+
+def literal(text) -> str:
+    """User text (a folder, file, dataset or checkpoint name, an error quoting one) for a Markdown
+    element, every special character escaped: shown as written, never read as a link, an image
+    to fetch, emphasis or HTML."""
+    return str(text).translate(_MARKDOWN_SPECIAL)
 
 
 def markdown_table(rows: list[dict]) -> str:

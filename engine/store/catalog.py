@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine.store import schema
-from engine.store.connection import _now
+from engine.store.connection import _now, sql_string
 
 
 class CatalogTables:
@@ -23,6 +23,19 @@ class CatalogTables:
             self._insert(con, "reference_points", reference_points)
             self._set_meta(con, catalog_refreshed_at=_now().isoformat(timespec="seconds"),
                            catalog_timm_version=timm_version)
+            con.execute("DELETE FROM meta WHERE key = 'catalog_complete'")  # until every step is done
+
+    def mark_catalog_complete(self, timm_version: str) -> None:
+        """Every refresh step done (catalog, FLOP counts, training compute): a refresh killed
+        between its steps leaves this unset, and the next start finishes the job."""
+        with self.transaction() as con:
+            self._set_meta(con, catalog_complete=timm_version)
+
+    def catalog_complete(self) -> bool:
+        with self.connect() as con:
+            rows = con.execute("SELECT value FROM meta WHERE key = 'catalog_complete'").fetchall()
+            version = con.execute("SELECT value FROM meta WHERE key = 'catalog_timm_version'").fetchall()
+        return bool(rows) and bool(version) and rows[0][0] == version[0][0]
 
     def replace_published_file(self, source_file: str, kind: str, rows: pd.DataFrame,
                                sha256: str, origin: str = "import", commit: str | None = None) -> None:
@@ -74,7 +87,7 @@ class CatalogTables:
         shipped snapshot."""
         with self.connect() as con:
             for table, path in paths.items():
-                con.execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO '{Path(path).as_posix()}' "
+                con.execute(f"COPY (SELECT * FROM {table} ORDER BY ALL) TO {sql_string(Path(path).as_posix())} "
                             "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 19)")
 
     def published_provenance(self) -> list[dict]:
@@ -294,4 +307,5 @@ class CatalogTables:
                 "tables": counts, "joins": joins,
                 "catalog_refreshed_at": meta.get("catalog_refreshed_at"),
                 "catalog_timm_version": meta.get("catalog_timm_version"),
+                "catalog_complete": meta.get("catalog_complete") == meta.get("catalog_timm_version"),
                 "published": self.published_provenance()}

@@ -48,6 +48,12 @@ def resolve_db_path(path: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
+def sql_string(text: str) -> str:
+    """A SQL string literal of any text (for statements such as COPY ... TO that take no bound
+    parameter): single quotes doubled, so a path with quotes, ';' or '--' stays a path."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def cache_key(payload: dict) -> str:
     """SHA-256 of the canonical JSON of everything that can change a stored number."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -71,9 +77,9 @@ class Connection:
 
     def __init__(self, path: str | os.PathLike | None = None, lock_timeout_s: float | None = None):
         self.path = resolve_db_path(path)
-        env_timeout = os.environ.get("MATCHUP_LOCK_TIMEOUT")
+        from engine import options
         self.lock_timeout_s = (lock_timeout_s if lock_timeout_s is not None
-                               else float(env_timeout) if env_timeout else DEFAULT_LOCK_TIMEOUT_S)
+                               else options.env("MATCHUP_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_S))
         self._migrated = False
 
     # -- connections ---------------------------------------------------------------------------
@@ -114,7 +120,8 @@ class Connection:
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A migrated connection, closed on exit."""
+        """A migrated connection, closed on exit. A file that cannot be read or written as the
+        work goes on (damaged, a read-only folder, a full disk) is a StoreError saying so."""
         con = self._open()
         try:
             if not self._migrated:
@@ -122,6 +129,13 @@ class Connection:
                     self._migrate(con)
                 self._migrated = True
             yield con
+        except (duckdb.IOException, duckdb.PermissionException, duckdb.SerializationException,
+                duckdb.InternalException, duckdb.FatalException) as e:
+            if any(marker in str(e) for marker in _LOCK_MARKERS):
+                raise
+            raise StoreError(f"The Matchup database {self.path} cannot be read or written: "
+                             f"{str(e).splitlines()[0]}. If the disk is full or the folder read-only, fix that; "
+                             "if the file is damaged, move it aside (Matchup starts a new one).") from None
         finally:
             con.close()
 
@@ -179,6 +193,12 @@ class Connection:
                     con.execute(sql)
                 con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)])
             con.execute("COMMIT")
+        except duckdb.Error as e:  # the tables are not what the version row says: refuse, change nothing
+            con.execute("ROLLBACK")
+            raise self._open_error(
+                f"its schema version row says {current}, but its tables do not match that version "
+                f"({str(e).splitlines()[0]}); it was edited by hand or by another program and was left "
+                "unchanged. Restore it from a backup, or point --db / MATCHUP_DB at another file") from None
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -236,14 +256,26 @@ class Connection:
             return con.execute(f"SELECT * FROM {table} LIMIT ?", [limit]).df()
 
     def export(self, folder: str | os.PathLike) -> list[Path]:
-        """Every table as Parquet, for sharing a lab's results."""
+        """Every table as Parquet, for sharing a lab's results; each file is written under a
+        temporary name and renamed, so a failed export leaves no half file."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"Cannot export to {folder}: {e.strerror or e} (it must be a folder, or a path where "
+                             "one can be made). Give another folder.") from None
         written = []
         with self.connect() as con:
             for table in schema.TABLES:
                 target = folder / f"{table}.parquet"
-                con.execute(f"COPY {table} TO '{target.as_posix()}' (FORMAT parquet)")
+                partial = folder / f".{table}.parquet.partial"
+                try:
+                    con.execute(f"COPY {table} TO {sql_string(partial.as_posix())} (FORMAT parquet)")
+                    os.replace(partial, target)
+                except (OSError, duckdb.Error) as e:
+                    partial.unlink(missing_ok=True)
+                    raise StoreError(f"Cannot write {target}: {str(e).splitlines()[0]}. Nothing more was "
+                                     "exported; free some space or give another folder.") from None
                 written.append(target)
         return written
 

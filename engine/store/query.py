@@ -24,15 +24,19 @@ class ReadOnlyQuery:
         most `limit` rows and `max_bytes` of result (streamed, so a huge result is never built),
         the child's memory capped at `max_memory`, killed after `timeout_s`: what a shared demo
         may let anyone type. What was cut is in `frame.attrs["cut"]`."""
+        if "\x00" in sql:
+            raise QueryError("The query holds a NUL byte (pasted from a binary file?); remove it and run it again.")
         statements = _select_statements(sql)
         if len(statements) != 1:
             raise QueryError("Give exactly one SELECT statement (no ';'-separated list).")
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                done = subprocess.run([sys.executable, "-c", _READ_ONLY_CHILD, str(self.path), statements[0],
+                # the query goes in on stdin: a long one would not fit the child's argument list
+                done = subprocess.run([sys.executable, "-c", _READ_ONLY_CHILD, str(self.path),
                                        str(int(limit)), str(int(max_bytes)), str(int(max_memory))],
-                                      capture_output=True, timeout=max(0.1, deadline - time.monotonic()))
+                                      input=statements[0].encode(), capture_output=True,
+                                      timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 raise QueryError(f"The query ran past {timeout_s:g} s and was stopped. Narrow it "
                                  "(a WHERE clause, fewer joins) and run it again.") from None
@@ -74,7 +78,8 @@ def _select_statements(sql: str) -> list[str]:
 
 _READ_ONLY_CHILD = """
 import io, json, resource, sys
-path, sql, limit, max_bytes, max_memory = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+path, limit, max_bytes, max_memory = sys.argv[1], *map(int, sys.argv[2:5])
+sql = sys.stdin.read()
 resource.setrlimit(resource.RLIMIT_AS, (max_memory, max_memory))
 import duckdb, pyarrow as pa, pyarrow.parquet as pq
 con = duckdb.connect(path, read_only=True, config={"memory_limit": f"{max_memory // 4 // 2**20}MB", "threads": "2"})
@@ -94,6 +99,16 @@ for batch in reader:
     if cut:
         break
 table = pa.Table.from_batches(batches, schema=reader.schema)
+names, seen = [], {}
+for name in table.column_names:  # a join's two "checkpoint" columns: checkpoint, checkpoint_2
+    seen[name] = seen.get(name, 0) + 1
+    unique = name if seen[name] == 1 else f"{name}_{seen[name]}"
+    while unique in seen and unique != name:
+        seen[name] += 1
+        unique = f"{name}_{seen[name]}"
+    seen.setdefault(unique, 1)
+    names.append(unique)
+table = table.rename_columns(names)
 buffer = io.BytesIO()
 pq.write_table(table, buffer)
 sys.stdout.buffer.write(buffer.getvalue())
