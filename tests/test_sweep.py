@@ -333,7 +333,7 @@ def test_checkpoints_whose_weights_are_not_on_the_hub_are_skipped_not_crashed(of
     (sweep.Selection(classes=["Transformer"]), "--class Transformer is not one of"),
     (sweep.Selection(max_gflops=0), "--max-gflops must be a positive number"),
     (sweep.Selection(checkpoints=["resnet50.not_a_tag"]), "is not a pretrained checkpoint"),
-    (sweep.Selection(from_file="/no/such/list.txt"), "does not exist"),
+    (sweep.Selection(from_file="/no/such/list.txt"), "cannot be read (No such file"),
     (sweep.Selection(classes=["ViT"], max_params_m=0.001), "No checkpoint matches"),
 ])
 def test_bad_selections_are_refused_with_what_to_change(selection, message, catalog_store):
