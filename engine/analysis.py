@@ -26,7 +26,9 @@ LOWER_IS_BETTER_SUFFIXES = (".ece", ".nll", ".error")
 DATASET_OF_VARIANT = {"imagenet": "imagenet", "imagenet-a": "imagenet-a", "imagenet-r": "imagenet-r",
                       "imagenet-v2": "imagenet-v2", "sketch": "sketch", "real": "imagenet-real"}
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
-                 "source", "quality_metric", "quality", "cost_metric", "cost"]
+                 "source", "quality_metric", "quality", "cost_metric", "cost", "zoo"]
+ZOOS = ("imagenet", "image-text")  # ImageNet classifiers (timm) | image-text models (OpenCLIP)
+UNKNOWN_SCALE = "unknown"  # a data-scale filter value: the data's size is not known
 
 
 class AnalysisError(ValueError):
@@ -91,6 +93,27 @@ def _probe_rows(probes: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+ZEROSHOT_METRICS = {"top1": "top1", "top5": "top5", "balanced_accuracy": "balanced_acc"}
+
+
+def _zeroshot_rows(zeroshots: pd.DataFrame) -> pd.DataFrame:
+    """Zero-shot runs measured here as quality rows (zeroshot:<dataset>.top1, .top5,
+    .balanced_acc); the newest per checkpoint and metric. A folder of the 1000 ImageNet classes
+    is `imagenet1k`, as OpenCLIP's published table names it."""
+    latest = zeroshots.sort_values("created_at").copy()
+    latest["prefix"] = "zeroshot:" + latest["dataset_id"]
+    latest = latest.drop_duplicates(["checkpoint", "prefix"], keep="last")
+    rows = []
+    for column, short in ZEROSHOT_METRICS.items():
+        part = latest[latest[column].notna()].copy()
+        part["quality_metric"] = part["prefix"] + "." + short
+        part["quality"] = part[column]
+        rows.append(part)
+    out = pd.concat(rows, ignore_index=True)
+    out["source"] = "measured here"
+    return out
+
+
 def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = None) -> pd.DataFrame:
     """One row per (checkpoint, quality metric, cost metric), with `source` kept.
 
@@ -108,13 +131,20 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
     probes = inputs.get("probes", pd.DataFrame())
     if not probes.empty:
         quality.append(_probe_rows(probes))
+    image_text = inputs.get("image_text_published", pd.DataFrame())
+    if not image_text.empty:
+        quality.append(image_text.rename(columns={"metric": "quality_metric", "value": "quality"})
+                       .assign(source="published"))
+    zeroshots = inputs.get("zeroshots", pd.DataFrame())
+    if not zeroshots.empty:
+        quality.append(_zeroshot_rows(zeroshots))
     quality = [q for q in quality if not q.empty]
     frames = []
     if quality:
         q = pd.concat(quality, ignore_index=True)
         keys = ["checkpoint", "arch", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
-                "num_classes", "source", "quality_metric", "quality"]
-        q = q[keys]
+                "num_classes", "source", "quality_metric", "quality", "zoo"]
+        q = q.assign(zoo=q["zoo"].fillna("imagenet") if "zoo" in q else "imagenet")[keys]
         compute = inputs.get("compute", pd.DataFrame())
         if not compute.empty:
             c = compute[compute["error"].isna()][["arch", "img_size", "num_classes", "flops", "params"]]
@@ -143,7 +173,8 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
     if not reference.empty:
         ref = reference[reference["imagenet_top1"].notna()].copy()
         ref = ref.assign(checkpoint=ref["model"], family=None, data_scale=None, img_size=None,
-                         source=ref["source"], quality_metric="imagenet.top1", quality=ref["imagenet_top1"])
+                         source=ref["source"], quality_metric="imagenet.top1", quality=ref["imagenet_top1"],
+                         zoo="imagenet")
         for metric, values in (("paper_gflops", ref["gflops"]), ("params_m", ref["params_m"]),
                                ("pretrain_tpu_v4_core_hours",
                                 ref["compute_value"].where(ref["compute_unit"] == "tpu_v4_core_hours"))):
@@ -156,17 +187,24 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
 
 
 def select(points: pd.DataFrame, cost: str, quality: str, classes=None, data_scales=None,
-           families=None, sources=None, img_size_range=None, include_toys: bool = False) -> pd.DataFrame:
-    """The points for one cost and one quality metric, after the filters."""
+           families=None, sources=None, img_size_range=None, include_toys: bool = False,
+           zoo: str | None = None, data_sources=None) -> pd.DataFrame:
+    """The points for one cost and one quality metric, after the filters. `data_scales` may
+    hold "unknown" (checkpoints whose data's size is not known); `data_sources` filters on the
+    pre-training data by name (the image-text zoo's "same data" view)."""
     if cost not in COST_METRICS:
         raise AnalysisError(f"Unknown cost {cost!r}; use one of {', '.join(COST_METRICS)}.")
     chosen = points[(points["cost_metric"] == cost) & (points["quality_metric"] == quality)]
+    if zoo:
+        chosen = chosen[chosen["zoo"] == zoo]
     if not include_toys:
         chosen = chosen[~chosen["family"].isin(TOY_FAMILIES)]
     if classes:
         chosen = chosen[chosen["arch_class"].isin(classes)]
     if data_scales:
-        chosen = chosen[chosen["data_scale"].isin(data_scales)]
+        chosen = chosen[chosen["data_scale"].fillna(UNKNOWN_SCALE).isin(data_scales)]
+    if data_sources:
+        chosen = chosen[chosen["pretrain_data"].isin(data_sources)]
     if families:
         chosen = chosen[chosen["family"].isin(families)]
     if sources:

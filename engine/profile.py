@@ -239,6 +239,65 @@ def count_many(targets: list[tuple[int, ...]], jobs: int | None = None, progress
             yield result
 
 
+def count_image_text(model: str, image_size: int, text_length: int) -> dict:
+    """An OpenCLIP model's towers counted by the same convention, on the meta device: the image
+    tower on one image at `image_size`, the text tower on one caption of `text_length` tokens,
+    and the whole training forward (image and text; CoCa's multimodal decoder too). A model that
+    cannot be built (a Hugging Face text tower whose config is not cached, offline) is a row with
+    its error, never dropped."""
+    import open_clip
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    row = {"model": model, "image_size": int(image_size), "text_length": int(text_length), "counter": COUNTER,
+           "torch_version": torch.__version__, "open_clip_version": open_clip.__version__, "error": None}
+    try:
+        with torch.device("meta"):  # built on meta too, not built on the CPU and then moved
+            net = open_clip.create_model(model, pretrained=None, device="meta", force_image_size=int(image_size),
+                                         force_context_length=int(text_length)).eval().requires_grad_(False)
+        image = torch.zeros(1, 3, int(image_size), int(image_size), device="meta")
+        text = torch.zeros(1, int(text_length), dtype=torch.long, device="meta")
+        totals = {}
+        for part, run in (("image_flops", lambda: net.encode_image(image)), ("text_flops", lambda: net.encode_text(text)),
+                          ("train_forward_flops", lambda: net(image, text))):
+            counter = FlopCounterMode(display=False)
+            with counter, torch.inference_mode():
+                run()
+            totals[part] = float(counter.get_total_flops())
+        image_params = sum(p.numel() for p in net.visual.parameters())
+        row.update(totals, image_params=image_params,
+                   text_params=sum(p.numel() for p in net.parameters()) - image_params)
+    except Exception as e:  # noqa: BLE001 - recorded with its reason
+        row.update(image_flops=None, text_flops=None, train_forward_flops=None, image_params=None,
+                   text_params=None, error=_reason(e))
+    return row
+
+
+def _count_image_text_worker(target: tuple) -> dict:
+    import torch
+    torch.set_num_threads(1)
+    return count_image_text(*target)
+
+
+def count_image_text_many(targets: list[tuple[str, int, int]], jobs: int | None = None, progress=None):
+    """count_image_text over (model, image size, text length) targets in worker processes."""
+    jobs = jobs or max(1, (os.cpu_count() or 1))
+    if jobs == 1:
+        results = map(_count_image_text_worker, targets)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_count_image_text_worker, targets)
+    try:
+        for result in results:
+            if progress:
+                progress(result)
+            yield result
+    finally:
+        if jobs != 1:
+            pool.shutdown()
+
+
 # -- measuring ----------------------------------------------------------------------------------
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUTO_BATCH_START = {"cuda": 1024, "mps": 256, "cpu": 64}

@@ -17,21 +17,40 @@ from engine.taxonomy import DATA_SCALES
 COMPARISONS = (("ViT", "ConvNet"), ("Hybrid", "ConvNet"))
 
 
-def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = analysis.N_BOOT, seed: int = 0) -> list[dict]:
-    """One cell per (data scale, budget, comparison): the gap (best of one class minus best of
-    the other with cost <= budget, both pre-trained at that scale), its bootstrap CI, the number
-    of checkpoints of each class behind it and the verdict. A cell where a class has no
-    checkpoint has gap None: nothing to compare, not a tie."""
+GROUPINGS = {"data_scale": "pre-training data scale", "pretrain_data": "pre-training data"}
+
+
+def groups_of(points: pd.DataFrame, by: str) -> list[str]:
+    """The rows of the grid: every data scale; or each pre-training dataset on which ConvNets
+    and another compared class were both trained (most checkpoints first)."""
+    if by == "data_scale":
+        return list(DATA_SCALES)
+    if by not in GROUPINGS:
+        raise analysis.AnalysisError(f"Unknown grouping {by!r}; use one of {', '.join(GROUPINGS)}.")
+    present = points.groupby(by)["arch_class"].agg(set)
+    both = [g for g, classes in present.items()
+            if any(other in classes and reference in classes for other, reference in COMPARISONS)]
+    sizes = points.groupby(by)["checkpoint"].nunique()
+    return sorted(both, key=lambda g: (-sizes[g], g))
+
+
+def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = analysis.N_BOOT, seed: int = 0,
+             by: str = "data_scale") -> list[dict]:
+    """One cell per (group, budget, comparison), a group being a data scale (`by="data_scale"`)
+    or a pre-training dataset (`by="pretrain_data"`, e.g. LAION-2B for the image-text zoo): the
+    gap (best of one class minus best of the other with cost <= budget, both pre-trained on that
+    group's data), its bootstrap CI, the number of checkpoints of each class behind it and the
+    verdict. A cell where a class has no checkpoint has gap None: nothing to compare, not a tie."""
     cells = []
-    for scale in DATA_SCALES:
-        part = points[points["data_scale"] == scale]
+    for scale in groups_of(points, by):
+        part = points[points[by] == scale]
         rows = analysis.budget_table(part, quality, budgets, n_boot, seed) if not part.empty else [
             {"budget": float(b), "best": {}, "gaps": {}} for b in budgets]
         for row in rows:
             for other, reference in COMPARISONS:
                 gap = row["gaps"].get(f"{other}-{reference}")
                 best = row["best"]
-                cell = {"data_scale": scale, "budget": row["budget"], "comparison": f"{other} − {reference}",
+                cell = {by: scale, "group": scale, "budget": row["budget"], "comparison": f"{other} − {reference}",
                         "n_" + other: best.get(other, {}).get("n_under_budget", 0),
                         "n_" + reference: best.get(reference, {}).get("n_under_budget", 0),
                         "gap": None, "ci_low": None, "ci_high": None, "leader": None, "verdict": None}
@@ -106,13 +125,14 @@ def same_data_pairs(points: pd.DataFrame, quality: str, tolerance: float = 0.10,
 
 
 def when(points: pd.DataFrame, quality: str, budgets=None, tolerance: float = 0.10, n_boot: int = analysis.N_BOOT,
-         seed: int = 0) -> dict:
-    """Everything the When page and `analyze when` show."""
+         seed: int = 0, by: str = "data_scale") -> dict:
+    """Everything the When page and `analyze when` show; `by`: group by data scale or by
+    pre-training dataset."""
     budgets = list(budgets) if budgets else analysis.log_budgets(points, n=8)
     pairs = {f"{left}-{right}": same_data_pairs(points, quality, tolerance, left, right)
              for left, right in COMPARISONS}
-    return {"budgets": budgets, "cells": gap_grid(points, quality, budgets, n_boot, seed), "pairs": pairs,
-            "n_boot": n_boot, "seed": seed, "tolerance": tolerance}
+    return {"budgets": budgets, "cells": gap_grid(points, quality, budgets, n_boot, seed, by), "pairs": pairs,
+            "n_boot": n_boot, "seed": seed, "tolerance": tolerance, "by": by}
 
 
 def cells_frame(cells: list[dict]) -> pd.DataFrame:
@@ -135,6 +155,7 @@ def cells_frame(cells: list[dict]) -> pd.DataFrame:
     frame["verdict"] = [("no data" if gap != gap else f"{leader} leads" if isinstance(leader, str) else verdict)
                         for gap, leader, verdict in zip(frame["gap"], frame["leader"], frame["verdict"], strict=True)]
     frame["too_few"] = frame["verdict"] == "too few"
-    frame["data_scale"] = pd.Categorical(frame["data_scale"], categories=list(DATA_SCALES), ordered=True)
+    if "data_scale" in frame:
+        frame["data_scale"] = pd.Categorical(frame["data_scale"], categories=list(DATA_SCALES), ordered=True)
     return frame.assign(budget_label=frame["budget"].map(lambda b: f"{b:g}"))
 

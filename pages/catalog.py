@@ -7,10 +7,14 @@ from ui import charts, loaders, widgets
 
 widgets.enter("catalog")
 store = loaders.get_store()
+zoo = widgets.zoo_switch()
 st.title("Checkpoint catalog")
-counts = store.class_counts()
-total = int(counts["checkpoints"].sum())
-st.write(f"{total} pretrained checkpoints in the installed timm, by architecture class.")
+everything = catalog.list_checkpoints(store, zoo=zoo)
+counts = everything.groupby("arch_class").size().rename("checkpoints").reset_index()
+total = len(everything)
+st.write(f"{total} pretrained checkpoints in the installed timm, by architecture class." if zoo == "imagenet" else
+         f"{total} pretrained image-text checkpoints the installed open_clip lists, by the class of their image "
+         "tower (ids `open_clip:<model>.<tag>`; `timm_checkpoint` is timm's copy of the same image tower).")
 
 columns = st.columns(len(taxonomy.ARCH_CLASSES))
 by_class = dict(zip(counts["arch_class"], counts["checkpoints"]))
@@ -26,5 +30,5 @@ st.altair_chart(
     width="stretch")
 
 chosen = widgets.url_selectbox("Class", ["all", *taxonomy.ARCH_CLASSES], "arch_class")
-frame = catalog.list_checkpoints(store, None if chosen == "all" else chosen)
+frame = everything if chosen == "all" else everything[everything["arch_class"] == chosen]
 st.dataframe(frame, hide_index=True, width="stretch")

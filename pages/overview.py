@@ -25,6 +25,12 @@ def gap_spec(cost: str, metric: str) -> dict:
 
 
 chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?")
+same_data = None
+if chosen is not None and st.session_state["page_view"][1]["zoo"] == "image-text":
+    # OpenCLIP trained ConvNeXts and ViTs on the same data: compare them there, not across datasets
+    chosen, same_data = widgets.same_data_view(chosen, cost, metric)
+    st.caption(f"Image-text zoo: zero-shot results of OpenCLIP checkpoints, compared at the same {widgets.COST_LABELS[cost]}"
+               + (f" and the same pre-training data, {same_data}." if same_data else " over all their pre-training data."))
 if chosen is not None:
     budgets = loaders.budget_grid(chosen)  # these: once per server and view
     rows = loaders.derived(chosen, analysis.budget_table, metric, budgets)
@@ -44,5 +50,6 @@ if chosen is not None:
             sentences = loaders.derived(chosen, loaders.explained_verdict, metric, budgets, other,
                                         widgets.COST_UNITS[cost])
             if sentences:
-                st.markdown(f"**{other} vs ConvNet** — " + "; ".join(sentences) + ".")
+                on = f" on {widgets.literal(same_data)}" if same_data else ""
+                st.markdown(f"**{other} vs ConvNet{on}** — " + "; ".join(sentences) + ".")
     widgets.flop_note(cost)

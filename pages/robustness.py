@@ -33,8 +33,9 @@ def robustness_spec(x_title: str, y_title: str) -> dict:
 widgets.enter("robustness")
 st.title("Robustness at matched accuracy")
 filters = widgets.global_filters()
-ood = widgets.url_selectbox("Out-of-distribution set", list(robustness.OOD_SETS), "ood",
-                            format_func=robustness.OOD_NAMES.get)
+image_text = filters["zoo"] == "image-text"
+ood_sets = robustness.IMAGE_TEXT_OOD_NAMES if image_text else robustness.OOD_NAMES
+ood = widgets.url_selectbox("Out-of-distribution set", list(ood_sets), "ood", format_func=ood_sets.get)
 points = loaders.current_points()
 try:
     result = loaders.robustness_view(ood)
@@ -57,9 +58,13 @@ plot = shown[["checkpoint", "arch_class", "pretrain_data", "id_accuracy", "ood_a
 line = pd.DataFrame({"x": robustness.logit(curve["id_accuracy"]), "y": robustness.logit(curve["ood_accuracy"])})
 charts.draw(robustness_spec(f"ImageNet accuracy, {result['x']} (logit scale)", f"{result['name']} accuracy (logit scale)"),
             {"points": plot, "trend": line}, width="stretch")
-st.caption(f"Dashed: logit(OOD) = {trend['intercept']:.2f} + {trend['slope']:.2f} · logit(ImageNet), fitted on the "
-           f"{trend['n_points']} checkpoints trained on {trend['fitted_on']} only (R² {trend['r2']:.2f}). Effective "
-           "robustness = OOD accuracy minus the line's prediction at the same ImageNet accuracy (Taori et al. 2020).")
+fitted_on = (f"the {trend['n_points']} image-text checkpoints themselves (no classifier result has these two axes)"
+             if trend["fitted_on"] == robustness.ZOO_TREND else
+             f"the {trend['n_points']} classifiers trained on {trend['fitted_on']} only")
+st.caption(f"Dashed: logit(OOD) = {trend['intercept']:.2f} + {trend['slope']:.2f} · logit(ImageNet), fitted on "
+           f"{fitted_on} (R² {trend['r2']:.2f}). Effective robustness = OOD accuracy minus the line's prediction at "
+           "the same ImageNet accuracy (Taori et al. 2020)" + ("; zero-shot accuracies, OpenCLIP's published results."
+                                                               if image_text else "."))
 
 st.subheader("Mean effective robustness (accuracy points, 95% bootstrap CI)")
 by_class, by_scale = pd.DataFrame(view["by_class"]), pd.DataFrame(view["by_scale"])

@@ -9,6 +9,10 @@ widgets.enter("seed_paper")
 st.title("ConvNets Match Vision Transformers at Scale")
 st.caption("Smith, Brock, Berrada, De (2023), arXiv 2310.16764: NFNets pre-trained on JFT-4B and "
            "fine-tuned on ImageNet, against ViTs of comparable pre-training compute.")
+if st.query_params.get("zoo") == "image-text":
+    st.info("The seed paper compares ImageNet classifiers (NFNets and ViTs pre-trained on JFT-4B). Its follow-up "
+            "question, on image-text data, is the image-text zoo's: the Overview there compares OpenCLIP's ConvNeXt "
+            "and ViT towers at the same training compute on the same data (LAION-2B by default).")
 reference = loaders.get_store().table_frame("reference_points")
 seed = seed_paper.figure_points(reference)
 if seed.empty:

@@ -8,12 +8,13 @@ from ui import charts, loaders, widgets
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def heatmap_spec(comparison: str, metric: str, cost: str, budget_order: tuple, span: float) -> dict:
-    """One comparison's budget × data-scale heatmap, built once per view; its cells are data."""
+def heatmap_spec(comparison: str, metric: str, cost: str, budget_order: tuple, span: float, by: str,
+                 group_order: tuple) -> dict:
+    """One comparison's budget × data heatmap, built once per view; its cells are data."""
     base = charts.data("cells").encode(
         x=alt.X("budget_label:O", sort=list(budget_order), title=f"budget: {widgets.COST_LABELS[cost]} ≤"),
-        y=alt.Y("data_scale:O", sort=["≈1M", "≈10M", "≈100M", "≥1B"], title="pre-training data"))
-    tooltip = ["comparison:N", "data_scale:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
+        y=alt.Y("group:O", sort=list(group_order), title=when.GROUPINGS[by]))
+    tooltip = ["comparison:N", "group:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
                alt.Tooltip("ci_low:Q", format="+.3f"), alt.Tooltip("ci_high:Q", format="+.3f"),
                "n_checkpoints:Q", "verdict:N"]
     rects = base.transform_filter("isValid(datum.gap) && !datum.too_few").mark_rect().encode(
@@ -25,7 +26,7 @@ def heatmap_spec(comparison: str, metric: str, cost: str, budget_order: tuple, s
         text="label:N", color=alt.condition(f"!datum.too_few && abs(datum.gap) > {0.45 * span}",
                                             alt.value("white"), alt.value("black")))
     return charts.spec_of(alt.layer(rects, too_few, text).properties(
-        title=f"{comparison} (points of {metric})", height=360))
+        title=f"{comparison} (points of {metric})", height=max(240, 90 * len(group_order))))
 
 
 chosen, cost, metric = widgets.analysis_page("when", "When does each class win?")
@@ -34,14 +35,21 @@ if chosen is not None:
                "each class pre-trained at the same data scale, with cost ≤ the budget.")
     tolerance = widgets.url_select_slider("Matched-pair cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3],
                                           "tolerance", 0.1)
+    image_text = st.session_state["page_view"][1]["zoo"] == "image-text"
+    by = widgets.url_selectbox("Group by", list(when.GROUPINGS), "by", format_func=when.GROUPINGS.get,
+                               default="pretrain_data" if image_text else "data_scale")
     result = loaders.derived(chosen, when.when, metric, loaders.budget_grid(chosen, 8),
-                             tolerance=float(tolerance))  # once per server and view
+                             tolerance=float(tolerance), by=by)  # once per server and view
     cells = when.cells_frame(result["cells"])
+    if cells.empty:
+        st.info("No pre-training dataset has ConvNets and another class both under these filters.")
+        st.stop()
     budget_order = [f"{b:g}" for b in result["budgets"]]
+    group_order = tuple(dict.fromkeys(cells["group"].astype(str)))
     span = float(cells["gap"].abs().max()) if cells["gap"].notna().any() else 1.0
     for comparison, part in cells.groupby("comparison", sort=False):
-        charts.draw(heatmap_spec(comparison, metric, cost, tuple(budget_order), span), {"cells": part},
-                    width="stretch")
+        charts.draw(heatmap_spec(comparison, metric, cost, tuple(budget_order), span, by, group_order),
+                    {"cells": part.assign(group=part["group"].astype(str))}, width="stretch")
     st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of each "
                "class under the budget. Orange: the other class ahead, blue: ConvNets ahead; blank: a class has "
                f"no checkpoint there; grey: fewer than {analysis.MIN_CHECKPOINTS} of a class, no verdict. A class "

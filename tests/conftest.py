@@ -137,12 +137,81 @@ def _no_embedded_worker(monkeypatch):
 def _no_sync_network(monkeypatch):
     """No test reaches timm's repository: a sync goes to a closed loopback port."""
     monkeypatch.setenv("MATCHUP_TIMM_RESULTS_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("MATCHUP_OPEN_CLIP_RESULTS_URL", "http://127.0.0.1:9")
 
 
 @pytest.fixture(scope="session")
 def full_db(catalog_db, shared_results, tmp_path_factory) -> Path:
-    """The catalog plus all of timm's published CSVs (skips where ../shared is absent)."""
+    """The catalog plus all of timm's published CSVs (skips where ../shared is absent) and the
+    shipped OpenCLIP snapshot (the image-text zoo's published results)."""
+    from engine.catalog import image_text_published
     path = tmp_path_factory.mktemp("full") / "full.duckdb"
     shutil.copy(catalog_db, path)
     catalog.import_dir(Store(path), shared_results)
+    image_text_published.load_snapshot(Store(path))
     return path
+
+
+# -- a tiny OpenCLIP model in the temporary Hub cache (image-text zoo) -----------------------------
+TINY_CLIP_REPO = "matchup-test/tiny-clip"
+TINY_CLIP_CONFIG = {
+    "model_cfg": {"embed_dim": 32,
+                  "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}},
+    "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711],
+                       "interpolation": "bicubic", "resize_mode": "shortest"}}
+
+
+def write_open_clip_checkpoint(cache: Path, repo_id: str = TINY_CLIP_REPO, seed: int = 0) -> Path:
+    """A tiny CLIP (ViT image tower, transformer text tower) with seeded weights, laid out as the
+    Hub caches an OpenCLIP repo: open_clip_config.json + open_clip_model.safetensors."""
+    import hashlib
+    import json
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+    revision = hashlib.sha1(f"{repo_id}-{seed}".encode()).hexdigest()
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / "open_clip_config.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CLIP_CONFIG["model_cfg"])
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(snapshot / "open_clip_model.safetensors"))
+    return snapshot
+
+
+@pytest.fixture(scope="session")
+def clip_hub(tmp_path_factory) -> Path:
+    cache = tmp_path_factory.mktemp("clip-hub")
+    write_open_clip_checkpoint(cache, seed=3)  # seed 3: its predictions on test_zeroshot's images vary by class
+    return cache
+
+
+@pytest.fixture
+def offline_clip_hub(monkeypatch, clip_hub) -> Path:
+    monkeypatch.setenv("HF_HUB_CACHE", str(clip_hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return clip_hub
+
+
+def write_open_clip_docs(folder: Path, models=(("ViT-B-32", "laion2b_s34b_b79k"), ("convnext_base_w", "laion2b_s13b_b82k"))) -> Path:
+    """OpenCLIP's three docs/ tables in their published layout, with made-up numbers."""
+    from engine.catalog import image_text_published as published
+    folder.mkdir(parents=True, exist_ok=True)
+    zeroshot_columns = [published.AVERAGE_COLUMN, *published.TASKS]
+    lines = [",".join(["name", "pretrained", "params (M)", "FLOPs (B)", *zeroshot_columns])]
+    lines += [",".join([m, t, "151.3", "14.8", *(f"{0.5 + 0.01 * i:.4f}" for i in range(len(zeroshot_columns)))])
+              for m, t in models]
+    (folder / published.RESULTS_FILE).write_text("\n".join(lines) + "\n")
+    retrieval = [f"{d} {side} retr. R@{k}" for d in ("Flickr", "MSCOCO") for side in ("image", "text") for k in (1, 5, 10)]
+    lines = [",".join(["name", "pretrained", "params (M)", "FLOPs (B)", "Average score", *retrieval])]
+    lines += [",".join([m, t, "151.3", "14.8", "0.6", *("0.7" for _ in retrieval)]) for m, t in models]
+    (folder / published.RETRIEVAL_FILE).write_text("\n".join(lines) + "\n")
+    lines = ["model,image_size,image_width,text_width,embed_dim,mparams,image_mparams,text_mparams,gflops,image_gflops,text_gflops"]
+    lines += [f"{m},224,768,512,512,151.28,87.85,63.43,14.78,8.82,5.96" for m, _ in models]
+    (folder / published.PROFILE_FILE).write_text("\n".join(lines) + "\n")
+    return folder

@@ -64,6 +64,13 @@ def test_every_page_renders_with_the_published_data(page, full_app_db):
     assert not at.error
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_the_image_text_zoo(page, full_app_db):
+    at = open_page(page, {"zoo": "image-text", "checkpoint": "open_clip:convnext_base_w.laion2b_s13b_b82k"})
+    assert not at.exception, at.exception
+    assert not at.error
+
+
 def test_a_new_install_opens_on_the_full_published_data_offline(tmp_path, monkeypatch):
     """An empty database gets the catalog and the shipped snapshot in one step, with no network
     (HF offline; a sync would go to a closed port): the Overview draws the gap, not "no points"."""

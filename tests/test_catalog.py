@@ -10,9 +10,10 @@ import timm
 import timm.models
 
 from engine import catalog, taxonomy
+from engine.catalog import image_text, image_text_published
 from engine.catalog import CatalogError
 from engine.store import Store
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_open_clip_docs
 
 RESULTS_HEADER = "model,img_size,top1,top1_err,top5,top5_err,param_count,crop_pct,interpolation\n"
 BENCH_HEADER = ("model,infer_img_size,infer_samples_per_sec,infer_step_time,infer_batch_size,"
@@ -42,12 +43,13 @@ def write_benchmark(folder: Path, name="benchmark-infer-amp-nchw-pt240-cu124-rtx
 def test_refresh_catalogs_every_pretrained_checkpoint_with_a_class(catalog_store):
     info = catalog_store.info()
     n = len(timm.list_pretrained())
-    assert n >= 1800
-    assert info["tables"]["checkpoints"] == n
+    n_image_text = len(image_text.pairs())  # OpenCLIP's (model, tag) pairs: the image-text zoo
+    assert n >= 1800 and n_image_text >= 150
+    assert info["tables"]["checkpoints"] == n + n_image_text
     assert info["joins"]["checkpoints_without_class"] == 0
     counts = catalog_store.class_counts()
     assert set(counts["arch_class"]) == set(taxonomy.ARCH_CLASSES)
-    assert counts["checkpoints"].sum() == n
+    assert counts["checkpoints"].sum() == n + n_image_text
 
 
 def test_refresh_records_each_checkpoints_own_eval_config(catalog_store):
@@ -233,23 +235,28 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_sync_downloads_the_pinned_commit_and_imports_it(shared_results, tmp_path, store):
+def test_sync_downloads_the_pinned_commit_and_imports_it(shared_results, tmp_path, store, monkeypatch):
     commit = catalog.TIMM_RESULTS_COMMIT
     mirror = tmp_path / "mirror" / commit / "results"
     mirror.mkdir(parents=True)
     for name in catalog.TIMM_RESULTS_FILES:
         shutil.copy(shared_results / name, mirror / name)
+    write_open_clip_docs(tmp_path / "mirror" / image_text_published.OPEN_CLIP_COMMIT / "docs")
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp_path / "mirror")))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    monkeypatch.setenv("MATCHUP_OPEN_CLIP_RESULTS_URL", f"http://127.0.0.1:{server.server_port}")
     try:
         report = catalog.sync(store, base_url=f"http://127.0.0.1:{server.server_port}")
         with pytest.raises(CatalogError, match="HTTP 404"):
             catalog.sync(store, commit="0" * 40, base_url=f"http://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
-    assert len(report.imported) == len(catalog.TIMM_RESULTS_FILES) and not report.failed
+    assert len(report.imported) == len(catalog.TIMM_RESULTS_FILES) + 3 and not report.failed
+    [synced] = store.image_text_provenance()
+    assert synced["origin"] == "sync" and synced["commit"] == image_text_published.OPEN_CLIP_COMMIT
+    assert synced["files"] == 3 and synced["rows"] == 2 * (39 + 12) + 2
 
 
 def _closed_port() -> int:

@@ -11,7 +11,8 @@ def test_refresh_list_and_info_from_the_command_line(tmp_path, capsys):
     db = str(tmp_path / "m.duckdb")
     assert main(["--db", db, "catalog", "refresh", "--json"]) == 0
     refreshed = json.loads(capsys.readouterr().out)
-    assert refreshed["checkpoints"] == len(timm.list_pretrained())
+    assert refreshed["image_text_checkpoints"] >= 150  # OpenCLIP's, in the same table (zoo image-text)
+    assert refreshed["checkpoints"] == len(timm.list_pretrained()) + refreshed["image_text_checkpoints"]
 
     assert main(["catalog", "list", "--class", "hybrid", "--json", "--db", db]) == 0
     listed = json.loads(capsys.readouterr().out)

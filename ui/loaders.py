@@ -130,24 +130,26 @@ def current_points(bench_source: str | None = None):
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _metrics(path: str, freshness: str, bench_source: str | None, cost: str) -> list[str]:
+def _metrics(path: str, freshness: str, bench_source: str | None, cost: str, zoo: str) -> list[str]:
     frame = points(path, freshness, bench_source)
-    return sorted(frame.loc[frame["cost_metric"] == cost, "quality_metric"].unique())
+    return sorted(frame.loc[(frame["cost_metric"] == cost) & (frame["zoo"] == zoo), "quality_metric"].unique())
 
 
-def metrics_for(bench_source: str | None, cost: str) -> list[str]:
-    """The quality metrics with points on a cost axis, worked out once per server and data."""
+def metrics_for(bench_source: str | None, cost: str, zoo: str = "imagenet") -> list[str]:
+    """The quality metrics of one zoo with points on a cost axis, once per server and data."""
     store = get_store()
-    return _metrics(str(store.path), store.freshness(), bench_source, cost)
+    return _metrics(str(store.path), store.freshness(), bench_source, cost, zoo)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _selection(path: str, freshness: str, bench_source: str | None, cost: str, metric: str,
-               classes: tuple, data_scales: tuple, sources: tuple | None):
+               classes: tuple, data_scales: tuple, sources: tuple | None, zoo: str = "imagenet",
+               data_sources: tuple = ()):
     chosen = analysis.select(points(path, freshness, bench_source), cost, metric, classes=list(classes) or None,
-                             data_scales=list(data_scales) or None, sources=list(sources) if sources else None)
-    every_class = (_selection(path, freshness, bench_source, cost, metric, (), data_scales, sources)
-                   if classes else chosen)
+                             data_scales=list(data_scales) or None, sources=list(sources) if sources else None,
+                             zoo=zoo, data_sources=list(data_sources) or None)
+    every_class = (_selection(path, freshness, bench_source, cost, metric, (), data_scales, sources, zoo,
+                              data_sources) if classes else chosen)
     _share(chosen, every_class)
     return chosen
 
@@ -218,7 +220,8 @@ def selection(bench_source: str | None, cost: str, metric: str, filters: dict):
     store = get_store()
     return _selection(str(store.path), store.freshness(), bench_source, cost, metric,
                       tuple(filters["classes"] or ()), tuple(filters["data_scales"] or ()),
-                      tuple(filters["sources"]) if filters["sources"] else None)
+                      tuple(filters["sources"]) if filters["sources"] else None, filters.get("zoo", "imagenet"),
+                      tuple(filters.get("data_sources") or ()))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -261,11 +264,15 @@ def probe_note(metric: str) -> str | None:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _robustness(path: str, freshness: str, ood: str):
     from engine import robustness
-    return robustness.robustness(points(path, freshness, None), ood)
+    if ood in robustness.IMAGE_TEXT_OOD:
+        return robustness.image_text_robustness(points(path, freshness, None), ood)
+    zoo = points(path, freshness, None)
+    return robustness.robustness(zoo[zoo["zoo"] != "image-text"] if "zoo" in zoo else zoo, ood)
 
 
 def robustness_view(ood: str) -> dict:
-    """One OOD set's trend and effective robustness, once per server and data (not hashed per rerun)."""
+    """One OOD set's trend and effective robustness (an image-text set: that zoo's), once per
+    server and data (not hashed per rerun)."""
     store = get_store()
     return _robustness(str(store.path), store.freshness(), ood)
 
@@ -277,7 +284,7 @@ def _robustness_shown(path: str, freshness: str, ood: str, classes: tuple, data_
     if classes:
         shown = shown[shown["arch_class"].isin(classes)]
     if data_scales:
-        shown = shown[shown["data_scale"].isin(data_scales)]
+        shown = shown[shown["data_scale"].astype(object).fillna("unknown").isin(data_scales)]
     if shown.empty:
         return {"points": shown}
     return {"points": shown, "by_class": robustness.summary(shown, ["arch_class"]),

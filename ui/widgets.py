@@ -8,7 +8,7 @@ from engine import analysis
 from ui import loaders
 
 COST_LABELS = {"gflops": "GFLOPs (counted)", "params_m": "parameters (M)",
-               "train_flops": "training compute (FLOPs, estimated from recipes)",
+               "train_flops": "training compute (FLOPs: counted forward FLOPs x samples seen, from recipes or tags)",
                "ms_per_img": "ms per image (throughput)", "latency_ms": "latency, batch 1 (ms, measured here)"}
 
 
@@ -100,25 +100,46 @@ def url_select_slider(label: str, options: list[float], key: str, default: float
     return chosen
 
 
+ZOO_LABELS = {"imagenet": "ImageNet classifiers (timm)", "image-text": "Image-text models (OpenCLIP, zero-shot)"}
+DEFAULT_METRIC = {"imagenet": "imagenet.top1", "image-text": "zeroshot:imagenet1k.top1"}
+SCALES = ["≈1M", "≈10M", "≈100M", "≥1B"]
+
+
+def zoo_switch() -> str:
+    """The zoo every analysis page reads, in the sidebar and the URL (?zoo=image-text)."""
+    with st.sidebar:
+        return url_selectbox("Zoo", list(ZOO_LABELS), "zoo", format_func=ZOO_LABELS.get)
+
+
 def global_filters() -> dict:
-    """Class, data scale and source filters, set in the sidebar and shared by every page."""
+    """Zoo, class, data scale and source filters, set in the sidebar and shared by every page.
+    The image-text zoo's scale filter also offers "unknown" (data whose size no source gives)."""
+    zoo = zoo_switch()
+    scales = SCALES + ([analysis.UNKNOWN_SCALE] if zoo == "image-text" else [])
     with st.sidebar:
         st.subheader("Filters")
         classes = url_multiselect("Architecture classes", list(analysis.CLASSES), "classes",
                                   ["ConvNet", "ViT", "Hybrid"])
-        scales = url_multiselect("Pre-training data scale", ["≈1M", "≈10M", "≈100M", "≥1B"], "scale",
-                                 ["≈1M", "≈10M", "≈100M", "≥1B"])
+        switched = st.session_state.get("scale_zoo", zoo) != zoo
+        if switched and set(SCALES) <= set(st.session_state.get("scale", [])):
+            st.session_state["scale"] = scales  # every scale chosen stays every scale in the other zoo
+        elif "scale" in st.session_state:
+            st.session_state["scale"] = [v for v in st.session_state["scale"] if v in scales]
+        st.session_state["scale_zoo"] = zoo
+        chosen = url_multiselect("Pre-training data scale", scales, "scale", scales)
         source = url_selectbox("Source", list(SOURCES), "source")
-    return {"classes": classes, "data_scales": scales, "sources": SOURCES[source]}
+    return {"zoo": zoo, "classes": classes, "data_scales": chosen, "sources": SOURCES[source],
+            "data_sources": None}
 
 
-def cost_and_metric(points_frame) -> tuple[str, str, str | None, object]:
+def cost_and_metric(points_frame, zoo: str = "imagenet") -> tuple[str, str, str | None, object]:
     """Cost axis (with the published device for ms/img) and quality metric pickers; also
-    returns the points for that device."""
+    returns the points for that device. The image-text zoo opens on training compute."""
     store = loaders.get_store()
     left, middle, right = st.columns(3)
     with left:
-        cost = url_selectbox("Cost", list(COST_LABELS), "cost", format_func=COST_LABELS.get)
+        cost = url_selectbox("Cost", list(COST_LABELS), "cost", format_func=COST_LABELS.get,
+                             default="train_flops" if zoo == "image-text" else None)
     bench_source = None
     if cost == "ms_per_img":
         sources = loaders.bench_sources(str(store.path), store.freshness())
@@ -127,10 +148,11 @@ def cost_and_metric(points_frame) -> tuple[str, str, str | None, object]:
             bench_source = url_selectbox("Device (published benchmark file, or here)", options, "device",
                                          default=options[1] if len(options) > 1 else "here")
         points_frame = loaders.current_points(bench_source)
-    metrics = loaders.metrics_for(bench_source, cost)
+    metrics = loaders.metrics_for(bench_source, cost, zoo)
+    default = DEFAULT_METRIC[zoo]
     with middle:
-        metric = url_selectbox("Metric", metrics or ["imagenet.top1"], "metric",
-                               default="imagenet.top1" if "imagenet.top1" in metrics else None)
+        metric = url_selectbox("Metric", metrics or [default], "metric",
+                               default=default if default in metrics else None)
     return cost, metric, bench_source, points_frame
 
 
@@ -145,7 +167,7 @@ EMPTY_COST_AXIS = {
 
 def selected(bench_source: str | None, cost: str, metric: str, filters: dict):
     """Filtered points, or None after telling the user what is missing."""
-    if not loaders.metrics_for(bench_source, cost):
+    if not loaders.metrics_for(bench_source, cost, filters.get("zoo", "imagenet")):
         st.info(EMPTY_COST_AXIS.get(cost, f"No results on the {COST_LABELS.get(cost, cost)} axis yet: import "
                                           "published results (`python -m engine catalog import DIR`) or run "
                                           "evaluations here (`python -m engine eval MODEL --data DIR`)."))
@@ -177,11 +199,34 @@ def analysis_page(page: str, title: str):
     enter(page)
     st.title(title)
     filters = global_filters()
-    cost, metric, bench_source, _points = cost_and_metric(loaders.current_points())
+    cost, metric, bench_source, _points = cost_and_metric(loaders.current_points(), filters["zoo"])
+    st.session_state["page_view"] = (bench_source, filters)  # for same_data_view
     chosen = selected(bench_source, cost, metric, filters)
     if cost == "train_flops":
         training_coverage_note(metric, filters)
     return chosen, cost, metric
+
+
+ALL_DATA = "all pre-training data (mixed)"
+
+
+def same_data_view(chosen, cost: str, metric: str, reference: str = "ConvNet", other: str = "ViT"):
+    """The image-text zoo's same-data question: a picker of the pre-training data both classes
+    were trained on (most ConvNet checkpoints first, in the URL as ?data=), and the view's points
+    on that data alone. Returns (points, data label or None for all data)."""
+    counts = chosen.groupby(["pretrain_data", "arch_class"])["checkpoint"].nunique().unstack(fill_value=0)
+    for column in (reference, other):
+        if column not in counts:
+            counts[column] = 0
+    both = counts[(counts[reference] > 0) & (counts[other] > 0)].sort_values([reference, other], ascending=False)
+    options = [*both.index, ALL_DATA]
+    source = url_selectbox("Same pre-training data for both classes", options, "data", default=options[0],
+                           format_func=lambda o: o if o == ALL_DATA else
+                           f"{o} ({int(counts.at[o, reference])} {reference}s, {int(counts.at[o, other])} {other}s)")
+    if source == ALL_DATA:
+        return chosen, None
+    bench_source, filters = st.session_state["page_view"]
+    return loaders.selection(bench_source, cost, metric, {**filters, "data_sources": [source]}), source
 
 
 def training_coverage_note(metric: str, filters: dict) -> None:
@@ -191,6 +236,12 @@ def training_coverage_note(metric: str, filters: dict) -> None:
     if counts.empty:
         return
     parts = [f"{r.arch_class} {r.missing:,} of {r.total:,}" for r in counts.itertuples() if r.total]
+    if filters.get("zoo") == "image-text":
+        st.caption("Image-text training compute is 3 x (image + text forward FLOPs, counted here) x the samples "
+                   "seen that the OpenCLIP tag states (s34b) or a sourced recipe gives, stage by stage "
+                   "(python -m engine catalog training-compute lists them); left out where neither gives them, "
+                   "by class: " + "; ".join(parts) + ".")
+        return
     st.caption("Training compute is estimated from sourced recipes only (python -m engine catalog "
                "training-compute lists them); left out for want of one, by class: " + "; ".join(parts) + ".")
 

@@ -128,7 +128,7 @@ def _checkpoints_frame(architectures: pd.DataFrame) -> pd.DataFrame:
             "crop_mode": cfg.crop_mode, "interpolation": cfg.interpolation,
             "mean": [float(v) for v in cfg.mean], "std": [float(v) for v in cfg.std],
             "num_classes": cfg.num_classes, "license": cfg.license,
-            "timm_version": timm.__version__})
+            "timm_version": timm.__version__, "zoo": "imagenet"})
     frame = pd.DataFrame(rows)
     for column in ("test_h", "test_w", "num_classes"):
         frame[column] = frame[column].astype("Int64")
@@ -170,28 +170,59 @@ class RefreshReport:
     published_error: str | None = None  # why it was not loaded (missing, damaged, newer)
     training_compute: str = ""       # how many checkpoints have a training-compute estimate
     recipes_refused: str = ""        # one line on recipe rows refused, if any
+    image_text_checkpoints: int = 0  # of `checkpoints`, the OpenCLIP ones (the image-text zoo)
+    open_clip_version: str | None = None
+    image_text_published: str = ""   # what happened to the shipped OpenCLIP snapshot
+    image_text_error: str | None = None
+
+
+def _image_text_architectures(checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """One architectures row per OpenCLIP model (its image tower's class; no classifier head)."""
+    first = checkpoints.groupby("arch", as_index=False).agg(
+        module=("module", "first"), arch_class=("arch_class", "first"), family=("family", "first"),
+        n_pretrained=("checkpoint", "size"), default_input_h=("input_h", "first"),
+        default_input_w=("input_w", "first"))
+    return first.assign(registered=True, note=None, default_num_classes=0)
 
 
 def refresh(store: Store, load_published: bool = True) -> RefreshReport:
-    """Fill `checkpoints`, `architectures` and `reference_points` from the installed timm, offline,
-    load the shipped FLOP counts for this timm version (counts made here are kept) and the shipped
-    snapshot of timm's published results (never over rows from sync or import). A snapshot that
-    cannot be loaded leaves the catalog in place and says why in the report."""
+    """Fill `checkpoints`, `architectures` and `reference_points` from the installed timm and
+    OpenCLIP, offline, load the shipped FLOP counts for these versions (counts made here are
+    kept) and the shipped snapshots of timm's and OpenCLIP's published results (never over rows
+    from sync or import). A snapshot that cannot be loaded leaves the catalog in place and says
+    why in the report."""
+    from engine.catalog import image_text
     timm = _timm()
     architectures = _architectures_frame()
     checkpoints = _checkpoints_frame(architectures)
+    zoo, _ = image_text.load_catalog(timm.__version__)
+    if not zoo.checkpoints.empty:
+        architectures = pd.concat([architectures, _image_text_architectures(zoo.checkpoints)[architectures.columns]],
+                                  ignore_index=True)
+    if not zoo.checkpoints.empty:
+        checkpoints = pd.concat([checkpoints, zoo.checkpoints[checkpoints.columns]], ignore_index=True)
     reference = reference_points_frame()
-    store.replace_catalog(architectures, checkpoints, reference, timm.__version__)
+    store.replace_catalog(architectures, checkpoints, reference, timm.__version__, image_text=zoo.details)
+    open_clip_version = image_text.installed_open_clip()
+    store.upsert_image_text_compute(image_text.shipped_compute(str(open_clip_version)), keep_existing=True)
     loaded = store.upsert_compute(shipped_compute_frame(timm.__version__), keep_existing=True)
-    report = RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__, loaded)
+    loaded += store.upsert_compute(image_text.image_tower_compute(store.image_text_compute_frame(), timm.__version__),
+                                   keep_existing=True)
+    report = RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__, loaded,
+                           image_text_checkpoints=len(zoo.checkpoints), open_clip_version=open_clip_version)
     report.training_compute, report.recipes_refused = refresh_training_compute(store)
     store.mark_catalog_complete(timm.__version__)
     if load_published:
         from engine import snapshot
+        from engine.catalog import image_text_published
         try:
             report.published = snapshot.load(store).message
         except snapshot.SnapshotError as e:
             report.published_error = str(e)
+        try:
+            report.image_text_published = image_text_published.load_snapshot(store)
+        except image_text_published.PublishedError as e:
+            report.image_text_error = str(e)
     return report
 
 
@@ -208,10 +239,22 @@ def refresh_training_compute(store: Store) -> tuple[str, str]:
     heads = dict(zip(inputs["heads"]["arch"], inputs["heads"]["default_num_classes"].fillna(1000).astype(int),
                      strict=True))
     estimates = training_compute.estimate(inputs["checkpoints"], inputs["compute"], book, heads)
-    store.replace_training_compute(training_compute.as_table(estimates))
+    from engine.catalog import image_text
+    try:
+        zoo = image_text.estimate(store.image_text_compute_frame(), store.image_text_catalog(),
+                                  datasets=book.datasets)
+    except (image_text.ImageTextError, OSError, ValueError) as e:
+        zoo, refused = pd.DataFrame(), f"image-text training recipes not loaded: {e}"
+    else:
+        refused = ""
+    both = pd.concat([estimates, zoo], ignore_index=True) if not zoo.empty else estimates
+    store.replace_training_compute(training_compute.as_table(both))
     known = int(estimates["train_flops"].notna().sum())
-    return (f"training compute estimated for {known} of {len(estimates)} checkpoints from "
-            f"{book.stages.groupby(['tag', 'arch_pattern']).ngroups} sourced recipes", book.refused_line())
+    zoo_known = int(zoo["train_flops"].notna().sum()) if not zoo.empty else 0
+    line = "; ".join(x for x in (book.refused_line(), refused) if x)
+    return (f"training compute estimated for {known} of {len(estimates)} ImageNet-zoo checkpoints from "
+            f"{book.stages.groupby(['tag', 'arch_pattern']).ngroups} sourced recipes, and for "
+            f"{zoo_known} of {len(zoo)} image-text checkpoints (samples seen from the tag or a sourced recipe)", line)
 
 
 def training_count_targets(store: Store, missing_only: bool = True) -> pd.DataFrame:
@@ -358,10 +401,16 @@ def import_dir(store: Store, folder: str | os.PathLike, origin: str = "import",
     folder = Path(folder)
     if not folder.is_dir():
         raise CatalogError(f"{folder} is not a folder. Point `catalog import` at timm's results/ "
-                           "folder (the one holding results-imagenet.csv).")
+                           "folder (the one holding results-imagenet.csv) or OpenCLIP's docs/ folder.")
+    from engine.catalog import image_text_published
     report = ImportReport()
+    opened = image_text_published.import_dir(store, folder, origin=origin, commit=None if origin == "import" else commit)
+    report.imported.update(opened.imported)
+    report.failed.update(opened.failed)
     names = None
     for path in sorted(folder.glob("*.csv")):
+        if path.name in image_text_published.FILES:
+            continue
         parsed = parse_file_name(path.name)
         if parsed is None:
             report.skipped[path.name] = ("file name matches neither results-<dataset>.csv nor "
@@ -378,8 +427,9 @@ def import_dir(store: Store, folder: str | os.PathLike, origin: str = "import",
         store.replace_published_file(path.name, parsed.kind, rows, digest, origin=origin, commit=commit)
         report.imported[path.name] = len(rows)
     if not report.imported and not report.failed:
-        raise CatalogError(f"{folder} holds no results-*.csv or benchmark-*.csv files. Point "
-                           "`catalog import` at timm's results/ folder.")
+        raise CatalogError(f"{folder} holds no results-*.csv or benchmark-*.csv files, nor OpenCLIP's "
+                           "openclip_results.csv. Point `catalog import` at timm's results/ folder or "
+                           "OpenCLIP's docs/ folder.")
     return report
 
 
@@ -408,11 +458,22 @@ def download(commit: str, folder: Path, base_url: str | None = None, timeout_s: 
 
 
 def sync(store: Store, commit: str = TIMM_RESULTS_COMMIT, base_url: str | None = None,
-         timeout_s: float = 30.0) -> ImportReport:
-    """Download timm's published CSVs at a pinned commit, then import them."""
+         timeout_s: float = 30.0, open_clip_commit: str | None = None) -> ImportReport:
+    """Download timm's published CSVs at a pinned commit and OpenCLIP's published tables at its
+    pinned commit, then import them."""
+    from engine.catalog import image_text_published
     with tempfile.TemporaryDirectory(prefix="matchup-sync-") as tmp:
         download(commit, Path(tmp), base_url, timeout_s)
-        return import_dir(store, tmp, origin="sync", commit=commit)
+        report = import_dir(store, tmp, origin="sync", commit=commit)
+    try:
+        opened = image_text_published.sync(store, open_clip_commit or image_text_published.OPEN_CLIP_COMMIT,
+                                           timeout_s=timeout_s)
+    except image_text_published.PublishedError as e:
+        report.failed["OpenCLIP docs/"] = str(e)
+    else:
+        report.imported.update(opened.imported)
+        report.failed.update(opened.failed)
+    return report
 
 
 def describe_published(provenance: list[dict], counts: bool = True) -> str:
@@ -435,14 +496,19 @@ def describe_published(provenance: list[dict], counts: bool = True) -> str:
     return "; ".join(parts)
 
 
-def list_checkpoints(store: Store, arch_class: str | None = None) -> pd.DataFrame:
+ZOOS = ("imagenet", "image-text")
+
+
+def list_checkpoints(store: Store, arch_class: str | None = None, zoo: str | None = None) -> pd.DataFrame:
+    if zoo is not None and zoo not in ZOOS:
+        raise CatalogError(f"Unknown zoo {zoo!r}; choose one of {', '.join(ZOOS)}.")
     if arch_class is not None:
         known = {c.lower(): c for c in taxonomy.ARCH_CLASSES}
         if arch_class.lower() not in known:
             raise CatalogError(f"Unknown class {arch_class!r}; choose one of "
                                f"{', '.join(taxonomy.ARCH_CLASSES)}.")
         arch_class = known[arch_class.lower()]
-    return store.list_checkpoints(arch_class)
+    return store.list_checkpoints(arch_class, zoo)
 
 
 def filter_checkpoints(frame: pd.DataFrame, classes=None, families=None, data_scales=None,

@@ -11,16 +11,25 @@ from engine.store import schema
 from engine.store.connection import _now, sql_string
 
 
+IMAGE_TEXT_COMPUTE_COLUMNS = ("model", "image_size", "text_length", "image_params", "text_params", "image_flops",
+                              "text_flops", "train_forward_flops", "counter", "error", "torch_version",
+                              "open_clip_version", "created_at")
+
+
 class CatalogTables:
     def replace_catalog(self, architectures: pd.DataFrame, checkpoints: pd.DataFrame,
-                        reference_points: pd.DataFrame, timm_version: str) -> None:
-        """The whole catalog in one transaction: readers see the old one or the new one."""
+                        reference_points: pd.DataFrame, timm_version: str,
+                        image_text: pd.DataFrame | None = None) -> None:
+        """The whole catalog in one transaction: readers see the old one or the new one.
+        `image_text`: the image-text zoo's details (its checkpoints are in `checkpoints`)."""
         with self.transaction() as con:
-            for table in ("architectures", "checkpoints", "reference_points"):
+            for table in ("architectures", "checkpoints", "reference_points", "image_text"):
                 con.execute(f"DELETE FROM {table}")
             self._insert(con, "architectures", architectures)
             self._insert(con, "checkpoints", checkpoints)
             self._insert(con, "reference_points", reference_points)
+            if image_text is not None and not image_text.empty:
+                self._insert(con, "image_text", image_text)
             self._set_meta(con, catalog_refreshed_at=_now().isoformat(timespec="seconds"),
                            catalog_timm_version=timm_version)
             con.execute("DELETE FROM meta WHERE key = 'catalog_complete'")  # until every step is done
@@ -101,6 +110,82 @@ class CatalogTables:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
+    # -- the image-text zoo's published tables and tower counts ----------------------------------
+    def replace_image_text_file(self, source_file: str, kind: str, table: str, rows: pd.DataFrame, sha256: str,
+                                origin: str = "import", commit: str | None = None) -> None:
+        """One OpenCLIP file's rows replace its previous rows, in one transaction."""
+        if table not in ("published_image_text", "published_image_text_profile"):
+            raise ValueError(table)
+        now = _now()
+        with self.transaction() as con:
+            for other in ("published_image_text", "published_image_text_profile"):
+                con.execute(f"DELETE FROM {other} WHERE source_file = ?", [source_file])
+            self._insert(con, table, rows)
+            con.execute("INSERT OR REPLACE INTO published_image_text_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [source_file, kind, len(rows), sha256, now, origin, commit, now])
+
+    def image_text_origins(self) -> set[str]:
+        with self.connect() as con:
+            return {r[0] for r in con.execute("SELECT DISTINCT origin FROM published_image_text_files").fetchall()}
+
+    def replace_image_text_snapshot(self, frames: dict[str, pd.DataFrame], files: list[tuple], commit: str | None,
+                                    taken_at: str, snapshot: str) -> int | None:
+        """The shipped OpenCLIP snapshot replaces an earlier one in one transaction; nothing
+        changes (None) when rows from sync or import are present."""
+        now = _now()
+        taken = datetime.fromisoformat(taken_at).astimezone(timezone.utc).replace(tzinfo=None)
+        with self.transaction() as con:
+            if con.execute("SELECT count(*) FROM published_image_text_files "
+                           "WHERE origin <> 'snapshot'").fetchall()[0][0]:
+                return None
+            for table in ("published_image_text", "published_image_text_profile", "published_image_text_files"):
+                con.execute(f"DELETE FROM {table}")
+            for table, frame in frames.items():
+                self._insert(con, table, frame)
+            con.executemany("INSERT INTO published_image_text_files VALUES (?, ?, ?, ?, ?, 'snapshot', ?, ?)",
+                            [[name, kind, rows, sha256, now, commit, taken] for name, kind, rows, sha256 in files])
+            self._set_meta(con, image_text_snapshot=snapshot)
+            return sum(len(f) for f in frames.values())
+
+    def image_text_provenance(self) -> list[dict]:
+        with self.connect() as con:
+            cursor = con.execute("""
+                SELECT origin, commit, strftime(coalesce(taken_at, imported_at), '%Y-%m-%dT%H:%M:%S') AS taken_at,
+                       count(*) AS files, CAST(sum(n_rows) AS BIGINT) AS rows
+                FROM published_image_text_files GROUP BY ALL ORDER BY taken_at DESC, origin""")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def upsert_image_text_compute(self, frame: pd.DataFrame, keep_existing: bool = False) -> int:
+        """Counted image-text rows (model, image size, text length), each complete."""
+        if frame.empty:
+            return 0
+        columns = [c for c in frame.columns if c in IMAGE_TEXT_COMPUTE_COLUMNS]
+        frame = frame[columns]
+        conflict = "DO NOTHING" if keep_existing else "DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in columns if c not in ("model", "image_size", "text_length"))
+        with self.transaction() as con:
+            before = con.execute("SELECT count(*) FROM image_text_compute").fetchall()[0][0]
+            con.register("incoming", frame)
+            try:
+                con.execute(f"INSERT INTO image_text_compute ({', '.join(columns)}) SELECT {', '.join(columns)} "
+                            f"FROM incoming ON CONFLICT (model, image_size, text_length) {conflict}")
+            finally:
+                con.unregister("incoming")
+            return con.execute("SELECT count(*) FROM image_text_compute").fetchall()[0][0] - before
+
+    def image_text_catalog(self) -> pd.DataFrame:
+        """The image-text zoo's details with each checkpoint's image size."""
+        with self.connect() as con:
+            return con.execute("""SELECT t.*, c.input_h, c.arch_class, c.family, c.pretrain_data, c.data_scale
+                                  FROM image_text t JOIN checkpoints c USING (checkpoint)
+                                  ORDER BY checkpoint""").df()
+
+    def image_text_compute_frame(self) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(f"SELECT {', '.join(IMAGE_TEXT_COMPUTE_COLUMNS)} FROM image_text_compute "
+                               "ORDER BY model, image_size, text_length").df()
+
     COMPUTE_COLUMNS = ("arch", "img_size", "num_classes", "img_width", "params", "flops", "macs",
                        "attention_flops", "flops_by_module", "reparameterizable", "counter",
                        "device", "error", "torch_version",
@@ -148,8 +233,8 @@ class CatalogTables:
         """What the estimator reads: the checkpoints, the counted FLOPs and each architecture's
         default head (for teachers)."""
         with self.connect() as con:
-            return {"checkpoints": con.execute("SELECT checkpoint, arch, tag, input_h, num_classes "
-                                               "FROM checkpoints").df(),
+            return {"checkpoints": con.execute("SELECT checkpoint, arch, tag, input_h, num_classes FROM checkpoints "
+                                               "WHERE coalesce(zoo, 'imagenet') = 'imagenet'").df(),
                     "compute": con.execute("SELECT arch, img_size, img_width, num_classes, flops, error "
                                            "FROM compute").df(),
                     "heads": con.execute("SELECT arch, default_num_classes FROM architectures").df()}
@@ -163,6 +248,7 @@ class CatalogTables:
             WITH needed AS (
                 SELECT arch, coalesce(test_h, input_h) AS img_size,
                        coalesce(test_w, input_w) AS img_width, num_classes FROM checkpoints
+                WHERE coalesce(zoo, 'imagenet') = 'imagenet'
                 UNION
                 SELECT c.arch, r.img_size,
                        CASE WHEN r.img_size = c.input_h THEN c.input_w ELSE r.img_size END,
@@ -225,6 +311,7 @@ class CatalogTables:
                 FROM checkpoints c
                 LEFT JOIN compute k ON k.arch = c.arch AND k.img_size = coalesce(c.test_h, c.input_h)
                                    AND k.num_classes = c.num_classes AND k.error IS NULL
+                WHERE coalesce(c.zoo, 'imagenet') = 'imagenet'
                 ORDER BY c.checkpoint""").df()
 
     def throughputs(self, device_name: str, precision: str, published_file: str | None) -> pd.DataFrame:
@@ -264,24 +351,31 @@ class CatalogTables:
                 "SELECT arch_class, count(*) AS checkpoints FROM checkpoints"
                 " GROUP BY arch_class ORDER BY checkpoints DESC").df()
 
-    def list_checkpoints(self, arch_class: str | None = None) -> pd.DataFrame:
-        """Checkpoints with class, params and published ImageNet top-1 (when imported)."""
+    def list_checkpoints(self, arch_class: str | None = None, zoo: str | None = None) -> pd.DataFrame:
+        """Checkpoints with zoo, class, params and published ImageNet top-1 (when imported): the
+        classifier's top-1, or for an image-text checkpoint its published zero-shot top-1."""
         sql = """
             WITH imagenet AS (
                 SELECT checkpoint, max(top1) AS top1, max(param_count) AS param_count,
                        arg_max(img_size, top1) AS img_size
                 FROM published_results WHERE dataset = 'imagenet' GROUP BY checkpoint),
+            zeroshot AS (
+                SELECT checkpoint, max(value) AS top1 FROM published_image_text
+                WHERE metric = 'zeroshot:imagenet1k.top1' GROUP BY checkpoint),
             counted AS (SELECT arch, max(params) AS params FROM compute GROUP BY arch)
-            SELECT c.checkpoint, c.arch_class, c.family, c.pretrain_data, c.data_scale,
-                   coalesce(i.param_count, counted.params / 1e6) AS params_m,
-                   i.top1 AS imagenet_top1, i.img_size AS published_img_size
+            SELECT c.checkpoint, coalesce(c.zoo, 'imagenet') AS zoo, c.arch_class, c.family, c.pretrain_data,
+                   c.data_scale, coalesce(i.param_count, counted.params / 1e6) AS params_m,
+                   i.top1 AS imagenet_top1, i.img_size AS published_img_size,
+                   z.top1 AS zeroshot_imagenet_top1, t.samples_seen, t.timm_checkpoint
             FROM checkpoints c
             LEFT JOIN imagenet i USING (checkpoint)
+            LEFT JOIN zeroshot z USING (checkpoint)
+            LEFT JOIN image_text t USING (checkpoint)
             LEFT JOIN counted ON counted.arch = c.arch
-            WHERE ? IS NULL OR lower(c.arch_class) = lower(?)
+            WHERE (? IS NULL OR lower(c.arch_class) = lower(?)) AND (? IS NULL OR coalesce(c.zoo, 'imagenet') = ?)
             ORDER BY c.checkpoint"""
         with self.connect() as con:
-            return con.execute(sql, [arch_class, arch_class]).df()
+            return con.execute(sql, [arch_class, arch_class, zoo, zoo]).df()
 
     def info(self) -> dict:
         """Row counts, joins, schema version and file facts, for `db info` and the sidebar."""

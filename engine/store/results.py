@@ -57,6 +57,24 @@ class MeasuredResults:
     def put_eval(self, row: dict, job: tuple[str, str] | None = None) -> None:
         self._put_result("evals", self.EVAL_COLUMNS, row, job)
 
+    ZEROSHOT_COLUMNS = ("cache_key", "checkpoint", "hub_revision", "dataset_id", "dataset_name", "dataset_root",
+                        "dataset_fingerprint", "classnames", "templates_name", "templates", "img_size", "crop_mode",
+                        "interpolation", "precision", "device_name", "n_images", "n_classes", "top1", "top5",
+                        "balanced_accuracy", "seconds", "images_per_sec", "skipped_images", "torch_version",
+                        "open_clip_version", "cuda_version", "details", "created_at")
+
+    def zeroshot_result(self, key: str) -> dict | None:
+        row = self._cached("zeroshots", key)
+        if row is not None:
+            row["classnames"], row["templates"] = json.loads(row["classnames"]), json.loads(row["templates"])
+        return row
+
+    def put_zeroshot(self, row: dict, job: tuple[str, str] | None = None) -> None:
+        """A zero-shot result; class names and templates as JSON lists (part of what was measured)."""
+        self._put_result("zeroshots", self.ZEROSHOT_COLUMNS,
+                         {**row, "classnames": json.dumps(list(row["classnames"])),
+                          "templates": json.dumps(list(row["templates"]))}, job)
+
     PROBE_COLUMNS = ("cache_key", "checkpoint", "hub_revision", "dataset_name", "dataset_root",
                      "dataset_fingerprint", "val_fingerprint", "n_images", "n_classes", "classes", "protocol",
                      "folds", "shots", "seed", "feature_dim", "feature_source", "img_size",
@@ -81,7 +99,8 @@ class MeasuredResults:
 
     def analysis_inputs(self) -> dict[str, pd.DataFrame]:
         """Everything engine.analysis assembles points from, one frame per source."""
-        facts = "c.arch, c.arch_class, c.family, c.pretrain_data, c.data_scale, c.num_classes"
+        facts = ("c.arch, c.arch_class, c.family, c.pretrain_data, c.data_scale, c.num_classes, "
+                 "coalesce(c.zoo, 'imagenet') AS zoo")
         queries = {
             "published": f"""SELECT r.checkpoint, {facts}, r.img_size, r.dataset, r.top1, r.top5
                              FROM published_results r JOIN checkpoints c USING (checkpoint)""",
@@ -96,6 +115,12 @@ class MeasuredResults:
             "reference": "SELECT * FROM reference_points",
             "training_compute": "SELECT checkpoint, train_flops, confidence FROM training_compute "
                                 "WHERE train_flops IS NOT NULL",
+            "image_text_published": f"""SELECT p.checkpoint, {facts}, c.input_h AS img_size, p.metric, p.value
+                                         FROM published_image_text p JOIN checkpoints c USING (checkpoint)
+                                         WHERE p.value IS NOT NULL""",
+            "zeroshots": f"""SELECT z.checkpoint, {facts}, z.img_size, z.dataset_id, z.created_at, z.top1, z.top5,
+                                    z.balanced_accuracy
+                             FROM zeroshots z JOIN checkpoints c USING (checkpoint)""",
             "probes": f"""SELECT p.checkpoint, {facts}, p.img_size, p.dataset_name, p.dataset_fingerprint, p.protocol, p.folds,
                                  p.shots, p.n_images, p.created_at, p.accuracy, p.balanced_accuracy, p.macro_f1, p.nll
                           FROM probes p JOIN checkpoints c USING (checkpoint)""",
@@ -123,6 +148,12 @@ class MeasuredResults:
             "benchmarks": """SELECT b.* EXCLUDE (details) FROM benchmarks b JOIN checkpoints k ON k.arch = b.arch
                              WHERE k.checkpoint = ? ORDER BY b.created_at DESC""",
             "training": "SELECT * FROM training_compute WHERE checkpoint = ?",
+            "image_text": "SELECT * FROM image_text WHERE checkpoint = ?",
+            "published_image_text": """SELECT metric, value, source_file FROM published_image_text
+                                       WHERE checkpoint = ? ORDER BY metric""",
+            "zeroshots": """SELECT dataset_name, n_classes, templates_name, n_images, top1, top5, balanced_accuracy,
+                                   precision, device_name, images_per_sec, created_at
+                            FROM zeroshots WHERE checkpoint = ? ORDER BY created_at DESC""",
         }
         with self.connect() as con:
             return {name: con.execute(sql, [checkpoint]).df() for name, sql in queries.items()}

@@ -98,8 +98,44 @@ MIGRATIONS.append(
             finetune_flops DOUBLE, samples_seen DOUBLE, n_stages INTEGER, stages JSON,
             confidence VARCHAR, sources JSON, complete BOOLEAN, note VARCHAR)""",
     ]))
+MIGRATIONS.append(
+    (6, [  # the image-text zoo (OpenCLIP): catalog details, tower FLOPs, published tables, zero-shot runs
+        "ALTER TABLE checkpoints ADD COLUMN zoo VARCHAR",
+        """CREATE TABLE image_text (
+            checkpoint VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, tag VARCHAR NOT NULL,
+            data_source VARCHAR, data_label VARCHAR, data_pairs DOUBLE, samples_seen DOUBLE,
+            samples_how VARCHAR, quick_gelu BOOLEAN, needs_quick_gelu_name BOOLEAN,
+            context_length INTEGER, image_tower VARCHAR, text_tower VARCHAR,
+            timm_checkpoint VARCHAR, timm_link_evidence VARCHAR, open_clip_version VARCHAR)""",
+        """CREATE TABLE image_text_compute (
+            model VARCHAR, image_size INTEGER, text_length INTEGER, image_params BIGINT,
+            text_params BIGINT, image_flops DOUBLE, text_flops DOUBLE, train_forward_flops DOUBLE,
+            counter VARCHAR, error VARCHAR, torch_version VARCHAR, open_clip_version VARCHAR,
+            created_at TIMESTAMP, PRIMARY KEY (model, image_size, text_length))""",
+        """CREATE TABLE published_image_text (
+            source_file VARCHAR NOT NULL, model VARCHAR NOT NULL, tag VARCHAR NOT NULL,
+            checkpoint VARCHAR, metric VARCHAR NOT NULL, value DOUBLE)""",
+        """CREATE TABLE published_image_text_profile (
+            source_file VARCHAR NOT NULL, model VARCHAR NOT NULL, image_size INTEGER,
+            image_width INTEGER, text_width INTEGER, embed_dim INTEGER, mparams DOUBLE,
+            image_mparams DOUBLE, text_mparams DOUBLE, gflops DOUBLE, image_gflops DOUBLE,
+            text_gflops DOUBLE)""",
+        """CREATE TABLE published_image_text_files (
+            source_file VARCHAR PRIMARY KEY, kind VARCHAR, n_rows INTEGER, sha256 VARCHAR,
+            imported_at TIMESTAMP, origin VARCHAR, commit VARCHAR, taken_at TIMESTAMP)""",
+        """CREATE TABLE zeroshots (
+            cache_key VARCHAR PRIMARY KEY, checkpoint VARCHAR NOT NULL, hub_revision VARCHAR,
+            dataset_id VARCHAR, dataset_name VARCHAR, dataset_root VARCHAR,
+            dataset_fingerprint VARCHAR, classnames JSON, templates_name VARCHAR, templates JSON,
+            img_size INTEGER, crop_mode VARCHAR, interpolation VARCHAR, precision VARCHAR,
+            device_name VARCHAR, n_images INTEGER, n_classes INTEGER, top1 DOUBLE, top5 DOUBLE,
+            balanced_accuracy DOUBLE, seconds DOUBLE, images_per_sec DOUBLE,
+            skipped_images INTEGER, torch_version VARCHAR, open_clip_version VARCHAR,
+            cuda_version VARCHAR, details JSON, created_at TIMESTAMP)""",
+    ]))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",
           "published_files", "reference_points", "evals", "benchmarks", "jobs", "workers", "probes",
-          "training_compute")
+          "training_compute", "image_text", "image_text_compute", "published_image_text",
+          "published_image_text_profile", "published_image_text_files", "zeroshots")
