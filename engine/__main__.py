@@ -53,14 +53,20 @@ def cmd_catalog(args, store: Store) -> int:
         if args.json:
             _print_json({**report.__dict__, "seconds": round(seconds, 3)})
         else:
-            print(f"catalog: {report.checkpoints} pretrained checkpoints of "
+            print(f"catalog: {report.checkpoints - report.image_text_checkpoints} pretrained checkpoints of "
                   f"{report.architectures} architectures (timm {report.timm_version}), "
                   f"{report.reference_points} reference points, {report.compute_loaded} shipped "
                   f"FLOP counts, in {seconds:.2f} s")
+            print(f"image-text zoo: {report.image_text_checkpoints} OpenCLIP checkpoints "
+                  f"(open_clip {report.open_clip_version})")
             if report.published_error:
                 print(f"warning: {report.published_error}", file=sys.stderr)
             else:
                 print(f"published results: {report.published}")
+            if report.image_text_error:
+                print(f"warning: {report.image_text_error}", file=sys.stderr)
+            elif report.image_text_published:
+                print(f"OpenCLIP published results: {report.image_text_published}")
             print(report.training_compute)
             if report.recipes_refused:
                 print(f"warning: {report.recipes_refused}", file=sys.stderr)
@@ -82,6 +88,19 @@ def cmd_catalog(args, store: Store) -> int:
               f"({', '.join(f'{c} {n}' for c, n in known['confidence'].value_counts().items())})")
         shown = known.assign(train=known["train_flops"].map(lambda v: f"{v:.3g}"))
         print(shown[["checkpoint", "arch_class", "train", "confidence"]].to_string(index=False))
+        return 0
+    if args.action == "snapshot" and args.open_clip_source:
+        from pathlib import Path
+        from engine.catalog import image_text_published
+        provenance = image_text_published.write_snapshot(Path(args.open_clip_source),
+                                                         Path(args.out) if args.out else None,
+                                                         args.open_clip_commit)
+        if args.json:
+            _print_json(provenance)
+        else:
+            rows = sum(t["rows"] for t in provenance["tables"].values())
+            print(f"snapshot of OpenCLIP {provenance['commit'][:8]}: {len(provenance['files'])} files, {rows} rows "
+                  f"({time.perf_counter() - started:.1f} s)")
         return 0
     if args.action == "snapshot":
         from pathlib import Path
@@ -105,15 +124,16 @@ def cmd_catalog(args, store: Store) -> int:
         report = catalog.sync(store, commit=args.commit)
         return _import_summary(report, args.json, time.perf_counter() - started)
     if args.action == "list":
-        frame = catalog.list_checkpoints(store, args.arch_class)
+        frame = catalog.list_checkpoints(store, args.arch_class, args.zoo)
         if args.json:
             _print_json(_records(frame))
         elif frame.empty:
             print("no checkpoints; run `python -m engine catalog refresh` first")
         else:
+            # top1: ImageNet top-1 as published: the classifier's, or an image-text model's zero-shot
+            frame = frame.assign(top1=frame["imagenet_top1"].fillna(frame["zeroshot_imagenet_top1"]))
             shown = frame[["checkpoint", "arch_class", "family", "pretrain_data", "params_m",
-                           "imagenet_top1"]].rename(columns={"arch_class": "class",
-                                                             "imagenet_top1": "top1"})
+                           "top1"]].rename(columns={"arch_class": "class"})
             print(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.2f}"))
         return 0
     raise AssertionError(args.action)
@@ -285,9 +305,24 @@ def cmd_probe(args, store: Store) -> int:
     return 0
 
 
+def _pass_bars(bars: dict, quiet: bool):
+    """A progress callback drawing one bar per decoding pass, named after the checkpoints it
+    feeds (eval and zeroshot); the caller closes `bars`."""
+    from tqdm import tqdm
+
+    def progress(state):
+        name = ", ".join(state["checkpoints"])
+        if name not in bars:
+            for other in bars.values():
+                other.close()
+            bars[name] = tqdm(total=state["total"], unit="img", desc=name, disable=quiet)
+        bars[name].n = state["done"]
+        bars[name].set_postfix(img_s=f"{state['images_per_sec']:.1f}")
+    return progress
+
+
 def cmd_eval(args, store: Store) -> int:
     import pandas as pd
-    from tqdm import tqdm
     from engine import datasets, evaluate
     dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant, file_rule=args.file_rule)
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision,
@@ -297,18 +332,8 @@ def cmd_eval(args, store: Store) -> int:
                                      **({"workers": args.workers} if args.workers is not None else {}))
     _say_what_was_read(dataset, args)
     bars = {}
-
-    def progress(state):
-        """One bar per decoding pass, named after the checkpoints it feeds."""
-        name = ", ".join(state["checkpoints"])
-        if name not in bars:
-            for other in bars.values():
-                other.close()
-            bars[name] = tqdm(total=state["total"], unit="img", desc=name, disable=args.json)
-        bars[name].n = state["done"]
-        bars[name].set_postfix(img_s=f"{state['images_per_sec']:.1f}")
     rows = evaluate.evaluate(store, args.models, dataset, settings, force=args.force,
-                             progress=progress)
+                             progress=_pass_bars(bars, args.json))
     for bar in bars.values():
         bar.close()
     summary = pd.DataFrame([{**{k: v for k, v in row.items() if k != "details"},
@@ -326,6 +351,35 @@ def cmd_eval(args, store: Store) -> int:
         if skipped:
             print(f"{row['checkpoint']}: {row['details']['skipped_images']} images could not be decoded and "
                   f"were skipped (first: {skipped[0]}); every path is in the result's details")
+    return 0
+
+
+def cmd_zeroshot(args, store: Store) -> int:
+    """Zero-shot accuracy of image-text checkpoints on a folder of classes (engine.measure.zeroshot)."""
+    import pandas as pd
+    from engine import evaluate
+    from engine.measure import zeroshot
+    dataset = zeroshot.open_folder(args.data, classnames=args.classnames, file_rule=args.file_rule)
+    settings = evaluate.EvalSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                     limit=args.limit, channels_last=args.channels_last,
+                                     decoded_cache_gb=args.decoded_cache_gb, strict=args.strict,
+                                     **({"workers": args.workers} if args.workers is not None else {}))
+    _say_what_was_read(dataset, args)
+    print(f"{dataset.num_classes} classes ({dataset.classnames_from}): "
+          f"{', '.join(dataset.classnames[:5])}{' ...' if dataset.num_classes > 5 else ''}", file=sys.stderr)
+    bars = {}
+    rows = zeroshot.zeroshot(store, args.models, dataset, templates=args.templates, settings=settings,
+                             force=args.force, progress=_pass_bars(bars, args.json))
+    for bar in bars.values():
+        bar.close()
+    summary = pd.DataFrame([{**{k: v for k, v in row.items() if k not in ("details", "classnames", "templates")},
+                             "n_templates": len(row["templates"]),
+                             "text_embeddings": row["details"].get("text_embeddings")} for row in rows])
+    if args.json:
+        _print_json(_records(summary))
+        return 0
+    print(summary[["checkpoint", "n_images", "n_classes", "top1", "top5", "balanced_accuracy", "templates_name",
+                   "img_size", "images_per_sec", "cached"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
@@ -368,6 +422,9 @@ def cmd_sweep(args, store: Store) -> int:
                                 from_file=args.from_file, published_only=args.published_only)
     if args.probe is not None:
         return _sweep_probe(args, store, sweep.select(store, selection))
+    if args.zeroshot is not None:
+        selection.zoo = "image-text"
+        return _sweep_zeroshot(args, store, sweep.select(store, selection))
     if not args.data and not (args.dry_run and args.images):
         raise sweep.SweepError("`sweep` needs --data DIR (the evaluation set); a --dry-run can plan "
                                "for --images N without one.")
@@ -457,6 +514,59 @@ def _sweep_probe(args, store: Store, checkpoints: list[str]) -> int:
     return 1 if (frame["status"] == "failed").any() else 0
 
 
+def _sweep_zeroshot(args, store: Store, checkpoints: list[str]) -> int:
+    """sweep --zeroshot DIR: zero-shot runs of every selected image-text checkpoint, resumable
+    (stored results are skipped), sharing decoding passes and the decoded-image cache as eval's do."""
+    import pandas as pd
+    from tqdm import tqdm
+    from engine import evaluate
+    from engine.measure import zeroshot
+    folder = args.zeroshot or args.data
+    if args.ray is not None:
+        raise zeroshot.ZeroShotError("`sweep --zeroshot` runs on this machine (one decoding pass feeds several "
+                                     "checkpoints); --ray fans out eval sweeps only. Drop --ray.")
+    if not folder:
+        raise zeroshot.ZeroShotError("`sweep --zeroshot` needs the class folder: --zeroshot DIR (or --zeroshot --data DIR).")
+    data = zeroshot.open_folder(folder, classnames=args.classnames, file_rule=args.file_rule)
+    settings = evaluate.EvalSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                     limit=args.limit, channels_last=args.channels_last,
+                                     decoded_cache_gb=args.decoded_cache_gb, strict=args.strict,
+                                     **({"workers": args.workers} if args.workers is not None else {}))
+    print(f"zero-shot sweep: {len(checkpoints)} checkpoints on {len(data)} images in {data.num_classes} classes "
+          f"({data.opened_with['path']})", file=sys.stderr)
+    stored = [c for c in checkpoints if zeroshot.lookup(store, c, data, args.templates, settings) is not None]
+    if args.dry_run:
+        payload = {"checkpoints": checkpoints, "stored": stored, "to_run": [c for c in checkpoints if c not in stored]}
+        if args.json:
+            _print_json(payload)
+        else:
+            print(f"{len(payload['to_run'])} to run, {len(stored)} already stored")
+        return 0
+    bar = tqdm(total=len(checkpoints), unit="ckpt", disable=args.json)
+    report = []
+
+    def finished(row):
+        report.append({"checkpoint": row["checkpoint"], "status": "in the store" if row["cached"] else "done",
+                       "top1": row["top1"], "top5": row["top5"], "balanced_accuracy": row["balanced_accuracy"],
+                       "n_images": row["n_images"], "images_per_sec": row["images_per_sec"], "error": None})
+        bar.update(1)
+
+    def failed(checkpoint, message):
+        report.append({"checkpoint": checkpoint, "status": "failed", "error": message})
+        bar.update(1)
+    zeroshot.zeroshot(store, checkpoints, data, templates=args.templates, settings=settings,
+                      on_error=failed, on_result=finished)
+    bar.close()
+    frame = pd.DataFrame(report)
+    if args.json:
+        _print_json({"results": _records(frame)})
+    else:
+        print(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.2f}"))
+        for row in frame[frame["status"] == "failed"].itertuples():
+            print(f"failed {row.checkpoint}: {row.error}", file=sys.stderr)
+    return 1 if (frame["status"] == "failed").any() else 0
+
+
 def cmd_jobs(args, store: Store) -> int:
     from engine import jobs
     if args.action == "add":
@@ -468,6 +578,11 @@ def cmd_jobs(args, store: Store) -> int:
             base.update(data=args.data, labels=args.labels, variant=args.variant, limit=args.limit,
                         workers=args.workers,
                         batch_size=128 if args.batch_size == "auto" else args.batch_size)
+        elif args.kind == "zeroshot":
+            if not args.data:
+                raise jobs.JobError("`jobs add zeroshot` needs --data DIR (a folder with one sub-folder per class).")
+            base.update(data=args.data, classnames=args.classnames, templates=args.templates, limit=args.limit,
+                        workers=args.workers, batch_size=128 if args.batch_size == "auto" else args.batch_size)
         elif args.kind == "probe":
             if not args.data:
                 raise jobs.JobError("`jobs add probe` needs --data DIR (a folder with one sub-folder per class).")
@@ -554,7 +669,8 @@ def cmd_analyze(args, store: Store) -> int:
         raise MatchupError(f"analyze {args.kind} needs --cost ({', '.join(analysis.COST_METRICS)}).")
     try:
         filters = dict(data_scales=_csv_list(args.data_scale, flag="--data-scale"), families=_csv_list(args.families, flag="--families"),
-                       sources=_csv_list(args.source, flag="--source"), img_size_range=_size_range(args.img_size))
+                       sources=_csv_list(args.source, flag="--source"), img_size_range=_size_range(args.img_size),
+                       data_sources=_csv_list(args.pretrain_data, flag="--pretrain-data"))
         chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes, flag="--classes"), **filters)
         # default budgets span every class's points: which classes are compared never moves them
         all_classes = analysis.select(points, args.cost, args.quality, **filters)
@@ -582,7 +698,7 @@ def cmd_analyze(args, store: Store) -> int:
         elif args.kind == "when":
             from engine import when
             payload = {**header, **when.when(chosen, args.quality, budgets or analysis.log_budgets(all_classes, n=8),
-                                              args.tolerance, n_boot, args.seed)}
+                                              args.tolerance, n_boot, args.seed, by=args.by)}
             payload["verdicts"] = {other: when.explained_verdict(chosen, args.quality, payload["budgets"], other,
                                                                  reference, n_boot=n_boot, seed=args.seed)
                                    for other, reference in when.COMPARISONS}
@@ -603,12 +719,14 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
     robustness per checkpoint, class and data scale; with --cost, the budget gap on the OOD metric."""
     from engine import analysis, robustness
     ood, _, metric = args.quality.partition(".")
-    if ood not in robustness.OOD_SETS:
+    if ood not in robustness.OOD_SETS and ood not in robustness.IMAGE_TEXT_OOD:
         raise MatchupError(f"analyze robustness takes --quality <OOD set>.top1 with the set one of "
-                           f"{', '.join(robustness.OOD_SETS)}; not {args.quality!r}.")
+                           f"{', '.join([*robustness.OOD_SETS, *robustness.IMAGE_TEXT_OOD])}; not {args.quality!r}.")
     try:
         n_boot = args.n_boot or robustness.ROBUSTNESS_N_BOOT
-        result = robustness.robustness(points, ood, metric or "top1", n_boot, args.seed)
+        result = (robustness.image_text_robustness(points, ood, n_boot, args.seed) if ood in robustness.IMAGE_TEXT_OOD
+                  else robustness.robustness(points[points["zoo"] != "image-text"], ood, metric or "top1", n_boot,
+                                             args.seed))
         shown = result["points"]
         for column, wanted in (("arch_class", _csv_list(args.classes, flag="--classes")), ("data_scale", _csv_list(args.data_scale, flag="--data-scale")),
                                ("family", _csv_list(args.families, flag="--families"))):
@@ -683,7 +801,7 @@ def _print_analysis(p: dict) -> None:
     elif p["analysis"] == "when":
         for cell in p["cells"]:
             if cell["gap"] is not None:
-                print(f"  {cell['data_scale']} ≤{cell['budget']:g} {cell['comparison']}: "
+                print(f"  {cell['group']} ≤{cell['budget']:g} {cell['comparison']}: "
                       f"{analysis.with_ci(cell['gap'], cell['ci_low'], cell['ci_high'])} n={cell['n_checkpoints']} "
                       f"{analysis.verdict_label(cell) if cell['verdict'] != 'too few' else 'too few'}")
         for key, both in p["pairs"].items():
@@ -782,12 +900,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timm's results/ folder at --commit (default: download it at --commit)")
     p.add_argument("--commit", default=TIMM_RESULTS_COMMIT, help="the timm commit the files are from")
     p.add_argument("--out", metavar="DIR", help="where to write (default: $MATCHUP_SNAPSHOT_DIR, else data/published)")
+    from engine.catalog.image_text_published import OPEN_CLIP_COMMIT
+    p.add_argument("--open-clip-from", dest="open_clip_source", metavar="DIR",
+                   help="write the OpenCLIP snapshot instead (data/published/open_clip), from a folder holding "
+                        "OpenCLIP's docs/ CSVs at --open-clip-commit")
+    p.add_argument("--open-clip-commit", default=OPEN_CLIP_COMMIT, help="the open_clip commit the files are from")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("training-compute", parents=[common],
                                help="each checkpoint's training compute, with its recipe stages and sources")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("list", parents=[common], help="checkpoints with class, params, published top-1")
     p.add_argument("--class", dest="arch_class", help="ConvNet, ViT, Hybrid or MLP")
+    p.add_argument("--zoo", choices=("imagenet", "image-text"),
+                   help="ImageNet classifiers (timm) or image-text models (OpenCLIP); default both")
     p.add_argument("--json", action="store_true")
 
     prof = commands.add_parser("profile", parents=[common], help="count params and FLOPs")
@@ -825,6 +950,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--force", action="store_true", help="recompute even when cached")
     ev.add_argument("--json", action="store_true")
 
+    zs = commands.add_parser("zeroshot", parents=[common],
+                             help="zero-shot accuracy of image-text (OpenCLIP) checkpoints on your own classes")
+    zs.add_argument("models", nargs="+", metavar="MODEL",
+                    help="open_clip:<model>.<tag> (catalog list --zoo image-text) or open_clip:hf-hub:ORG/REPO")
+    zs.add_argument("--data", required=True, help="a folder with one sub-folder of images per class "
+                    "(its name is the class name; ImageNet synset folders get the 1000 ImageNet names)")
+    zs.add_argument("--classnames", metavar="FILE", help="one class name per line, in the sorted order of the folders")
+    zs.add_argument("--templates", metavar="NAME|FILE",
+                    help="a template set (imagenet1k, cifar10, ...: CLIP Benchmark's) or a file of one template "
+                         "per line with {c} for the class name (default: imagenet1k for synset folders, else cifar10)")
+    zs.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    zs.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (autocast)")
+    zs.add_argument("--batch-size", type=options.arg("batch_size"), default=128)
+    zs.add_argument("--workers", type=options.arg("workers"), help="DataLoader workers (default: min(4, cores))")
+    zs.add_argument("--limit", type=options.arg("limit"), help="a fixed sample of N images")
+    zs.add_argument("--channels-last", action="store_true")
+    zs.add_argument("--file-rule", choices=("matchup", "timm"), default="matchup", help="which files make the set")
+    zs.add_argument("--strict", action="store_true", help="fail on the first undecodable image")
+    zs.add_argument("--decoded-cache-gb", type=options.arg("decoded_cache_gb"),
+                    help="budget of the decoded-image cache (0: decode every time)")
+    zs.add_argument("--force", action="store_true", help="recompute even when cached")
+    zs.add_argument("--json", action="store_true")
+
     pr = commands.add_parser("probe", parents=[common], help="linear probe of frozen features on your labelled folder")
     pr.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint id arch.tag")
     pr.add_argument("--data", required=True, help="a folder with one sub-folder of images per class")
@@ -854,6 +1002,10 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_options(sw, data_required=False)
     sw.add_argument("--compile", action="store_true", help="torch.compile each model")
     sw.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
+    sw.add_argument("--zeroshot", nargs="?", const="", metavar="DIR",
+                    help="zero-shot runs of image-text checkpoints on this class folder (or on --data)")
+    sw.add_argument("--classnames", metavar="FILE", help="--zeroshot: one class name per line, in folder order")
+    sw.add_argument("--templates", metavar="NAME|FILE", help="--zeroshot: a template set or file (as for zeroshot)")
     sw.add_argument("--probe", nargs="?", const="", metavar="DIR",
                     help="linear probes on this labelled folder (or on --data) instead of evaluations")
     sw.add_argument("--folds", type=options.arg("folds"), default=5, help="--probe: stratified folds")
@@ -876,6 +1028,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--data-scale", help="comma-separated buckets: ≈1M,≈10M,≈100M,≥1B")
     an.add_argument("--families", help="comma-separated families, e.g. convnext,vit")
     an.add_argument("--source", help="published, measured here, or a paper source id")
+    an.add_argument("--pretrain-data", help="comma-separated pre-training data, e.g. LAION-2B (same-data comparisons)")
+    an.add_argument("--by", default="data_scale", choices=("data_scale", "pretrain_data"),
+                    help="when: group by data scale or by pre-training data (the image-text zoo shares LAION-2B)")
     an.add_argument("--img-size", help="resolution range MIN-MAX, e.g. 224-384")
     an.add_argument("--bench-source", help="published benchmark file for ms_per_img, or 'here'")
     an.add_argument("--tolerance", type=options.arg("tolerance"), default=0.10, help="pairs: ±cost tolerance")
@@ -895,9 +1050,11 @@ def build_parser() -> argparse.ArgumentParser:
     jb = commands.add_parser("jobs", parents=[common], help="queue evaluations and benchmarks for workers")
     jb_actions = jb.add_subparsers(dest="action", required=True)
     p = jb_actions.add_parser("add", parents=[common], help="queue one job per model (same options as eval/bench)")
-    p.add_argument("kind", choices=("eval", "bench", "probe"))
+    p.add_argument("kind", choices=("eval", "bench", "probe", "zeroshot"))
     p.add_argument("models", nargs="+", metavar="MODEL")
-    p.add_argument("--data", help="eval: evaluation set (folder or hfds/NAME:SPLIT); probe: labelled folder")
+    p.add_argument("--data", help="eval: evaluation set (folder or hfds/NAME:SPLIT); probe, zeroshot: class folder")
+    p.add_argument("--classnames", metavar="FILE", help="zeroshot: one class name per line, in folder order")
+    p.add_argument("--templates", metavar="NAME|FILE", help="zeroshot: a template set or file")
     p.add_argument("--val", help="probe: a validation folder with the same classes")
     p.add_argument("--folds", type=options.arg("folds"), default=5, help="probe: stratified folds")
     p.add_argument("--shots", type=options.arg("shots"), help="probe: K training images per class")
@@ -941,7 +1098,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options.check_environment()
         store = Store(getattr(args, "db", None))
-        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "probe": cmd_probe,
+        return {"catalog": cmd_catalog, "profile": cmd_profile, "bench": cmd_bench, "eval": cmd_eval, "zeroshot": cmd_zeroshot, "probe": cmd_probe,
                 "sweep": cmd_sweep, "analyze": cmd_analyze, "db": cmd_db,
                 "jobs": cmd_jobs, "worker": cmd_worker}[args.command](args, store)
     except MatchupError as e:

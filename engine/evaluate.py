@@ -486,7 +486,8 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
                    stored: Callable = lambda key: None, progress: Callable | None = None,
                    cancel: Callable | None = None, cache: decoded.DecodedCache | None = None,
                    fresh_pixels: bool = False) -> None:
-    """Evaluate prepared entries that share pixel preprocessing; `on_row(row, cached)` gets each
+    """Evaluate prepared entries that share pixel preprocessing (an entry with a `load()` that returns
+    (model, weights, label offset, cache key, payload) brings its own model); `on_row(row, cached)` gets each
     result as soon as it is finished. The first pass decodes (filling `cache`) for up to
     SWEEP_GROUP models; the rest read the cache. Failures of one checkpoint go to
     `on_error(checkpoint, message)` and the others go on; without it they raise. `stored(key)`
@@ -506,12 +507,16 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
 
     def load(entry) -> bool:
         try:
-            model, weights = hub.load_model(entry["checkpoint"])
-            offset = check_head(entry["checkpoint"], entry["cfg"], model, dataset)
+            if "load" in entry:  # another task's model (zero-shot): it knows its own key
+                model, weights, offset, entry_key, payload = entry["load"]()
+            else:
+                model, weights = hub.load_model(entry["checkpoint"])
+                offset = check_head(entry["checkpoint"], entry["cfg"], model, dataset)
+                entry_key, payload = eval_key(entry["checkpoint"], weights.revision, dataset, entry["config"],
+                                              settings)
         except MatchupError as e:
             fail(entry, e)
             return False
-        entry_key, payload = eval_key(entry["checkpoint"], weights.revision, dataset, entry["config"], settings)
         found = stored(entry_key)
         if found is not None:
             on_row(found, True)
@@ -642,18 +647,26 @@ def evaluate(store, checkpoints: list[str], dataset: EvalDataset, settings: Eval
             done(found, True)
             continue
         groups.setdefault(decoded.pixel_key(entry["config"]), []).append(entry)
+    run_groups(groups, dataset, settings, done, failed if on_error else None,
+               (lambda key: None) if force else store.eval_result, results, progress, cancel, force)
+    return [results[c] for c in checkpoints]
+
+
+def run_groups(groups: dict, dataset: EvalDataset, settings: EvalSettings, done: Callable, failed: Callable | None,
+               stored: Callable, results: dict, progress: Callable | None, cancel: Callable | None,
+               force: bool) -> None:
+    """Each pixel group through `evaluate_group`, sharing one decoded-image cache (eval and
+    zero-shot alike). With `failed`, an unexpected fault fails that group's unfinished checkpoints only."""
     cache = open_cache(settings) if groups else None
     for entries in groups.values():
         try:
-            evaluate_group(entries, dataset, settings, done, failed if on_error else None,
-                           (lambda key: None) if force else store.eval_result, progress, cancel, cache,
+            evaluate_group(entries, dataset, settings, done, failed, stored, progress, cancel, cache,
                            fresh_pixels=force)
         except (MatchupError, KeyboardInterrupt):
             raise
-        except Exception as e:  # noqa: BLE001 - with on_error, one group's fault fails that group only
-            if on_error is None:
+        except Exception as e:  # noqa: BLE001 - with failed, one group's fault fails that group only
+            if failed is None:
                 raise
             for entry in entries:
                 if entry["checkpoint"] not in results:
                     failed(entry["checkpoint"], f"Unexpected {type(e).__name__}: {e}. Nothing was stored for it.")
-    return [results[c] for c in checkpoints]

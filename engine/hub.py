@@ -82,13 +82,18 @@ def check_on_hub(checkpoint: str, cfg) -> None:
 
 def resolve(checkpoint: str) -> HubWeights:
     """The weights file of a checkpoint in the local Hub cache (downloading it when online)."""
-    from huggingface_hub import errors, hf_hub_download
     cfg = pretrained_cfg(checkpoint)
     check_on_hub(checkpoint, cfg)
-    repo_id = cfg.hf_hub_id
+    return resolve_file(checkpoint, cfg.hf_hub_id, _candidates(cfg))
+
+
+def resolve_file(checkpoint: str, repo_id: str, candidates: list[str], loader: str = "timm") -> HubWeights:
+    """The first of `candidates` that `repo_id` has, from the local Hub cache (downloaded when
+    online); timm and OpenCLIP checkpoints alike, with one set of messages."""
+    from huggingface_hub import errors, hf_hub_download
     offline = _env_flag("HF_HUB_OFFLINE")
     missing = []
-    for filename in _candidates(cfg):
+    for filename in candidates:
         try:
             path = hf_hub_download(repo_id, filename, cache_dir=cache_dir(),
                                    local_files_only=offline, token=os.environ.get("HF_TOKEN"),
@@ -121,7 +126,7 @@ def resolve(checkpoint: str) -> HubWeights:
             f"{' or '.join(missing)} of {repo_id}. On a machine with internet run "
             f"`hf download {repo_id} {missing[0]}` with the same HF_HUB_CACHE, or unset "
             "HF_HUB_OFFLINE.")
-    raise HubError(f"{repo_id} has none of {', '.join(missing)}; timm cannot load it.")
+    raise HubError(f"{repo_id} has none of {', '.join(missing)}; {loader} cannot load it.")
 
 
 def load_model(checkpoint: str):

@@ -22,11 +22,13 @@ from engine import options
 from engine.errors import MatchupError
 from engine.store import Store, cache_key
 
-KINDS = ("eval", "bench", "probe")
+KINDS = ("eval", "bench", "probe", "zeroshot")
 DEVICES = ("cpu", "cuda", "auto")
 MAX_ATTEMPTS = 3
 # timm ids: `arch` or `arch.tag`, lower-case letters, digits and underscores (tags may hold dashes)
 CHECKPOINT_ID = re.compile(r"^[a-z0-9_]{1,100}(\.[a-z0-9_-]{1,100})?$")
+# OpenCLIP ids: open_clip:<model>.<tag> (model names hold capitals and dashes) or open_clip:hf-hub:ORG/REPO
+IMAGE_TEXT_ID = re.compile(r"^open_clip:([A-Za-z0-9_-]{1,100}\.[A-Za-z0-9_-]{1,100}|hf-hub:[\w.-]{1,100}/[\w.-]{1,100})$")
 
 
 class JobError(MatchupError):
@@ -82,8 +84,14 @@ def available_devices() -> list[str]:
     return ["cpu", *gpus, "auto"]
 
 
-def check_checkpoint_id(checkpoint: str) -> str:
-    """Refuse anything that is not shaped like a timm id before any lookup or load."""
+def check_checkpoint_id(checkpoint: str, kind: str = "eval") -> str:
+    """Refuse anything that is not shaped like a timm id (an OpenCLIP id for zero-shot jobs)
+    before any lookup or load."""
+    if kind == "zeroshot":
+        if not isinstance(checkpoint, str) or not IMAGE_TEXT_ID.match(checkpoint):
+            raise JobError(f"{checkpoint!r} is not an image-text checkpoint id (open_clip:<model>.<tag>, e.g. "
+                           "open_clip:ViT-B-32.laion2b_s34b_b79k).")
+        return checkpoint
     if not isinstance(checkpoint, str) or not CHECKPOINT_ID.match(checkpoint):
         raise JobError(f"{checkpoint!r} is not a timm checkpoint id (arch or arch.tag: lower-case "
                        "letters, digits and underscores, e.g. resnet50.a1_in1k).")
@@ -117,7 +125,7 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
     kind = spec.get("kind")
     if kind not in KINDS:
         raise JobError(f"Unknown job kind {kind!r}; use one of {', '.join(KINDS)}.")
-    checkpoint = check_checkpoint_id(spec.get("checkpoint"))
+    checkpoint = check_checkpoint_id(spec.get("checkpoint"), kind)
     device = _text(spec, "device", "cpu")
     if device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(device)):
         raise JobError(f"Unknown device {device!r}; use cpu, cuda, cuda:N or auto.")
@@ -153,6 +161,26 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
                    batch_size=batch_size, limit=int(limit) if limit else None,
                    workers=options.check("workers", spec.get("workers")), file_rule=file_rule,
                    strict=_flag(spec, "strict"))
+    elif kind == "zeroshot":
+        from engine.measure import zeroshot
+        zeroshot.spec_of(checkpoint)  # unknown model or tag: a clear error with close names
+        data, classnames, templates = _text(spec, "data"), _text(spec, "classnames"), _text(spec, "templates")
+        if not data:
+            raise JobError("A zero-shot job needs a class folder (data: a folder with one sub-folder per class).")
+        resolve = (lambda p: str(within_roots(p, roots))) if roots is not None else (
+            lambda p: str(Path(p).expanduser().resolve()))
+        data = resolve(data)
+        classnames = resolve(classnames) if classnames else None
+        if templates and templates not in zeroshot.template_sets():
+            templates = resolve(templates)
+        file_rule = _text(spec, "file_rule", "matchup")
+        if file_rule not in ("matchup", "timm"):
+            raise JobError(f"Unknown file rule {file_rule!r}; use matchup or timm.")
+        limit = options.check("limit", spec.get("limit"))
+        out.update(data=data, classnames=classnames, templates=templates or None,
+                   batch_size=options.check("batch_size", spec.get("batch_size", 64), optional=False),
+                   limit=int(limit) if limit else None, workers=options.check("workers", spec.get("workers")),
+                   file_rule=file_rule, strict=_flag(spec, "strict"))
     elif kind == "probe":
         hub.pretrained_cfg(checkpoint)
         data, val = _text(spec, "data"), _text(spec, "val")
@@ -184,6 +212,11 @@ def _open_dataset(spec: dict):
     from engine import datasets
     return datasets.open_dataset(spec["data"], labels=spec.get("labels"), variant=spec["variant"],
                                  file_rule=spec.get("file_rule", "matchup"))
+
+
+def _zeroshot_folder(spec: dict):
+    from engine.measure import zeroshot
+    return zeroshot.open_folder(spec["data"], classnames=spec.get("classnames"), file_rule=spec.get("file_rule", "matchup"))
 
 
 def _eval_settings(spec: dict, device: str):
@@ -235,6 +268,9 @@ def label(spec: dict) -> str:
     if spec["kind"] == "probe":
         how = f"{spec['shots']} shots" if spec.get("shots") else ("on val" if spec.get("val") else f"{spec['folds']} folds")
         return f"probe {spec['checkpoint']} on {Path(spec['data']).name} ({how}, {spec['device']}, {spec['precision']})"
+    if spec["kind"] == "zeroshot":
+        limit = f", {spec['limit']} images" if spec.get("limit") else ""
+        return f"zero-shot {spec['checkpoint']} on {Path(spec['data']).name}{limit} ({spec['device']}, {spec['precision']})"
     if spec["kind"] == "eval":
         limit = f", {spec['limit']} images" if spec.get("limit") else ""
         return f"eval {spec['checkpoint']} on {Path(spec['data']).name}{limit} ({spec['device']}, {spec['precision']})"
@@ -251,6 +287,11 @@ def request_key(spec: dict) -> tuple[str, dict | None]:
             spec["limit"] = None  # every image either way: one measurement, one job, one row
         payload = {**spec, "data_fingerprint": dataset.fingerprint}
         return cache_key(payload), dataset
+    if spec["kind"] == "zeroshot":
+        dataset = _zeroshot_folder(spec)
+        if spec["limit"] and spec["limit"] >= len(dataset):
+            spec["limit"] = None
+        return cache_key({**spec, "data_fingerprint": dataset.fingerprint}), dataset
     if spec["kind"] == "probe":
         data, val = _probe_folders(spec)
         return cache_key({**spec, "data_fingerprint": data.fingerprint,
@@ -266,6 +307,9 @@ def _cached(store: Store, spec: dict, dataset) -> dict | None:
         from engine import evaluate
         settings = _eval_settings(spec, "cpu")
         return evaluate.lookup(store, spec["checkpoint"], dataset.limit(settings.limit), settings)
+    if spec["kind"] == "zeroshot":
+        from engine.measure import zeroshot
+        return zeroshot.lookup(store, spec["checkpoint"], dataset, spec.get("templates"), _eval_settings(spec, "cpu"))
     if spec["kind"] == "probe":
         from engine import probe
         data, val = dataset  # the folders request_key read
@@ -353,6 +397,10 @@ class _JobStore:
         self._check()
         self._store.put_probe(row, job=self._job)
 
+    def put_zeroshot(self, row: dict, job=None) -> None:
+        self._check()
+        self._store.put_zeroshot(row, job=self._job)
+
 
 class Worker:
     """Runs queued jobs until stopped (or, with once=True, until none is left for its device)."""
@@ -424,6 +472,11 @@ class Worker:
             if spec["kind"] == "eval":
                 from engine import evaluate
                 [row] = evaluate.evaluate(store, [spec["checkpoint"]], _open_dataset(spec),
+                                          _eval_settings(spec, device), progress=self._report,
+                                          cancel=self._stop_job.is_set)
+            elif spec["kind"] == "zeroshot":
+                from engine.measure import zeroshot
+                [row] = zeroshot.zeroshot(store, [spec["checkpoint"]], _zeroshot_folder(spec), spec.get("templates"),
                                           _eval_settings(spec, device), progress=self._report,
                                           cancel=self._stop_job.is_set)
             elif spec["kind"] == "probe":

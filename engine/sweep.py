@@ -54,6 +54,7 @@ class Selection:
     checkpoints: list[str] | None = None
     from_file: str | None = None
     published_only: bool = False  # only checkpoints timm publishes ImageNet results for
+    zoo: str = "imagenet"         # or "image-text": OpenCLIP checkpoints (zero-shot sweeps)
 
 
 def _named(selection: Selection) -> list[str]:
@@ -63,8 +64,12 @@ def _named(selection: Selection) -> list[str]:
         text = options.text_file(selection.from_file, "--from-file")
         names += [line.split("#", 1)[0].strip() for line in text.splitlines()]
     names = [n for n in dict.fromkeys(names) if n]
-    for name in names:
-        hub.pretrained_cfg(name)  # an unknown id: a clear error with close names
+    for name in names:  # an unknown id: a clear error with close names
+        if selection.zoo == "image-text":
+            from engine.measure import zeroshot
+            zeroshot.spec_of(name)
+        else:
+            hub.pretrained_cfg(name)
     return names
 
 
@@ -78,10 +83,12 @@ def select(store: Store, selection: Selection) -> list[str]:
     for value, option in ((selection.max_params_m, "--max-params"), (selection.max_gflops, "--max-gflops")):
         if value is not None and not value > 0:
             raise SweepError(f"{option} must be a positive number, not {value}.")
-    frame = catalog.list_checkpoints(store)
+    frame = catalog.list_checkpoints(store, zoo=selection.zoo)
     if frame.empty:
         raise SweepError("The catalog is empty: run `python -m engine catalog refresh` first.")
     named = _named(selection)
+    if named and selection.zoo == "image-text":  # hf-hub:ORG/REPO ids need not be in the catalog
+        return named
     if named:
         frame = frame.set_index("checkpoint").loc[[n for n in named if n in set(frame["checkpoint"])]].reset_index()
     elif "test" not in (selection.families or []):

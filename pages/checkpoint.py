@@ -41,6 +41,23 @@ d.metric("eval size", f"{test_or_train('test_h', 'input_h')} px")
 st.markdown(f"Hub repo: [`{facts['hub_repo']}`](https://huggingface.co/{facts['hub_repo']}) · "
             f"crop {test_or_train('test_crop_pct', 'crop_pct')} ({facts['crop_mode']}) · "
             f"{facts['interpolation']} · {facts['num_classes']} classes · timm {facts['timm_version']}")
+image_text = detail["image_text"]
+if not image_text.empty:  # an OpenCLIP checkpoint: its data, its tag's samples, timm's copy of its image tower
+    it = image_text.iloc[0]
+    st.markdown(f"Image-text model **{it['model']}** (tag `{it['tag']}`) · image tower {it['image_tower']}, text tower "
+                f"{it['text_tower']} · data {it['data_label'] or 'unknown'} · samples seen "
+                + ("unknown" if pd.isna(it["samples_seen"]) else f"{it['samples_seen']:,.0f}")
+                + f" (from {it['samples_how']})"
+                + (f" · timm ships the same image tower as `{it['timm_checkpoint']}` ({it['timm_link_evidence']})"
+                   if isinstance(it["timm_checkpoint"], str) and it["timm_checkpoint"] else "")
+                + (" · trained with QuickGELU" if it["quick_gelu"] else ""))
+    st.subheader("Published zero-shot and retrieval results (OpenCLIP)")
+    st.dataframe(detail["published_image_text"], hide_index=True, width="stretch")
+    st.subheader("Zero-shot on your classes (measured here)")
+    if detail["zeroshots"].empty:
+        st.caption(f"Nothing yet: `python -m engine zeroshot {checkpoint} --data DIR` (one sub-folder per class).")
+    else:
+        st.dataframe(detail["zeroshots"], hide_index=True, width="stretch")
 card_slot = st.container()  # filled last: the card needs timm, which a fresh server may still be importing
 st.subheader("Compute (counted here)")
 compute = detail["compute"]
@@ -96,12 +113,13 @@ if not detail["evals"].empty:
 if not detail["benchmarks"].empty:
     st.dataframe(detail["benchmarks"], hide_index=True, width="stretch")
 
-with card_slot, st.spinner("Loading the model card (timm)…"):
-    try:
-        card = model_card_of(checkpoint, detail["compute"])
-    except MatchupError as e:
-        st.warning(str(e))
-        card = None
+card = None
+if image_text.empty:  # timm's model card; an OpenCLIP checkpoint has its own facts above
+    with card_slot, st.spinner("Loading the model card (timm)…"):
+        try:
+            card = model_card_of(checkpoint, detail["compute"])
+        except MatchupError as e:
+            st.warning(str(e))
 if card is not None:
     card_slot.subheader("Model card")
     links = " · ".join(f"[{u.split('//', 1)[-1]}]({u})" for u in card["paper_links"]) or "none in its docstring"

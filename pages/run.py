@@ -18,9 +18,12 @@ if read_only:
             "below shows what this machine's workers are doing.")
 else:
     catalog = loaders.checkpoint_table(str(store.path), store.freshness())
-    kind = st.radio("What to run", ["eval", "probe", "bench", "sweep"], horizontal=True, key="run_kind",
+    kind = st.radio("What to run", ["eval", "probe", "zeroshot", "bench", "sweep"], horizontal=True, key="run_kind",
                     format_func={"eval": "Evaluate on a dataset", "probe": "Linear probe on your folder",
+                                 "zeroshot": "Zero-shot on your classes (image-text)",
                                  "bench": "Hardware benchmark", "sweep": "Sweep: evaluate every match"}.get)
+    if "zoo" in catalog:  # zero-shot runs image-text checkpoints; the others ImageNet classifiers
+        catalog = catalog[catalog["zoo"].fillna("imagenet") == ("image-text" if kind == "zeroshot" else "imagenet")]
     with st.expander("Find checkpoints", expanded=True):
         a, b, c, d, e = st.columns(5)
         classes = a.multiselect("Class", sorted(catalog["arch_class"].dropna().unique()), key="run_classes")
@@ -61,6 +64,23 @@ else:
         batch = c.number_input("Batch size", min_value=1, value=64, key="run_batch")
         limit = st.number_input("Image limit (0: all images)", min_value=0, value=0, step=100, key="run_limit")
         spec.update(data=str(data) if data else None, batch_size=int(batch), limit=int(limit) or None)
+    elif kind == "zeroshot":
+        roots = jobs.data_roots()
+        sets = jobs.evaluation_sets(roots)
+        if not sets:
+            st.info("No folders: start the app with MATCHUP_DATA_ROOTS set to the folders that hold your "
+                    "images (one sub-folder per class, named after the class).")
+        data = st.selectbox("Class folder (one sub-folder per class; its name is the class name)", sets,
+                            key="run_zeroshot_data", format_func=str)
+        batch = c.number_input("Batch size", min_value=1, value=64, key="run_zeroshot_batch")
+        from engine.measure import zeroshot
+        templates = st.selectbox("Prompt templates", ["(default)", *zeroshot.template_sets()], key="run_templates",
+                                 help="CLIP Benchmark's sets; the default is imagenet1k for ImageNet synset "
+                                      f"folders, else {zeroshot.DEFAULT_TEMPLATES}")
+        spec.update(data=str(data) if data else None, batch_size=int(batch),
+                    templates=None if templates == "(default)" else templates)
+        st.caption("One job per checkpoint: each with its own preprocessing and tokenizer; a class's prompt "
+                   "embedding is the mean of its templates' (`python -m engine zeroshot`).")
     elif kind == "probe":
         roots = jobs.data_roots()
         sets = jobs.evaluation_sets(roots)
@@ -119,7 +139,7 @@ else:
             if st.button(f"Queue {len(to_run)} job(s)", type="primary", disabled=not to_run, key="queue_sweep"):
                 queue_jobs(to_run)
     elif st.button(f"Queue {len(chosen)} job(s)", type="primary", disabled=not chosen or
-                   (kind in ("eval", "probe") and not spec.get("data"))):
+                   (kind in ("eval", "probe", "zeroshot") and not spec.get("data"))):
         queue_jobs(chosen)
 
 
@@ -166,6 +186,9 @@ def queue():
             else:
                 if job.state == "done" and pd.notna(job.result_top1):
                     text += f" → top-1 {job.result_top1:.2f}% on {int(job.result_images)} images"
+                elif job.state == "done" and pd.notna(job.result_zeroshot_top1):
+                    text += (f" → zero-shot top-1 {job.result_zeroshot_top1:.2f}% on {int(job.result_zeroshot_images)} "
+                             f"images, {int(job.result_zeroshot_classes)} classes")
                 elif job.state == "done" and pd.notna(job.result_probe_accuracy):
                     text += f" → probe accuracy {job.result_probe_accuracy:.2f}% on {int(job.result_probe_images)} images"
                 elif job.state == "done" and pd.notna(job.result_throughput):

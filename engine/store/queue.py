@@ -129,12 +129,14 @@ class JobQueue:
                                          j.error, j.worker, j.attempts, j.cancel_requested, j.result_key,
                                          e.top1 AS result_top1, e.n_images AS result_images,
                                          b.throughput AS result_throughput, p.accuracy AS result_probe_accuracy,
-                                         p.n_images AS result_probe_images, j.created_at, j.started_at,
-                                         j.finished_at
+                                         p.n_images AS result_probe_images, z.top1 AS result_zeroshot_top1,
+                                         z.n_images AS result_zeroshot_images, z.n_classes AS result_zeroshot_classes,
+                                         j.created_at, j.started_at, j.finished_at
                                   FROM jobs j
                                   LEFT JOIN evals e ON j.kind = 'eval' AND e.cache_key = j.result_key
                                   LEFT JOIN benchmarks b ON j.kind = 'bench' AND b.cache_key = j.result_key
                                   LEFT JOIN probes p ON j.kind = 'probe' AND p.cache_key = j.result_key
+                                  LEFT JOIN zeroshots z ON j.kind = 'zeroshot' AND z.cache_key = j.result_key
                                   ORDER BY j.created_at DESC, j.id LIMIT ?""", [limit]).df()
 
     def register_worker(self, worker: str, host: str, pid: int, device: str, embedded: bool) -> None:

@@ -1,0 +1,1 @@
+"""Measurements made here on the user's images and hardware (DESIGN.md's `measure` layer)."""
