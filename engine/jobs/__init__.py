@@ -546,7 +546,7 @@ class EmbeddedWorker:
     def _loop(self):
         import subprocess
         import sys
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]  # the checkout: engine/jobs/__init__.py
         while not self._stop.wait(self.poll_s):
             try:  # only jobs a worker on this device can take: never spin on the others
                 if self.store.queued_count(runnable_on=self.device) == 0 or not live_workers(self.store).empty:
