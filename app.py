@@ -26,8 +26,10 @@ st.session_state["app_shell"] = True  # pages check it: see ui.widgets.enter
 
 from engine import catalog  # noqa: E402  (after the navigation: these imports take a second)
 from engine import options  # noqa: E402
+from engine.jobs import access  # noqa: E402
 from engine.errors import MatchupError, unexpected_line  # noqa: E402
 from ui.loaders import db_info, embedded_worker, get_store, published_loader, warm_imports  # noqa: E402
+from ui.access import sidebar_account  # noqa: E402
 from ui.widgets import literal  # noqa: E402
 
 
@@ -49,6 +51,7 @@ def ensure_catalog() -> dict:
 
 try:
     options.check_environment()
+    access.check_lists()
     info = ensure_catalog()
     loader = published_loader(info["path"])
     embedded_worker(info["path"])
@@ -59,6 +62,7 @@ except Exception as e:  # noqa: BLE001 - one line here, the traceback in a log f
     st.error(literal(unexpected_line(e, "app start")))
     st.stop()
 
+sidebar_account()
 with st.sidebar:
     published = catalog.describe_published(info["published"], counts=False)
     # Plain text on purpose: inline code and a "hh:mm:ss" (read as an :emoji: code) each make every

@@ -591,7 +591,8 @@ def cmd_jobs(args, store: Store) -> int:
         else:
             base.update(batch_size=args.batch_size, img_size=args.img_size, compile=args.compile)
         specs = [jobs.normalize({**base, "checkpoint": m}) for m in args.models]  # all checked first
-        answers = [jobs.enqueue(store, spec) for spec in specs]
+        from engine.jobs import access
+        answers = [jobs.enqueue(store, spec, requested_by=access.cli_user()) for spec in specs]
         rows = [{"checkpoint": a["spec"]["checkpoint"], "outcome": a["outcome"], "job": a["job"]}
                 for a in answers]
         if args.json:
@@ -611,9 +612,10 @@ def cmd_jobs(args, store: Store) -> int:
             print("No jobs. Queue one with `python -m engine jobs add eval MODEL --data DIR`.")
             return 0
         frame["progress"] = (frame["progress"].fillna(0) * 100).round().astype(int).astype(str) + "%"
-        print(frame[["id", "state", "progress", "label", "worker", "error"]].to_string(index=False, na_rep="-"))
+        print(frame[["id", "state", "progress", "label", "requested_by", "worker", "error"]].to_string(
+            index=False, na_rep="-"))
         return 0
-    state = store.cancel_job(args.job)
+    state = jobs.cancel(store, args.job, admin=True)  # the shell is trusted
     if state is None:
         raise jobs.JobError(f"There is no job {args.job!r}; `python -m engine jobs list` shows their ids.")
     print({"cancelled": f"{args.job}: cancelled", "running": f"{args.job}: asked to stop; its worker stops "

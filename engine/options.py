@@ -70,8 +70,10 @@ RULES = {
                                 "seconds between a worker's heartbeats, from 0.01 to 3600"),
     "MATCHUP_LOCK_TIMEOUT": Rule("MATCHUP_LOCK_TIMEOUT", float, 0.01, 86400,
                                  "seconds to wait for a locked database, from 0.01 to 86400"),
+    "MATCHUP_MAX_QUEUED_PER_USER": Rule("MATCHUP_MAX_QUEUED_PER_USER", int, 1, 1_000_000,
+                                        "a whole number of jobs one user may have queued or running, at least 1"),
 }
-ENVIRONMENT = ("MATCHUP_JOB_TIMEOUT", "MATCHUP_HEARTBEAT_S", "MATCHUP_LOCK_TIMEOUT")
+ENVIRONMENT = ("MATCHUP_JOB_TIMEOUT", "MATCHUP_HEARTBEAT_S", "MATCHUP_LOCK_TIMEOUT", "MATCHUP_MAX_QUEUED_PER_USER")
 TEXT_FILE_LIMIT = 16 * 2**20  # a labels file or a list of checkpoints, never a disk image
 
 

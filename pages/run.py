@@ -6,17 +6,18 @@ from engine import jobs, sweep
 from engine.catalog import filter_checkpoints as catalog_filter
 from engine.errors import MatchupError
 from engine.store import StoreLockedError
-from ui import loaders, widgets
+from ui import access, loaders, widgets
 
 widgets.enter("run")
 st.title("Run on this machine")
 store = loaders.get_store()
-read_only = jobs.read_only()
+rights = access.current()  # afresh on every run, from the sign-in or the connection: never from session state
 
-if read_only:
-    st.info("This is a read-only demo (MATCHUP_READONLY=1): running is switched off. The queue "
-            "below shows what this machine's workers are doing.")
+if not rights.can_run:
+    st.info(rights.why + " The queue below shows what this machine's workers are doing.")  # user text escaped in ui.access
 else:
+    if rights.mode == "open":
+        st.caption(rights.why)
     catalog = loaders.checkpoint_table(str(store.path), store.freshness())
     kind = st.radio("What to run", ["eval", "probe", "zeroshot", "bench", "sweep"], horizontal=True, key="run_kind",
                     format_func={"eval": "Evaluate on a dataset", "probe": "Linear probe on your folder",
@@ -105,7 +106,7 @@ else:
     def queue_jobs(checkpoints):
         for checkpoint in checkpoints:
             try:
-                answer = jobs.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots)
+                answer = jobs.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots, requested_by=rights.user)
             except StoreLockedError as e:
                 st.warning(widgets.literal(f"{checkpoint}: {e}"))
                 continue
@@ -177,6 +178,8 @@ def queue():
         with left:
             detail = job.detail if isinstance(job.detail, dict) else loaders.json_or_none(job.detail)
             text = f"**{job.state}** · {widgets.literal(job.label)}"
+            if isinstance(job.requested_by, str) and job.requested_by:
+                text += f" · asked by {widgets.literal(job.requested_by)}"
             if job.state == "running":
                 rate = (detail or {}).get("images_per_sec")
                 eta = (detail or {}).get("eta_s")
@@ -199,9 +202,13 @@ def queue():
                 st.markdown(text)
             if isinstance(job.error, str) and job.error:  # None or NaN (pandas) when the job did not fail
                 st.caption(f"Error: {widgets.literal(job.error)}")
-        if not read_only and job.state in ("queued", "running"):
+        mine = rights.admin or (rights.user is not None and job.requested_by == rights.user)
+        if rights.can_run and mine and job.state in ("queued", "running"):
             if right.button("Cancel", key=f"cancel-{job.id}", disabled=bool(job.cancel_requested)):
-                watch.cancel_job(job.id)
+                try:
+                    jobs.cancel(watch, job.id, rights.user, rights.admin)
+                except MatchupError as e:
+                    st.error(widgets.literal(e))
                 st.rerun(scope="fragment")
 
 

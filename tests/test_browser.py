@@ -34,15 +34,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(db, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` over DB on a free local port, once it answers its health check."""
-    port = _free_port()
+def _serve(db, extra_env: dict | None = None, port: int | None = None,
+           address: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` over DB on a free local port (or `port`, on `address`), once it
+    answers its health check."""
+    port = port or _free_port()
     env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9",
            "MATCHUP_NO_EMBEDDED_WORKER": "1", **(extra_env or {})}
     env = {k: v for k, v in env.items() if v != ""}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.address", address,
          "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -319,9 +319,11 @@ def _cached(store: Store, spec: dict, dataset) -> dict | None:
     return store.benchmark(key)
 
 
-def enqueue(store: Store, spec: dict, roots: list[Path] | None = None) -> dict:
+def enqueue(store: Store, spec: dict, roots: list[Path] | None = None, requested_by: str | None = None) -> dict:
     """Ask for one job. Returns {"outcome": "cached" | "attached" | "queued", "job": id or
-    None, "result": the stored row when cached}. Refused in read-only mode."""
+    None, "result": the stored row when cached}. Refused in read-only mode. `requested_by`: who
+    asked (a signed-in user's e-mail, cli:<os user>); a user at MATCHUP_MAX_QUEUED_PER_USER
+    queued or running jobs is refused."""
     if read_only():
         raise JobError("This Matchup runs read-only (MATCHUP_READONLY=1): nothing can be queued "
                        "here. Run your own copy to measure checkpoints.")
@@ -331,9 +333,26 @@ def enqueue(store: Store, spec: dict, roots: list[Path] | None = None) -> dict:
     result = _cached(store, spec, dataset)
     if result is not None:
         return {"outcome": "cached", "job": None, "result": result, "spec": spec}
-    job_id, attached = store.enqueue_job(uuid.uuid4().hex[:12], spec["kind"], spec, key, label(spec),
-                                         spec["device"])
+    from engine.jobs import access
+    from engine.store.queue import QueueFull
+    limit = None if requested_by is None or requested_by.startswith("cli:") else access.max_queued_per_user()  # the shell is trusted
+    try:
+        job_id, attached = store.enqueue_job(uuid.uuid4().hex[:12], spec["kind"], spec, key, label(spec),
+                                             spec["device"], requested_by, limit)
+    except QueueFull as e:
+        raise JobError(f"{requested_by} already has {e.held} jobs queued or running, the most one user may have "
+                       f"here (MATCHUP_MAX_QUEUED_PER_USER = {limit}). Wait for some to finish, or cancel some.") from None
     return {"outcome": "attached" if attached else "queued", "job": job_id, "result": None, "spec": spec}
+
+
+def cancel(store: Store, job: str, by: str | None = None, admin: bool = False) -> str | None:
+    """Cancel a job as `by` (None or an admin: any job; else only their own). Returns the job's
+    state as store.cancel_job does; another user's job is a JobError."""
+    state = store.cancel_job(job, None if admin else by)
+    if state == "not yours":
+        raise JobError(f"Job {job} was asked for by someone else; only they or an admin (MATCHUP_ADMINS) can "
+                       "cancel it.")
+    return state
 
 
 def _can_run(worker_device: str, device: str, precision: str) -> bool:

@@ -9,20 +9,34 @@ import pandas as pd
 from engine.store.connection import _now
 
 
+
+class QueueFull(Exception):
+    """A user's queued and running jobs are at the limit; `held` says how many."""
+
+    def __init__(self, held: int):
+        super().__init__(f"{held} jobs held")
+        self.held = held
+
 class JobQueue:
     def enqueue_job(self, job_id: str, kind: str, spec: dict, key: str, label: str,
-                    device: str) -> tuple[str, bool]:
+                    device: str, requested_by: str | None = None, limit: int | None = None) -> tuple[str, bool]:
         """Queue a job unless an identical one (same key) is queued or running: then that
-        job's id comes back, attached (True)."""
+        job's id comes back, attached (True). With `limit`, a user who already has that many
+        jobs queued or running gets QueueFull (checked in the same transaction)."""
         with self._queue_lock(), self.transaction() as con:
             active = con.execute("SELECT id FROM jobs WHERE cache_key = ? AND state IN ('queued', 'running')"
                                  " ORDER BY created_at LIMIT 1", [key]).fetchall()
             if active:
                 return active[0][0], True
+            if limit is not None and requested_by is not None:
+                held = con.execute("SELECT count(*) FROM jobs WHERE requested_by = ? AND state IN ('queued', 'running')",
+                                   [requested_by]).fetchall()[0][0]
+                if held >= limit:
+                    raise QueueFull(held)
             con.execute("""INSERT INTO jobs (id, kind, spec, cache_key, state, progress, label, device,
-                                             attempts, cancel_requested, created_at)
-                           VALUES (?, ?, ?, ?, 'queued', 0.0, ?, ?, 0, false, ?)""",
-                        [job_id, kind, json.dumps(spec, sort_keys=True), key, label, device, _now()])
+                                             attempts, cancel_requested, created_at, requested_by)
+                           VALUES (?, ?, ?, ?, 'queued', 0.0, ?, ?, 0, false, ?, ?)""",
+                        [job_id, kind, json.dumps(spec, sort_keys=True), key, label, device, _now(), requested_by])
             return job_id, False
 
     @staticmethod
@@ -75,13 +89,16 @@ class JobQueue:
                            WHERE id = ? AND worker = ? AND state = 'running'""",
                         [state, error, result_key, _now(), state, job, worker])
 
-    def cancel_job(self, job: str) -> str | None:
+    def cancel_job(self, job: str, by: str | None = None) -> str | None:
         """A queued job is cancelled at once; a running one is asked to stop. The job's state
-        comes back (None: no such job)."""
+        comes back (None: no such job). With `by`, only a job that user asked for is touched
+        ("not yours" otherwise); without it (the shell, an admin), any job."""
         with self._queue_lock(), self.transaction() as con:
-            rows = con.execute("SELECT state FROM jobs WHERE id = ?", [job]).fetchall()
+            rows = con.execute("SELECT state, requested_by FROM jobs WHERE id = ?", [job]).fetchall()
             if not rows:
                 return None
+            if by is not None and rows[0][1] != by:
+                return "not yours"
             if rows[0][0] == "queued":
                 con.execute("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", [_now(), job])
                 return "cancelled"
@@ -127,6 +144,7 @@ class JobQueue:
                                          json_extract_string(j.spec, '$.precision') AS precision,
                                          j.state, j.progress, j.detail,
                                          j.error, j.worker, j.attempts, j.cancel_requested, j.result_key,
+                                         j.requested_by,
                                          e.top1 AS result_top1, e.n_images AS result_images,
                                          b.throughput AS result_throughput, p.accuracy AS result_probe_accuracy,
                                          p.n_images AS result_probe_images, z.top1 AS result_zeroshot_top1,

@@ -133,6 +133,10 @@ MIGRATIONS.append(
             skipped_images INTEGER, torch_version VARCHAR, open_clip_version VARCHAR,
             cuda_version VARCHAR, details JSON, created_at TIMESTAMP)""",
     ]))
+MIGRATIONS.append(
+    (7, [  # who asked for each job (the app's signed-in user, or cli:<os user>)
+        "ALTER TABLE jobs ADD COLUMN requested_by VARCHAR",
+    ]))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",

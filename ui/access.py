@@ -1,0 +1,125 @@
+"""Who may run from this browser: Streamlit's OpenID Connect sign-in when `[auth]` is configured,
+else the server's own machine only (or everyone, MATCHUP_OPEN_RUNS=1 on a trusted network). The
+rules themselves are engine.jobs.access's; this reads the session's identity and the secrets."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import streamlit as st
+
+from engine.jobs import access, read_only
+from ui.widgets import literal
+
+SIGN_IN_HOWTO = ("To let lab members run from their browsers, configure sign-in (`[auth]` in "
+                 ".streamlit/secrets.toml; README: Running a lab server), or set MATCHUP_OPEN_RUNS=1 on a "
+                 "trusted network.")
+
+
+@dataclass(frozen=True)
+class Rights:
+    can_run: bool
+    admin: bool          # may cancel anybody's job
+    user: str | None     # what a job records as requested_by
+    why: str             # why not (or what holds), one line for the page
+    mode: str            # readonly | signin | misconfigured | open | loopback | remote
+
+
+def _auth_section() -> dict | None:
+    try:
+        if "auth" not in st.secrets:
+            return None
+        return {k: (dict(v) if hasattr(v, "keys") else v) for k, v in st.secrets["auth"].items()}
+    except Exception:  # noqa: BLE001 - no secrets file, or one that does not parse: no sign-in
+        return None
+
+
+def provider_name(section: dict) -> str | None:
+    """None: the [auth] section is the provider; else the first [auth.NAME] provider."""
+    if "client_id" in section or not any(isinstance(v, dict) for v in section.values()):
+        return None
+    return next(k for k, v in section.items() if isinstance(v, dict))
+
+
+def auth_problem(section: dict) -> str | None:
+    """What is missing from [auth] (Streamlit's required keys), or None."""
+    missing = [k for k in ("redirect_uri", "cookie_secret") if not section.get(k)]
+    name = provider_name(section)
+    provider = section if name is None else section[name]
+    missing += [k for k in ("client_id", "client_secret", "server_metadata_url") if not provider.get(k)]
+    if missing:
+        return f"[auth] in .streamlit/secrets.toml lacks {', '.join(missing)}"
+    return None
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def provider_unreachable(url: str) -> str | None:
+    """Why the identity provider's metadata cannot be read (None: it can), checked once a minute."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            json.loads(response.read())["authorization_endpoint"]
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"its provider's metadata at {url} cannot be read ({type(e).__name__}: {getattr(e, 'reason', e)})"
+
+
+def auth_state() -> tuple[dict | None, str | None]:
+    """([auth] section or None, why sign-in cannot work or None)."""
+    section = _auth_section()
+    if section is None:
+        return None, None
+    problem = auth_problem(section)
+    if problem is None:
+        name = provider_name(section)
+        problem = provider_unreachable((section if name is None else section[name])["server_metadata_url"])
+    return section, problem
+
+
+def remote_address() -> str | None:
+    """The browser's address when it is not on the loopback; None for the server's own machine
+    (Streamlit gives None for 127.0.0.1 and ::1) or a session with no network peer."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else None
+
+
+def current() -> Rights:
+    """This session's rights, read afresh on every run (never from session state)."""
+    if read_only():
+        return Rights(False, False, None, "This is a read-only demo (MATCHUP_READONLY=1): running is switched off.",
+                      "readonly")
+    section, problem = auth_state()
+    if section is not None:
+        if problem is not None:
+            return Rights(False, False, None, f"Sign-in is misconfigured: {problem}. Nothing can be run from the "
+                                              "browser until the lab fixes it; every page stays open.", "misconfigured")
+        identity = access.identity_from_claims(st.user.to_dict()) if st.user.is_logged_in else None
+        decision = access.decide(identity)
+        why = decision.why  # Markdown: the provider's e-mail text is shown as written, never as markup
+        if identity is not None and identity.email:
+            why = why.replace(identity.email, literal(identity.email))
+        return Rights(decision.allowed, decision.admin, identity.requested_by if identity else None, why, "signin")
+    remote = remote_address()
+    if access.open_runs():
+        return Rights(True, False, f"browser:{remote or 'localhost'}",
+                      "Anyone who can reach this page may run (MATCHUP_OPEN_RUNS=1: a trusted network).", "open")
+    if remote is None:  # the server's own machine (loopback): as trusted as its shell
+        return Rights(True, True, "browser:localhost", "", "loopback")
+    return Rights(False, False, None, "Run controls are offered on the server's own machine only. " + SIGN_IN_HOWTO,
+                  "remote")
+
+
+def sidebar_account() -> None:
+    """Sign in / sign out in the sidebar, when sign-in is configured and works."""
+    section, problem = auth_state()
+    if section is None or problem is not None:
+        return
+    with st.sidebar:
+        if st.user.is_logged_in:
+            who = st.user.get("email") or st.user.get("sub")
+            st.caption(f"Signed in as {who}")
+            if st.button("Sign out", key="sign_out"):
+                st.logout()
+        elif st.button("Sign in", key="sign_in"):
+            st.login(provider_name(section))
