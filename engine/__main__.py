@@ -504,14 +504,7 @@ def _sweep_probe(args, store: Store, checkpoints: list[str]) -> int:
     bar = tqdm(total=len(checkpoints), unit="ckpt", disable=args.json)
     report = probe.probe_many(store, checkpoints, data, settings, on_result=lambda *_: bar.update(1))
     bar.close()
-    frame = pd.DataFrame(report)
-    if args.json:
-        _print_json({"results": _records(frame)})
-    else:
-        print(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.2f}"))
-        for row in frame[frame["status"] == "failed"].itertuples():
-            print(f"failed {row.checkpoint}: {row.error}", file=sys.stderr)
-    return 1 if (frame["status"] == "failed").any() else 0
+    return _print_report(pd.DataFrame(report), args.json)
 
 
 def _sweep_zeroshot(args, store: Store, checkpoints: list[str]) -> int:
@@ -557,8 +550,12 @@ def _sweep_zeroshot(args, store: Store, checkpoints: list[str]) -> int:
     zeroshot.zeroshot(store, checkpoints, data, templates=args.templates, settings=settings,
                       on_error=failed, on_result=finished)
     bar.close()
-    frame = pd.DataFrame(report)
-    if args.json:
+    return _print_report(pd.DataFrame(report), args.json)
+
+
+def _print_report(frame, as_json: bool) -> int:
+    """A probe or zero-shot sweep's rows (JSON or a table, failures on stderr); its exit code."""
+    if as_json:
         _print_json({"results": _records(frame)})
     else:
         print(frame.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.2f}"))

@@ -78,12 +78,18 @@ def probe_dataset_labels(probes: pd.DataFrame) -> pd.Series:
 def _probe_rows(probes: pd.DataFrame) -> pd.DataFrame:
     """Linear-probe results as quality rows (probe:<dataset>.acc, .balanced_acc, .macro_f1, .nll);
     the newest result per checkpoint and metric."""
-    rows = []
     latest = probes.sort_values("created_at").copy()
     latest["prefix"] = [probe_metric_name(d, p, s) for d, p, s in
                         zip(probe_dataset_labels(latest), latest["protocol"], latest["shots"], strict=True)]
+    return _newest_rows(latest, PROBE_METRICS)
+
+
+def _newest_rows(latest: pd.DataFrame, metrics: dict[str, str]) -> pd.DataFrame:
+    """Measured results (sorted oldest first, with a metric `prefix`) as quality rows: the newest
+    per checkpoint and prefix, one row per metric column that has a value."""
     latest = latest.drop_duplicates(["checkpoint", "prefix"], keep="last")
-    for column, short in PROBE_METRICS.items():
+    rows = []
+    for column, short in metrics.items():
         part = latest[latest[column].notna()].copy()
         part["quality_metric"] = part["prefix"] + "." + short
         part["quality"] = part[column]
@@ -102,16 +108,7 @@ def _zeroshot_rows(zeroshots: pd.DataFrame) -> pd.DataFrame:
     is `imagenet1k`, as OpenCLIP's published table names it."""
     latest = zeroshots.sort_values("created_at").copy()
     latest["prefix"] = "zeroshot:" + latest["dataset_id"]
-    latest = latest.drop_duplicates(["checkpoint", "prefix"], keep="last")
-    rows = []
-    for column, short in ZEROSHOT_METRICS.items():
-        part = latest[latest[column].notna()].copy()
-        part["quality_metric"] = part["prefix"] + "." + short
-        part["quality"] = part[column]
-        rows.append(part)
-    out = pd.concat(rows, ignore_index=True)
-    out["source"] = "measured here"
-    return out
+    return _newest_rows(latest, ZEROSHOT_METRICS)
 
 
 def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = None) -> pd.DataFrame:

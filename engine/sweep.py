@@ -96,7 +96,7 @@ def select(store: Store, selection: Selection) -> list[str]:
     frame = catalog.filter_checkpoints(frame, selection.classes, selection.families, selection.data_scales,
                                        selection.max_params_m)
     if selection.max_gflops is not None:
-        costs = store.eval_compute().set_index("checkpoint")["flops"] / 1e9
+        costs = store.eval_compute(selection.zoo).set_index("checkpoint")["flops"] / 1e9
         frame = frame[frame["checkpoint"].map(costs) <= selection.max_gflops]
     if selection.published_only:
         frame = frame[frame["imagenet_top1"].notna()]

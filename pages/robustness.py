@@ -88,6 +88,8 @@ else:
     rows = loaders.derived(chosen, analysis.budget_table, result["y"], loaders.budget_grid(chosen, 6))
     st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", column_config=widgets.budget_columns(rows))
 
+if image_text:  # OpenCLIP publishes accuracies only, and zero-shot runs here store no ECE
+    st.stop()
 st.subheader("Calibration (ECE) against cost")
 ece = points[(points["quality_metric"] == "imagenet.ece") & (points["cost_metric"] == "gflops")]
 st.caption("Published results carry no ECE: timm publishes top-1 and top-5 only. ECE comes from evaluations "

@@ -194,5 +194,9 @@ def test_sweep_zeroshot_runs_the_selection_and_resumes(offline_clip_hub, class_f
     assert first.returncode == 1
     second = run_cli(*args, db=db)
     assert {r["checkpoint"]: r["status"] for r in json.loads(second.stdout)["results"]}[TINY] == "in the store"
+    planned = run_cli("sweep", "--zeroshot", str(class_folder), "--class", "ConvNet", "--max-gflops", "15",
+                      "--dry-run", "--json", db=db)
+    chosen = json.loads(planned.stdout)["checkpoints"]  # the image towers' counted GFLOPs: RN50s (10.8), no ConvNeXt
+    assert "open_clip:RN50.openai" in chosen and not any("convnext" in c for c in chosen)
     refused = run_cli("sweep", "--zeroshot", str(class_folder), "--checkpoints", TINY, "--ray", db=db)
     assert refused.returncode == 2 and "--ray fans out eval sweeps only" in refused.stderr

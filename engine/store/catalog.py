@@ -301,9 +301,9 @@ class CatalogTables:
                          source_file
             """).df()
 
-    def eval_compute(self) -> pd.DataFrame:
+    def eval_compute(self, zoo: str = "imagenet") -> pd.DataFrame:
         """Each checkpoint's counted cost where it is evaluated: its test size (else input size)
-        with its own head, as `eval` runs it."""
+        with its own head, as `eval` runs it (an image-text checkpoint: its image tower, headless)."""
         with self.connect() as con:
             return con.execute("""
                 SELECT c.checkpoint, c.arch, coalesce(c.test_h, c.input_h) AS img_size,
@@ -311,8 +311,8 @@ class CatalogTables:
                 FROM checkpoints c
                 LEFT JOIN compute k ON k.arch = c.arch AND k.img_size = coalesce(c.test_h, c.input_h)
                                    AND k.num_classes = c.num_classes AND k.error IS NULL
-                WHERE coalesce(c.zoo, 'imagenet') = 'imagenet'
-                ORDER BY c.checkpoint""").df()
+                WHERE coalesce(c.zoo, 'imagenet') = ?
+                ORDER BY c.checkpoint""", [zoo]).df()
 
     def throughputs(self, device_name: str, precision: str, published_file: str | None) -> pd.DataFrame:
         """Images/s per (arch, img_size): measured here on `device_name` at `precision`, and in a
