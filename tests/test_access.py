@@ -56,3 +56,11 @@ def test_a_malformed_runners_list_stops_the_app_at_start_naming_the_entry(tmp_pa
     assert not at.exception
     import re
     assert any("MATCHUP_RUNNERS holds 'bob@'" in re.sub(r"\\(.)", r"\1", e.value) for e in at.error)
+
+
+def test_the_servers_own_machine_is_told_apart_from_the_network():
+    from ui.access import is_loopback
+    for local in (None, "127.0.0.1", "127.0.1.1", "::1", "::ffff:127.0.0.1"):
+        assert is_loopback(local), local
+    for remote in ("10.1.2.3", "::ffff:10.1.2.3", "192.168.0.7", "2001:db8::1", "fe80::1%eth0", "not an address"):
+        assert not is_loopback(remote), remote

@@ -35,16 +35,16 @@ def _free_port() -> int:
 
 
 def _serve(db, extra_env: dict | None = None, port: int | None = None,
-           address: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` over DB on a free local port (or `port`, on `address`), once it
-    answers its health check."""
+           address: str | None = "127.0.0.1") -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` over DB on a free local port (or `port`, on `address`; None:
+    Streamlit's default, every interface on a dual-stack socket), once it answers its health check."""
     port = port or _free_port()
     env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9",
            "MATCHUP_NO_EMBEDDED_WORKER": "1", **(extra_env or {})}
     env = {k: v for k, v in env.items() if v != ""}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", address,
+         "--server.port", str(port), *(["--server.address", address] if address else []),
          "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

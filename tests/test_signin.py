@@ -181,7 +181,7 @@ def test_without_sign_in_only_the_servers_own_machine_gets_run_controls(browser,
     db = tmp_path / "open.duckdb"
     shutil.copy(catalog_db, db)
     port = _free_port()
-    server, _ = _serve(db, {}, port=port, address="0.0.0.0")
+    server, _ = _serve(db, {}, port=port, address=None)  # as `streamlit run app.py` listens: IPv4 mapped into IPv6
     try:
         context, page = _run_page(browser, f"http://{address}:{port}")
         page.get_by_text("offered on the server's own machine only").wait_for(timeout=60_000)

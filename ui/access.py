@@ -77,11 +77,26 @@ def auth_state() -> tuple[dict | None, str | None]:
     return section, problem
 
 
+def is_loopback(address: str | None) -> bool:
+    """Whether a peer address is this machine: 127.0.0.0/8, ::1, and IPv4 loopback seen through a
+    dual-stack socket (::ffff:127.0.0.1, what a default `streamlit run` reports for 127.0.0.1)."""
+    import ipaddress
+    if not address:
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
 def remote_address() -> str | None:
     """The browser's address when it is not on the loopback; None for the server's own machine
-    (Streamlit gives None for 127.0.0.1 and ::1) or a session with no network peer."""
+    or a session with no network peer."""
     address = st.context.ip_address
-    return address if isinstance(address, str) and address else None
+    address = address if isinstance(address, str) else None
+    return None if is_loopback(address) else address
 
 
 def current() -> Rights:
