@@ -1,7 +1,6 @@
 """No input reaches a traceback (issue 22): environment values, options, files, databases, the SQL
 box, user text shown on pages, and the last line of defence of the CLI and the app."""
 import hashlib
-import json
 import os
 import shutil
 
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import options
 from engine.__main__ import main
 from engine.store import Store
 from tests.conftest import ROOT
