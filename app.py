@@ -24,7 +24,7 @@ PAGES = [
 navigation = st.navigation(PAGES, expanded=True)  # all pages listed, not "View 3 more"
 st.session_state["app_shell"] = True  # pages check it: see ui.widgets.enter
 
-from engine import catalog  # noqa: E402  (after the navigation: these imports take a second)
+from engine.catalog import refresh, timm_published  # noqa: E402  (after the navigation: these imports take a second)
 from engine import options  # noqa: E402
 from engine.jobs import access  # noqa: E402
 from engine.errors import MatchupError, unexpected_line  # noqa: E402
@@ -41,7 +41,7 @@ def ensure_catalog() -> dict:
     info = db_info(str(store.path), store.freshness())
     if info["tables"]["checkpoints"] == 0 or not info.get("catalog_complete"):  # new, or a refresh cut short
         with st.status("Building the checkpoint catalog and loading timm's published results…") as status:
-            report = catalog.refresh(store, load_published=not os.environ.get("MATCHUP_PUBLISHED_DIR"))
+            report = refresh.refresh(store, load_published=not os.environ.get("MATCHUP_PUBLISHED_DIR"))
             status.update(label=f"Catalog built: {report.checkpoints} checkpoints, {report.compute_loaded} "
                                 f"FLOP counts; {report.published or 'published results not loaded'}",
                           state="complete")
@@ -64,7 +64,7 @@ except Exception as e:  # noqa: BLE001 - one line here, the traceback in a log f
 
 sidebar_account()
 with st.sidebar:
-    published = catalog.describe_published(info["published"], counts=False)
+    published = timm_published.describe_published(info["published"], counts=False)
     # Plain text on purpose: inline code and a "hh:mm:ss" (read as an :emoji: code) each make every
     # new viewer's browser fetch one more file (a font, a plugin) from this server (issue 13).
     refreshed = (info["catalog_refreshed_at"] or "never").replace("T", " ")[:16]

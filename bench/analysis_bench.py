@@ -36,11 +36,12 @@ def main() -> None:
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from engine import analysis, catalog, robustness, when
+    from engine import analysis, robustness, when
+    from engine.catalog import refresh, timm_published
     from engine.store import Store
     store = Store(Path(tempfile.mkdtemp(prefix="matchup-analysis-")) / "bench.duckdb")
-    catalog.refresh(store)
-    catalog.import_dir(store, args.results)
+    refresh.refresh(store)
+    timm_published.import_dir(store, args.results)
     inputs = store.analysis_inputs()
     points = analysis.assemble_points(inputs)
     chosen = analysis.select(points, "gflops", "imagenet.top1")

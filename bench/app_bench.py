@@ -129,11 +129,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
-    from engine import catalog
+    from engine.catalog import refresh, timm_published
     from engine.store import Store
     db = Path(tempfile.mkdtemp(prefix="matchup-app-bench-")) / "app.duckdb"
-    catalog.refresh(Store(db))
-    catalog.import_dir(Store(db), args.results)
+    refresh.refresh(Store(db))
+    timm_published.import_dir(Store(db), args.results)
     env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9"}
     server, url = serve("app.py", ROOT, env)
     try:

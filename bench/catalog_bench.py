@@ -44,7 +44,7 @@ def first_start_seconds(rounds: int) -> tuple[float, float, float]:
     import os
     from playwright.sync_api import sync_playwright
     from bench.app_bench import ARGS, BASELINE_APP, serve
-    from engine import snapshot
+    from engine.catalog import snapshot
     rows = snapshot.read_provenance()["tables"]["published_results"]["rows"]
     floor_dir = Path(tempfile.mkdtemp(prefix="matchup-floor-"))
     (floor_dir / "baseline.py").write_text(BASELINE_APP)
@@ -99,7 +99,7 @@ def main() -> None:
     import timm
     import timm.models
     import_s = time.perf_counter() - started
-    from engine import catalog
+    from engine.catalog import refresh, timm_published
     from engine.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="matchup-bench-"))
@@ -119,17 +119,17 @@ def main() -> None:
             pd.read_csv(path, dtype=str)
 
     refresh_stores = [fresh_store() for _ in range(args.repeat)]
-    refresh_s = _median_time(lambda: catalog.refresh(refresh_stores.pop(), load_published=False), args.repeat)
-    from engine import snapshot
+    refresh_s = _median_time(lambda: refresh.refresh(refresh_stores.pop(), load_published=False), args.repeat)
+    from engine.catalog import snapshot
     snapshot_stores = [fresh_store() for _ in range(args.repeat)]
     for store in snapshot_stores:
-        catalog.refresh(store, load_published=False)
+        refresh.refresh(store, load_published=False)
     snapshot_s = _median_time(lambda: snapshot.load(snapshot_stores.pop()), args.repeat)
     parquet_s = _median_time(lambda: [pd.read_parquet(snapshot.snapshot_dir() / name)
                                       for name in snapshot.TABLE_FILES.values()], args.repeat)
     registry_s = _median_time(registry_floor, args.repeat)
     import_stores = [fresh_store() for _ in range(args.repeat)]
-    import_s_ = _median_time(lambda: catalog.import_dir(import_stores.pop(), results), args.repeat)
+    import_s_ = _median_time(lambda: timm_published.import_dir(import_stores.pop(), results), args.repeat)
     csv_s = _median_time(csv_floor, args.repeat)
 
     cli_db = tmp / "cli.duckdb"

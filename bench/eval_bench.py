@@ -31,7 +31,7 @@ def validate_py_procedure(checkpoint: str, root: Path, batch_size: int, workers:
     import torch
     from timm.data import ImageDataset, create_loader, resolve_data_config
     from timm.utils import accuracy
-    from engine import hub
+    from engine.catalog import hub
     weights = hub.resolve(checkpoint)
     started = time.perf_counter()
     model = timm.create_model(checkpoint, pretrained=True,

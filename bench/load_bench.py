@@ -145,10 +145,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--timeout-s", type=float, default=180)
     args = parser.parse_args()
-    from engine import catalog
+    from engine.catalog import refresh
     from engine.store import Store
     db = Path(tempfile.mkdtemp(prefix="matchup-load-bench-")) / "app.duckdb"
-    catalog.refresh(Store(db))  # the catalog and the shipped published results
+    refresh.refresh(Store(db))  # the catalog and the shipped published results
     env = {**os.environ, "MATCHUP_DB": str(db), "MATCHUP_TIMM_RESULTS_URL": "http://127.0.0.1:9",
            "MATCHUP_NO_EMBEDDED_WORKER": "1"}
     server, url = serve("app.py", ROOT, env)

@@ -81,12 +81,13 @@ def main() -> None:
     parser.add_argument("--skip-methodology", action="store_true")
     args = parser.parse_args()
 
-    from engine import catalog, profile
+    from engine.catalog import refresh, timm_published
+    from engine import profile
     from engine.store import Store
     db = Path(tempfile.mkdtemp(prefix="matchup-bench-")) / "bench.duckdb"
     store = Store(db)
-    catalog.refresh(store)
-    catalog.import_dir(store, args.results)
+    refresh.refresh(store)
+    timm_published.import_dir(store, args.results)
 
     seconds, counted, needed = count_time(db, args.full_count)
     full_estimate = seconds * needed / counted

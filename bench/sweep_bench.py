@@ -63,10 +63,11 @@ def main() -> None:
 
     from bench.generated import offline_set
     tmp, dataset = offline_set("matchup-sweep-bench-", CHECKPOINTS, args.images)
-    from engine import catalog, evaluate, sweep
+    from engine.catalog import refresh
+    from engine import evaluate, sweep
     from engine.store import Store
     catalog_db = tmp / "catalog.duckdb"
-    catalog.refresh(Store(catalog_db), load_published=False)
+    refresh.refresh(Store(catalog_db), load_published=False)
     counter = iter(range(1000))
 
     def fresh_store() -> Store:

@@ -45,10 +45,10 @@ def _import_summary(report, as_json: bool, seconds: float) -> int:
 
 
 def cmd_catalog(args, store: Store) -> int:
-    from engine import catalog
+    from engine.catalog import refresh, timm_models, timm_published
     started = time.perf_counter()
     if args.action == "refresh":
-        report = catalog.refresh(store)
+        report = refresh.refresh(store)
         seconds = time.perf_counter() - started
         if args.json:
             _print_json({**report.__dict__, "seconds": round(seconds, 3)})
@@ -104,7 +104,7 @@ def cmd_catalog(args, store: Store) -> int:
         return 0
     if args.action == "snapshot":
         from pathlib import Path
-        from engine import snapshot
+        from engine.catalog import snapshot
         provenance = snapshot.write(Path(args.out) if args.out else None,
                                     Path(args.source) if args.source else None, args.commit)
         if args.json:
@@ -118,13 +118,13 @@ def cmd_catalog(args, store: Store) -> int:
                   f"({time.perf_counter() - started:.1f} s)")
         return 0
     if args.action == "import":
-        report = catalog.import_dir(store, args.dir)
+        report = timm_published.import_dir(store, args.dir)
         return _import_summary(report, args.json, time.perf_counter() - started)
     if args.action == "sync":
-        report = catalog.sync(store, commit=args.commit)
+        report = timm_published.sync(store, commit=args.commit)
         return _import_summary(report, args.json, time.perf_counter() - started)
     if args.action == "list":
-        frame = catalog.list_checkpoints(store, args.arch_class, args.zoo)
+        frame = timm_models.list_checkpoints(store, args.arch_class, args.zoo)
         if args.json:
             _print_json(_records(frame))
         elif frame.empty:
@@ -184,7 +184,7 @@ def cmd_profile(args, store: Store) -> int:
         if store.count("checkpoints") == 0:
             raise MatchupError("The catalog is empty: run `python -m engine catalog refresh` "
                                "(and `catalog import DIR` for published resolutions) first.")
-        from engine.catalog import training_count_targets
+        from engine.catalog.refresh import training_count_targets
         targets = pd.concat([store.compute_targets(missing_only=not args.force),
                              training_count_targets(store, missing_only=not args.force)], ignore_index=True)
         targets = targets.drop_duplicates(["arch", "img_size", "num_classes"])
@@ -204,7 +204,8 @@ def cmd_profile(args, store: Store) -> int:
         results += batch
         bar.close()
         if args.write_shipped:
-            from engine.catalog import SHIPPED_COMPUTE_CSV, write_shipped_compute
+            from engine.catalog.timm_models import SHIPPED_COMPUTE_CSV
+            from engine.catalog.refresh import write_shipped_compute
             n = write_shipped_compute(store)
             print(f"wrote {n} rows to {SHIPPED_COMPUTE_CSV}", file=sys.stderr)
     frame = pd.DataFrame(results)
@@ -830,7 +831,7 @@ def cmd_db(args, store: Store) -> int:
         print(f"schema version: {info['schema_version']}")
         print(f"catalog: refreshed {info['catalog_refreshed_at'] or 'never'}"
               f" (timm {info['catalog_timm_version'] or '-'})")
-        from engine.catalog import describe_published
+        from engine.catalog.timm_published import describe_published
         print("published results: " + (describe_published(info["published"]) or "none loaded"))
         for table, n in info["tables"].items():
             print(f"  {table:<22} {n:>8} rows")
@@ -890,7 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("sync", parents=[common], help="download timm's published CSVs and import them")
-    from engine.catalog import TIMM_RESULTS_COMMIT
+    from engine.catalog.timm_published import TIMM_RESULTS_COMMIT
     p.add_argument("--commit", default=TIMM_RESULTS_COMMIT)
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("snapshot", parents=[common],

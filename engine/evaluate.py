@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from engine import hub
+from engine.catalog import hub
+from engine.catalog.hub import data_config
 from engine import decoded
 from engine.datasets import EvalDataset
 from engine.errors import MatchupError
@@ -34,12 +35,6 @@ class EvalError(MatchupError):
 
 class EvalCancelled(MatchupError):
     """Cancelled by the caller; nothing was stored."""
-
-
-def data_config(cfg) -> dict:
-    """The checkpoint's own eval preprocessing, as validate.py resolves it (test size)."""
-    from timm.data import resolve_data_config
-    return resolve_data_config(pretrained_cfg=cfg.to_dict(), use_test_size=True)
 
 
 def make_transform(config: dict):

@@ -24,7 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from engine import datasets, decoded, evaluate, hub
+from engine import datasets, decoded, evaluate
+from engine.catalog import hub
 from engine.errors import MatchupError
 from engine.intervals import holding, percentile_interval
 from engine.store import cache_key

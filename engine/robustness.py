@@ -15,7 +15,7 @@ import pandas as pd
 
 from engine import analysis
 from engine.intervals import percentile_interval
-from engine.taxonomy import DATA_SCALES
+from engine.catalog.taxonomy import DATA_SCALES
 
 # Each OOD set and the in-distribution accuracy it is read against. ImageNet-A and -R cover 200
 # classes: timm publishes both on those classes, the OOD set and ImageNet's own validation images

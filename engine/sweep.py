@@ -20,7 +20,8 @@ from typing import Callable
 
 import pandas as pd
 
-from engine import catalog, decoded, evaluate, hub, taxonomy
+from engine.catalog import timm_models, hub, taxonomy
+from engine import decoded, evaluate
 from engine.datasets import EvalDataset
 from engine.errors import MatchupError
 from engine.store import Store
@@ -83,7 +84,7 @@ def select(store: Store, selection: Selection) -> list[str]:
     for value, option in ((selection.max_params_m, "--max-params"), (selection.max_gflops, "--max-gflops")):
         if value is not None and not value > 0:
             raise SweepError(f"{option} must be a positive number, not {value}.")
-    frame = catalog.list_checkpoints(store, zoo=selection.zoo)
+    frame = timm_models.list_checkpoints(store, zoo=selection.zoo)
     if frame.empty:
         raise SweepError("The catalog is empty: run `python -m engine catalog refresh` first.")
     named = _named(selection)
@@ -93,7 +94,7 @@ def select(store: Store, selection: Selection) -> list[str]:
         frame = frame.set_index("checkpoint").loc[[n for n in named if n in set(frame["checkpoint"])]].reset_index()
     elif "test" not in (selection.families or []):
         frame = frame[frame["family"] != "test"]  # timm's toy models only when asked for
-    frame = catalog.filter_checkpoints(frame, selection.classes, selection.families, selection.data_scales,
+    frame = timm_models.filter_checkpoints(frame, selection.classes, selection.families, selection.data_scales,
                                        selection.max_params_m)
     if selection.max_gflops is not None:
         costs = store.eval_compute(selection.zoo).set_index("checkpoint")["flops"] / 1e9

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from engine import analysis
-from engine.taxonomy import DATA_SCALES
+from engine.catalog.taxonomy import DATA_SCALES
 
 COMPARISONS = (("ViT", "ConvNet"), ("Hybrid", "ConvNet"))
 

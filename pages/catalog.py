@@ -2,14 +2,14 @@
 import altair as alt
 import streamlit as st
 
-from engine import catalog, taxonomy
+from engine.catalog import timm_models, taxonomy
 from ui import charts, loaders, widgets
 
 widgets.enter("catalog")
 store = loaders.get_store()
 zoo = widgets.zoo_switch()
 st.title("Checkpoint catalog")
-everything = catalog.list_checkpoints(store, zoo=zoo)
+everything = timm_models.list_checkpoints(store, zoo=zoo)
 counts = everything.groupby("arch_class").size().rename("checkpoints").reset_index()
 total = len(everything)
 st.write(f"{total} pretrained checkpoints in the installed timm, by architecture class." if zoo == "imagenet" else

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from engine import model_card
+from engine.catalog import model_card
 from engine.errors import MatchupError
 from ui import loaders, widgets
 

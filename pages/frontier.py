@@ -3,7 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine import analysis
-from engine.taxonomy import DATA_SCALES
+from engine.catalog.taxonomy import DATA_SCALES
 from ui import chart_tools, charts, loaders, widgets
 
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import analysis, robustness
-from engine.taxonomy import DATA_SCALES
+from engine.catalog.taxonomy import DATA_SCALES
 from ui import charts, loaders, widgets
 
 LOGIT_TICKS = [1, 2, 5, 10, 20, 30, 50, 70, 80, 90, 95, 98, 99]

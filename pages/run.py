@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import jobs, sweep
-from engine.catalog import filter_checkpoints as catalog_filter
+from engine.catalog.timm_models import filter_checkpoints as catalog_filter
 from engine.errors import MatchupError
 from engine.store import StoreLockedError
 from ui import access, loaders, widgets

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_RESULTS = ROOT.parent / "shared" / "reference" / "timm-results"
 sys.path.insert(0, str(ROOT))
 
-from engine import catalog  # noqa: E402
+from engine.catalog import refresh, timm_published  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def catalog_db(tmp_path_factory) -> Path:
     """A database with the catalog (and no published results) refreshed once per session; tests
     copy it before writing."""
     path = tmp_path_factory.mktemp("catalog") / "catalog.duckdb"
-    catalog.refresh(Store(path), load_published=False)
+    refresh.refresh(Store(path), load_published=False)
     return path
 
 
@@ -147,7 +147,7 @@ def full_db(catalog_db, shared_results, tmp_path_factory) -> Path:
     from engine.catalog import image_text_published
     path = tmp_path_factory.mktemp("full") / "full.duckdb"
     shutil.copy(catalog_db, path)
-    catalog.import_dir(Store(path), shared_results)
+    timm_published.import_dir(Store(path), shared_results)
     image_text_published.load_snapshot(Store(path))
     return path
 

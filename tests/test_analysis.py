@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import analysis, catalog
+from engine import analysis
+from engine.catalog import timm_models
 from engine.__main__ import main
 
 
@@ -156,7 +157,7 @@ def test_budget_winner_is_on_its_class_frontier_and_bests_never_fall_with_budget
 # -- the papers' own comparisons -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference_points():
-    return analysis.assemble_points({"reference": catalog.reference_points_frame()})
+    return analysis.assemble_points({"reference": timm_models.reference_points_frame()})
 
 
 def test_convnext_paper_flop_matched_pairs_are_won_by_the_convnet(reference_points):

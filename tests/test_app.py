@@ -79,7 +79,7 @@ def test_a_new_install_opens_on_the_full_published_data_offline(tmp_path, monkey
     at = open_page("pages/overview.py")
     assert not at.exception, at.exception
     assert not at.info, [i.value for i in at.info]
-    from engine import snapshot
+    from engine.catalog import snapshot
     from engine.store import Store
     tables = snapshot.read_provenance()["tables"]
     rows, bench_rows = tables["published_results"]["rows"], tables["published_benchmarks"]["rows"]

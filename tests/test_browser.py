@@ -205,7 +205,7 @@ def test_a_fresh_install_offline_opens_on_the_full_published_data(browser, tmp_p
     """The README's first command on a new clone with no network: an empty database, the Hub
     offline, timm's repository unreachable. The first page is the Overview drawn from every
     published result (the shipped snapshot), and the navigation is the app's own throughout."""
-    from engine import snapshot
+    from engine.catalog import snapshot
     rows = snapshot.read_provenance()["tables"]["published_results"]["rows"]
     server, url = _serve(tmp_path / "new.duckdb", {"HF_HUB_OFFLINE": "1"})
     try:

@@ -9,9 +9,9 @@ import pytest
 import timm
 import timm.models
 
-from engine import catalog, taxonomy
+from engine.catalog import refresh, timm_models, timm_published, taxonomy
 from engine.catalog import image_text, image_text_published
-from engine.catalog import CatalogError
+from engine.catalog.timm_models import CatalogError
 from engine.store import Store
 from tests.conftest import run_cli, write_open_clip_docs
 
@@ -70,15 +70,15 @@ def test_refresh_records_each_checkpoints_own_eval_config(catalog_store):
 
 
 def test_refresh_twice_replaces_rather_than_duplicates(catalog_store):
-    catalog.refresh(catalog_store)  # the catalog again, and the shipped published results
+    refresh.refresh(catalog_store)  # the catalog again, and the shipped published results
     before = catalog_store.info()["tables"]
     assert before["published_results"] > 10_000
-    catalog.refresh(catalog_store)
+    refresh.refresh(catalog_store)
     assert catalog_store.info()["tables"] == before
 
 
 def test_reference_points_keep_their_source(catalog_store):
-    frame = catalog.reference_points_frame()
+    frame = timm_models.reference_points_frame()
     assert catalog_store.count("reference_points") == len(frame) > 0
     with catalog_store.connect() as con:
         assert con.execute("SELECT count(*) FROM reference_points WHERE source IS NULL").fetchone()[0] == 0
@@ -108,7 +108,7 @@ def test_reference_points_keep_their_source(catalog_store):
     ("benchmark-infer-amp.csv", None),
 ])
 def test_file_name_says_what_a_published_file_holds(name, expected):
-    parsed = catalog.parse_file_name(name)
+    parsed = timm_published.parse_file_name(name)
     assert (parsed and (parsed.kind, parsed.fields)) == expected
 
 
@@ -116,7 +116,7 @@ def test_file_name_says_what_a_published_file_holds(name, expected):
 def test_import_loads_results_and_benchmarks_with_names_resolved(tmp_path, store):
     write_results(tmp_path)
     write_benchmark(tmp_path)
-    report = catalog.import_dir(store, tmp_path)
+    report = timm_published.import_dir(store, tmp_path)
     assert report.imported == {"benchmark-infer-amp-nchw-pt240-cu124-rtx4090-dynamo.csv": 3,
                                "results-imagenet.csv": 3}
     with store.connect() as con:
@@ -135,9 +135,9 @@ def test_import_loads_results_and_benchmarks_with_names_resolved(tmp_path, store
 
 def test_reimport_replaces_that_files_rows(tmp_path, store):
     write_results(tmp_path)
-    catalog.import_dir(store, tmp_path)
+    timm_published.import_dir(store, tmp_path)
     write_results(tmp_path, rows=['resnet50.a1_in1k,288,80.0,20.0,95.0,5.0,25.56,1.0,bicubic'])
-    catalog.import_dir(store, tmp_path)
+    timm_published.import_dir(store, tmp_path)
     with store.connect() as con:
         assert con.execute("SELECT checkpoint, top1 FROM published_results").fetchall() == [
             ("resnet50.a1_in1k", 80.0)]
@@ -145,12 +145,12 @@ def test_reimport_replaces_that_files_rows(tmp_path, store):
 
 def test_csv_missing_a_required_column_lands_nothing_and_names_file_and_column(tmp_path, store):
     write_results(tmp_path)
-    catalog.import_dir(store, tmp_path)  # the good version first
+    timm_published.import_dir(store, tmp_path)  # the good version first
     broken = tmp_path / "broken"
     broken.mkdir()
     write_results(broken, header=RESULTS_HEADER.replace("top1,", "topone,"))
     write_benchmark(broken)
-    report = catalog.import_dir(store, broken)
+    report = timm_published.import_dir(store, broken)
     assert list(report.failed) == ["results-imagenet.csv"]
     assert "results-imagenet.csv" in report.failed["results-imagenet.csv"]
     assert "'top1'" in report.failed["results-imagenet.csv"]
@@ -161,7 +161,7 @@ def test_csv_missing_a_required_column_lands_nothing_and_names_file_and_column(t
 
 def test_non_number_in_a_numeric_column_lands_nothing(tmp_path, store):
     write_results(tmp_path, rows=['resnet50.a1_in1k,288,eighty,20.0,95.0,5.0,25.56,1.0,bicubic'])
-    report = catalog.import_dir(store, tmp_path)
+    report = timm_published.import_dir(store, tmp_path)
     assert "'top1'" in report.failed["results-imagenet.csv"]
     assert store.count("published_results") == 0 and store.count("published_files") == 0
 
@@ -188,9 +188,9 @@ def test_missing_column_makes_the_cli_fail_with_the_file_named(tmp_path):
 
 def test_import_of_a_folder_that_is_not_there_says_what_to_do(tmp_path, store):
     with pytest.raises(CatalogError, match="not a folder"):
-        catalog.import_dir(store, tmp_path / "nope")
+        timm_published.import_dir(store, tmp_path / "nope")
     with pytest.raises(CatalogError, match="no results"):
-        catalog.import_dir(store, tmp_path)
+        timm_published.import_dir(store, tmp_path)
 
 
 def test_two_processes_importing_at_once_both_finish_without_duplicates(tmp_path):
@@ -216,14 +216,14 @@ def test_two_processes_importing_at_once_both_finish_without_duplicates(tmp_path
 
 # -- the published data itself -------------------------------------------------------------------
 def test_full_published_import_joins_results_and_benchmarks(shared_results, catalog_store):
-    report = catalog.import_dir(catalog_store, shared_results)
+    report = timm_published.import_dir(catalog_store, shared_results)
     assert not report.failed
     assert "model_metadata-in1k.csv" in report.skipped
     info = catalog_store.info()
     assert info["joins"]["imagenet_results_joined"] >= 1500
     assert info["tables"]["published_benchmarks"] > 25000
     assert info["joins"]["published_benchmarks_joined"] == info["tables"]["published_benchmarks"]
-    listing = catalog.list_checkpoints(catalog_store, "vit")
+    listing = timm_models.list_checkpoints(catalog_store, "vit")
     vit_b = listing.set_index("checkpoint").loc["vit_base_patch16_224.augreg2_in21k_ft_in1k"]
     assert vit_b["imagenet_top1"] == pytest.approx(85.1, abs=0.2)
     assert vit_b["params_m"] == pytest.approx(86.6, abs=0.1)
@@ -236,10 +236,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def test_sync_downloads_the_pinned_commit_and_imports_it(shared_results, tmp_path, store, monkeypatch):
-    commit = catalog.TIMM_RESULTS_COMMIT
+    commit = timm_published.TIMM_RESULTS_COMMIT
     mirror = tmp_path / "mirror" / commit / "results"
     mirror.mkdir(parents=True)
-    for name in catalog.TIMM_RESULTS_FILES:
+    for name in timm_published.TIMM_RESULTS_FILES:
         shutil.copy(shared_results / name, mirror / name)
     write_open_clip_docs(tmp_path / "mirror" / image_text_published.OPEN_CLIP_COMMIT / "docs")
     server = http.server.ThreadingHTTPServer(
@@ -248,12 +248,12 @@ def test_sync_downloads_the_pinned_commit_and_imports_it(shared_results, tmp_pat
     thread.start()
     monkeypatch.setenv("MATCHUP_OPEN_CLIP_RESULTS_URL", f"http://127.0.0.1:{server.server_port}")
     try:
-        report = catalog.sync(store, base_url=f"http://127.0.0.1:{server.server_port}")
+        report = timm_published.sync(store, base_url=f"http://127.0.0.1:{server.server_port}")
         with pytest.raises(CatalogError, match="HTTP 404"):
-            catalog.sync(store, commit="0" * 40, base_url=f"http://127.0.0.1:{server.server_port}")
+            timm_published.sync(store, commit="0" * 40, base_url=f"http://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
-    assert len(report.imported) == len(catalog.TIMM_RESULTS_FILES) + 3 and not report.failed
+    assert len(report.imported) == len(timm_published.TIMM_RESULTS_FILES) + 3 and not report.failed
     [synced] = store.image_text_provenance()
     assert synced["origin"] == "sync" and synced["commit"] == image_text_published.OPEN_CLIP_COMMIT
     assert synced["files"] == 3 and synced["rows"] == 2 * (39 + 12) + 2
@@ -275,15 +275,15 @@ def test_sync_offline_says_so_and_points_to_import(tmp_path, monkeypatch):
 
 def test_sync_refuses_a_commit_that_is_not_a_sha(store):
     with pytest.raises(CatalogError, match="not a git commit"):
-        catalog.sync(store, commit="main; rm -rf /")
+        timm_published.sync(store, commit="main; rm -rf /")
 
 
 def test_filter_checkpoints_keeps_what_each_filter_allows(catalog_store):
-    frame = catalog.list_checkpoints(catalog_store)
-    kept = catalog.filter_checkpoints(frame, classes=["ViT"], data_scales=["≥1B"])
+    frame = timm_models.list_checkpoints(catalog_store)
+    kept = timm_models.filter_checkpoints(frame, classes=["ViT"], data_scales=["≥1B"])
     assert len(kept) > 0 and set(kept["arch_class"]) == {"ViT"} and set(kept["data_scale"]) == {"≥1B"}
-    assert len(catalog.filter_checkpoints(frame)) == len(frame)
-    small = catalog.filter_checkpoints(frame, families=["resnet"], max_params_m=30)
+    assert len(timm_models.filter_checkpoints(frame)) == len(frame)
+    small = timm_models.filter_checkpoints(frame, families=["resnet"], max_params_m=30)
     assert len(small) > 0 and (small["params_m"] <= 30).all() and set(small["family"]) == {"resnet"}
 
 
@@ -292,7 +292,7 @@ def test_provenance_is_one_line_per_origin_however_many_files():
     entries = [{"origin": "import", "commit": None, "taken_at": f"2026-11-30T10:00:{i:02d}", "files": 1, "rows": 100}
                for i in range(30)] + [{"origin": "snapshot", "commit": "aa4b5850deadbeef", "taken_at": "2026-11-28T09:00:00",
                                        "files": 30, "rows": 42888}]
-    text = catalog.describe_published(entries)
+    text = timm_published.describe_published(entries)
     assert text == ("timm (commit unknown), imported from a folder on 2026-11-30 (30 files, 3,000 rows); "
                     "timm aa4b5850, shipped snapshot taken 2026-11-28 (30 files, 42,888 rows)")
-    assert catalog.describe_published(entries, counts=False).count("imported from a folder") == 1
+    assert timm_published.describe_published(entries, counts=False).count("imported from a folder") == 1

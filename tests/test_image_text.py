@@ -2,13 +2,13 @@
 import pandas as pd
 import pytest
 
-from engine import catalog, training_compute
+from engine.catalog import timm_models, training_compute
 from engine.catalog import image_text, image_text_published as published
 from tests.conftest import run_cli, write_open_clip_docs
 
 
 def test_every_open_clip_pair_is_catalogued_with_class_data_and_samples(catalog_store):
-    listing = catalog.list_checkpoints(catalog_store, zoo="image-text").set_index("checkpoint")
+    listing = timm_models.list_checkpoints(catalog_store, zoo="image-text").set_index("checkpoint")
     assert len(listing) == len(image_text.pairs()) and (listing["zoo"] == "image-text").all()
     convnext = listing.loc["open_clip:convnext_base_w.laion2b_s13b_b82k"]
     assert (convnext["arch_class"], convnext["pretrain_data"], convnext["samples_seen"]) == ("ConvNet", "LAION-2B", 13e9)
@@ -21,7 +21,7 @@ def test_every_open_clip_pair_is_catalogued_with_class_data_and_samples(catalog_
     assert listing.loc["open_clip:ViT-B-32.laion400m_e32", "samples_seen"] == pytest.approx(32 * 407.3e6, rel=1e-3)
     assert set(listing["arch_class"]) <= {"ConvNet", "ViT", "Hybrid"}
     # the ImageNet zoo is unchanged by it
-    assert not catalog.list_checkpoints(catalog_store, zoo="imagenet")["checkpoint"].str.startswith("open_clip:").any()
+    assert not timm_models.list_checkpoints(catalog_store, zoo="imagenet")["checkpoint"].str.startswith("open_clip:").any()
 
 
 def test_samples_seen_parsed_from_tags():

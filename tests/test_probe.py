@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from engine import hub, probe
+from engine.catalog import hub
+from engine import probe
 from engine.__main__ import main
 from engine.probe import ProbeError, ProbeSettings
 
@@ -256,9 +257,9 @@ def test_pages_offer_probe_metrics_and_say_how_they_were_measured(catalog_db, tm
 
 def test_sweep_probe_resumes_and_skips_what_is_stored(tmp_path, offline_hub, colours, capsys):
     db = tmp_path / "sweep.duckdb"
-    from engine import catalog
+    from engine.catalog import refresh
     from engine.store import Store
-    catalog.refresh(Store(db), load_published=False)
+    refresh.refresh(Store(db), load_published=False)
     args = ["--db", str(db), "sweep", "--probe", str(colours), "--checkpoints",
             "test_vit.r160_in1k,test_resnet.r160_in1k,test_vit.r160_in1k", "--folds", "3", "--batch-size", "16",
             "--workers", "0", "--json"]

@@ -182,11 +182,11 @@ def test_crosscheck_flags_outliers_and_gives_each_a_reason():
 
 
 def test_crosscheck_joins_counted_and_published_macs(catalog_store, tmp_path):
-    from engine import catalog
+    from engine.catalog import timm_published
     (tmp_path / "benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv").write_text(
         "model,infer_img_size,infer_samples_per_sec,infer_step_time,infer_batch_size,param_count,"
         "infer_gmacs,infer_macts\nresnet50,224,3000,85,256,25.56,4.11,11.1\n")
-    catalog.import_dir(catalog_store, tmp_path)
+    timm_published.import_dir(catalog_store, tmp_path)
     summary = profile.crosscheck_summary(catalog_store.compute_crosscheck())
     resnet = [r for r in profile.crosscheck(catalog_store.compute_crosscheck()).itertuples()
               if r.arch == "resnet50"][0]

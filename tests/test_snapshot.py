@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine import catalog, snapshot
+from engine.catalog import refresh, timm_published, snapshot
 from engine.__main__ import main
 from engine.store import SCHEMA_VERSION, Store
 from tests.conftest import run_cli
@@ -45,7 +45,7 @@ def _fresh(catalog_db, tmp_path, name="m.duckdb") -> Store:
 def test_shipped_snapshot_equals_a_fresh_import_of_its_commit(full_db, shared_results, catalog_db, tmp_path):
     """../shared/reference/timm-results is timm's results/ at the pinned commit, byte for byte."""
     provenance = snapshot.read_provenance()
-    assert provenance["commit"] == catalog.TIMM_RESULTS_COMMIT
+    assert provenance["commit"] == timm_published.TIMM_RESULTS_COMMIT
     assert provenance["commit"] in (shared_results / "SOURCE.md").read_text()
     for name, entry in provenance["files"].items():
         assert hashlib.sha256((shared_results / name).read_bytes()).hexdigest() == entry["sha256"], name
@@ -61,7 +61,7 @@ def test_shipped_snapshot_equals_a_fresh_import_of_its_commit(full_db, shared_re
         pd.testing.assert_frame_equal(loaded[table], imported[table], check_dtype=False)
     files = store.table_frame("published_files").set_index("source_file")
     assert set(files.index) == set(provenance["files"]) and set(files["origin"]) == {"snapshot"}
-    assert set(files["commit"]) == {catalog.TIMM_RESULTS_COMMIT}
+    assert set(files["commit"]) == {timm_published.TIMM_RESULTS_COMMIT}
 
 
 def test_snapshot_is_small_and_names_its_source_and_licence():
@@ -104,7 +104,7 @@ def test_refresh_of_an_empty_database_loads_the_snapshot_offline(tmp_path, capsy
     assert info["tables"]["published_results"] == snapshot.read_provenance()["tables"]["published_results"]["rows"]
     assert info["joins"]["imagenet_results_joined"] >= 1500
     [entry] = info["published"]
-    assert entry["origin"] == "snapshot" and entry["commit"] == catalog.TIMM_RESULTS_COMMIT
+    assert entry["origin"] == "snapshot" and entry["commit"] == timm_published.TIMM_RESULTS_COMMIT
     assert main(["--db", db, "db", "info"]) == 0
     assert "published results: timm aa4b5850, shipped snapshot taken" in capsys.readouterr().out
     assert main(["--db", db, "catalog", "refresh"]) == 0  # again: the same snapshot is not reloaded
@@ -178,7 +178,7 @@ def test_a_missing_or_damaged_snapshot_leaves_the_catalog_and_says_what_to_do(
     damage(shipped_copy)
     monkeypatch.setenv("MATCHUP_SNAPSHOT_DIR", str(shipped_copy))
     store = Store(tmp_path / "new.duckdb")
-    report = catalog.refresh(store)
+    report = refresh.refresh(store)
     assert report.checkpoints > 1000 and store.count("checkpoints") == report.checkpoints
     assert said in report.published_error and "catalog import DIR" in report.published_error
     assert "\n" not in report.published_error
@@ -222,7 +222,7 @@ def test_the_snapshot_never_overwrites_rows_from_sync_or_import(origin, catalog_
     folder.mkdir()
     frame = pd.read_csv(shared_results / "results-imagenet.csv").head(100)  # "newer" rows: a different file
     frame.to_csv(folder / "results-imagenet.csv", index=False)
-    catalog.import_dir(store, folder, origin=origin, commit="f" * 40 if origin == "sync" else None)
+    timm_published.import_dir(store, folder, origin=origin, commit="f" * 40 if origin == "sync" else None)
     before = _published(store)
     report = snapshot.load(store)
     assert report.state == "kept"
@@ -230,5 +230,5 @@ def test_the_snapshot_never_overwrites_rows_from_sync_or_import(origin, catalog_
     for table in TABLES:
         pd.testing.assert_frame_equal(after[table], before[table])
     assert store.count("published_results") == 100
-    assert catalog.refresh(store).published.startswith("published rows from")
+    assert refresh.refresh(store).published.startswith("published rows from")
     assert store.count("published_results") == 100

@@ -4,7 +4,7 @@ import pytest
 import timm
 import timm.models
 
-from engine import taxonomy
+from engine.catalog import taxonomy
 
 
 def _module_of(arch: str) -> str:

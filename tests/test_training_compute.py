@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from engine import catalog, training_compute as tc
+from engine.catalog import timm_models, training_compute as tc
 from engine.__main__ import main
 from engine.store import Store
 
@@ -14,7 +14,7 @@ from engine.store import Store
 @pytest.fixture(scope="module")
 def shipped_compute() -> pd.DataFrame:
     import timm
-    return catalog.shipped_compute_frame(timm.__version__)
+    return timm_models.shipped_compute_frame(timm.__version__)
 
 
 def flops_of(compute: pd.DataFrame):

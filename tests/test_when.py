@@ -9,7 +9,7 @@ import pytest
 
 from engine import analysis, robustness, seed_paper, when
 from engine.__main__ import main
-from engine.catalog import reference_points_frame
+from engine.catalog.timm_models import reference_points_frame
 
 
 def planted(rows) -> pd.DataFrame:

@@ -8,7 +8,8 @@ import weakref
 
 import streamlit as st
 
-from engine import analysis, catalog, snapshot
+from engine import analysis
+from engine.catalog import timm_models, timm_published, snapshot
 from engine.errors import MatchupError
 from engine.store import Store, resolve_db_path
 
@@ -88,7 +89,7 @@ class PublishedLoader:
     def _run(self):
         folder = os.environ.get("MATCHUP_PUBLISHED_DIR")
         try:
-            report = catalog.import_dir(self._store, folder) if folder else catalog.sync(self._store)
+            report = timm_published.import_dir(self._store, folder) if folder else timm_published.sync(self._store)
             self.state = "done"
             self.message = f"imported {sum(report.imported.values())} published rows"
         except MatchupError as e:
@@ -116,7 +117,7 @@ def bench_sources(path: str, freshness: str):
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def checkpoint_table(path: str, freshness: str):
-    return catalog.list_checkpoints(_store_for(path))
+    return timm_models.list_checkpoints(_store_for(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -342,7 +343,7 @@ def training_coverage(metric: str, filters: dict):
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _training_crosscheck(path: str, freshness: str, utilisation: float) -> dict:
-    from engine import training_compute
+    from engine.catalog import training_compute
     store = _store_for(path)
     compute = store.compute_frame()
     if compute.empty:

@@ -22,14 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine import taxonomy
+from engine.catalog import taxonomy
 from engine.errors import MatchupError
+from engine.paths import DATA_DIR
 
 ID_PREFIX = "open_clip:"
 ZOO = "image-text"
-RECIPES_CSV = taxonomy.DATA_DIR / "image_text_recipes.csv"
-TIMM_LINKS_CSV = taxonomy.DATA_DIR / "image_text_timm_links.csv"
-COMPUTE_CSV = taxonomy.DATA_DIR / "image_text_compute.csv"
+RECIPES_CSV = DATA_DIR / "image_text_recipes.csv"
+TIMM_LINKS_CSV = DATA_DIR / "image_text_timm_links.csv"
+COMPUTE_CSV = DATA_DIR / "image_text_compute.csv"
 RECIPE_COLUMNS = ["model_pattern", "tag", "stage", "stage_kind", "dataset", "samples", "epochs", "image_size",
                   "text_length", "image_tower", "text_tower", "text_passes", "teacher", "source", "confidence",
                   "note"]
@@ -183,7 +184,7 @@ def samples_in_tag(tag: str) -> float | None:
 def load_recipes(path: Path | None = None, datasets: dict | None = None) -> pd.DataFrame:
     """The sourced stage rows (data/image_text_recipes.csv); a row without a source, with an
     unknown dataset or tower state, or with both samples and epochs is an ImageTextError."""
-    from engine import training_compute
+    from engine.catalog import training_compute
     path = Path(path or RECIPES_CSV)
     datasets = datasets if datasets is not None else training_compute.load_datasets()
     with open(path, newline="", encoding="utf-8") as f:
@@ -264,7 +265,7 @@ def stages_for(model: str, tag: str, recipes: pd.DataFrame, datasets: dict,
 def count_targets(recipes: pd.DataFrame | None = None, datasets: dict | None = None) -> list[tuple[str, int, int]]:
     """(model, image size, text length) the catalog needs counted: every model at its own size
     (the inference axis) and every training stage's (size, text length)."""
-    from engine import training_compute
+    from engine.catalog import training_compute
     recipes = recipes if recipes is not None else load_recipes()
     datasets = datasets if datasets is not None else training_compute.load_datasets()
     targets = set()
@@ -321,7 +322,7 @@ def estimate(counted: pd.DataFrame, catalog: pd.DataFrame, recipes: pd.DataFrame
     """Every image-text checkpoint's training compute from the counted FLOPs (the
     image_text_compute rows) and the catalog (model, tag, image size, context length); unknown
     ones with why."""
-    from engine import training_compute
+    from engine.catalog import training_compute
     datasets = datasets if datasets is not None else training_compute.load_datasets()
     recipes = recipes if recipes is not None else load_recipes(datasets=datasets)
     ok = counted[counted["error"].isna()] if "error" in counted else counted
@@ -354,7 +355,7 @@ class Catalog:
 
 def catalog_frames(timm_version: str, datasets: dict | None = None, recipes: pd.DataFrame | None = None) -> Catalog:
     """The catalog rows of every pretrained (model, tag) open_clip lists."""
-    from engine import training_compute
+    from engine.catalog import training_compute
     open_clip = _open_clip()
     datasets = datasets if datasets is not None else training_compute.load_datasets()
     recipes = recipes if recipes is not None else load_recipes(datasets=datasets)
@@ -403,7 +404,7 @@ def catalog_frames(timm_version: str, datasets: dict | None = None, recipes: pd.
     return Catalog(checkpoints, pd.DataFrame(details))
 
 
-CATALOG_CSV = taxonomy.DATA_DIR / "image_text_catalog.csv"
+CATALOG_CSV = DATA_DIR / "image_text_catalog.csv"
 DETAIL_COLUMNS = ["checkpoint", "model", "tag", "data_source", "data_label", "data_pairs", "samples_seen",
                   "samples_how", "quick_gelu", "needs_quick_gelu_name", "context_length", "image_tower",
                   "text_tower", "timm_checkpoint", "timm_link_evidence", "open_clip_version"]

@@ -25,6 +25,7 @@ import duckdb
 import pandas as pd
 
 from engine.catalog import image_text
+from engine import paths
 from engine.errors import MatchupError
 
 OPEN_CLIP_COMMIT = "30573618fc375b12f094ef64cb3a1391cf611c45"  # tag v3.3.0, the open_clip Matchup pins
@@ -200,8 +201,7 @@ def sync(store, commit: str = OPEN_CLIP_COMMIT, base_url: str | None = None, tim
 
 # -- the shipped snapshot ------------------------------------------------------------------------------
 def snapshot_dir() -> Path:
-    from engine import snapshot
-    return snapshot.snapshot_dir() / SNAPSHOT_SUBDIR
+    return paths.snapshot_dir() / SNAPSHOT_SUBDIR
 
 
 def _sha256(path: Path) -> str:

@@ -119,7 +119,7 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
     """A validated, complete job spec (defaults filled in). With `roots`, an evaluation set must
     lie inside them (requests from the browser). Every field is checked for its type as well as
     its value: a spec from a script or a crafted request gets a JobError, never a traceback."""
-    from engine import hub
+    from engine.catalog import hub
     if not isinstance(spec, dict):
         raise JobError(f"A job spec is a mapping of fields, not {type(spec).__name__}.")
     kind = spec.get("kind")

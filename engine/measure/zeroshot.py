@@ -23,15 +23,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from engine import datasets, decoded, evaluate, hub, taxonomy
-from engine.catalog import image_text
+from engine import datasets, decoded, evaluate
+from engine.catalog import hub, image_text
 from engine.datasets import EvalDataset
 from engine.errors import MatchupError
+from engine.paths import DATA_DIR
 from engine.store import cache_key
 
 log = logging.getLogger(__name__)
 
-PROMPTS_JSON = taxonomy.DATA_DIR / "zeroshot_prompts.json"
+PROMPTS_JSON = DATA_DIR / "zeroshot_prompts.json"
 DEFAULT_TEMPLATES = "cifar10"   # CLIP's 18 general "a photo of a {c}." prompts, for folders not ImageNet
 LOGIT_SCALE = 100.0             # CLIP Benchmark's; top-k and balanced accuracy do not depend on it
 HF_HUB = "hf-hub:"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.taxonomy import DATA_DIR
+from engine.paths import DATA_DIR
 
 RECIPES_CSV = DATA_DIR / "training_recipes.csv"
 DATASETS_CSV = DATA_DIR / "training_datasets.csv"

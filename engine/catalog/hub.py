@@ -56,6 +56,12 @@ def pretrained_cfg(checkpoint: str):
     return timm.models.get_pretrained_cfg(checkpoint)
 
 
+def data_config(cfg) -> dict:
+    """The checkpoint's own eval preprocessing, as validate.py resolves it (test size)."""
+    from timm.data import resolve_data_config
+    return resolve_data_config(pretrained_cfg=cfg.to_dict(), use_test_size=True)
+
+
 @dataclass(frozen=True)
 class HubWeights:
     checkpoint: str

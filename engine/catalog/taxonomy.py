@@ -11,9 +11,8 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from engine.paths import DATA_DIR
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MODULE_MAP_CSV = DATA_DIR / "timm_module_classes.csv"
 RETIRED_ARCHS_CSV = DATA_DIR / "retired_archs.csv"
 

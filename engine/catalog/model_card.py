@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from engine import evaluate
+from engine.catalog import hub
 from engine.errors import MatchupError
 
 TIMM_SOURCE = "https://github.com/huggingface/pytorch-image-models/blob/v{version}/timm/models/{module}.py"
@@ -38,7 +38,7 @@ def eval_transform(checkpoint: str) -> tuple[dict, str]:
     """The data config Matchup's eval resolves (timm's validate.py rule: the test size) and the
     transform timm builds from it, as timm prints it."""
     from timm.data import create_transform
-    config = evaluate.data_config(pretrained_config(checkpoint))
+    config = hub.data_config(pretrained_config(checkpoint))
     transform = create_transform(**config, is_training=False)
     return config, str(transform)
 

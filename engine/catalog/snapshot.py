@@ -21,18 +21,19 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from engine import catalog, taxonomy
+from engine.catalog import timm_published
 from engine.errors import MatchupError
+from engine.paths import SNAPSHOT_DIR, snapshot_dir
 from engine.store import SCHEMA_VERSION, Store
 
-SNAPSHOT_DIR = taxonomy.DATA_DIR / "published"
+__all__ = ["SNAPSHOT_DIR", "snapshot_dir", "SnapshotError", "LoadReport", "write", "read_provenance", "snapshot_id", "load"]
 PROVENANCE_FILE = "provenance.json"
 TABLE_FILES = {"published_results": "published_results.parquet",
                "published_benchmarks": "published_benchmarks.parquet"}
 SOURCE_REPOSITORY = "https://github.com/huggingface/pytorch-image-models"
 SOURCE_LICENCE = ("Apache-2.0 (the timm repository's LICENSE; model weights carry their own "
                   "licences on the Hugging Face Hub)")
-COMMIT_DATES = {catalog.TIMM_RESULTS_COMMIT: "2026-08-08"}  # known commits; others unrecorded
+COMMIT_DATES = {timm_published.TIMM_RESULTS_COMMIT: "2026-08-08"}  # known commits; others unrecorded
 FIX = ("Restore it (`git checkout -- data/published`) or load timm's results another way: "
        "`python -m engine catalog import DIR` (or `catalog sync` online).")
 
@@ -41,18 +42,13 @@ class SnapshotError(MatchupError):
     """The shipped snapshot is missing, damaged or from a newer Matchup; nothing was loaded."""
 
 
-def snapshot_dir() -> Path:
-    """$MATCHUP_SNAPSHOT_DIR, else data/published in the project."""
-    return Path(os.environ.get("MATCHUP_SNAPSHOT_DIR") or SNAPSHOT_DIR)
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # -- writing ----------------------------------------------------------------------------------------
 def write(out_dir: Path | None = None, source_dir: Path | None = None,
-          commit: str = catalog.TIMM_RESULTS_COMMIT) -> dict:
+          commit: str = timm_published.TIMM_RESULTS_COMMIT) -> dict:
     """Import timm's published CSVs (a folder holding `commit`'s results/, else downloaded at
     `commit`) into a scratch database and write its published rows and provenance to `out_dir`.
     Returns the provenance."""
@@ -62,9 +58,9 @@ def write(out_dir: Path | None = None, source_dir: Path | None = None,
         if source_dir is None:
             source_dir = tmp / "csv"
             source_dir.mkdir()
-            catalog.download(commit, source_dir)
+            timm_published.download(commit, source_dir)
         scratch = Store(tmp / "scratch.duckdb")
-        report = catalog.import_dir(scratch, source_dir)
+        report = timm_published.import_dir(scratch, source_dir)
         if report.failed:
             raise SnapshotError("Not every published file imported cleanly, so no snapshot was "
                                 "written: " + " ".join(report.failed.values()))
@@ -73,7 +69,7 @@ def write(out_dir: Path | None = None, source_dir: Path | None = None,
         scratch.export_published(staged)
         files = {}
         for name in sorted(report.imported):
-            parsed = catalog.parse_file_name(name)
+            parsed = timm_published.parse_file_name(name)
             files[name] = {"kind": parsed.kind, "rows": report.imported[name],
                            "sha256": _sha256(Path(source_dir) / name)}
         import timm
@@ -160,7 +156,7 @@ def _read_tables(folder: Path, provenance: dict) -> dict[str, pd.DataFrame]:
 def _resolve_names(frames: dict[str, pd.DataFrame]) -> None:
     """Model names -> this timm's checkpoint and architecture names (the snapshot's were resolved
     by the timm named in its provenance)."""
-    names = catalog.published_names()
+    names = timm_published.published_names()
     frames["published_results"]["checkpoint"] = frames["published_results"]["model"].map(names.checkpoint)
     frames["published_benchmarks"]["arch"] = frames["published_benchmarks"]["model"].map(names.arch)
 

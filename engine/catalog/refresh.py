@@ -1,0 +1,137 @@
+"""Fill the catalog offline on the first start and on `catalog refresh`: timm's and OpenCLIP's
+checkpoints, the shipped FLOP counts and published snapshots, and the training-compute estimates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from engine.catalog.timm_models import (SHIPPED_COMPUTE_CSV, _architectures_frame, _checkpoints_frame, _timm,
+                                        reference_points_frame, shipped_compute_frame)
+from engine.store import Store
+
+
+@dataclass
+class RefreshReport:
+    checkpoints: int
+    architectures: int
+    reference_points: int
+    timm_version: str
+    compute_loaded: int = 0
+    published: str = ""              # what happened to the shipped published-results snapshot
+    published_error: str | None = None  # why it was not loaded (missing, damaged, newer)
+    training_compute: str = ""       # how many checkpoints have a training-compute estimate
+    recipes_refused: str = ""        # one line on recipe rows refused, if any
+    image_text_checkpoints: int = 0  # of `checkpoints`, the OpenCLIP ones (the image-text zoo)
+    open_clip_version: str | None = None
+    image_text_published: str = ""   # what happened to the shipped OpenCLIP snapshot
+    image_text_error: str | None = None
+
+
+def _image_text_architectures(checkpoints: pd.DataFrame) -> pd.DataFrame:
+    """One architectures row per OpenCLIP model (its image tower's class; no classifier head)."""
+    first = checkpoints.groupby("arch", as_index=False).agg(
+        module=("module", "first"), arch_class=("arch_class", "first"), family=("family", "first"),
+        n_pretrained=("checkpoint", "size"), default_input_h=("input_h", "first"),
+        default_input_w=("input_w", "first"))
+    return first.assign(registered=True, note=None, default_num_classes=0)
+
+
+def refresh(store: Store, load_published: bool = True) -> RefreshReport:
+    """Fill `checkpoints`, `architectures` and `reference_points` from the installed timm and
+    OpenCLIP, offline, load the shipped FLOP counts for these versions (counts made here are
+    kept) and the shipped snapshots of timm's and OpenCLIP's published results (never over rows
+    from sync or import). A snapshot that cannot be loaded leaves the catalog in place and says
+    why in the report."""
+    from engine.catalog import image_text
+    timm = _timm()
+    architectures = _architectures_frame()
+    checkpoints = _checkpoints_frame(architectures)
+    zoo, _ = image_text.load_catalog(timm.__version__)
+    if not zoo.checkpoints.empty:
+        architectures = pd.concat([architectures, _image_text_architectures(zoo.checkpoints)[architectures.columns]],
+                                  ignore_index=True)
+    if not zoo.checkpoints.empty:
+        checkpoints = pd.concat([checkpoints, zoo.checkpoints[checkpoints.columns]], ignore_index=True)
+    reference = reference_points_frame()
+    store.replace_catalog(architectures, checkpoints, reference, timm.__version__, image_text=zoo.details)
+    open_clip_version = image_text.installed_open_clip()
+    store.upsert_image_text_compute(image_text.shipped_compute(str(open_clip_version)), keep_existing=True)
+    loaded = store.upsert_compute(shipped_compute_frame(timm.__version__), keep_existing=True)
+    loaded += store.upsert_compute(image_text.image_tower_compute(store.image_text_compute_frame(), timm.__version__),
+                                   keep_existing=True)
+    report = RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__, loaded,
+                           image_text_checkpoints=len(zoo.checkpoints), open_clip_version=open_clip_version)
+    report.training_compute, report.recipes_refused = refresh_training_compute(store)
+    store.mark_catalog_complete(timm.__version__)
+    if load_published:
+        from engine.catalog import snapshot
+        from engine.catalog import image_text_published
+        try:
+            report.published = snapshot.load(store).message
+        except snapshot.SnapshotError as e:
+            report.published_error = str(e)
+        try:
+            report.image_text_published = image_text_published.load_snapshot(store)
+        except image_text_published.PublishedError as e:
+            report.image_text_error = str(e)
+    return report
+
+
+def refresh_training_compute(store: Store) -> tuple[str, str]:
+    """Estimate every checkpoint's training compute from the shipped recipes and the counted
+    FLOPs and store it (unknown ones as unknown). Returns what to say: how many were estimated,
+    and one line on refused recipe rows (empty when none)."""
+    from engine.catalog import training_compute
+    try:
+        book = training_compute.load_recipes()
+    except (training_compute.RecipeError, OSError, ValueError) as e:
+        return "training compute not estimated", f"training recipes not loaded: {e}"
+    inputs = store.training_compute_inputs()
+    heads = dict(zip(inputs["heads"]["arch"], inputs["heads"]["default_num_classes"].fillna(1000).astype(int),
+                     strict=True))
+    estimates = training_compute.estimate(inputs["checkpoints"], inputs["compute"], book, heads)
+    from engine.catalog import image_text
+    try:
+        zoo = image_text.estimate(store.image_text_compute_frame(), store.image_text_catalog(),
+                                  datasets=book.datasets)
+    except (image_text.ImageTextError, OSError, ValueError) as e:
+        zoo, refused = pd.DataFrame(), f"image-text training recipes not loaded: {e}"
+    else:
+        refused = ""
+    both = pd.concat([estimates, zoo], ignore_index=True) if not zoo.empty else estimates
+    store.replace_training_compute(training_compute.as_table(both))
+    known = int(estimates["train_flops"].notna().sum())
+    zoo_known = int(zoo["train_flops"].notna().sum()) if not zoo.empty else 0
+    line = "; ".join(x for x in (book.refused_line(), refused) if x)
+    return (f"training compute estimated for {known} of {len(estimates)} ImageNet-zoo checkpoints from "
+            f"{book.stages.groupby(['tag', 'arch_pattern']).ngroups} sourced recipes, and for "
+            f"{zoo_known} of {len(zoo)} image-text checkpoints (samples seen from the tag or a sourced recipe)", line)
+
+
+def training_count_targets(store: Store, missing_only: bool = True) -> pd.DataFrame:
+    """(arch, img_size, img_width, num_classes) the training-compute estimates need counted: each
+    recipe stage's student at its train resolution, each countable teacher with its default head."""
+    from engine.catalog import training_compute
+    inputs = store.training_compute_inputs()
+    heads = dict(zip(inputs["heads"]["arch"], inputs["heads"]["default_num_classes"].fillna(1000).astype(int),
+                     strict=True))
+    needed = training_compute.needed_counts(training_compute.load_recipes(), inputs["checkpoints"])
+    needed |= training_compute.vit_paper_counts()  # the convention check's networks
+    frame = pd.DataFrame(sorted((a, r, r, heads.get(a, 1000) if n == -1 else n) for a, r, n in needed),
+                         columns=["arch", "img_size", "img_width", "num_classes"])
+    if missing_only and not frame.empty:
+        counted = inputs["compute"]
+        counted = counted[counted["error"].isna()][["arch", "img_size", "num_classes"]].assign(_have=True)
+        frame = frame.merge(counted, on=["arch", "img_size", "num_classes"], how="left")
+        frame = frame[frame["_have"].isna()].drop(columns="_have")
+    return frame.reset_index(drop=True)
+
+
+def write_shipped_compute(store: Store, path: Path = SHIPPED_COMPUTE_CSV) -> int:
+    """Write the counted compute table as the project's shipped measurement."""
+    frame = store.compute_frame()
+    frame.to_csv(path, index=False)
+    return len(frame)
