@@ -65,7 +65,7 @@ def main() -> None:
 
     from bench.generated import offline_set
     tmp, dataset = offline_set("matchup-eval-bench-", CHECKPOINTS, args.images)
-    from engine import evaluate
+    from engine.measure import evaluate
     from engine.store import Store
     # the decoding path, as validate.py decodes: the decoded-image cache is sweep_bench.py's subject
     settings = evaluate.EvalSettings(batch_size=args.batch_size, workers=args.workers, decoded_cache=False)

@@ -31,7 +31,7 @@ TARGET = 0.85
 def model_only(checkpoint: str, device: str, precision: str, batch_size: int, steps: int) -> float:
     import timm
     import torch
-    from engine import evaluate
+    from engine.measure import evaluate
     from engine.catalog import hub
     config = evaluate.data_config(hub.pretrained_cfg(checkpoint))
     model = timm.create_model(checkpoint.split(".")[0]).eval().to(device, memory_format=torch.channels_last)
@@ -63,8 +63,8 @@ def main() -> None:
     from bench.generated import offline_set
     tmp, dataset = offline_set("matchup-gpu-bench-", sweep_ids, args.images, n_classes=16)
     import torch
-    from engine import evaluate, sweep
-    from engine.profile import device_name, resolve_device
+    from engine.measure import evaluate, sweep
+    from engine.measure.profile import device_name, resolve_device
     from engine.store import Store
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                      workers=args.workers, channels_last=True)

@@ -42,7 +42,7 @@ def main() -> None:
 def extraction(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="matchup-probe-bench-"))
     os.environ.update(HF_HUB_CACHE=str(tmp / "hub"), HF_HUB_OFFLINE="1", MATCHUP_CACHE=str(tmp / "cache"))
-    from engine import datasets, evaluate, probe
+    from engine.measure import datasets, evaluate, probe
     from engine.store import Store
     from tests.conftest import SYNSETS, make_image_folder, write_hub_checkpoint
     write_hub_checkpoint(tmp / "hub", CHECKPOINT)
@@ -71,7 +71,7 @@ def extraction(args) -> None:
 def fitting() -> None:
     import numpy as np
 
-    from engine import probe
+    from engine.measure import probe
     rng = np.random.default_rng(0)
     n, dim, classes = 10_000, 768, 10
     centres = rng.normal(0, 1, (classes, dim))

@@ -44,7 +44,7 @@ def timm_procedure_throughput(arch: str, batch_size: int, warmup: int = 10, step
 
 
 def methodology(rounds: int = 3) -> list[dict]:
-    from engine import profile
+    from engine.measure import profile
     rows = []
     for arch in METHOD_MODELS:
         ours, theirs = [], []
@@ -57,7 +57,7 @@ def methodology(rounds: int = 3) -> list[dict]:
 
 def count_time(db: Path, full: bool) -> tuple[float, int, int]:
     """Seconds to count, pairs counted, pairs needed."""
-    from engine import profile
+    from engine.measure import profile
     from engine.store import Store
     store = Store(db)
     targets = store.compute_targets(missing_only=False)
@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from engine.catalog import refresh, timm_published
-    from engine import profile
+    from engine.measure import profile
     from engine.store import Store
     db = Path(tempfile.mkdtemp(prefix="matchup-bench-")) / "bench.duckdb"
     store = Store(db)

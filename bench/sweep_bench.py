@@ -64,7 +64,7 @@ def main() -> None:
     from bench.generated import offline_set
     tmp, dataset = offline_set("matchup-sweep-bench-", CHECKPOINTS, args.images)
     from engine.catalog import refresh
-    from engine import evaluate, sweep
+    from engine.measure import evaluate, sweep
     from engine.store import Store
     catalog_db = tmp / "catalog.duckdb"
     refresh.refresh(Store(catalog_db), load_published=False)

@@ -143,7 +143,7 @@ def _compute_row(result: dict) -> dict:
     import torch
     import timm
     from datetime import datetime, timezone
-    from engine.profile import COUNTER
+    from engine.measure.profile import COUNTER
     by_module = result.get("flops_by_module")
     return {**result, "counter": f"{COUNTER} ({result['device']})",
             "flops_by_module": json.dumps(by_module) if by_module is not None else None,
@@ -154,7 +154,7 @@ def _compute_row(result: dict) -> dict:
 def cmd_profile(args, store: Store) -> int:
     import pandas as pd
     from tqdm import tqdm
-    from engine import profile
+    from engine.measure import profile
     if args.crosscheck:
         summary = profile.crosscheck_summary(store.compute_crosscheck())
         if args.json:
@@ -234,7 +234,7 @@ def _batch_size(value: str):
 def cmd_bench(args, store: Store) -> int:
     import pandas as pd
     from tqdm import tqdm
-    from engine import profile
+    from engine.measure import profile
     specs = [profile.BenchSpec(model=name, device=args.device, precision=args.precision,
                                batch_size=args.batch_size, channels_last=args.channels_last,
                                compile=args.compile, img_size=args.img_size,
@@ -260,7 +260,7 @@ def cmd_bench(args, store: Store) -> int:
 
 def _say_what_was_read(dataset, args) -> None:
     """Which files made the set, per extension, and by which rule (on stderr: stdout may be JSON)."""
-    from engine.datasets import extension_counts
+    from engine.measure.datasets import extension_counts
     counts = ", ".join(f"{n} {ext or '(none)'}" for ext, n in extension_counts(dataset.files).items())
     print(f"{len(dataset)} images in {args.data} ({counts}); file rule: {args.file_rule}; hidden files "
           "and folders are ignored", file=sys.stderr)
@@ -270,7 +270,7 @@ def cmd_probe(args, store: Store) -> int:
     """Linear probe of each checkpoint's frozen features on a labelled folder (engine.probe)."""
     import pandas as pd
     from tqdm import tqdm
-    from engine import probe
+    from engine.measure import probe
     data = probe.open_folder(args.data, file_rule=args.file_rule)
     val = probe.open_folder(args.val, file_rule=args.file_rule) if args.val else None
     settings = probe.ProbeSettings(folds=args.folds, shots=args.shots, seed=args.seed, device=args.device,
@@ -324,7 +324,7 @@ def _pass_bars(bars: dict, quiet: bool):
 
 def cmd_eval(args, store: Store) -> int:
     import pandas as pd
-    from engine import datasets, evaluate
+    from engine.measure import datasets, evaluate
     dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant, file_rule=args.file_rule)
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision,
                                      batch_size=args.batch_size, limit=args.limit,
@@ -358,7 +358,7 @@ def cmd_eval(args, store: Store) -> int:
 def cmd_zeroshot(args, store: Store) -> int:
     """Zero-shot accuracy of image-text checkpoints on a folder of classes (engine.measure.zeroshot)."""
     import pandas as pd
-    from engine import evaluate
+    from engine.measure import evaluate
     from engine.measure import zeroshot
     dataset = zeroshot.open_folder(args.data, classnames=args.classnames, file_rule=args.file_rule)
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
@@ -416,7 +416,7 @@ def _print_plan(p) -> None:
 
 
 def cmd_sweep(args, store: Store) -> int:
-    from engine import datasets, evaluate, sweep
+    from engine.measure import datasets, evaluate, sweep
     selection = sweep.Selection(classes=_csv_list(args.classes, flag="--classes"), families=_csv_list(args.families, flag="--families"),
                                 data_scales=_csv_list(args.data_scales, flag="--data-scale"), max_params_m=args.max_params,
                                 max_gflops=args.max_gflops, checkpoints=_csv_list(args.checkpoints, flag="--checkpoints"),
@@ -483,7 +483,7 @@ def _sweep_probe(args, store: Store, checkpoints: list[str]) -> int:
     are skipped) and deduplicated like the sweep."""
     import pandas as pd
     from tqdm import tqdm
-    from engine import probe
+    from engine.measure import probe
     folder = args.probe or args.data
     if not folder:
         raise probe.ProbeError("`sweep --probe` needs the labelled folder: --probe DIR (or --probe --data DIR).")
@@ -513,7 +513,7 @@ def _sweep_zeroshot(args, store: Store, checkpoints: list[str]) -> int:
     (stored results are skipped), sharing decoding passes and the decoded-image cache as eval's do."""
     import pandas as pd
     from tqdm import tqdm
-    from engine import evaluate
+    from engine.measure import evaluate
     from engine.measure import zeroshot
     folder = args.zeroshot or args.data
     if args.ray is not None:

@@ -2,7 +2,7 @@
 import altair as alt
 import streamlit as st
 
-from engine import profile
+from engine.measure import profile
 from ui import charts, loaders, widgets
 
 widgets.enter("crosscheck")

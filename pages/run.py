@@ -2,7 +2,8 @@
 import pandas as pd
 import streamlit as st
 
-from engine import jobs, sweep
+from engine import jobs
+from engine.measure import sweep
 from engine.catalog.timm_models import filter_checkpoints as catalog_filter
 from engine.errors import MatchupError
 from engine.store import StoreLockedError

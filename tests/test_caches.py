@@ -10,8 +10,8 @@ import signal
 import numpy as np
 import pytest
 
-from engine import datasets, decoded, evaluate, probe
-from engine.evaluate import EvalSettings
+from engine.measure import datasets, decoded, evaluate, probe
+from engine.measure.evaluate import EvalSettings
 from engine.store import Store
 from tests.conftest import SYNSETS
 

@@ -4,8 +4,8 @@ CUDA GPU (`bench/gpu_check.sh`), skipped elsewhere."""
 import pytest
 import torch
 
-from engine import datasets, evaluate, sweep
-from engine.evaluate import EvalSettings
+from engine.measure import datasets, evaluate, sweep
+from engine.measure.evaluate import EvalSettings
 from engine.store import Store
 from tests.conftest import TINY_CHECKPOINTS
 

@@ -7,10 +7,10 @@ from PIL import Image
 from safetensors.torch import load_file
 from timm.data import create_transform, resolve_data_config
 
-from engine import datasets, evaluate
+from engine.measure import datasets, evaluate
 from engine.catalog import hub
-from engine.datasets import DatasetError
-from engine.evaluate import EvalCancelled, EvalError, EvalSettings
+from engine.measure.datasets import DatasetError
+from engine.measure.evaluate import EvalCancelled, EvalError, EvalSettings
 from engine.catalog.hub import HubError
 from tests.conftest import SYNSETS, TINY_CHECKPOINTS, make_image_folder, run_cli, write_hub_checkpoint
 

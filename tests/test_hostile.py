@@ -158,7 +158,7 @@ def test_the_sql_box_takes_joins_long_queries_and_refuses_nul(full_db):
 
 
 def test_probe_intervals_with_few_folds_stay_inside_the_metric(tmp_path):
-    from engine import probe
+    from engine.measure import probe
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2], 6)
     features = rng.normal(0, 1, (18, 8)) + labels[:, None] * 0.3

@@ -2,9 +2,10 @@
 measurement; links with bad parameters open the documented defaults."""
 import pytest
 
-from engine import datasets, evaluate, jobs, options
+from engine.measure import datasets, evaluate
+from engine import jobs, options
 from engine.__main__ import main
-from engine.evaluate import EvalSettings
+from engine.measure.evaluate import EvalSettings
 
 
 @pytest.mark.parametrize("argv, said", [

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from engine.catalog import hub
-from engine import probe
+from engine.measure import probe
 from engine.__main__ import main
-from engine.probe import ProbeError, ProbeSettings
+from engine.measure.probe import ProbeError, ProbeSettings
 
 FAST = {"batch_size": 16, "workers": 0}
 
@@ -321,7 +321,7 @@ def test_the_run_page_queues_one_probe_per_checkpoint(catalog_db, tmp_path, monk
 
 def test_checkpoints_that_share_a_preprocessing_decode_the_folder_once(offline_hub, colours, monkeypatch):
     """The second checkpoint reads eval's decoded-image cache that the first one filled."""
-    from engine import evaluate
+    from engine.measure import evaluate
     settings = ProbeSettings(**FAST)
     first = probe.extract("test_vit.r160_in1k", probe.open_folder(colours), settings)
     assert not first.from_cache

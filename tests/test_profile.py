@@ -8,9 +8,9 @@ import pytest
 import timm
 import torch
 
-from engine import profile
+from engine.measure import profile
 from engine.__main__ import main
-from engine.profile import BenchSpec, ProfileError
+from engine.measure.profile import BenchSpec, ProfileError
 from tests.conftest import ROOT, run_cli
 
 TINY = "test_vit.r160_in1k"

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from engine import datasets, decoded, evaluate, sweep
-from engine.evaluate import EvalSettings
+from engine.measure import datasets, decoded, evaluate, sweep
+from engine.measure.evaluate import EvalSettings
 from engine.store import Store
 from tests.conftest import ROOT, make_image_folder, write_hub_checkpoint
 

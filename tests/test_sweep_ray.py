@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from engine import datasets, sweep
-from engine.evaluate import EvalSettings
+from engine.measure import datasets, sweep
+from engine.measure.evaluate import EvalSettings
 from engine.store import Store
 from tests.conftest import ROOT, make_image_folder
 from tests.test_sweep import CHECKPOINTS, images, offline, sweep_hub  # noqa: F401 (fixtures)

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from engine import evaluate
+from engine.measure import evaluate
 from engine.catalog import image_text
 from engine.measure import zeroshot
 from tests.conftest import TINY_CLIP_REPO, make_image_folder, run_cli

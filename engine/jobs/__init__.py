@@ -154,7 +154,7 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
         if file_rule not in ("matchup", "timm"):
             raise JobError(f"Unknown file rule {file_rule!r}; use matchup or timm.")
         variant = _text(spec, "variant", "imagenet")
-        from engine.datasets import VARIANTS
+        from engine.measure.datasets import VARIANTS
         if variant not in VARIANTS:
             raise JobError(f"Unknown variant {variant!r}; use one of {', '.join(VARIANTS)}.")
         out.update(data=data, labels=labels, variant=variant,
@@ -199,7 +199,7 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
                    workers=options.check("workers", spec.get("workers")), file_rule=file_rule,
                    strict=_flag(spec, "strict"))
     else:
-        from engine import profile
+        from engine.measure import profile
         img_size = options.check("img_size", spec.get("img_size"))
         profile.checkpoint_target(checkpoint, img_size)  # unknown arch: clear error
         batch_size = spec.get("batch_size", "auto")
@@ -209,7 +209,7 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
 
 
 def _open_dataset(spec: dict):
-    from engine import datasets
+    from engine.measure import datasets
     return datasets.open_dataset(spec["data"], labels=spec.get("labels"), variant=spec["variant"],
                                  file_rule=spec.get("file_rule", "matchup"))
 
@@ -220,7 +220,7 @@ def _zeroshot_folder(spec: dict):
 
 
 def _eval_settings(spec: dict, device: str):
-    from engine.evaluate import EvalSettings
+    from engine.measure.evaluate import EvalSettings
     extra = {"workers": spec["workers"]} if spec.get("workers") is not None else {}
     return EvalSettings(device=device, precision=spec["precision"], batch_size=spec["batch_size"],
                         limit=spec["limit"], channels_last=spec["channels_last"],
@@ -229,14 +229,14 @@ def _eval_settings(spec: dict, device: str):
 
 def _probe_folders(spec: dict):
     """(folder, validation folder or None) of a probe job, each read once."""
-    from engine import probe
+    from engine.measure import probe
     data = probe.open_folder(spec["data"], spec.get("file_rule", "matchup"))
     val = probe.open_folder(spec["val"], spec.get("file_rule", "matchup")) if spec.get("val") else None
     return data, val
 
 
 def _probe_settings(spec: dict, device: str):
-    from engine import probe
+    from engine.measure import probe
     extra = {"workers": spec["workers"]} if spec.get("workers") is not None else {}
     return probe.ProbeSettings(folds=spec["folds"], shots=spec.get("shots"), seed=spec.get("seed", 0),
                                device=device, precision=spec["precision"], batch_size=spec["batch_size"],
@@ -244,7 +244,7 @@ def _probe_settings(spec: dict, device: str):
 
 
 def _bench_spec(spec: dict, device: str):
-    from engine.profile import BenchSpec
+    from engine.measure.profile import BenchSpec
     return BenchSpec(model=spec["checkpoint"], device=device, precision=spec["precision"],
                      batch_size=spec["batch_size"], channels_last=spec["channels_last"],
                      compile=spec["compile"], img_size=spec["img_size"])
@@ -254,7 +254,7 @@ def sweep_plan(store: Store, checkpoints: list[str], spec: dict, roots: list[Pat
     """The plan a sweep of `checkpoints` queued as evaluations with `spec` follows (the Run page
     shows it before anything is queued); timed for the GPU when the jobs ask for one and it is here."""
     import torch
-    from engine import sweep
+    from engine.measure import sweep
     if not checkpoints:
         raise JobError("No checkpoints to sweep: widen the filters.")
     spec = normalize({**spec, "kind": "eval", "checkpoint": checkpoints[0]}, roots)
@@ -304,17 +304,17 @@ def _cached(store: Store, spec: dict, dataset) -> dict | None:
     if spec["device"] not in ("cpu",):
         return None  # what device a worker will use is not known here
     if spec["kind"] == "eval":
-        from engine import evaluate
+        from engine.measure import evaluate
         settings = _eval_settings(spec, "cpu")
         return evaluate.lookup(store, spec["checkpoint"], dataset.limit(settings.limit), settings)
     if spec["kind"] == "zeroshot":
         from engine.measure import zeroshot
         return zeroshot.lookup(store, spec["checkpoint"], dataset, spec.get("templates"), _eval_settings(spec, "cpu"))
     if spec["kind"] == "probe":
-        from engine import probe
+        from engine.measure import probe
         data, val = dataset  # the folders request_key read
         return probe.lookup(store, spec["checkpoint"], data, _probe_settings(spec, "cpu"), val)
-    from engine import profile
+    from engine.measure import profile
     key, _ = profile.bench_key(_bench_spec(spec, "cpu"))
     return store.benchmark(key)
 
@@ -438,7 +438,7 @@ class Worker:
         if device == "auto":
             import torch
             return "cuda:0" if torch.cuda.is_available() else "cpu"
-        from engine.profile import resolve_device
+        from engine.measure.profile import resolve_device
         resolve_device(device)  # a clear error when that device is not here
         return device
 
@@ -489,7 +489,7 @@ class Worker:
         device = self.device
         try:
             if spec["kind"] == "eval":
-                from engine import evaluate
+                from engine.measure import evaluate
                 [row] = evaluate.evaluate(store, [spec["checkpoint"]], _open_dataset(spec),
                                           _eval_settings(spec, device), progress=self._report,
                                           cancel=self._stop_job.is_set)
@@ -499,7 +499,7 @@ class Worker:
                                           _eval_settings(spec, device), progress=self._report,
                                           cancel=self._stop_job.is_set)
             elif spec["kind"] == "probe":
-                from engine import probe
+                from engine.measure import probe
                 data, val = _probe_folders(spec)
                 settings = _probe_settings(spec, device)
 
@@ -510,7 +510,7 @@ class Worker:
                 row, cached = probe.probe_one(store, spec["checkpoint"], data, settings, val, progress)
                 row = {**row, "cached": cached}
             else:
-                from engine import profile
+                from engine.measure import profile
                 self._progress = (0.0, {"stage": "measuring"})
 
                 def stepped(state):
@@ -521,7 +521,7 @@ class Worker:
             if row.get("cached"):  # answered from the store: nothing new was written
                 self.store.finish_job(job_id, self.id, "done", result_key=row["cache_key"])
         except (JobCancelled, MatchupError) as e:
-            from engine.evaluate import EvalCancelled
+            from engine.measure.evaluate import EvalCancelled
             cancelled = isinstance(e, (JobCancelled, EvalCancelled))
             self.store.finish_job(job_id, self.id, "cancelled" if cancelled else "failed",
                                   None if cancelled else str(e))

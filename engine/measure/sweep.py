@@ -15,15 +15,15 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
 from engine.catalog import timm_models, hub, taxonomy
-from engine import decoded, evaluate
-from engine.datasets import EvalDataset
+from engine.measure import decoded, evaluate
+from engine.measure.datasets import EvalDataset
 from engine.errors import MatchupError
+from engine.paths import ENGINE_DIR
 from engine.store import Store
 
 UTILISATION = 0.4  # share of peak assumed when only counted FLOPs are known
@@ -162,7 +162,7 @@ def plan(store: Store, checkpoints: list[str], dataset: EvalDataset | None, sett
     """What a sweep would do and cost, before anything is downloaded or decoded. Time per
     checkpoint comes from benchmarks measured here on this device, else the nearest published
     benchmark file, else counted FLOPs at UTILISATION of the device's peak; each row says which."""
-    from engine.profile import device_name, resolve_device
+    from engine.measure.profile import device_name, resolve_device
     if dataset is not None:
         settings = evaluate.effective(settings, dataset)
         dataset = dataset.limit(settings.limit)
@@ -342,7 +342,7 @@ def evaluate_on_worker(checkpoint: str, data: dict, settings: dict, after: list 
             ray.get(after[0])
         except Exception:  # noqa: BLE001 - that task's failure is reported by the driver
             pass
-    from engine import datasets
+    from engine.measure import datasets
     out = {"checkpoint": checkpoint, "rows": [], "error": None}
     eval_settings = evaluate.EvalSettings(**settings)
     try:
@@ -366,7 +366,7 @@ def _run_on_ray(store: Store, checkpoints: list[str], dataset: EvalDataset, sett
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     if not ray.is_initialized():
         # the engine package travels with the job, so nodes need Matchup's dependencies, not a checkout
-        runtime_env = {"env_vars": env, "py_modules": [str(Path(__file__).resolve().parent)]}
+        runtime_env = {"env_vars": env, "py_modules": [str(ENGINE_DIR)]}
         ray.init(address=None if address == "local" else address, runtime_env=runtime_env,
                  include_dashboard=False if address == "local" else None, log_to_driver=False)
     on_gpu = settings.device.startswith("cuda")

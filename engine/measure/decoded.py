@@ -33,13 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.paths import DATA_DIR
 from engine.store import cache_key
 
 log = logging.getLogger("matchup")
 FORMAT = 2  # meta.json layout; an entry of another layout is a miss
 FREE_DISK_MARGIN = 1 << 30  # never fill the disk: leave this much free after an entry
 
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data" / "cache"
+DEFAULT_ROOT = DATA_DIR / "cache"
 FREE_DISK_SHARE = 0.5  # the default budget: half the disk space free when the cache is opened
 ABANDONED_AFTER_S = 6 * 3600  # a partial entry untouched this long has no live writer
 META_ALLOWANCE = 1 << 16  # bytes counted for an entry's meta.json (its list of undecodable images)

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine import datasets, decoded, evaluate
+from engine.measure import datasets, decoded, evaluate
 from engine.catalog import hub
 from engine.errors import MatchupError
 from engine.intervals import holding, percentile_interval
@@ -141,7 +141,7 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
     """The checkpoint's features of every decodable image, from the cache when they are there."""
     import torch
 
-    from engine.profile import resolve_device
+    from engine.measure.profile import resolve_device
     cfg = hub.pretrained_cfg(checkpoint)
     config = evaluate.data_config(cfg)
     revision = evaluate.cached_revision(checkpoint)
