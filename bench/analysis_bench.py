@@ -36,29 +36,29 @@ def main() -> None:
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from engine import analysis, robustness, when
+    from engine.analysis import budget_match, pairing, pareto, points_table, scaling_fits, robustness, when
     from engine.catalog import refresh, timm_published
     from engine.store import Store
     store = Store(Path(tempfile.mkdtemp(prefix="matchup-analysis-")) / "bench.duckdb")
     refresh.refresh(store)
     timm_published.import_dir(store, args.results)
     inputs = store.analysis_inputs()
-    points = analysis.assemble_points(inputs)
-    chosen = analysis.select(points, "gflops", "imagenet.top1")
+    points = points_table.assemble_points(inputs)
+    chosen = points_table.select(points, "gflops", "imagenet.top1")
     budgets = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]
     print(f"{len(points)} points in all; {len(chosen)} with imagenet.top1 against gflops "
           f"({chosen['checkpoint'].nunique()} checkpoints)")
     rows = [
         ("read inputs from DuckDB (floor)", lambda: store.analysis_inputs()),
-        ("assemble points (all metrics)", lambda: analysis.assemble_points(inputs)),
-        ("frontier", lambda: analysis.frontier(chosen, "imagenet.top1")),
-        ("budget, 10 budgets, 1000 resamples", lambda: analysis.budget_table(chosen, "imagenet.top1", budgets)),
-        ("pairs (ViT vs ConvNet, ±10%)", lambda: analysis.matched_pairs(chosen, "imagenet.top1")),
-        ("scaling, frontier, 1000 resamples", lambda: analysis.scaling(chosen, "imagenet.top1")),
-        ("scaling, all points, saturating law", lambda: analysis.scaling(chosen, "imagenet.top1", on="all", law="saturating")),
+        ("assemble points (all metrics)", lambda: points_table.assemble_points(inputs)),
+        ("frontier", lambda: pareto.frontier(chosen, "imagenet.top1")),
+        ("budget, 10 budgets, 1000 resamples", lambda: budget_match.budget_table(chosen, "imagenet.top1", budgets)),
+        ("pairs (ViT vs ConvNet, ±10%)", lambda: pairing.matched_pairs(chosen, "imagenet.top1")),
+        ("scaling, frontier, 1000 resamples", lambda: scaling_fits.scaling(chosen, "imagenet.top1")),
+        ("scaling, all points, saturating law", lambda: scaling_fits.scaling(chosen, "imagenet.top1", on="all", law="saturating")),
         ("when: 8 budgets x 4 data scales + pairs", lambda: when.when(chosen, "imagenet.top1")),
         ("when: Overview verdict with its data", lambda: when.explained_verdict(
-            chosen, "imagenet.top1", analysis.log_budgets(chosen))),
+            chosen, "imagenet.top1", budget_match.log_budgets(chosen))),
         *[(f"robustness: {ood}", lambda ood=ood: robustness.robustness(points, ood))
           for ood in robustness.OOD_SETS],
     ]

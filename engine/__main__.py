@@ -653,7 +653,7 @@ def _size_range(value: str | None):
 
 
 def cmd_analyze(args, store: Store) -> int:
-    from engine import analysis
+    from engine.analysis import budget_match, pairing, pareto, points_table, scaling_fits
     budgets = [options.check("budget", b) for b in _csv_list(args.budgets, flag="--budgets") or []]  # checked before any work
     bench_source = args.bench_source
     if args.cost == "ms_per_img" and bench_source is None:
@@ -662,25 +662,25 @@ def cmd_analyze(args, store: Store) -> int:
             raise MatchupError("--cost ms_per_img needs published benchmarks (`catalog import DIR`) "
                                "or --bench-source here (measured with `bench`).")
         bench_source = sources["source_file"].iloc[0]
-    points = analysis.assemble_points(store.analysis_inputs(), bench_source=bench_source)
+    points = points_table.assemble_points(store.analysis_inputs(), bench_source=bench_source)
     if args.kind == "robustness":
         return _analyze_robustness(args, points, budgets, bench_source)
     if args.cost is None:
-        raise MatchupError(f"analyze {args.kind} needs --cost ({', '.join(analysis.COST_METRICS)}).")
+        raise MatchupError(f"analyze {args.kind} needs --cost ({', '.join(points_table.COST_METRICS)}).")
     try:
         filters = dict(data_scales=_csv_list(args.data_scale, flag="--data-scale"), families=_csv_list(args.families, flag="--families"),
                        sources=_csv_list(args.source, flag="--source"), img_size_range=_size_range(args.img_size),
                        data_sources=_csv_list(args.pretrain_data, flag="--pretrain-data"))
-        chosen = analysis.select(points, args.cost, args.quality, classes=_csv_list(args.classes, flag="--classes"), **filters)
+        chosen = points_table.select(points, args.cost, args.quality, classes=_csv_list(args.classes, flag="--classes"), **filters)
         # default budgets span every class's points: which classes are compared never moves them
-        all_classes = analysis.select(points, args.cost, args.quality, **filters)
-        n_boot = args.n_boot or (1000 if args.kind == "scaling" else analysis.N_BOOT)
+        all_classes = points_table.select(points, args.cost, args.quality, **filters)
+        n_boot = args.n_boot or (1000 if args.kind == "scaling" else budget_match.N_BOOT)
         header = {"analysis": args.kind, "cost": args.cost, "quality": args.quality,
                   "bench_source": bench_source if args.cost == "ms_per_img" else None,
                   "n_points": int(len(chosen)),
-                  "higher_is_better": analysis.higher_is_better(args.quality)}
+                  "higher_is_better": points_table.higher_is_better(args.quality)}
         if args.kind == "frontier":
-            front = analysis.frontier(chosen, args.quality)
+            front = pareto.frontier(chosen, args.quality)
             payload = {**header, "classes": {
                 c: _records(g[["checkpoint", "cost", "quality", "source", "family", "data_scale"]])
                 for c, g in front.groupby("arch_class")}}
@@ -688,24 +688,24 @@ def cmd_analyze(args, store: Store) -> int:
             if not budgets:
                 raise MatchupError("analyze budget needs --budgets, e.g. --budgets 1,5,20,100")
             payload = {**header, "n_boot": n_boot, "seed": args.seed,
-                       "budgets": analysis.budget_table(chosen, args.quality, budgets, n_boot, args.seed)}
+                       "budgets": budget_match.budget_table(chosen, args.quality, budgets, n_boot, args.seed)}
         elif args.kind == "pairs":
             match_on = "pretrain_data" if args.same_data else None
-            payload = {**header, **analysis.matched_pairs(chosen, args.quality, args.tolerance, match_on=match_on,
+            payload = {**header, **pairing.matched_pairs(chosen, args.quality, args.tolerance, match_on=match_on,
                                                           matching=args.matching),
-                       "share_by_matching": analysis.share_by_matching(chosen, args.quality, args.tolerance,
+                       "share_by_matching": pairing.share_by_matching(chosen, args.quality, args.tolerance,
                                                                        match_on=match_on)}
         elif args.kind == "when":
-            from engine import when
-            payload = {**header, **when.when(chosen, args.quality, budgets or analysis.log_budgets(all_classes, n=8),
+            from engine.analysis import when
+            payload = {**header, **when.when(chosen, args.quality, budgets or budget_match.log_budgets(all_classes, n=8),
                                               args.tolerance, n_boot, args.seed, by=args.by)}
             payload["verdicts"] = {other: when.explained_verdict(chosen, args.quality, payload["budgets"], other,
                                                                  reference, n_boot=n_boot, seed=args.seed)
                                    for other, reference in when.COMPARISONS}
         else:
-            payload = {**header, **analysis.scaling(chosen, args.quality, on=args.on, law=args.law,
+            payload = {**header, **scaling_fits.scaling(chosen, args.quality, on=args.on, law=args.law,
                                                     n_boot=n_boot, seed=args.seed)}
-    except analysis.AnalysisError as e:
+    except points_table.AnalysisError as e:
         raise MatchupError(str(e)) from None
     if args.json:
         _print_json(_clean(payload))
@@ -717,7 +717,7 @@ def cmd_analyze(args, store: Store) -> int:
 def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int:
     """analyze robustness --quality OOD.top1 [--cost C [--budgets ...]]: the trend, effective
     robustness per checkpoint, class and data scale; with --cost, the budget gap on the OOD metric."""
-    from engine import analysis, robustness
+    from engine.analysis import budget_match, points_table, robustness
     ood, _, metric = args.quality.partition(".")
     if ood not in robustness.OOD_SETS and ood not in robustness.IMAGE_TEXT_OOD:
         raise MatchupError(f"analyze robustness takes --quality <OOD set>.top1 with the set one of "
@@ -742,12 +742,12 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
                         "effective_robustness"]])}
         if args.cost:
             filters = dict(data_scales=_csv_list(args.data_scale, flag="--data-scale"), families=_csv_list(args.families, flag="--families"))
-            chosen = analysis.select(points, args.cost, result["y"], classes=_csv_list(args.classes, flag="--classes"), **filters)
-            budgets = budgets or analysis.log_budgets(analysis.select(points, args.cost, result["y"], **filters), 6)
+            chosen = points_table.select(points, args.cost, result["y"], classes=_csv_list(args.classes, flag="--classes"), **filters)
+            budgets = budgets or budget_match.log_budgets(points_table.select(points, args.cost, result["y"], **filters), 6)
             payload.update(cost=args.cost, bench_source=bench_source if args.cost == "ms_per_img" else None,
-                           budgets=analysis.budget_table(chosen, result["y"], budgets, analysis.N_BOOT
+                           budgets=budget_match.budget_table(chosen, result["y"], budgets, budget_match.N_BOOT
                                                          if args.n_boot is None else args.n_boot, args.seed))
-    except analysis.AnalysisError as e:
+    except points_table.AnalysisError as e:
         raise MatchupError(str(e)) from None
     if args.json:
         _print_json(_clean(payload))
@@ -760,9 +760,9 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
         print(f"  note: {payload['note']}")
     for row in payload["by_class"]:
         print(f"  {row['arch_class']}: effective robustness "
-              f"{analysis.with_ci(row['mean'], row['ci_low'], row['ci_high'])} points, n={row['n']}")
+              f"{budget_match.with_ci(row['mean'], row['ci_low'], row['ci_high'])} points, n={row['n']}")
     for row in payload.get("budgets", []):
-        gaps = "; ".join(f"{k} {analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} {analysis.verdict_label(g)}"
+        gaps = "; ".join(f"{k} {budget_match.with_ci(g['gap'], g['ci_low'], g['ci_high'])} {budget_match.verdict_label(g)}"
                          for k, g in row["gaps"].items())
         print(f"  budget {row['budget']:g}: {gaps}")
     return 0
@@ -778,7 +778,7 @@ def _clean(value):
 
 
 def _print_analysis(p: dict) -> None:
-    from engine import analysis
+    from engine.analysis import budget_match
     print(f"{p['analysis']}: {p['quality']} against {p['cost']} ({p['n_points']} points)")
     if p["analysis"] == "frontier":
         for arch_class, rows in p["classes"].items():
@@ -787,7 +787,7 @@ def _print_analysis(p: dict) -> None:
     elif p["analysis"] == "budget":
         for row in p["budgets"]:
             best = "; ".join(f"{c} {b['quality']:.2f} ({b['checkpoint']})" for c, b in row["best"].items())
-            gaps = "; ".join(f"{k} {analysis.with_ci(g['gap'], g['ci_low'], g['ci_high'])} {analysis.verdict_label(g)}"
+            gaps = "; ".join(f"{k} {budget_match.with_ci(g['gap'], g['ci_low'], g['ci_high'])} {budget_match.verdict_label(g)}"
                              for k, g in row["gaps"].items())
             print(f"  budget {row['budget']:g}: {gaps}; {best}; best class: "
                   f"{row['winner'] or row['winner_verdict']}")
@@ -802,8 +802,8 @@ def _print_analysis(p: dict) -> None:
         for cell in p["cells"]:
             if cell["gap"] is not None:
                 print(f"  {cell['group']} ≤{cell['budget']:g} {cell['comparison']}: "
-                      f"{analysis.with_ci(cell['gap'], cell['ci_low'], cell['ci_high'])} n={cell['n_checkpoints']} "
-                      f"{analysis.verdict_label(cell) if cell['verdict'] != 'too few' else 'too few'}")
+                      f"{budget_match.with_ci(cell['gap'], cell['ci_low'], cell['ci_high'])} n={cell['n_checkpoints']} "
+                      f"{budget_match.verdict_label(cell) if cell['verdict'] != 'too few' else 'too few'}")
         for key, both in p["pairs"].items():
             for scope, pairs in (("all", both["all"]), ("same data", both["same_data"])):
                 left = pairs["left"]

@@ -2,20 +2,20 @@
 import pandas as pd
 import streamlit as st
 
-from engine import analysis
+from engine.analysis import budget_match, pairing
 from ui import loaders, widgets
 
 chosen, cost, metric = widgets.analysis_page("budget", "Budget match")
 if chosen is not None:
     budget = widgets.budget_slider(chosen, cost)
     budgets = tuple(sorted({*loaders.budget_grid(chosen, 6), budget}))
-    rows = loaders.derived(chosen, analysis.budget_table, metric, budgets)  # once per server and view
+    rows = loaders.derived(chosen, budget_match.budget_table, metric, budgets)  # once per server and view
     st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", key="budget_table",
                  column_config=widgets.budget_columns(rows))
     st.caption(f"Each class against ConvNets: the best of each with cost ≤ the budget, the gap with its 95% "
                f"bootstrap interval (checkpoints resampled within each class) and the verdict: a class leads "
                f"only where the interval excludes 0; 'borderline' where a bound is within Monte-Carlo error "
-               f"of 0; 'too few' where a class has fewer than {analysis.MIN_CHECKPOINTS} checkpoints under the "
+               f"of 0; 'too few' where a class has fewer than {budget_match.MIN_CHECKPOINTS} checkpoints under the "
                "budget. 'Best class': the best of all selected classes, where it leads every other.")
     widgets.probe_note(metric)
     st.subheader("Matched pairs: each ViT with a ConvNet of about the same cost")
@@ -23,9 +23,9 @@ if chosen is not None:
     with left_col:
         tolerance = widgets.url_select_slider("Cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3], "tolerance", 0.1)
     with right_col:
-        matching = widgets.url_selectbox("Matching", list(analysis.MATCHINGS), "matching", default="fair",
-                                         format_func=analysis.MATCHINGS.get)
-    pairs = loaders.derived(chosen, analysis.matched_pairs, metric, tolerance=float(tolerance), matching=matching)
+        matching = widgets.url_selectbox("Matching", list(pairing.MATCHINGS), "matching", default="fair",
+                                         format_func=pairing.MATCHINGS.get)
+    pairs = loaders.derived(chosen, pairing.matched_pairs, metric, tolerance=float(tolerance), matching=matching)
     if pairs["n_pairs"]:
         left, right = pairs["left"], pairs["right"]
         a, b, c = st.columns(3)
@@ -34,7 +34,7 @@ if chosen is not None:
         b.metric(f"{left} wins", f"{pairs['share'][left]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
         low, high = pairs["share_ci"][right]
         c.metric(f"{right} wins", f"{pairs['share'][right]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
-        moves = loaders.derived(chosen, analysis.share_by_matching, metric, float(tolerance))
+        moves = loaders.derived(chosen, pairing.share_by_matching, metric, float(tolerance))
         st.dataframe(pd.DataFrame([{"matching": r["label"], "pairs": r["n_pairs"], "distinct ConvNets": r["distinct_convnet"],
                                     f"{left} win share": f"{r['share']:.0%} [{r['share_ci'][0]:.0%}, {r['share_ci'][1]:.0%}]"
                                     if r["n_pairs"] else "-"} for r in moves]),

@@ -2,7 +2,7 @@
 import altair as alt
 import streamlit as st
 
-from engine import analysis
+from engine.analysis import budget_match, pareto
 from engine.catalog.taxonomy import DATA_SCALES
 from ui import chart_tools, charts, loaders, widgets
 
@@ -39,7 +39,7 @@ if chosen is not None and chosen.empty:
 elif chosen is not None:
     find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     budget = widgets.budget_slider(chosen, cost)
-    front = loaders.derived(chosen, analysis.frontier, metric)  # once per server and view
+    front = loaders.derived(chosen, pareto.frontier, metric)  # once per server and view
     found, unlabelled = chart_tools.place_labels(chart_tools.matches(chosen, find), chosen)
     spec = frontier_spec(cost, metric, colour_by)
     datasets = {"points": loaders.arrow(chosen, POINT_COLUMNS),
@@ -56,7 +56,7 @@ elif chosen is not None:
         chart_tools.say_found(found, find, unlabelled)
         chart_tools.export_buttons(spec, datasets, chosen[POINT_COLUMNS + ["params_m"]], f"frontier_{cost}_{metric}")
     st.caption("Scroll to zoom, drag to pan, double-click to reset; click a point for its checkpoint.")
-    [row] = loaders.derived(chosen, analysis.budget_table, metric, (budget,))
+    [row] = loaders.derived(chosen, budget_match.budget_table, metric, (budget,))
     st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")
     with st.container(key="best_under_budget"):
         st.markdown(widgets.markdown_table([{"class": c, "checkpoint": b["checkpoint"], metric: f"{b['quality']:.2f}",

@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import analysis
+from engine.analysis import budget_match, points_table
 from ui import charts, loaders, widgets
 
 
@@ -33,9 +33,9 @@ if chosen is not None and st.session_state["page_view"][1]["zoo"] == "image-text
                + (f" and the same pre-training data, {same_data}." if same_data else " over all their pre-training data."))
 if chosen is not None:
     budgets = loaders.budget_grid(chosen)  # these: once per server and view
-    rows = loaders.derived(chosen, analysis.budget_table, metric, budgets)
+    rows = loaders.derived(chosen, budget_match.budget_table, metric, budgets)
     gaps = pd.DataFrame([{"budget": r["budget"], "comparison": k, **{f: g[f] for f in ("gap", "ci_low", "ci_high")},
-                          "verdict": analysis.verdict_label(g), "too_few": g["verdict"] == "too few"}
+                          "verdict": budget_match.verdict_label(g), "too_few": g["verdict"] == "too few"}
                          for r in rows for k, g in r["gaps"].items()])
     if gaps.empty:
         st.info("ConvNets and another class both need points under these filters to draw a gap.")
@@ -45,8 +45,8 @@ if chosen is not None:
         widgets.probe_note(metric)
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% bootstrap interval "
                    "(checkpoints resampled within each class, every resample weighted exactly). Grey hollow "
-                   f"points: fewer than {analysis.MIN_CHECKPOINTS} checkpoints of a class there, no verdict.")
-        for other in [c for c in analysis.CLASSES if c != "ConvNet" and c in set(gaps["class"])]:
+                   f"points: fewer than {budget_match.MIN_CHECKPOINTS} checkpoints of a class there, no verdict.")
+        for other in [c for c in points_table.CLASSES if c != "ConvNet" and c in set(gaps["class"])]:
             sentences = loaders.derived(chosen, loaders.explained_verdict, metric, budgets, other,
                                         widgets.COST_UNITS[cost])
             if sentences:

@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import analysis, robustness
+from engine.analysis import budget_match, points_table, robustness
 from engine.catalog.taxonomy import DATA_SCALES
 from ui import charts, loaders, widgets
 
@@ -39,7 +39,7 @@ ood = widgets.url_selectbox("Out-of-distribution set", list(ood_sets), "ood", fo
 points = loaders.current_points()
 try:
     result = loaders.robustness_view(ood)
-except analysis.AnalysisError as e:
+except points_table.AnalysisError as e:
     st.info(f"{e} Published results arrive with the catalog (`python -m engine catalog refresh`).")
     st.stop()
 view = loaders.robustness_shown(ood, filters)  # once per server and filters
@@ -70,8 +70,8 @@ st.subheader("Mean effective robustness (accuracy points, 95% bootstrap CI)")
 by_class, by_scale = pd.DataFrame(view["by_class"]), pd.DataFrame(view["by_scale"])
 for frame in (by_class, by_scale):
     frame["effective robustness"] = [
-        f"{analysis.bound_text(r['mean'])} (n = {r['n']}: too few for an interval)" if r["too_few"]
-        else analysis.with_ci(r["mean"], r["ci_low"], r["ci_high"]) for r in frame.to_dict("records")]
+        f"{budget_match.bound_text(r['mean'])} (n = {r['n']}: too few for an interval)" if r["too_few"]
+        else budget_match.with_ci(r["mean"], r["ci_low"], r["ci_high"]) for r in frame.to_dict("records")]
 left, right = st.columns(2)
 left.dataframe(widgets.grey_rows(by_class, by_class["too_few"]), hide_index=True, width="stretch",
                column_order=["arch_class", "n", "effective robustness"])
@@ -82,10 +82,10 @@ st.subheader(f"Budget-matched gap on {result['name']}")
 cost = widgets.url_selectbox("Cost", ["gflops", "params_m", "train_flops"], "cost", format_func=widgets.COST_LABELS.get)
 try:
     chosen = loaders.selection(None, cost, result["y"], filters)
-except analysis.AnalysisError as e:
+except points_table.AnalysisError as e:
     st.info(str(e))
 else:
-    rows = loaders.derived(chosen, analysis.budget_table, result["y"], loaders.budget_grid(chosen, 6))
+    rows = loaders.derived(chosen, budget_match.budget_table, result["y"], loaders.budget_grid(chosen, 6))
     st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", column_config=widgets.budget_columns(rows))
 
 if image_text:  # OpenCLIP publishes accuracies only, and zero-shot runs here store no ECE

@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import analysis
+from engine.analysis import points_table, scaling_fits
 from ui import chart_tools, charts, loaders, widgets
 
 
@@ -11,7 +11,7 @@ from ui import chart_tools, charts, loaders, widgets
 def scaling_spec(cost: str, metric: str, colour_by: str, with_curves: bool) -> dict:
     """Points, fitted curves with their bands and the highlight, built once per view; all data."""
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
-    label = "100 − " + metric if analysis.higher_is_better(metric) else metric
+    label = "100 − " + metric if points_table.higher_is_better(metric) else metric
     y = alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)")
     dots = charts.data("points").mark_point(filled=True).encode(
         x=x, y=y, color=chart_tools.colour(colour_by),
@@ -38,7 +38,7 @@ if tools:
 if chosen is not None:
     find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     on = widgets.url_selectbox("Fit on", ["frontier", "all"], "on")
-    result = loaders.derived(chosen, analysis.scaling, metric, on=on, curves=True)  # once per server and view
+    result = loaders.derived(chosen, scaling_fits.scaling, metric, on=on, curves=True)  # once per server and view
     fitted = result["points"][["checkpoint", "arch_class", "family", "pretrain_data", "cost", "quality", "error"]]
     found, unlabelled = chart_tools.place_labels(chart_tools.matches(fitted, find), fitted, y="error", log_y=True)
     datasets = {"points": fitted, "highlight": found[["checkpoint", "arch_class", "pretrain_data", "cost", "quality",

@@ -2,7 +2,7 @@
 import altair as alt
 import streamlit as st
 
-from engine import seed_paper
+from engine.analysis import seed_paper
 from ui import charts, loaders, widgets
 
 widgets.enter("seed_paper")

@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine import analysis, when
+from engine.analysis import budget_match, when
 from ui import charts, loaders, widgets
 
 
@@ -52,7 +52,7 @@ if chosen is not None:
                     {"cells": part.assign(group=part["group"].astype(str))}, width="stretch")
     st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of each "
                "class under the budget. Orange: the other class ahead, blue: ConvNets ahead; blank: a class has "
-               f"no checkpoint there; grey: fewer than {analysis.MIN_CHECKPOINTS} of a class, no verdict. A class "
+               f"no checkpoint there; grey: fewer than {budget_match.MIN_CHECKPOINTS} of a class, no verdict. A class "
                "wins a cell only when its CI excludes 0.")
     widgets.probe_note(metric)
     st.subheader("Matched pairs, all against same pre-training data")

@@ -131,13 +131,13 @@ def test_what_viewers_of_one_view_share_is_computed_once_per_server(full_app_db)
     best under a budget) are computed once; a chart filter's subset is computed for itself."""
     import gc
 
-    from engine import analysis
+    from engine.analysis import budget_match
     from ui import loaders
     calls = []
 
     def counted(frame, metric, budgets):
         calls.append(len(frame))
-        return analysis.budget_table(frame, metric, budgets, n_boot=50)
+        return budget_match.budget_table(frame, metric, budgets, n_boot=50)
 
     view = ("gflops", "imagenet.top1", {"classes": ["ConvNet", "ViT"], "data_scales": [], "sources": None})
     chosen = loaders.selection(None, *view)
@@ -145,7 +145,7 @@ def test_what_viewers_of_one_view_share_is_computed_once_per_server(full_app_db)
     first = loaders.derived(chosen, counted, "imagenet.top1", (10.0,))
     assert loaders.derived(loaders.selection(None, *view), counted, "imagenet.top1", (10.0,)) is first
     assert calls == [len(chosen)]
-    assert first == analysis.budget_table(chosen, "imagenet.top1", [10.0], n_boot=50)  # the same answer
+    assert first == budget_match.budget_table(chosen, "imagenet.top1", [10.0], n_boot=50)  # the same answer
     loaders.derived(chosen, counted, "imagenet.top1", (20.0,))  # another budget is another result
     subset = chosen[chosen["family"] == "resnet"]
     for _ in range(2):

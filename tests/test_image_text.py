@@ -109,14 +109,14 @@ def test_data_sources_have_a_size_and_scale():
 
 
 def test_analysis_compares_convnets_and_vits_on_the_same_data_at_the_same_training_compute(catalog_store):
-    from engine import analysis, robustness, when
+    from engine.analysis import points_table, robustness, when
     published.load_snapshot(catalog_store)
-    points = analysis.assemble_points(catalog_store.analysis_inputs())
-    laion = analysis.select(points, "train_flops", "zeroshot:imagenet1k.top1", zoo="image-text",
+    points = points_table.assemble_points(catalog_store.analysis_inputs())
+    laion = points_table.select(points, "train_flops", "zeroshot:imagenet1k.top1", zoo="image-text",
                             data_sources=["LAION-2B"])
     assert {"ConvNet", "ViT"} <= set(laion["arch_class"]) and (laion["pretrain_data"] == "LAION-2B").all()
     assert (laion["source"] == "published").all() and laion["cost"].gt(1e20).all()
-    grid = when.when(analysis.select(points, "train_flops", "zeroshot:imagenet1k.top1", zoo="image-text"),
+    grid = when.when(points_table.select(points, "train_flops", "zeroshot:imagenet1k.top1", zoo="image-text"),
                      "zeroshot:imagenet1k.top1", [1e22, 1e23], n_boot=200, by="pretrain_data")
     assert "LAION-2B" in {cell["group"] for cell in grid["cells"]}
     # ObjectNet has no classifier result on the same axes: the trend is the zoo's own, and says so

@@ -215,18 +215,18 @@ def _stored_probe(store, checkpoint, accuracy, dataset="cells", protocol="kfold"
 
 
 def test_probe_results_are_quality_metrics_on_every_cost_axis(catalog_store):
-    from engine import analysis
+    from engine.analysis import budget_match, points_table
     _stored_probe(catalog_store, "resnet50.a1_in1k", 91.0)
     _stored_probe(catalog_store, "vit_base_patch16_224.augreg2_in21k_ft_in1k", 94.0)
     _stored_probe(catalog_store, "resnet50.a1_in1k", 70.0, protocol="shots", shots=10)
-    points = analysis.assemble_points(catalog_store.analysis_inputs())
-    chosen = analysis.select(points, "gflops", "probe:cells.acc")
+    points = points_table.assemble_points(catalog_store.analysis_inputs())
+    chosen = points_table.select(points, "gflops", "probe:cells.acc")
     assert set(chosen["checkpoint"]) == {"resnet50.a1_in1k", "vit_base_patch16_224.augreg2_in21k_ft_in1k"}
     assert set(chosen["source"]) == {"measured here"}
     assert chosen.set_index("checkpoint").loc["resnet50.a1_in1k", "quality"] == 91.0
-    assert analysis.select(points, "gflops", "probe:cells@10shot.acc")["quality"].tolist() == [70.0]
-    assert not analysis.higher_is_better("probe:cells.nll")
-    [row] = analysis.budget_table(chosen, "probe:cells.acc", [1000], n_boot=50)
+    assert points_table.select(points, "gflops", "probe:cells@10shot.acc")["quality"].tolist() == [70.0]
+    assert not points_table.higher_is_better("probe:cells.nll")
+    [row] = budget_match.budget_table(chosen, "probe:cells.acc", [1000], n_boot=50)
     assert row["best"]["ViT"]["quality"] == 94.0 and row["best"]["ConvNet"]["quality"] == 91.0
 
 

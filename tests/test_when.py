@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine import analysis, robustness, seed_paper, when
+from engine.analysis import budget_match, pairing, points_table, scaling_fits, robustness, seed_paper, when
 from engine.__main__ import main
 from engine.catalog.timm_models import reference_points_frame
 
@@ -69,7 +69,7 @@ def test_the_overview_names_the_data_behind_a_lead():
     assert "the leading ViTs pre-trained on ≥1B images, the ConvNets on ≈1M images" in sentence
     assert sentence.endswith("at the same data scale: no clear winner at ≈1M")
     # the plain verdict of the same rows says nothing about data
-    plain = analysis.verdict(analysis.budget_table(points, "imagenet.top1", [10, 50, 100], 300))
+    plain = budget_match.verdict(budget_match.budget_table(points, "imagenet.top1", [10, 50, 100], 300))
     assert "pre-trained" not in plain[0]
 
 
@@ -121,41 +121,41 @@ def test_robustness_per_class_from_published_style_points():
 
 
 def test_robustness_refuses_what_it_cannot_fit():
-    with pytest.raises(analysis.AnalysisError, match="Unknown OOD set"):
+    with pytest.raises(points_table.AnalysisError, match="Unknown OOD set"):
         robustness.robustness(robust_points(), "imagenet")
     few = robust_points()
     few = few[~few["checkpoint"].isin([f"c{i}" for i in range(10)])]  # 2 ImageNet-1k checkpoints left
-    with pytest.raises(analysis.AnalysisError, match="at least 3 checkpoints pre-trained on ImageNet-1k"):
+    with pytest.raises(points_table.AnalysisError, match="at least 3 checkpoints pre-trained on ImageNet-1k"):
         robustness.robustness(few, "imagenet-r")
-    with pytest.raises(analysis.AnalysisError, match="No checkpoint has both"):
+    with pytest.raises(points_table.AnalysisError, match="No checkpoint has both"):
         robustness.robustness(robust_points(), "sketch")
 
 
 def _fit(name, a, b, slope_spread, rng, cost_range=(1.0, 1e4)):
     boot = np.column_stack([a + rng.normal(0, 0.01, 1000), b + rng.normal(0, slope_spread, 1000)])
-    return analysis.PowerFit(name, 20, a, b, 0.9, (b - 2 * slope_spread, b + 2 * slope_spread), cost_range, boot)
+    return scaling_fits.PowerFit(name, 20, a, b, 0.9, (b - 2 * slope_spread, b + 2 * slope_spread), cost_range, boot)
 
 
 def test_a_crossover_with_a_wide_interval_is_not_reported():
     rng = np.random.default_rng(0)
     # log c* = (0.5 - 0) / (-0.1 + 0.2) = 5: c* = 148, well inside 1..10^4
-    tight = analysis.crossover(_fit("ConvNet", 0.0, -0.1, 0.002, rng), _fit("ViT", 0.5, -0.2, 0.002, rng))
-    assert tight["crossover"] == pytest.approx(np.exp(5)) and tight["note"] != analysis.UNRELIABLE_CROSSOVER
-    wide = analysis.crossover(_fit("ConvNet", 0.0, -0.1, 0.04, rng), _fit("ViT", 0.5, -0.2, 0.04, rng))
+    tight = scaling_fits.crossover(_fit("ConvNet", 0.0, -0.1, 0.002, rng), _fit("ViT", 0.5, -0.2, 0.002, rng))
+    assert tight["crossover"] == pytest.approx(np.exp(5)) and tight["note"] != scaling_fits.UNRELIABLE_CROSSOVER
+    wide = scaling_fits.crossover(_fit("ConvNet", 0.0, -0.1, 0.04, rng), _fit("ViT", 0.5, -0.2, 0.04, rng))
     assert wide["crossover"] is None and wide["note"] == "no reliable crossover in the data's range"
     assert wide["unreliable_crossover"] == pytest.approx(np.exp(5))  # the number stays in the JSON
     assert np.log10(wide["crossover_ci"][1] / wide["crossover_ci"][0]) > 2
-    assert not analysis.reliable_crossover((5.7e-09, 1.12e08), 1.0, 1e4)
-    assert not analysis.reliable_crossover((0.5, 20.0), 1.0, 1e4)  # reaches below the data
-    assert analysis.reliable_crossover((50.0, 400.0), 1.0, 1e4)
+    assert not scaling_fits.reliable_crossover((5.7e-09, 1.12e08), 1.0, 1e4)
+    assert not scaling_fits.reliable_crossover((0.5, 20.0), 1.0, 1e4)  # reaches below the data
+    assert scaling_fits.reliable_crossover((50.0, 400.0), 1.0, 1e4)
 
 
 def test_one_rule_for_who_leads_a_gap():
-    assert analysis.gap_leader({"ci_low": 0.1, "ci_high": 2}, "ViT", "ConvNet") == "ViT"
-    assert analysis.gap_leader({"ci_low": -0.55, "ci_high": 1.2}, "Hybrid", "ConvNet") is None
-    assert analysis.gap_leader({"ci_low": -2, "ci_high": -0.1}, "ViT", "ConvNet") == "ConvNet"
+    assert budget_match.gap_leader({"ci_low": 0.1, "ci_high": 2}, "ViT", "ConvNet") == "ViT"
+    assert budget_match.gap_leader({"ci_low": -0.55, "ci_high": 1.2}, "Hybrid", "ConvNet") is None
+    assert budget_match.gap_leader({"ci_low": -2, "ci_high": -0.1}, "ViT", "ConvNet") == "ConvNet"
     # lower is better (ECE): a negative gap means the other class is better
-    assert analysis.gap_leader({"ci_low": -2, "ci_high": -0.1}, "ViT", "ConvNet", higher_is_better=False) == "ViT"
+    assert budget_match.gap_leader({"ci_low": -2, "ci_high": -0.1}, "ViT", "ConvNet", higher_is_better=False) == "ViT"
 
 
 def test_seed_paper_claims_from_the_reference_points():
@@ -230,7 +230,7 @@ def test_pairs_do_not_depend_on_row_order_when_tags_share_a_cost():
                       ("conv.b", "ConvNet", "ImageNet-1k", "≈1M", 10.1, 82), ("conv.c", "ConvNet", "ImageNet-1k", "≈1M", 10.1, 79)])
     for seed in range(5):
         shuffled = points.sample(frac=1, random_state=seed)
-        [pair] = analysis.matched_pairs(shuffled, "imagenet.top1", 0.05)["pairs"]
+        [pair] = pairing.matched_pairs(shuffled, "imagenet.top1", 0.05)["pairs"]
         assert pair["convnet"] == "conv.b" and pair["difference"] == pytest.approx(-1)
 
 
@@ -242,14 +242,14 @@ def test_one_to_one_matching_stops_one_convnet_from_deciding_many_pairs():
     points = _simple([("strong.a", "ConvNet", 10.0, 90), ("weak_low.a", "ConvNet", 9.0, 80),
                       ("weak_high.a", "ConvNet", 11.0, 80),
                       ("v1.a", "ViT", 9.7, 85), ("v2.a", "ViT", 9.9, 85), ("v3.a", "ViT", 10.1, 85), ("v4.a", "ViT", 10.3, 85)])
-    nearest = analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="nearest")
+    nearest = pairing.matched_pairs(points, "imagenet.top1", 0.10, matching="nearest")
     assert nearest["n_pairs"] == 4 and {p["convnet"] for p in nearest["pairs"]} == {"strong.a"}
     assert nearest["share"]["ViT"] == 0.0
-    one = analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="one-to-one")
+    one = pairing.matched_pairs(points, "imagenet.top1", 0.10, matching="one-to-one")
     used = [p["convnet"] for p in one["pairs"]]
     assert len(used) == len(set(used)) == 3 and one["wins"]["ViT"] == 2
     assert one["share"]["ViT"] == pytest.approx(2 / 3)
-    rows = {r["matching"]: r for r in analysis.share_by_matching(points, "imagenet.top1", 0.10)}
+    rows = {r["matching"]: r for r in pairing.share_by_matching(points, "imagenet.top1", 0.10)}
     assert rows["nearest"]["share"] == 0.0 and rows["one-to-one"]["share"] == pytest.approx(2 / 3)
     assert rows["nearest"]["distinct_convnet"] == 1 and rows["one-to-one"]["distinct_convnet"] == 3
 
@@ -258,14 +258,14 @@ def test_fair_matching_counts_each_architecture_once_with_its_best_tag():
     points = _simple([("conv_a.t1", "ConvNet", 10.0, 80), ("conv_a.t2", "ConvNet", 10.0, 81),
                       ("conv_a.t3", "ConvNet", 10.05, 79.5), ("vit_b.t1", "ViT", 10.0, 82),
                       ("vit_b.t2", "ViT", 10.02, 81.8), ("vit_b.t3", "ViT", 9.98, 78)])
-    fair = analysis.matched_pairs(points, "imagenet.top1", 0.10)  # the default
+    fair = pairing.matched_pairs(points, "imagenet.top1", 0.10)  # the default
     assert fair["matching"] == "fair" and fair["n_pairs"] == 1
     [pair] = fair["pairs"]
     assert (pair["vit"], pair["convnet"]) == ("vit_b.t1", "conv_a.t2")
-    assert analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="one-to-one")["n_pairs"] == 3
-    assert analysis.matched_pairs(points, "imagenet.top1", 0.10, matching="nearest")["n_pairs"] == 3
-    with pytest.raises(analysis.AnalysisError, match="Unknown matching"):
-        analysis.matched_pairs(points, "imagenet.top1", matching="greedy")
+    assert pairing.matched_pairs(points, "imagenet.top1", 0.10, matching="one-to-one")["n_pairs"] == 3
+    assert pairing.matched_pairs(points, "imagenet.top1", 0.10, matching="nearest")["n_pairs"] == 3
+    with pytest.raises(points_table.AnalysisError, match="Unknown matching"):
+        pairing.matched_pairs(points, "imagenet.top1", matching="greedy")
 
 
 def test_heatmap_cells_say_too_few_and_show_each_bounds_sign():

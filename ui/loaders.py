@@ -8,7 +8,7 @@ import weakref
 
 import streamlit as st
 
-from engine import analysis
+from engine.analysis import budget_match, points_table
 from engine.catalog import timm_models, timm_published, snapshot
 from engine.errors import MatchupError
 from engine.store import Store, resolve_db_path
@@ -107,7 +107,7 @@ def points(path: str, freshness: str, bench_source: str | None):
     """All analysis points, shared read-only by every session (no copy per rerun); keyed by the
     DB's freshness so widgets never re-read the store."""
     store = _store_for(path)
-    return analysis.assemble_points(store.analysis_inputs(), bench_source=bench_source)
+    return points_table.assemble_points(store.analysis_inputs(), bench_source=bench_source)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -146,7 +146,7 @@ def metrics_for(bench_source: str | None, cost: str, zoo: str = "imagenet") -> l
 def _selection(path: str, freshness: str, bench_source: str | None, cost: str, metric: str,
                classes: tuple, data_scales: tuple, sources: tuple | None, zoo: str = "imagenet",
                data_sources: tuple = ()):
-    chosen = analysis.select(points(path, freshness, bench_source), cost, metric, classes=list(classes) or None,
+    chosen = points_table.select(points(path, freshness, bench_source), cost, metric, classes=list(classes) or None,
                              data_scales=list(data_scales) or None, sources=list(sources) if sources else None,
                              zoo=zoo, data_sources=list(data_sources) or None)
     every_class = (_selection(path, freshness, bench_source, cost, metric, (), data_scales, sources, zoo,
@@ -175,7 +175,7 @@ def budget_grid(frame, n: int = 16) -> tuple:
     selected), so that showing or hiding a class never moves the budgets a verdict is read at."""
     entry = _DERIVED.get(id(frame))
     every_class = entry[2] if entry is not None and entry[0]() is frame and entry[2] is not None else frame
-    return tuple(derived(every_class, analysis.log_budgets, n))
+    return tuple(derived(every_class, budget_match.log_budgets, n))
 
 
 def derived(frame, fn, *args, **kwargs):
@@ -198,8 +198,8 @@ def derived(frame, fn, *args, **kwargs):
 def explained_verdict(frame, metric: str, budgets: tuple, other: str, unit: str) -> list[str]:
     """The Overview's sentences, over the same budget table the page draws (one derived result,
     not a second bootstrap of it)."""
-    from engine import when
-    rows = derived(frame, analysis.budget_table, metric, budgets)
+    from engine.analysis import when
+    rows = derived(frame, budget_match.budget_table, metric, budgets)
     return when.explained_verdict(frame, metric, list(budgets), other=other, unit=unit, rows=rows)
 
 
@@ -239,7 +239,7 @@ def _probe_summaries(path: str, freshness: str):
 
 def probe_note(metric: str) -> str | None:
     """'linear probe, 5 folds, 1,200 images in 8 classes' for a probe:<dataset>[@...] metric."""
-    from engine.analysis import probe_dataset_labels, probe_metric_name
+    from engine.analysis.points_table import probe_dataset_labels, probe_metric_name
     if not metric.startswith("probe:"):
         return None
     store = get_store()
@@ -264,7 +264,7 @@ def probe_note(metric: str) -> str | None:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _robustness(path: str, freshness: str, ood: str):
-    from engine import robustness
+    from engine.analysis import robustness
     if ood in robustness.IMAGE_TEXT_OOD:
         return robustness.image_text_robustness(points(path, freshness, None), ood)
     zoo = points(path, freshness, None)
@@ -280,7 +280,7 @@ def robustness_view(ood: str) -> dict:
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _robustness_shown(path: str, freshness: str, ood: str, classes: tuple, data_scales: tuple) -> dict:
-    from engine import robustness
+    from engine.analysis import robustness
     shown = _robustness(path, freshness, ood)["points"]
     if classes:
         shown = shown[shown["arch_class"].isin(classes)]
@@ -302,7 +302,7 @@ def robustness_shown(ood: str, filters: dict) -> dict:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _seed_paper_claims(path: str, freshness: str) -> list[dict]:
-    from engine import seed_paper
+    from engine.analysis import seed_paper
     store = _store_for(path)
     return seed_paper.claims(store.table_frame("reference_points"), points(path, freshness, None))
 
@@ -319,7 +319,7 @@ def _training_coverage(path: str, freshness: str, metric: str, classes: tuple, d
                        sources: tuple | None):
     import pandas as pd
     frame = points(path, freshness, None)
-    frame = frame[(frame["quality_metric"] == metric) & ~frame["family"].isin(analysis.TOY_FAMILIES)]
+    frame = frame[(frame["quality_metric"] == metric) & ~frame["family"].isin(points_table.TOY_FAMILIES)]
     if classes:
         frame = frame[frame["arch_class"].isin(classes)]
     if data_scales:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine import analysis
+from engine.analysis import budget_match, points_table
 from ui import loaders
 
 COST_LABELS = {"gflops": "GFLOPs (counted)", "params_m": "parameters (M)",
@@ -115,10 +115,10 @@ def global_filters() -> dict:
     """Zoo, class, data scale and source filters, set in the sidebar and shared by every page.
     The image-text zoo's scale filter also offers "unknown" (data whose size no source gives)."""
     zoo = zoo_switch()
-    scales = SCALES + ([analysis.UNKNOWN_SCALE] if zoo == "image-text" else [])
+    scales = SCALES + ([points_table.UNKNOWN_SCALE] if zoo == "image-text" else [])
     with st.sidebar:
         st.subheader("Filters")
-        classes = url_multiselect("Architecture classes", list(analysis.CLASSES), "classes",
+        classes = url_multiselect("Architecture classes", list(points_table.CLASSES), "classes",
                                   ["ConvNet", "ViT", "Hybrid"])
         switched = st.session_state.get("scale_zoo", zoo) != zoo
         if switched and set(SCALES) <= set(st.session_state.get("scale", [])):
@@ -174,7 +174,7 @@ def selected(bench_source: str | None, cost: str, metric: str, filters: dict):
         return None
     try:
         return loaders.selection(bench_source, cost, metric, filters)
-    except analysis.AnalysisError as e:
+    except points_table.AnalysisError as e:
         st.info(empty_selection_text(literal(e), filters))
         return None
 
@@ -273,7 +273,7 @@ def budget_frame(rows: list[dict]):
     """The Budget match table, pairwise first: per class against ConvNets its gap with interval,
     verdict and the two best qualities; then the best of all classes; checkpoint names last, so
     the answer fits the screen. Missing cells are '—'."""
-    others = [c for c in analysis.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]
+    others = [c for c in points_table.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]
     table = []
     for row in rows:
         best = row["best"]
@@ -283,8 +283,8 @@ def budget_frame(rows: list[dict]):
             entry[f"{other} best"] = f"{best[other]['quality']:.2f}" if other in best else "—"
             if i == 0:
                 entry["ConvNet best"] = f"{best['ConvNet']['quality']:.2f}" if "ConvNet" in best else "—"
-            entry[f"{other} − ConvNet"] = analysis.with_ci(gap["gap"], gap["ci_low"], gap["ci_high"]) if gap else "—"
-            entry[f"{other} vs ConvNet"] = analysis.verdict_label(gap)
+            entry[f"{other} − ConvNet"] = budget_match.with_ci(gap["gap"], gap["ci_low"], gap["ci_high"]) if gap else "—"
+            entry[f"{other} vs ConvNet"] = budget_match.verdict_label(gap)
         if not others:
             entry["ConvNet best"] = f"{best['ConvNet']['quality']:.2f}" if "ConvNet" in best else "—"
         entry["best class"] = row["winner"] or row.get("winner_verdict", "no clear winner")
@@ -299,7 +299,7 @@ def budget_columns(rows: list[dict]) -> dict:
     ConvNet, their gap and verdict) comes first and fits a 1280 px screen, however many classes
     follow. (Not pinned: Streamlit greys pinned columns, and grey here means "too few".)"""
     config = {"budget": st.column_config.Column(width=70), "ConvNet best": st.column_config.Column(width=96)}
-    for other in [c for c in analysis.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]:
+    for other in [c for c in points_table.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]:
         config[f"{other} best"] = st.column_config.Column(width=80)
         config[f"{other} − ConvNet"] = st.column_config.Column(width=180)
         config[f"{other} vs ConvNet"] = st.column_config.Column(width=140)

@@ -116,12 +116,12 @@ def scaling_law_on_the_zoo(points: pd.DataFrame, cost: str = "gflops") -> dict:
     """The paper's second claim, that ConvNets follow a log-log scaling law as ViTs do, checked on
     the zoo: log(ImageNet error) = a + b·log(cost) fitted on each class's frontier (analysis.
     scaling). Holds when both fits reach R² ≥ LAW_R2 with a slope interval below 0."""
-    from engine import analysis
+    from engine.analysis import points_table, scaling_fits
     claim = "ConvNets follow a log-log scaling law, as ViTs do (checked on the zoo's frontier)"
     try:
-        chosen = analysis.select(points, cost, "imagenet.top1", classes=["ConvNet", "ViT"])
-        fits = analysis.scaling(chosen, "imagenet.top1", on="frontier")["fits"]
-    except analysis.AnalysisError as e:
+        chosen = points_table.select(points, cost, "imagenet.top1", classes=["ConvNet", "ViT"])
+        fits = scaling_fits.scaling(chosen, "imagenet.top1", on="frontier")["fits"]
+    except points_table.AnalysisError as e:
         return {"claim": claim, "verdict": f"not checkable: {e}", "holds": None, "rows": [], "fits": {}}
     if set(fits) != {"ConvNet", "ViT"}:
         return {"claim": claim, "verdict": "not checkable: a class has too few frontier points for a fit",

@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from engine import analysis
+from engine.analysis import budget_match, points_table
 from engine.intervals import percentile_interval
 from engine.catalog.taxonomy import DATA_SCALES
 
@@ -66,7 +66,7 @@ def paired_accuracy(points: pd.DataFrame, ood: str, metric: str = "top1") -> pd.
     """One row per checkpoint with both its in-distribution and OOD accuracy (same source, same
     resolution), plus its class, family and pre-training data."""
     if ood not in OOD_SETS:
-        raise analysis.AnalysisError(f"Unknown OOD set {ood!r}; use one of {', '.join(OOD_SETS)}.")
+        raise points_table.AnalysisError(f"Unknown OOD set {ood!r}; use one of {', '.join(OOD_SETS)}.")
     return _pair(points, f"{OOD_SETS[ood]}.{metric}", f"{ood}.{metric}")
 
 
@@ -80,7 +80,7 @@ def _pair(points: pd.DataFrame, x_metric: str, y_metric: str) -> pd.DataFrame:
     columns = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size", "source"]
     joined = x[columns + ["quality"]].rename(columns={"quality": "id_accuracy"}).merge(
         y[keys + ["quality"]].rename(columns={"quality": "ood_accuracy"}), on=keys, how="inner")
-    joined = joined[~joined["family"].isin(analysis.TOY_FAMILIES)]
+    joined = joined[~joined["family"].isin(points_table.TOY_FAMILIES)]
     return joined.drop_duplicates(["checkpoint", "source"]).reset_index(drop=True)
 
 
@@ -88,11 +88,11 @@ def image_text_robustness(points: pd.DataFrame, ood: str, n_boot: int = ROBUSTNE
     """Zero-shot OOD accuracy against zero-shot ImageNet accuracy for the image-text zoo, with the
     classifiers' trend where the axes match (IMAGE_TEXT_OOD), else the zoo's own."""
     if ood not in IMAGE_TEXT_OOD:
-        raise analysis.AnalysisError(f"Unknown OOD set {ood!r}; use one of {', '.join(IMAGE_TEXT_OOD)}.")
+        raise points_table.AnalysisError(f"Unknown OOD set {ood!r}; use one of {', '.join(IMAGE_TEXT_OOD)}.")
     zoo = points[points["zoo"] == "image-text"] if "zoo" in points else points
     paired = _pair(zoo, f"{IMAGE_TEXT_X}.top1", f"{ood}.top1")
     if paired.empty:
-        raise analysis.AnalysisError(f"No image-text checkpoint has both {IMAGE_TEXT_X}.top1 and {ood}.top1 results; "
+        raise points_table.AnalysisError(f"No image-text checkpoint has both {IMAGE_TEXT_X}.top1 and {ood}.top1 results; "
                                      "OpenCLIP's published results arrive with the catalog.")
     classifiers = IMAGE_TEXT_OOD[ood]
     if classifiers is not None:
@@ -101,7 +101,7 @@ def image_text_robustness(points: pd.DataFrame, ood: str, n_boot: int = ROBUSTNE
     else:
         trend = {**fit_trend(paired, what="image-text checkpoints"), "fitted_on": ZOO_TREND}
     paired = paired.assign(effective_robustness=effective_robustness(paired, trend))
-    paired["data_scale"] = pd.Categorical(paired["data_scale"], categories=[*DATA_SCALES, analysis.UNKNOWN_SCALE],
+    paired["data_scale"] = pd.Categorical(paired["data_scale"], categories=[*DATA_SCALES, points_table.UNKNOWN_SCALE],
                                           ordered=True)
     return {"ood": ood, "name": IMAGE_TEXT_OOD_NAMES[ood], "x": f"{IMAGE_TEXT_X}.top1", "y": f"{ood}.top1",
             "trend": trend, "note": None, "n_checkpoints": int(len(paired)),
@@ -113,7 +113,7 @@ def image_text_robustness(points: pd.DataFrame, ood: str, n_boot: int = ROBUSTNE
 def fit_trend(frame: pd.DataFrame, what: str = f"checkpoints pre-trained on {BASELINE_DATA} only") -> dict:
     """logit(OOD) = intercept + slope * logit(ID), least squares on the baseline checkpoints."""
     if len(frame) < 3 or np.ptp(logit(frame["id_accuracy"])) == 0:
-        raise analysis.AnalysisError(
+        raise points_table.AnalysisError(
             f"The robustness trend needs at least 3 {what} with different ImageNet accuracies; "
             f"there are {len(frame)}.")
     x, y = logit(frame["id_accuracy"]), logit(frame["ood_accuracy"])
@@ -153,7 +153,7 @@ def summary(frame: pd.DataFrame, by: list[str], n_boot: int = ROBUSTNESS_N_BOOT,
     for key, group in frame.groupby(by, sort=True, observed=True):
         key = key if isinstance(key, tuple) else (key,)
         values = group["effective_robustness"].to_numpy(float)
-        too_few = len(values) < analysis.MIN_CHECKPOINTS
+        too_few = len(values) < budget_match.MIN_CHECKPOINTS
         mean, low, high = ((float(values.mean()), math.nan, math.nan) if too_few else
                            _mean_ci(values, n_boot, group_stream(seed, key)))
         rows.append({**dict(zip(by, key, strict=True)), "n": int(len(group)), "mean": mean,
@@ -167,7 +167,7 @@ def robustness(points: pd.DataFrame, ood: str, metric: str = "top1", n_boot: int
     (class, data scale) for one OOD set."""
     paired = paired_accuracy(points, ood, metric)
     if paired.empty:
-        raise analysis.AnalysisError(
+        raise points_table.AnalysisError(
             f"No checkpoint has both {OOD_SETS[ood]}.{metric} and {ood}.{metric} results; import timm's "
             "published results or evaluate on both sets.")
     trend = fit_trend(paired[paired["pretrain_data"] == BASELINE_DATA])

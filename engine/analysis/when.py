@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from engine import analysis
+from engine.analysis import budget_match, pairing, points_table
 from engine.catalog.taxonomy import DATA_SCALES
 
 COMPARISONS = (("ViT", "ConvNet"), ("Hybrid", "ConvNet"))
@@ -26,7 +26,7 @@ def groups_of(points: pd.DataFrame, by: str) -> list[str]:
     if by == "data_scale":
         return list(DATA_SCALES)
     if by not in GROUPINGS:
-        raise analysis.AnalysisError(f"Unknown grouping {by!r}; use one of {', '.join(GROUPINGS)}.")
+        raise points_table.AnalysisError(f"Unknown grouping {by!r}; use one of {', '.join(GROUPINGS)}.")
     present = points.groupby(by)["arch_class"].agg(set)
     both = [g for g, classes in present.items()
             if any(other in classes and reference in classes for other, reference in COMPARISONS)]
@@ -34,7 +34,7 @@ def groups_of(points: pd.DataFrame, by: str) -> list[str]:
     return sorted(both, key=lambda g: (-sizes[g], g))
 
 
-def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = analysis.N_BOOT, seed: int = 0,
+def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = budget_match.N_BOOT, seed: int = 0,
              by: str = "data_scale") -> list[dict]:
     """One cell per (group, budget, comparison), a group being a data scale (`by="data_scale"`)
     or a pre-training dataset (`by="pretrain_data"`, e.g. LAION-2B for the image-text zoo): the
@@ -44,7 +44,7 @@ def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = analysis
     cells = []
     for scale in groups_of(points, by):
         part = points[points[by] == scale]
-        rows = analysis.budget_table(part, quality, budgets, n_boot, seed) if not part.empty else [
+        rows = budget_match.budget_table(part, quality, budgets, n_boot, seed) if not part.empty else [
             {"budget": float(b), "best": {}, "gaps": {}} for b in budgets]
         for row in rows:
             for other, reference in COMPARISONS:
@@ -72,16 +72,16 @@ def _scale_text(scales: list[str]) -> str:
 
 
 def explained_verdict(points: pd.DataFrame, quality: str, budgets, other: str = "ViT",
-                      reference: str = "ConvNet", unit: str = "", n_boot: int = analysis.N_BOOT, seed: int = 0,
+                      reference: str = "ConvNet", unit: str = "", n_boot: int = budget_match.N_BOOT, seed: int = 0,
                       rows: list[dict] | None = None) -> list[str]:
-    """The Overview's sentences (analysis.verdict), each lead followed by the data behind it when
+    """The Overview's sentences (budget_match.verdict), each lead followed by the data behind it when
     the leading class's best checkpoints and the other's were pre-trained at different scales,
     and by the verdict at the same data scale over the same budgets. `rows`: the budget table of
     these points and budgets, if the caller has it."""
-    rows = rows if rows is not None else analysis.budget_table(points, quality, budgets, n_boot, seed)
-    runs = analysis.verdict_runs(rows, other, reference)
+    rows = rows if rows is not None else budget_match.budget_table(points, quality, budgets, n_boot, seed)
+    runs = budget_match.verdict_runs(rows, other, reference)
     sentences = []
-    for run, sentence in zip(runs, analysis.verdict(rows, other, reference, unit), strict=True):
+    for run, sentence in zip(runs, budget_match.verdict(rows, other, reference, unit), strict=True):
         leader = run[0]["leader"]
         if leader is None:
             sentences.append(sentence)
@@ -120,15 +120,15 @@ def same_data_pairs(points: pd.DataFrame, quality: str, tolerance: float = 0.10,
                     right: str = "ConvNet") -> dict:
     """Matched pairs over all checkpoints, and restricted to pairs with the same pre-training data
     (e.g. both ImageNet-21k → 1k), side by side: how much of a win share the data explains."""
-    return {"all": analysis.matched_pairs(points, quality, tolerance, left, right),
-            "same_data": analysis.matched_pairs(points, quality, tolerance, left, right, match_on="pretrain_data")}
+    return {"all": pairing.matched_pairs(points, quality, tolerance, left, right),
+            "same_data": pairing.matched_pairs(points, quality, tolerance, left, right, match_on="pretrain_data")}
 
 
-def when(points: pd.DataFrame, quality: str, budgets=None, tolerance: float = 0.10, n_boot: int = analysis.N_BOOT,
+def when(points: pd.DataFrame, quality: str, budgets=None, tolerance: float = 0.10, n_boot: int = budget_match.N_BOOT,
          seed: int = 0, by: str = "data_scale") -> dict:
     """Everything the When page and `analyze when` show; `by`: group by data scale or by
     pre-training dataset."""
-    budgets = list(budgets) if budgets else analysis.log_budgets(points, n=8)
+    budgets = list(budgets) if budgets else budget_match.log_budgets(points, n=8)
     pairs = {f"{left}-{right}": same_data_pairs(points, quality, tolerance, left, right)
              for left, right in COMPARISONS}
     return {"budgets": budgets, "cells": gap_grid(points, quality, budgets, n_boot, seed, by), "pairs": pairs,
@@ -147,7 +147,7 @@ def cells_frame(cells: list[dict]) -> pd.DataFrame:
         counts = [int(row[c]) for c in row.index if c.startswith("n_") and c != "n_checkpoints" and pd.notna(row[c])]
         if row["verdict"] == "too few":
             return f"n = {min(counts)}:\ntoo few"
-        text = analysis.bound_text
+        text = budget_match.bound_text
         return (f"{text(row['gap'], 1)}\n[{text(row['ci_low'], 1)}, {text(row['ci_high'], 1)}]\n"
                 f"n = {' + '.join(str(int(c)) for c in counts)}")
     frame["label"] = frame.apply(label, axis=1)
