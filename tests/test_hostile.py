@@ -100,7 +100,7 @@ def test_damaged_and_unreachable_databases_get_one_line(tmp_path, capsys, store)
 
 
 def test_an_unexpected_error_is_one_line_and_a_log_file(monkeypatch, tmp_path, capsys):
-    import engine.__main__ as cli
+    from engine.cli import db as cli  # the command group that `db info` runs
     monkeypatch.setenv("MATCHUP_LOG_DIR", str(tmp_path / "logs"))
 
     def broken(args, store):
