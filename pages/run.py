@@ -2,7 +2,7 @@
 import pandas as pd
 import streamlit as st
 
-from engine import jobs
+from engine.jobs import job_specs, submit
 from engine.measure import sweep
 from engine.catalog.timm_models import filter_checkpoints as catalog_filter
 from engine.errors import MatchupError
@@ -51,13 +51,13 @@ else:
             chosen = st.multiselect(f"Checkpoints ({len(shown)} match; type to search)",
                                     shown["checkpoint"].tolist(), key="run_checkpoints", max_selections=50)
     a, b, c = st.columns(3)
-    device = a.selectbox("Device", jobs.available_devices(), key="run_device",
+    device = a.selectbox("Device", job_specs.available_devices(), key="run_device",
                          help="auto: whichever worker is free (a GPU worker uses its GPU)")
     precision = b.selectbox("Precision", ["fp32", "bf16", "fp16"], key="run_precision")
     spec = {"kind": "eval" if kind == "sweep" else kind, "device": device, "precision": precision}
     if kind in ("eval", "sweep"):
-        roots = jobs.data_roots()
-        sets = jobs.evaluation_sets(roots)
+        roots = job_specs.data_roots()
+        sets = job_specs.evaluation_sets(roots)
         if not sets:
             st.info("No evaluation sets: start the app with MATCHUP_DATA_ROOTS set to the folders that "
                     "hold them (e.g. MATCHUP_DATA_ROOTS=/data/imagenet). Nothing outside them is "
@@ -67,8 +67,8 @@ else:
         limit = st.number_input("Image limit (0: all images)", min_value=0, value=0, step=100, key="run_limit")
         spec.update(data=str(data) if data else None, batch_size=int(batch), limit=int(limit) or None)
     elif kind == "zeroshot":
-        roots = jobs.data_roots()
-        sets = jobs.evaluation_sets(roots)
+        roots = job_specs.data_roots()
+        sets = job_specs.evaluation_sets(roots)
         if not sets:
             st.info("No folders: start the app with MATCHUP_DATA_ROOTS set to the folders that hold your "
                     "images (one sub-folder per class, named after the class).")
@@ -84,8 +84,8 @@ else:
         st.caption("One job per checkpoint: each with its own preprocessing and tokenizer; a class's prompt "
                    "embedding is the mean of its templates' (`python -m engine zeroshot`).")
     elif kind == "probe":
-        roots = jobs.data_roots()
-        sets = jobs.evaluation_sets(roots)
+        roots = job_specs.data_roots()
+        sets = job_specs.evaluation_sets(roots)
         if not sets:
             st.info("No folders: start the app with MATCHUP_DATA_ROOTS set to the folders that hold your "
                     "labelled data (one sub-folder of images per class).")
@@ -107,7 +107,7 @@ else:
     def queue_jobs(checkpoints):
         for checkpoint in checkpoints:
             try:
-                answer = jobs.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots, requested_by=rights.user)
+                answer = submit.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots, requested_by=rights.user)
             except StoreLockedError as e:
                 st.warning(widgets.literal(f"{checkpoint}: {e}"))
                 continue
@@ -122,7 +122,7 @@ else:
         request = repr((chosen, spec))
         if st.button("Plan the sweep", disabled=not chosen or not spec.get("data")):
             try:
-                st.session_state["sweep_plan"] = (request, jobs.sweep_plan(store, chosen, spec, roots))
+                st.session_state["sweep_plan"] = (request, job_specs.sweep_plan(store, chosen, spec, roots))
             except MatchupError as e:
                 st.error(widgets.literal(e))
         planned = st.session_state.get("sweep_plan")
@@ -151,9 +151,9 @@ def queue():
     st.subheader("Queue")
     watch = loaders.quick_store()
     try:
-        watch.requeue_stale(jobs.job_timeout_s(), jobs.MAX_ATTEMPTS)
+        watch.requeue_stale(submit.job_timeout_s(), submit.MAX_ATTEMPTS)
         frame = watch.jobs_frame(limit=30)
-        workers = jobs.live_workers(watch)
+        workers = submit.live_workers(watch)
     except StoreLockedError:
         st.warning("Waiting for the database: another process is writing to it (an import or a "
                    "long CLI run). The queue refreshes by itself as soon as it is free.")
@@ -198,7 +198,7 @@ def queue():
                 elif job.state == "done" and pd.notna(job.result_throughput):
                     text += f" → {job.result_throughput:.1f} img/s"
                 elif job.state == "queued":
-                    waiting = jobs.waiting_for(job.device, job.precision or "fp32", serving)
+                    waiting = submit.waiting_for(job.device, job.precision or "fp32", serving)
                     text += f" · {waiting}" if waiting else ""
                 st.markdown(text)
             if isinstance(job.error, str) and job.error:  # None or NaN (pandas) when the job did not fail
@@ -207,7 +207,7 @@ def queue():
         if rights.can_run and mine and job.state in ("queued", "running"):
             if right.button("Cancel", key=f"cancel-{job.id}", disabled=bool(job.cancel_requested)):
                 try:
-                    jobs.cancel(watch, job.id, rights.user, rights.admin)
+                    submit.cancel(watch, job.id, rights.user, rights.admin)
                 except MatchupError as e:
                     st.error(widgets.literal(e))
                 st.rerun(scope="fragment")

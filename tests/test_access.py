@@ -27,7 +27,8 @@ def test_runners_lists_are_checked_and_malformed_entries_refused(monkeypatch):
 
 
 def test_a_user_may_queue_only_so_many_jobs(store, monkeypatch):
-    from engine.jobs import JobError, enqueue
+    from engine.jobs.job_specs import JobError
+    from engine.jobs.submit import enqueue
     monkeypatch.setenv("MATCHUP_MAX_QUEUED_PER_USER", "2")
     for size in (8, 16):
         enqueue(store, {"kind": "bench", "checkpoint": CHECKPOINT, "batch_size": size}, requested_by="alice@lab.org")

@@ -10,7 +10,8 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine import jobs, options
+from engine.jobs import submit
+from engine import options
 from engine.__main__ import main
 from engine.errors import MatchupError
 from engine.store import Store
@@ -127,7 +128,7 @@ def test_queue_specs_never_reach_a_traceback(fuzz_db, tmp_path, offline_hub, ima
             if rng.random() < 0.5:
                 spec[key] = rng.choice(plausible[key]) if rng.random() < 0.6 else rng.choice(values)
         try:
-            jobs.enqueue(store, spec, roots=[image_folder.parent] if rng.random() < 0.5 else None)
+            submit.enqueue(store, spec, roots=[image_folder.parent] if rng.random() < 0.5 else None)
             outcomes["queued"] += 1
         except MatchupError as e:
             assert str(e) and "\n" not in str(e).strip(), (spec, str(e))

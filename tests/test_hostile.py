@@ -170,7 +170,7 @@ def test_probe_intervals_with_few_folds_stay_inside_the_metric(tmp_path):
 
 
 def test_user_text_is_shown_literally_on_the_run_page(catalog_db, tmp_path, monkeypatch, offline_hub):
-    from engine import jobs
+    from engine.jobs import submit
     from tests.conftest import make_image_folder
     hostile = tmp_path / "roots" / "evil ![x](http:pixel.png) <img src=x> **bold**"
     make_image_folder(hostile)
@@ -179,7 +179,7 @@ def test_user_text_is_shown_literally_on_the_run_page(catalog_db, tmp_path, monk
     monkeypatch.setenv("MATCHUP_DB", str(db))
     monkeypatch.setenv("MATCHUP_DATA_ROOTS", str(tmp_path / "roots"))
     monkeypatch.delenv("MATCHUP_READONLY", raising=False)
-    jobs.enqueue(Store(db), {"kind": "eval", "checkpoint": "test_vit.r160_in1k", "data": str(hostile), "limit": 4},
+    submit.enqueue(Store(db), {"kind": "eval", "checkpoint": "test_vit.r160_in1k", "data": str(hostile), "limit": 4},
                  roots=[tmp_path / "roots"])
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     at.switch_page("pages/run.py").run()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from engine import jobs
+from engine.jobs import job_specs, runner, submit
 from engine.errors import MatchupError
 from engine.store import QueryError, Store
 from tests.conftest import ROOT, make_image_folder, run_cli
@@ -37,29 +37,29 @@ def eval_spec(checkpoint, data, **extra):
 
 
 def test_enqueue_queues_attaches_then_answers_from_the_store(store, queue_env, image_folder):
-    first = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
-    again = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
+    first = submit.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
+    again = submit.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
     assert first["outcome"] == "queued" and again["outcome"] == "attached"
     assert again["job"] == first["job"]
-    other = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, limit=4))
+    other = submit.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, limit=4))
     assert other["outcome"] == "queued" and other["job"] != first["job"]  # a different request
-    assert jobs.Worker(store, device="cpu").run(once=True) == 2
+    assert runner.Worker(store, device="cpu").run(once=True) == 2
     done = store.job(first["job"])
     assert done["state"] == "done" and done["progress"] == 1.0 and done["result_key"]
     row = store.eval_result(done["result_key"])
     assert row["checkpoint"] == "test_vit.r160_in1k" and row["n_images"] == 12
-    cached = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
+    cached = submit.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
     assert cached["outcome"] == "cached" and cached["job"] is None
     assert cached["result"]["cache_key"] == done["result_key"]
     assert len(store.jobs_frame()) == 2  # answering from the store queued nothing
 
 
 def test_worker_runs_three_jobs_with_progress_seen_through_the_db(store, queue_env, slow_folder):
-    ids = [jobs.enqueue(store, eval_spec(c, slow_folder, batch_size=1))["job"]
+    ids = [submit.enqueue(store, eval_spec(c, slow_folder, batch_size=1))["job"]
            for c in ("test_vit.r160_in1k", "test_convnext.r160_in1k")]
-    ids.append(jobs.enqueue(store, {"kind": "bench", "checkpoint": "test_resnet.r160_in1k",
+    ids.append(submit.enqueue(store, {"kind": "bench", "checkpoint": "test_resnet.r160_in1k",
                                     "batch_size": 2})["job"])
-    worker = threading.Thread(target=jobs.Worker(store, device="cpu").run, kwargs={"once": True})
+    worker = threading.Thread(target=runner.Worker(store, device="cpu").run, kwargs={"once": True})
     worker.start()
     watcher = Store(store.path, lock_timeout_s=30)
     seen = []
@@ -79,7 +79,7 @@ def test_worker_runs_three_jobs_with_progress_seen_through_the_db(store, queue_e
 
 
 def test_a_killed_worker_job_is_requeued_and_finished_by_another(store, queue_env, slow_folder):
-    job = jobs.enqueue(store, eval_spec("test_convnext.r160_in1k", slow_folder, batch_size=1))["job"]
+    job = submit.enqueue(store, eval_spec("test_convnext.r160_in1k", slow_folder, batch_size=1))["job"]
     # beats every 0.3 s: each is a write that holds the file for a moment, and this test's own
     # polling must get in between them
     env = {**os.environ, "MATCHUP_DB": str(store.path), "MATCHUP_HEARTBEAT_S": "0.3"}
@@ -101,31 +101,31 @@ def test_a_killed_worker_job_is_requeued_and_finished_by_another(store, queue_en
     assert watcher.job(job)["state"] == "running"
     assert store.count("evals") == 0  # nothing partial was stored
     time.sleep(2.2)  # past MATCHUP_JOB_TIMEOUT: the job is stale
-    assert jobs.Worker(store, device="cpu").run(once=True) == 1
+    assert runner.Worker(store, device="cpu").run(once=True) == 1
     finished = store.job(job)
     assert finished["state"] == "done" and finished["attempts"] == 2
     assert store.count("evals") == 1 and store.eval_result(finished["result_key"])["n_images"] == 240
 
 
 def test_a_job_whose_worker_keeps_dying_fails_with_a_message(store, queue_env, image_folder):
-    job = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))["job"]
-    for attempt in range(jobs.MAX_ATTEMPTS):
+    job = submit.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))["job"]
+    for attempt in range(submit.MAX_ATTEMPTS):
         store.register_worker(f"ghost{attempt}", "host", 1, "cpu", False)
         assert store.claim_job(f"ghost{attempt}", "cpu")["id"] == job
         time.sleep(2.1)
-        store.requeue_stale(jobs.job_timeout_s(), jobs.MAX_ATTEMPTS)
+        store.requeue_stale(submit.job_timeout_s(), submit.MAX_ATTEMPTS)
     failed = store.job(job)
     assert failed["state"] == "failed" and "stopped (crash or kill) 3 times" in failed["error"]
 
 
 def test_two_users_enqueueing_the_same_job_at_once_make_one_job(store, queue_env, image_folder):
     spec = eval_spec("test_resnet.r160_in1k", image_folder)
-    jobs.normalize(spec)  # warm timm's registry so the threads start together
+    job_specs.normalize(spec)  # warm timm's registry so the threads start together
     barrier, answers = threading.Barrier(6), []
 
     def ask():
         barrier.wait()
-        answers.append(jobs.enqueue(Store(store.path, lock_timeout_s=30), spec))
+        answers.append(submit.enqueue(Store(store.path, lock_timeout_s=30), spec))
     threads = [threading.Thread(target=ask) for _ in range(6)]
     for t in threads:
         t.start()
@@ -146,11 +146,11 @@ def test_two_users_enqueueing_the_same_job_at_once_make_one_job(store, queue_env
 
 
 def test_cancel_a_queued_job_and_stop_a_running_one(store, queue_env, slow_folder):
-    queued = jobs.enqueue(store, eval_spec("test_vit.r160_in1k", slow_folder, limit=8))["job"]
+    queued = submit.enqueue(store, eval_spec("test_vit.r160_in1k", slow_folder, limit=8))["job"]
     assert store.cancel_job(queued) == "cancelled"
     assert store.job(queued)["state"] == "cancelled"
-    running = jobs.enqueue(store, eval_spec("test_convnext.r160_in1k", slow_folder, batch_size=1))["job"]
-    worker = threading.Thread(target=jobs.Worker(store, device="cpu").run, kwargs={"once": True})
+    running = submit.enqueue(store, eval_spec("test_convnext.r160_in1k", slow_folder, batch_size=1))["job"]
+    worker = threading.Thread(target=runner.Worker(store, device="cpu").run, kwargs={"once": True})
     worker.start()
     while store.job(running)["state"] != "running" or not store.job(running)["progress"]:
         time.sleep(0.02)
@@ -162,8 +162,8 @@ def test_cancel_a_queued_job_and_stop_a_running_one(store, queue_env, slow_folde
 
 
 def test_a_failing_job_keeps_its_error_for_the_ui(store, queue_env, image_folder):
-    job = jobs.enqueue(store, eval_spec("resnet18.a1_in1k", image_folder))["job"]  # not in the cache
-    jobs.Worker(store, device="cpu").run(once=True)
+    job = submit.enqueue(store, eval_spec("resnet18.a1_in1k", image_folder))["job"]  # not in the cache
+    runner.Worker(store, device="cpu").run(once=True)
     failed = store.job(job)
     assert failed["state"] == "failed"
     assert "resnet18.a1_in1k" in failed["error"] and "offline" in failed["error"].lower()
@@ -181,7 +181,7 @@ def test_a_failing_job_keeps_its_error_for_the_ui(store, queue_env, image_folder
 ])
 def test_bad_requests_are_refused_before_anything_is_queued(store, queue_env, image_folder, bad, message):
     with pytest.raises(MatchupError, match=message):
-        jobs.enqueue(store, {**eval_spec("test_vit.r160_in1k", image_folder), **bad})
+        submit.enqueue(store, {**eval_spec("test_vit.r160_in1k", image_folder), **bad})
     assert store.count("jobs") == 0
 
 
@@ -191,18 +191,18 @@ def test_evaluation_sets_outside_the_roots_are_refused(store, queue_env, image_f
     inside = tmp_path / "sets" / "val"
     inside.symlink_to(image_folder)  # a set a root links to is still outside: its real path counts
     for path in (image_folder, tmp_path / "sets" / ".." / "elsewhere", inside, "/etc"):
-        with pytest.raises(jobs.JobError, match="outside the evaluation-set folders"):
-            jobs.enqueue(store, eval_spec("test_vit.r160_in1k", path), roots=roots)
+        with pytest.raises(job_specs.JobError, match="outside the evaluation-set folders"):
+            submit.enqueue(store, eval_spec("test_vit.r160_in1k", path), roots=roots)
     assert store.count("jobs") == 0
     copy = tmp_path / "sets" / "copy"
     make_image_folder(copy, per_class=1)
-    assert jobs.enqueue(store, eval_spec("test_vit.r160_in1k", copy), roots=roots)["outcome"] == "queued"
+    assert submit.enqueue(store, eval_spec("test_vit.r160_in1k", copy), roots=roots)["outcome"] == "queued"
 
 
 def test_read_only_mode_refuses_enqueue(store, queue_env, image_folder, monkeypatch):
     monkeypatch.setenv("MATCHUP_READONLY", "1")
-    with pytest.raises(jobs.JobError, match="read-only"):
-        jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
+    with pytest.raises(job_specs.JobError, match="read-only"):
+        submit.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder))
     result = run_cli("jobs", "add", "eval", "test_vit.r160_in1k", "--data", str(image_folder), db=store.path)
     assert result.returncode == 2 and "read-only" in result.stderr
     assert store.count("jobs") == 0
@@ -271,10 +271,10 @@ def test_a_wide_select_is_cut_by_bytes_and_memory_stays_bounded(catalog_store):
 # -- jobs no worker here can run -----------------------------------------------------------------------
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
 def test_a_device_no_worker_here_can_serve_is_refused_at_the_door(store, queue_env, image_folder):
-    with pytest.raises(jobs.JobError, match="No worker can run cuda:5 here: this machine has cpu"):
-        jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, device="cuda:5"))
-    with pytest.raises(jobs.JobError, match="fp16 runs on GPUs only"):
-        jobs.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, device="auto", precision="fp16"))
+    with pytest.raises(job_specs.JobError, match="No worker can run cuda:5 here: this machine has cpu"):
+        submit.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, device="cuda:5"))
+    with pytest.raises(job_specs.JobError, match="fp16 runs on GPUs only"):
+        submit.enqueue(store, eval_spec("test_vit.r160_in1k", image_folder, device="auto", precision="fp16"))
     assert store.count("jobs") == 0
     done = run_cli("jobs", "add", "eval", "test_vit.r160_in1k", "--data", str(image_folder), "--device", "cuda:5",
                    db=store.path)
@@ -283,9 +283,9 @@ def test_a_device_no_worker_here_can_serve_is_refused_at_the_door(store, queue_e
 
 def _queue_directly(store, device, precision, image_folder):
     """A job queued while a worker that could run it was alive (it since stopped)."""
-    spec = jobs.normalize(eval_spec("test_vit.r160_in1k", image_folder, device=device, precision=precision))
-    key, _ = jobs.request_key(spec)
-    return store.enqueue_job(f"job-{device}-{precision}".replace(":", ""), "eval", spec, key, jobs.label(spec), device)[0]
+    spec = job_specs.normalize(eval_spec("test_vit.r160_in1k", image_folder, device=device, precision=precision))
+    key, _ = job_specs.request_key(spec)
+    return store.enqueue_job(f"job-{device}-{precision}".replace(":", ""), "eval", spec, key, job_specs.label(spec), device)[0]
 
 
 def test_a_cpu_worker_never_claims_what_it_cannot_run_and_the_page_says_what_it_waits_for(
@@ -296,16 +296,16 @@ def test_a_cpu_worker_never_claims_what_it_cannot_run_and_the_page_says_what_it_
     assert store.claim_job("w", "cpu") is None
     assert store.queued_count() == 2 and store.queued_count(runnable_on="cpu") == 0
     frame = store.jobs_frame()
-    reasons = {row.device: jobs.waiting_for(row.device, row.precision, ["cpu"]) for row in frame.itertuples()}
+    reasons = {row.device: submit.waiting_for(row.device, row.precision, ["cpu"]) for row in frame.itertuples()}
     assert reasons == {"auto": "waiting for a worker with a GPU (fp16 runs on GPUs only)",
                        "cuda:5": "waiting for a worker with cuda:5"}
-    assert jobs.waiting_for("auto", "fp16", ["cpu", "cuda:0"]) is None
+    assert submit.waiting_for("auto", "fp16", ["cpu", "cuda:0"]) is None
 
 
 def test_the_embedded_worker_does_not_spin_on_jobs_it_cannot_take(store, queue_env, image_folder):
     _queue_directly(store, "cuda:5", "fp32", image_folder)
     _queue_directly(store, "auto", "fp16", image_folder)
-    worker = jobs.EmbeddedWorker(store.path, poll_s=0.05).start()
+    worker = runner.EmbeddedWorker(store.path, poll_s=0.05).start()
     time.sleep(10)  # a spinning worker would have started (and finished) a process or two by now
     worker.stop()
     assert worker.runs == 0 and store.queued_count() == 2
@@ -314,10 +314,10 @@ def test_the_embedded_worker_does_not_spin_on_jobs_it_cannot_take(store, queue_e
 def test_the_embedded_worker_starts_a_bounded_number_of_processes(store, queue_env, monkeypatch):
     """Even when the queue looks runnable and every start finds nothing (a stale view), at most
     MAX_STARTS worker processes start per window."""
-    monkeypatch.setattr(jobs.EmbeddedWorker, "MAX_STARTS", 2)
-    monkeypatch.setattr(jobs.EmbeddedWorker, "WINDOW_S", 60.0)
+    monkeypatch.setattr(runner.EmbeddedWorker, "MAX_STARTS", 2)
+    monkeypatch.setattr(runner.EmbeddedWorker, "WINDOW_S", 60.0)
     monkeypatch.setattr(Store, "queued_count", lambda self, runnable_on=None: 1)
-    worker = jobs.EmbeddedWorker(store.path, poll_s=0.05).start()
+    worker = runner.EmbeddedWorker(store.path, poll_s=0.05).start()
     deadline = time.monotonic() + 40
     while worker.runs < 2 and time.monotonic() < deadline:
         time.sleep(0.2)

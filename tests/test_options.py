@@ -3,7 +3,8 @@ measurement; links with bad parameters open the documented defaults."""
 import pytest
 
 from engine.measure import datasets, evaluate
-from engine import jobs, options
+from engine.jobs import job_specs
+from engine import options
 from engine.__main__ import main
 from engine.measure.evaluate import EvalSettings
 
@@ -39,7 +40,7 @@ def test_budgets_follow_the_same_rule(capsys, tmp_path):
 def test_the_queue_and_the_library_use_the_same_rule(field, value, offline_hub, image_folder, store):
     spec = {"kind": "eval", "checkpoint": "test_vit.r160_in1k", "data": str(image_folder), field: value}
     with pytest.raises(options.OptionError) as queued:
-        jobs.normalize(spec)
+        job_specs.normalize(spec)
     with pytest.raises(options.OptionError) as library:
         evaluate.evaluate(store, ["test_vit.r160_in1k"], datasets.open_dataset(image_folder),
                           EvalSettings(**{"workers": 0, field: value}))
@@ -55,4 +56,4 @@ def test_a_limit_of_the_whole_set_is_the_same_measurement(offline_hub, image_fol
     assert again["cached"] and again["cache_key"] == first["cache_key"] and store.count("evals") == 1
     spec = {"kind": "eval", "checkpoint": "test_vit.r160_in1k", "data": str(image_folder), "limit": 10_000}
     whole = {**spec, "limit": None}
-    assert jobs.request_key(jobs.normalize(spec))[0] == jobs.request_key(jobs.normalize(whole))[0]
+    assert job_specs.request_key(job_specs.normalize(spec))[0] == job_specs.request_key(job_specs.normalize(whole))[0]

@@ -279,22 +279,22 @@ def test_sweep_probe_resumes_and_skips_what_is_stored(tmp_path, offline_hub, col
 
 
 def test_a_queued_probe_runs_on_a_worker_and_is_stored(store, offline_hub, colours):
-    from engine import jobs
-    answer = jobs.enqueue(store, {"kind": "probe", "checkpoint": "test_convnext.r160_in1k", "data": str(colours),
+    from engine.jobs import runner, submit
+    answer = submit.enqueue(store, {"kind": "probe", "checkpoint": "test_convnext.r160_in1k", "data": str(colours),
                                   "folds": 3, "batch_size": 16, "workers": 0})
     assert answer["outcome"] == "queued"
-    assert jobs.enqueue(store, {"kind": "probe", "checkpoint": "test_convnext.r160_in1k", "data": str(colours),
+    assert submit.enqueue(store, {"kind": "probe", "checkpoint": "test_convnext.r160_in1k", "data": str(colours),
                                 "folds": 3, "batch_size": 16, "workers": 0})["outcome"] == "attached"
-    assert jobs.Worker(store, device="cpu").run(once=True) == 1
+    assert runner.Worker(store, device="cpu").run(once=True) == 1
     frame = store.jobs_frame()
     assert list(frame["state"]) == ["done"] and frame["result_probe_accuracy"].iloc[0] >= 90
     assert "probe test_convnext.r160_in1k on colours (3 folds" in frame["label"].iloc[0]
-    again = jobs.enqueue(store, {"kind": "probe", "checkpoint": "test_convnext.r160_in1k", "data": str(colours),
+    again = submit.enqueue(store, {"kind": "probe", "checkpoint": "test_convnext.r160_in1k", "data": str(colours),
                                  "folds": 3, "batch_size": 16, "workers": 0})
     assert again["outcome"] == "cached"
     from engine.errors import MatchupError
     with pytest.raises(MatchupError, match="--folds must be"):
-        jobs.enqueue(store, {"kind": "probe", "checkpoint": "test_convnext.r160_in1k", "data": str(colours), "folds": 1})
+        submit.enqueue(store, {"kind": "probe", "checkpoint": "test_convnext.r160_in1k", "data": str(colours), "folds": 1})
 
 
 def test_the_run_page_queues_one_probe_per_checkpoint(catalog_db, tmp_path, monkeypatch, offline_hub, colours):

@@ -107,7 +107,7 @@ def test_visitors_look_runners_run_admins_cancel(browser, lab_server):  # noqa: 
     context.close()
 
     # alice's next job, queued as she would from her session
-    from engine.jobs import enqueue
+    from engine.jobs.submit import enqueue
     from engine.store import Store
     store = Store(db)
     queued = enqueue(store, {"kind": "bench", "checkpoint": CHECKPOINT, "batch_size": 8}, requested_by="alice@lab.org")

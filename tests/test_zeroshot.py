@@ -165,20 +165,20 @@ def test_weights_not_cached_offline_get_evals_message(offline_clip_hub, class_fo
 
 # -- jobs and sweeps -----------------------------------------------------------------------------------
 def test_a_zero_shot_job_runs_on_a_worker_then_is_answered_from_the_store(offline_clip_hub, class_folder, store):
-    from engine import jobs
+    from engine.jobs import job_specs, runner, submit
     spec = {"kind": "zeroshot", "checkpoint": TINY, "data": str(class_folder), "templates": "imagenet1k",
             "workers": 0}
-    queued = jobs.enqueue(store, spec)
+    queued = submit.enqueue(store, spec)
     assert queued["outcome"] == "queued"
-    assert jobs.Worker(store, "cpu").run(once=True) == 1
+    assert runner.Worker(store, "cpu").run(once=True) == 1
     [job] = store.jobs_frame().itertuples()
     assert job.state == "done" and job.result_zeroshot_classes == 3 and 0 <= job.result_zeroshot_top1 <= 100
-    again = jobs.enqueue(store, spec)
+    again = submit.enqueue(store, spec)
     assert again["outcome"] == "cached" and again["result"]["templates_name"] == "imagenet1k"
-    with pytest.raises(jobs.JobError, match="not an image-text checkpoint id"):
-        jobs.enqueue(store, {**spec, "checkpoint": "resnet50.a1_in1k"})
+    with pytest.raises(job_specs.JobError, match="not an image-text checkpoint id"):
+        submit.enqueue(store, {**spec, "checkpoint": "resnet50.a1_in1k"})
     with pytest.raises(image_text.ImageTextError, match="close names"):
-        jobs.enqueue(store, {**spec, "checkpoint": "open_clip:ViT-B-33.openai"})
+        submit.enqueue(store, {**spec, "checkpoint": "open_clip:ViT-B-33.openai"})
 
 
 def test_sweep_zeroshot_runs_the_selection_and_resumes(offline_clip_hub, class_folder, catalog_db, tmp_path):

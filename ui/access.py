@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from engine.jobs import access, read_only
+from engine.jobs import access
+from engine.jobs.submit import read_only
 from ui.widgets import literal
 
 SIGN_IN_HOWTO = ("To let lab members run from their browsers, configure sign-in (`[auth]` in "

@@ -38,10 +38,10 @@ def quick_store() -> Store:
 @st.cache_resource
 def embedded_worker(path: str):
     """One per server, unless MATCHUP_READONLY or MATCHUP_NO_EMBEDDED_WORKER is set."""
-    from engine import jobs
-    if jobs.read_only() or os.environ.get("MATCHUP_NO_EMBEDDED_WORKER"):
+    from engine.jobs import runner, submit
+    if submit.read_only() or os.environ.get("MATCHUP_NO_EMBEDDED_WORKER"):
         return None
-    return jobs.EmbeddedWorker(path).start()
+    return runner.EmbeddedWorker(path).start()
 
 
 @st.cache_resource

@@ -11,31 +11,31 @@ from engine.store import Store
 
 
 def cmd_jobs(args, store: Store) -> int:
-    from engine import jobs
+    from engine.jobs import job_specs, submit
     if args.action == "add":
         base = {"kind": args.kind, "device": args.device, "precision": args.precision,
                 "channels_last": args.channels_last}
         if args.kind == "eval":
             if not args.data:
-                raise jobs.JobError("`jobs add eval` needs --data DIR (the evaluation set).")
+                raise job_specs.JobError("`jobs add eval` needs --data DIR (the evaluation set).")
             base.update(data=args.data, labels=args.labels, variant=args.variant, limit=args.limit,
                         workers=args.workers,
                         batch_size=128 if args.batch_size == "auto" else args.batch_size)
         elif args.kind == "zeroshot":
             if not args.data:
-                raise jobs.JobError("`jobs add zeroshot` needs --data DIR (a folder with one sub-folder per class).")
+                raise job_specs.JobError("`jobs add zeroshot` needs --data DIR (a folder with one sub-folder per class).")
             base.update(data=args.data, classnames=args.classnames, templates=args.templates, limit=args.limit,
                         workers=args.workers, batch_size=128 if args.batch_size == "auto" else args.batch_size)
         elif args.kind == "probe":
             if not args.data:
-                raise jobs.JobError("`jobs add probe` needs --data DIR (a folder with one sub-folder per class).")
+                raise job_specs.JobError("`jobs add probe` needs --data DIR (a folder with one sub-folder per class).")
             base.update(data=args.data, val=args.val, folds=args.folds, shots=args.shots, seed=args.seed,
                         workers=args.workers, batch_size=64 if args.batch_size == "auto" else args.batch_size)
         else:
             base.update(batch_size=args.batch_size, img_size=args.img_size, compile=args.compile)
-        specs = [jobs.normalize({**base, "checkpoint": m}) for m in args.models]  # all checked first
+        specs = [job_specs.normalize({**base, "checkpoint": m}) for m in args.models]  # all checked first
         from engine.jobs import access
-        answers = [jobs.enqueue(store, spec, requested_by=access.cli_user()) for spec in specs]
+        answers = [submit.enqueue(store, spec, requested_by=access.cli_user()) for spec in specs]
         rows = [{"checkpoint": a["spec"]["checkpoint"], "outcome": a["outcome"], "job": a["job"]}
                 for a in answers]
         if args.json:
@@ -46,7 +46,7 @@ def cmd_jobs(args, store: Store) -> int:
                                                                   " (already measured; see the Checkpoint page)"))
         return 0
     if args.action == "list":
-        store.requeue_stale(jobs.job_timeout_s(), jobs.MAX_ATTEMPTS)
+        store.requeue_stale(submit.job_timeout_s(), submit.MAX_ATTEMPTS)
         frame = store.jobs_frame(limit=args.limit)
         if args.json:
             print_json(frame_records(frame))
@@ -58,17 +58,17 @@ def cmd_jobs(args, store: Store) -> int:
         print(frame[["id", "state", "progress", "label", "requested_by", "worker", "error"]].to_string(
             index=False, na_rep="-"))
         return 0
-    state = jobs.cancel(store, args.job, admin=True)  # the shell is trusted
+    state = submit.cancel(store, args.job, admin=True)  # the shell is trusted
     if state is None:
-        raise jobs.JobError(f"There is no job {args.job!r}; `python -m engine jobs list` shows their ids.")
+        raise job_specs.JobError(f"There is no job {args.job!r}; `python -m engine jobs list` shows their ids.")
     print({"cancelled": f"{args.job}: cancelled", "running": f"{args.job}: asked to stop; its worker stops "
            "at its next heartbeat and stores nothing"}.get(state, f"{args.job} is already {state}; nothing to cancel"))
     return 0
 
 
 def cmd_worker(args, store: Store) -> int:
-    from engine import jobs
-    worker = jobs.Worker(store, device=args.device, embedded=args.embedded)
+    from engine.jobs import runner
+    worker = runner.Worker(store, device=args.device, embedded=args.embedded)
     print(f"worker {worker.id} on {worker.device}" + (" (until the queue is empty)" if args.once else ""),
           file=sys.stderr)
     ran = worker.run(once=args.once, poll_s=args.poll)
