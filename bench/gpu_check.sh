@@ -15,6 +15,6 @@ if [ -d .whl ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, timm, duckdb; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'timm', timm.__version__, 'duckdb', duckdb.__version__)" | tee -a "$OUT/gpu.txt"
-timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
-  "tests/test_profile.py::test_bench_on_cuda_uses_events_and_reports_allocated_memory" 2>&1 | tail -25 | tee "$OUT/cuda_tests.txt"
+timeout 200 python3 -m pytest -q -p no:cacheprovider tests/measure/test_cuda.py \
+  "tests/measure/test_profile.py::test_bench_on_cuda_uses_events_and_reports_allocated_memory" 2>&1 | tail -25 | tee "$OUT/cuda_tests.txt"
 timeout 280 python3 bench/gpu_bench.py 2>&1 | grep -v Warning | tee "$OUT/gpu_bench.txt"

@@ -360,7 +360,7 @@ def test_hugging_face_dataset_without_the_package_says_how_to_install(tmp_path):
     import sys
     from tests.conftest import ROOT
     code = ("import sys; sys.modules['datasets'] = None\n"
-            "from engine import datasets\n"
+            "from engine.measure import datasets\n"
             "try:\n    datasets.open_dataset('hfds/imagenet-1k')\n"
             "except datasets.DatasetError as e:\n    print(e)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -14,7 +14,7 @@ from engine.measure import datasets, sweep
 from engine.measure.evaluate import EvalSettings
 from engine.store import Store
 from tests.conftest import ROOT, make_image_folder
-from tests.test_sweep import CHECKPOINTS, images, offline, sweep_hub  # noqa: F401 (fixtures)
+from tests.measure.test_sweep import CHECKPOINTS, images, offline, sweep_hub  # noqa: F401 (fixtures)
 
 ray = pytest.importorskip("ray")
 FAST = EvalSettings(batch_size=8, workers=0)

@@ -222,7 +222,7 @@ def test_pipes_and_dead_links_are_skipped_and_counted_not_read(offline_hub, tmp_
 
 def test_two_folders_with_one_name_are_two_metrics(catalog_store):
     from engine.analysis import points_table
-    from tests.test_probe import _stored_probe
+    from tests.measure.test_probe import _stored_probe
     _stored_probe(catalog_store, "resnet50.a1_in1k", 91.0, dataset="train", fingerprint="aaaaaa11")
     _stored_probe(catalog_store, "vit_base_patch16_224.augreg2_in21k_ft_in1k", 60.0, dataset="train",
                   fingerprint="bbbbbb22")

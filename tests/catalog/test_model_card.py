@@ -5,7 +5,7 @@ import timm
 from timm.data import create_transform, resolve_data_config
 
 from engine.catalog import model_card
-from tests.test_app import open_page
+from tests.app.test_app import open_page
 
 CHECKPOINTS = ["convnext_tiny.fb_in22k_ft_in1k", "vit_base_patch16_224.augreg2_in21k_ft_in1k", "efficientnet_b0.ra_in1k"]
 

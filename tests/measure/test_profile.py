@@ -99,7 +99,7 @@ def matchup_test_reads_a_value(pretrained=False, **kwargs):
 def test_model_that_fails_on_meta_is_counted_with_real_cpu_tensors(tmp_path):
     # in its own process, so the extra model never enters this session's timm registry
     (tmp_path / "reads_a_value.py").write_text(READS_A_VALUE)
-    code = ("import json, reads_a_value; from engine import profile; "
+    code = ("import json, reads_a_value; from engine.measure import profile; "
             "print(json.dumps(profile.count('matchup_test_reads_a_value', 224, 1000).as_dict()))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"})

@@ -203,7 +203,7 @@ def test_two_processes_importing_at_once_both_finish_without_duplicates(tmp_path
     import subprocess
     import sys
     procs = [subprocess.Popen([sys.executable, "-m", "engine", "--db", str(db), "catalog", "import",
-                               str(tmp_path)], cwd=Path(__file__).resolve().parent.parent,
+                               str(tmp_path)], cwd=Path(__file__).resolve().parents[2],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outcomes = [p.communicate(timeout=240) for p in procs]

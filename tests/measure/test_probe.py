@@ -234,7 +234,7 @@ def test_pages_offer_probe_metrics_and_say_how_they_were_measured(catalog_db, tm
     import shutil
 
     from engine.store import Store
-    from tests.test_app import open_page
+    from tests.app.test_app import open_page
     db = tmp_path / "probes.duckdb"
     shutil.copy(catalog_db, db)
     store = Store(db)
@@ -301,7 +301,7 @@ def test_the_run_page_queues_one_probe_per_checkpoint(catalog_db, tmp_path, monk
     import shutil
 
     from engine.store import Store
-    from tests.test_app import open_page
+    from tests.app.test_app import open_page
     db = tmp_path / "run.duckdb"
     shutil.copy(catalog_db, db)
     monkeypatch.setenv("MATCHUP_DB", str(db))

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from tests.test_browser import _free_port, _serve, browser, sync_api  # noqa: F401 - the browser fixture
+from tests.app.test_browser import _free_port, _serve, browser, sync_api  # noqa: F401 - the browser fixture
 
 oidc = pytest.importorskip("oidc_provider_mock")
 
