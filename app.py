@@ -24,12 +24,12 @@ PAGES = [
 navigation = st.navigation(PAGES, expanded=True)  # all pages listed, not "View 3 more"
 st.session_state["app_shell"] = True  # pages check it: see ui.widgets.enter
 
-from engine.catalog import refresh, timm_published  # noqa: E402  (after the navigation: these imports take a second)
 from engine import options  # noqa: E402
-from engine.jobs import access  # noqa: E402
+from engine.catalog import refresh, timm_published  # noqa: E402  (after the navigation: these imports take a second)
 from engine.errors import MatchupError, unexpected_line  # noqa: E402
-from ui.loaders import db_info, embedded_worker, get_store, published_loader, warm_imports  # noqa: E402
+from engine.jobs import access  # noqa: E402
 from ui.access import sidebar_account  # noqa: E402
+from ui.loaders import db_info, embedded_worker, get_store, published_loader, warm_imports  # noqa: E402
 from ui.widgets import literal  # noqa: E402
 
 

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--results", default=str(DEFAULT_RESULTS))
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from engine.analysis import budget_match, pairing, pareto, points_table, scaling_fits, robustness, when
+    from engine.analysis import budget_match, pairing, pareto, points_table, robustness, scaling_fits, when
     from engine.catalog import refresh, timm_published
     from engine.store import Store
     store = Store(Path(tempfile.mkdtemp(prefix="matchup-analysis-")) / "bench.duckdb")

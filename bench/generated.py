@@ -13,8 +13,8 @@ def offline_set(prefix: str, checkpoints, n_images: int, n_classes: int = 10):
     MATCHUP_CACHE point inside the folder from now on."""
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update(HF_HUB_CACHE=str(tmp / "hub"), HF_HUB_OFFLINE="1", MATCHUP_CACHE=str(tmp / "cache"))
-    from tests.conftest import make_image_folder, write_hub_checkpoint
     from engine.measure import datasets
+    from tests.conftest import make_image_folder, write_hub_checkpoint
     for seed, checkpoint in enumerate(checkpoints):
         write_hub_checkpoint(tmp / "hub", checkpoint, seed)
     synsets = list(datasets.imagenet_synsets())[:n_classes]

@@ -31,8 +31,8 @@ TARGET = 0.85
 def model_only(checkpoint: str, device: str, precision: str, batch_size: int, steps: int) -> float:
     import timm
     import torch
-    from engine.measure import evaluate
     from engine.catalog import hub
+    from engine.measure import evaluate
     config = evaluate.data_config(hub.pretrained_cfg(checkpoint))
     model = timm.create_model(checkpoint.split(".")[0]).eval().to(device, memory_format=torch.channels_last)
     batch = torch.randn(batch_size, *config["input_size"], device=device).contiguous(memory_format=torch.channels_last)

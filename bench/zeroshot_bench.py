@@ -56,8 +56,7 @@ def main() -> None:
     from bench.generated import offline_set
     tmp, dataset = offline_set("matchup-zeroshot-bench-", [EVAL_CHECKPOINT], args.images)
     write_open_clip_repo(Path(os.environ["HF_HUB_CACHE"]))
-    from engine.measure import evaluate
-    from engine.measure import zeroshot
+    from engine.measure import evaluate, zeroshot
     from engine.store import Store
     store = Store(tmp / "bench.duckdb")
     settings = evaluate.EvalSettings(batch_size=args.batch_size, workers=args.workers, decoded_cache=False)

@@ -2,7 +2,7 @@
 import altair as alt
 import streamlit as st
 
-from engine.catalog import timm_models, taxonomy
+from engine.catalog import taxonomy, timm_models
 from ui import charts, loaders, widgets
 
 widgets.enter("catalog")

@@ -2,10 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from engine.jobs import job_specs, submit
-from engine.measure import sweep
 from engine.catalog.timm_models import filter_checkpoints as catalog_filter
 from engine.errors import MatchupError
+from engine.jobs import job_specs, submit
+from engine.measure import sweep
 from engine.store import StoreLockedError
 from ui import access, loaders, widgets
 

@@ -10,10 +10,10 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.jobs import submit
 from engine import options
 from engine.__main__ import main
 from engine.errors import MatchupError
+from engine.jobs import submit
 from engine.store import Store
 from tests.conftest import ROOT
 

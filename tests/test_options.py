@@ -2,10 +2,10 @@
 measurement; links with bad parameters open the documented defaults."""
 import pytest
 
-from engine.measure import datasets, evaluate
-from engine.jobs import job_specs
 from engine import options
 from engine.__main__ import main
+from engine.jobs import job_specs
+from engine.measure import datasets, evaluate
 from engine.measure.evaluate import EvalSettings
 
 

@@ -9,7 +9,7 @@ import weakref
 import streamlit as st
 
 from engine.analysis import budget_match, points_table
-from engine.catalog import timm_models, timm_published, snapshot
+from engine.catalog import snapshot, timm_models, timm_published
 from engine.errors import MatchupError
 from engine.store import Store, resolve_db_path
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis import budget_match, points_table
-from engine.intervals import percentile_interval
 from engine.catalog.taxonomy import DATA_SCALES
+from engine.intervals import percentile_interval
 
 # Each OOD set and the in-distribution accuracy it is read against. ImageNet-A and -R cover 200
 # classes: timm publishes both on those classes, the OOD set and ImageNet's own validation images

@@ -24,8 +24,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from engine.catalog import image_text
 from engine import paths
+from engine.catalog import image_text
 from engine.errors import MatchupError
 
 OPEN_CLIP_COMMIT = "30573618fc375b12f094ef64cb3a1391cf611c45"  # tag v3.3.0, the open_clip Matchup pins

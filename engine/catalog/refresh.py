@@ -67,8 +67,7 @@ def refresh(store: Store, load_published: bool = True) -> RefreshReport:
     report.training_compute, report.recipes_refused = refresh_training_compute(store)
     store.mark_catalog_complete(timm.__version__)
     if load_published:
-        from engine.catalog import snapshot
-        from engine.catalog import image_text_published
+        from engine.catalog import image_text_published, snapshot
         try:
             report.published = snapshot.load(store).message
         except snapshot.SnapshotError as e:

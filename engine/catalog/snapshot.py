@@ -26,7 +26,8 @@ from engine.errors import MatchupError
 from engine.paths import SNAPSHOT_DIR, snapshot_dir
 from engine.store import SCHEMA_VERSION, Store
 
-__all__ = ["SNAPSHOT_DIR", "snapshot_dir", "SnapshotError", "LoadReport", "write", "read_provenance", "snapshot_id", "load"]
+__all__ = ["SNAPSHOT_DIR", "snapshot_dir", "SnapshotError", "LoadReport", "write", "read_provenance", "snapshot_id",
+           "load"]
 PROVENANCE_FILE = "provenance.json"
 TABLE_FILES = {"published_results": "published_results.parquet",
                "published_benchmarks": "published_benchmarks.parquet"}

@@ -85,8 +85,7 @@ def cmd_eval(args, store: Store) -> int:
 def cmd_zeroshot(args, store: Store) -> int:
     """Zero-shot accuracy of image-text checkpoints on a folder of classes (engine.measure.zeroshot)."""
     import pandas as pd
-    from engine.measure import evaluate
-    from engine.measure import zeroshot
+    from engine.measure import evaluate, zeroshot
     dataset = zeroshot.open_folder(args.data, classnames=args.classnames, file_rule=args.file_rule)
     settings = evaluate.EvalSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                      limit=args.limit, channels_last=args.channels_last,

@@ -76,8 +76,8 @@ def cmd_profile(args, store: Store) -> int:
         results += batch
         bar.close()
         if args.write_shipped:
-            from engine.catalog.timm_models import SHIPPED_COMPUTE_CSV
             from engine.catalog.refresh import write_shipped_compute
+            from engine.catalog.timm_models import SHIPPED_COMPUTE_CSV
             n = write_shipped_compute(store)
             print(f"wrote {n} rows to {SHIPPED_COMPUTE_CSV}", file=sys.stderr)
     frame = pd.DataFrame(results)

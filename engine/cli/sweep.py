@@ -138,8 +138,7 @@ def _sweep_zeroshot(args, store: Store, checkpoints: list[str]) -> int:
     (stored results are skipped), sharing decoding passes and the decoded-image cache as eval's do."""
     import pandas as pd
     from tqdm import tqdm
-    from engine.measure import evaluate
-    from engine.measure import zeroshot
+    from engine.measure import evaluate, zeroshot
     folder = args.zeroshot or args.data
     if args.ray is not None:
         raise zeroshot.ZeroShotError("`sweep --zeroshot` runs on this machine (one decoding pass feeds several "

@@ -19,9 +19,9 @@ from typing import Callable
 
 from engine.catalog import hub
 from engine.catalog.hub import data_config
+from engine.errors import MatchupError
 from engine.measure import decoded
 from engine.measure.datasets import EvalDataset
-from engine.errors import MatchupError
 from engine.measure.profile import check_precision, device_name, is_out_of_memory, resolve_device
 from engine.store import cache_key
 

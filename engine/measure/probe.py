@@ -24,10 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-from engine.measure import datasets, decoded, evaluate
 from engine.catalog import hub
 from engine.errors import MatchupError
 from engine.intervals import holding, percentile_interval
+from engine.measure import datasets, decoded, evaluate
 from engine.store import cache_key
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # inverse L2 strength, chosen per training fold

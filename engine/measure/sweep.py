@@ -19,10 +19,10 @@ from typing import Callable
 
 import pandas as pd
 
-from engine.catalog import timm_models, hub, taxonomy
+from engine.catalog import hub, taxonomy, timm_models
+from engine.errors import MatchupError
 from engine.measure import decoded, evaluate
 from engine.measure.datasets import EvalDataset
-from engine.errors import MatchupError
 from engine.paths import ENGINE_DIR
 from engine.store import Store
 

@@ -23,10 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from engine.measure import datasets, decoded, evaluate
 from engine.catalog import hub, image_text
-from engine.measure.datasets import EvalDataset
 from engine.errors import MatchupError
+from engine.measure import datasets, decoded, evaluate
+from engine.measure.datasets import EvalDataset
 from engine.paths import DATA_DIR
 from engine.store import cache_key
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.__main__ import main
 from engine.analysis import budget_match, pairing, pareto, points_table, scaling_fits
 from engine.catalog import timm_models
-from engine.__main__ import main
 
 
 def make_points(rows, quality="imagenet.top1", cost="gflops"):

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.analysis import budget_match, pairing, points_table, scaling_fits, robustness, seed_paper, when
 from engine.__main__ import main
+from engine.analysis import budget_match, pairing, points_table, robustness, scaling_fits, seed_paper, when
 from engine.catalog.timm_models import reference_points_frame
 
 

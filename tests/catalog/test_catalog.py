@@ -9,8 +9,7 @@ import pytest
 import timm
 import timm.models
 
-from engine.catalog import refresh, timm_models, timm_published, taxonomy
-from engine.catalog import image_text, image_text_published
+from engine.catalog import image_text, image_text_published, refresh, taxonomy, timm_models, timm_published
 from engine.catalog.timm_models import CatalogError
 from engine.store import Store
 from tests.conftest import run_cli, write_open_clip_docs

@@ -2,8 +2,7 @@
 import pandas as pd
 import pytest
 
-from engine.catalog import timm_models, training_compute
-from engine.catalog import image_text, image_text_published as published
+from engine.catalog import image_text, image_text_published as published, timm_models, training_compute
 from tests.conftest import run_cli, write_open_clip_docs
 
 

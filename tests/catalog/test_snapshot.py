@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.catalog import refresh, timm_published, snapshot
 from engine.__main__ import main
+from engine.catalog import refresh, snapshot, timm_published
 from engine.store import SCHEMA_VERSION, Store
 from tests.conftest import run_cli
 

@@ -6,8 +6,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from engine.catalog import timm_models, training_compute as tc
 from engine.__main__ import main
+from engine.catalog import timm_models, training_compute as tc
 from engine.store import Store
 
 

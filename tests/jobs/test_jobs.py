@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from engine.jobs import job_specs, runner, submit
 from engine.errors import MatchupError
+from engine.jobs import job_specs, runner, submit
 from engine.store import QueryError, Store
 from tests.conftest import ROOT, make_image_folder, run_cli
 

@@ -7,11 +7,11 @@ from PIL import Image
 from safetensors.torch import load_file
 from timm.data import create_transform, resolve_data_config
 
-from engine.measure import datasets, evaluate
 from engine.catalog import hub
+from engine.catalog.hub import HubError
+from engine.measure import datasets, evaluate
 from engine.measure.datasets import DatasetError
 from engine.measure.evaluate import EvalCancelled, EvalError, EvalSettings
-from engine.catalog.hub import HubError
 from tests.conftest import SYNSETS, TINY_CHECKPOINTS, make_image_folder, run_cli, write_hub_checkpoint
 
 FAST = EvalSettings(batch_size=5, workers=0)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from engine.__main__ import main
 from engine.catalog import hub
 from engine.measure import probe
-from engine.__main__ import main
 from engine.measure.probe import ProbeError, ProbeSettings
 
 FAST = {"batch_size": 16, "workers": 0}

@@ -8,8 +8,8 @@ import pytest
 import timm
 import torch
 
-from engine.measure import profile
 from engine.__main__ import main
+from engine.measure import profile
 from engine.measure.profile import BenchSpec, ProfileError
 from tests.conftest import ROOT, run_cli
 

@@ -5,9 +5,8 @@ import shutil
 
 import pytest
 
-from engine.measure import evaluate
 from engine.catalog import image_text
-from engine.measure import zeroshot
+from engine.measure import evaluate, zeroshot
 from tests.conftest import TINY_CLIP_REPO, make_image_folder, run_cli
 
 TINY = f"open_clip:hf-hub:{TINY_CLIP_REPO}"
