@@ -100,13 +100,15 @@ class CatalogTables:
                             "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 19)")
 
     def published_provenance(self) -> list[dict]:
-        """Where the published rows came from: one entry per (origin, commit, time taken)."""
+        """Where the published rows came from: one entry per (origin, commit), with the latest time its
+        files were taken. (Grouped by the second each file landed, one import that spanned a clock
+        second read as two.)"""
         with self.connect() as con:
             cursor = con.execute("""
                 SELECT coalesce(origin, 'import') AS origin, commit,
-                       strftime(coalesce(taken_at, imported_at), '%Y-%m-%dT%H:%M:%S') AS taken_at,
+                       strftime(max(coalesce(taken_at, imported_at)), '%Y-%m-%dT%H:%M:%S') AS taken_at,
                        count(*) AS files, CAST(sum(n_rows) AS BIGINT) AS rows
-                FROM published_files GROUP BY ALL ORDER BY taken_at DESC, origin""")
+                FROM published_files GROUP BY coalesce(origin, 'import'), commit ORDER BY 3 DESC, 1""")
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -150,9 +152,9 @@ class CatalogTables:
     def image_text_provenance(self) -> list[dict]:
         with self.connect() as con:
             cursor = con.execute("""
-                SELECT origin, commit, strftime(coalesce(taken_at, imported_at), '%Y-%m-%dT%H:%M:%S') AS taken_at,
+                SELECT origin, commit, strftime(max(coalesce(taken_at, imported_at)), '%Y-%m-%dT%H:%M:%S') AS taken_at,
                        count(*) AS files, CAST(sum(n_rows) AS BIGINT) AS rows
-                FROM published_image_text_files GROUP BY ALL ORDER BY taken_at DESC, origin""")
+                FROM published_image_text_files GROUP BY origin, commit ORDER BY 3 DESC, 1""")
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 

@@ -258,6 +258,26 @@ def test_sync_downloads_the_pinned_commit_and_imports_it(shared_results, tmp_pat
     assert synced["files"] == 3 and synced["rows"] == 2 * (39 + 12) + 2
 
 
+
+def test_files_imported_together_are_one_provenance_entry_across_a_clock_second(tmp_path, store):
+    """On a busy machine one import can span a clock second; its files stay one entry (it was two,
+    which made the sync test above flaky under load)."""
+    write_results(tmp_path)
+    write_benchmark(tmp_path)
+    write_open_clip_docs(tmp_path / "open_clip")
+    timm_published.import_dir(store, tmp_path)
+    image_text_published.import_dir(store, tmp_path / "open_clip", origin="sync",
+                                    commit=image_text_published.OPEN_CLIP_COMMIT)
+    with store.connect() as con:  # the last file of each import lands a second later
+        con.execute("UPDATE published_files SET imported_at = imported_at + INTERVAL 1 SECOND "
+                    "WHERE source_file = 'results-imagenet.csv'")
+        con.execute("UPDATE published_image_text_files SET imported_at = imported_at + INTERVAL 1 SECOND "
+                    "WHERE source_file = ?", [image_text_published.RESULTS_FILE])
+    [timm_files] = store.published_provenance()
+    [open_clip_files] = store.image_text_provenance()
+    assert timm_files["origin"] == "import" and timm_files["files"] == 2
+    assert open_clip_files["origin"] == "sync" and open_clip_files["files"] == 3
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
