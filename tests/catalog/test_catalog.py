@@ -269,10 +269,10 @@ def test_files_imported_together_are_one_provenance_entry_across_a_clock_second(
     image_text_published.import_dir(store, tmp_path / "open_clip", origin="sync",
                                     commit=image_text_published.OPEN_CLIP_COMMIT)
     with store.connect() as con:  # the last file of each import lands a second later
-        con.execute("UPDATE published_files SET imported_at = imported_at + INTERVAL 1 SECOND "
-                    "WHERE source_file = 'results-imagenet.csv'")
-        con.execute("UPDATE published_image_text_files SET imported_at = imported_at + INTERVAL 1 SECOND "
-                    "WHERE source_file = ?", [image_text_published.RESULTS_FILE])
+        for table, name in (("published_files", "results-imagenet.csv"),
+                            ("published_image_text_files", image_text_published.RESULTS_FILE)):
+            con.execute(f"UPDATE {table} SET imported_at = imported_at + INTERVAL 1 SECOND, "
+                        "taken_at = taken_at + INTERVAL 1 SECOND WHERE source_file = ?", [name])
     [timm_files] = store.published_provenance()
     [open_clip_files] = store.image_text_provenance()
     assert timm_files["origin"] == "import" and timm_files["files"] == 2
