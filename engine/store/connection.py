@@ -21,9 +21,10 @@ import duckdb
 import pandas as pd
 
 from engine.errors import MatchupError
+from engine.paths import DATA_DIR
 from engine.store import schema
 
-DEFAULT_DB = Path(__file__).resolve().parent.parent.parent / "data" / "matchup.duckdb"
+DEFAULT_DB = DATA_DIR / "matchup.duckdb"
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 
 
