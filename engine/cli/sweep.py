@@ -103,6 +103,17 @@ def cmd_sweep(args, store: Store) -> int:
     return 1 if len(failed) else 0
 
 
+def _print_resume_plan(checkpoints: list[str], lookup, verb: str, as_json: bool) -> int:
+    """A dry run of a resumable sweep: which checkpoints are already stored, which would run."""
+    stored = [c for c in checkpoints if lookup(c) is not None]
+    payload = {"checkpoints": checkpoints, "stored": stored, "to_run": [c for c in checkpoints if c not in stored]}
+    if as_json:
+        print_json(payload)
+    else:
+        print(f"{len(payload['to_run'])} {verb}, {len(stored)} already stored")
+    return 0
+
+
 def _sweep_probe(args, store: Store, checkpoints: list[str]) -> int:
     """sweep --probe DIR: a linear probe of every selected checkpoint, resumable (stored results
     are skipped) and deduplicated like the sweep."""
@@ -120,13 +131,7 @@ def _sweep_probe(args, store: Store, checkpoints: list[str]) -> int:
     print(f"probe sweep: {len(checkpoints)} checkpoints on {len(data)} images in {len(data.classes)} classes "
           f"({data.root})", file=sys.stderr)
     if args.dry_run:
-        stored = [c for c in checkpoints if probe.lookup(store, c, data, settings) is not None]
-        payload = {"checkpoints": checkpoints, "stored": stored, "to_run": [c for c in checkpoints if c not in stored]}
-        if args.json:
-            print_json(payload)
-        else:
-            print(f"{len(payload['to_run'])} to probe, {len(stored)} already stored")
-        return 0
+        return _print_resume_plan(checkpoints, lambda c: probe.lookup(store, c, data, settings), "to probe", args.json)
     bar = tqdm(total=len(checkpoints), unit="ckpt", disable=args.json)
     report = probe.probe_many(store, checkpoints, data, settings, on_result=lambda *_: bar.update(1))
     bar.close()
@@ -152,14 +157,9 @@ def _sweep_zeroshot(args, store: Store, checkpoints: list[str]) -> int:
                                      **({"workers": args.workers} if args.workers is not None else {}))
     print(f"zero-shot sweep: {len(checkpoints)} checkpoints on {len(data)} images in {data.num_classes} classes "
           f"({data.opened_with['path']})", file=sys.stderr)
-    stored = [c for c in checkpoints if zeroshot.lookup(store, c, data, args.templates, settings) is not None]
     if args.dry_run:
-        payload = {"checkpoints": checkpoints, "stored": stored, "to_run": [c for c in checkpoints if c not in stored]}
-        if args.json:
-            print_json(payload)
-        else:
-            print(f"{len(payload['to_run'])} to run, {len(stored)} already stored")
-        return 0
+        return _print_resume_plan(checkpoints, lambda c: zeroshot.lookup(store, c, data, args.templates, settings),
+                                  "to run", args.json)
     bar = tqdm(total=len(checkpoints), unit="ckpt", disable=args.json)
     report = []
 
