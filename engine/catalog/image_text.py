@@ -208,17 +208,27 @@ def load_recipes(path: Path | None = None, datasets: dict | None = None) -> pd.D
     return frame
 
 
-def recipe_for(recipes: pd.DataFrame, model: str, tag: str) -> list[dict] | None:
-    """The stages of the most specific pattern that matches (model, tag), in order; None if none."""
-    rows = recipes[recipes["tag"] == tag]
-    rows = rows[[fnmatch.fnmatchcase(model, p) for p in rows["model_pattern"]]]
-    if rows.empty:
+def recipe_index(recipes: pd.DataFrame) -> dict[str, list[dict]]:
+    """The recipe rows grouped by tag, built once: looking one checkpoint up in the frame costs
+    milliseconds of pandas, and the catalog looks up every checkpoint on every refresh."""
+    index: dict[str, list[dict]] = {}
+    for row in recipes.to_dict("records"):
+        index.setdefault(row["tag"], []).append(row)
+    return index
+
+
+def recipe_for(recipes: pd.DataFrame | dict[str, list[dict]], model: str, tag: str) -> list[dict] | None:
+    """The stages of the most specific pattern that matches (model, tag), in order; None if none.
+    `recipes`: the recipe frame or its `recipe_index`."""
+    index = recipes if isinstance(recipes, dict) else recipe_index(recipes)
+    rows = [r for r in index.get(tag, ()) if fnmatch.fnmatchcase(model, r["model_pattern"])]
+    if not rows:
         return None
-    best = max(rows["model_pattern"].unique(), key=lambda p: (p == model, len(p.replace("*", ""))))
-    return rows[rows["model_pattern"] == best].sort_values("stage").to_dict("records")
+    best = max({r["model_pattern"] for r in rows}, key=lambda p: (p == model, len(p.replace("*", ""))))
+    return sorted((r for r in rows if r["model_pattern"] == best), key=lambda r: r["stage"])
 
 
-def stages_for(model: str, tag: str, recipes: pd.DataFrame, datasets: dict,
+def stages_for(model: str, tag: str, recipes: pd.DataFrame | dict[str, list[dict]], datasets: dict,
                tower: dict | None = None) -> tuple[list[dict], str]:
     """The training stages of one checkpoint, from its sourced recipe or else from its tag (one
     stage: the tag's samples at the model's own image size and text length). Returns (stages,
@@ -266,7 +276,7 @@ def count_targets(recipes: pd.DataFrame | None = None, datasets: dict | None = N
     """(model, image size, text length) the catalog needs counted: every model at its own size
     (the inference axis) and every training stage's (size, text length)."""
     from engine.catalog import training_compute
-    recipes = recipes if recipes is not None else load_recipes()
+    recipes = recipe_index(recipes if recipes is not None else load_recipes())
     datasets = datasets if datasets is not None else training_compute.load_datasets()
     targets = set()
     for model, tag in pairs():
@@ -324,7 +334,7 @@ def estimate(counted: pd.DataFrame, catalog: pd.DataFrame, recipes: pd.DataFrame
     ones with why."""
     from engine.catalog import training_compute
     datasets = datasets if datasets is not None else training_compute.load_datasets()
-    recipes = recipes if recipes is not None else load_recipes(datasets=datasets)
+    recipes = recipe_index(recipes if recipes is not None else load_recipes(datasets=datasets))
     ok = counted[counted["error"].isna()] if "error" in counted else counted
     table = {(m, int(s), int(t)): r for m, s, t, r in
              zip(ok["model"], ok["image_size"], ok["text_length"], ok.to_dict("records"), strict=True)}
@@ -358,7 +368,7 @@ def catalog_frames(timm_version: str, datasets: dict | None = None, recipes: pd.
     from engine.catalog import training_compute
     open_clip = _open_clip()
     datasets = datasets if datasets is not None else training_compute.load_datasets()
-    recipes = recipes if recipes is not None else load_recipes(datasets=datasets)
+    recipes = recipe_index(recipes if recipes is not None else load_recipes(datasets=datasets))
     links = timm_links()
     rows, details = [], []
     towers: dict[str, dict] = {}
