@@ -286,8 +286,7 @@ def load_snapshot(store, folder: Path | None = None) -> str:
         if len(frames[table]) != entry["rows"]:
             raise PublishedError(f"OpenCLIP's published tables not loaded: {file} holds {len(frames[table])} rows "
                                  f"where provenance.json says {entry['rows']}. {FIX}")
-    import open_clip
-    if provenance.get("names_resolved_with_open_clip") != open_clip.__version__:
+    if provenance.get("names_resolved_with_open_clip") != image_text.installed_open_clip():  # no import: seconds
         known = set(image_text.pairs())
         rows = frames["published_image_text"]
         rows["checkpoint"] = [image_text.checkpoint_id(m, t) if (m, t) in known else None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.catalog.timm_models import (SHIPPED_COMPUTE_CSV, _architectures_frame, _checkpoints_frame, _timm,
+from engine.catalog.timm_models import (SHIPPED_COMPUTE_CSV, _architectures_frame, _checkpoints_frame, load_registry,
                                         reference_points_frame, shipped_compute_frame)
 from engine.store import Store
 
@@ -46,26 +46,27 @@ def refresh(store: Store, load_published: bool = True) -> RefreshReport:
     from sync or import). A snapshot that cannot be loaded leaves the catalog in place and says
     why in the report."""
     from engine.catalog import image_text
-    timm = _timm()
-    architectures = _architectures_frame()
-    checkpoints = _checkpoints_frame(architectures)
-    zoo, _ = image_text.load_catalog(timm.__version__)
+    registry = load_registry()  # the shipped copy for this timm: no torch import on a first start
+    timm_version = registry.version
+    architectures = _architectures_frame(registry)
+    checkpoints = _checkpoints_frame(architectures, registry)
+    zoo, _ = image_text.load_catalog(timm_version)
     if not zoo.checkpoints.empty:
         architectures = pd.concat([architectures, _image_text_architectures(zoo.checkpoints)[architectures.columns]],
                                   ignore_index=True)
     if not zoo.checkpoints.empty:
         checkpoints = pd.concat([checkpoints, zoo.checkpoints[checkpoints.columns]], ignore_index=True)
     reference = reference_points_frame()
-    store.replace_catalog(architectures, checkpoints, reference, timm.__version__, image_text=zoo.details)
+    store.replace_catalog(architectures, checkpoints, reference, timm_version, image_text=zoo.details)
     open_clip_version = image_text.installed_open_clip()
     store.upsert_image_text_compute(image_text.shipped_compute(str(open_clip_version)), keep_existing=True)
-    loaded = store.upsert_compute(shipped_compute_frame(timm.__version__), keep_existing=True)
-    loaded += store.upsert_compute(image_text.image_tower_compute(store.image_text_compute_frame(), timm.__version__),
+    loaded = store.upsert_compute(shipped_compute_frame(timm_version), keep_existing=True)
+    loaded += store.upsert_compute(image_text.image_tower_compute(store.image_text_compute_frame(), timm_version),
                                    keep_existing=True)
-    report = RefreshReport(len(checkpoints), len(architectures), len(reference), timm.__version__, loaded,
+    report = RefreshReport(len(checkpoints), len(architectures), len(reference), timm_version, loaded,
                            image_text_checkpoints=len(zoo.checkpoints), open_clip_version=open_clip_version)
     report.training_compute, report.recipes_refused = refresh_training_compute(store)
-    store.mark_catalog_complete(timm.__version__)
+    store.mark_catalog_complete(timm_version)
     if load_published:
         from engine.catalog import image_text_published, snapshot
         try:

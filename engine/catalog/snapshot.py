@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from engine.catalog import timm_published
+from engine.catalog.timm_models import installed_timm
 from engine.errors import MatchupError
 from engine.paths import SNAPSHOT_DIR, snapshot_dir
 from engine.store import SCHEMA_VERSION, Store
@@ -182,8 +183,7 @@ def load(store: Store, folder: Path | None = None) -> LoadReport:
     if origins == {"snapshot"} and store.meta().get("published_snapshot") == ident:
         return LoadReport("current", "the shipped snapshot is already loaded")
     frames = _read_tables(folder, provenance)
-    import timm
-    if provenance.get("names_resolved_with_timm") != timm.__version__:
+    if provenance.get("names_resolved_with_timm") != installed_timm():  # no import: timm imports torch
         _resolve_names(frames)
     files = [(name, entry["kind"], entry["rows"], entry["sha256"]) for name, entry in provenance["files"].items()]
     try:

@@ -3,6 +3,8 @@ tags, class by taxonomy), the reference facts and the shipped FLOP counts, and f
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -26,20 +28,116 @@ def _timm():
     return timm
 
 
-def _architectures_frame() -> pd.DataFrame:
+# -- timm's registry: read from timm, or from the copy shipped for the pinned timm ---------------------
+REGISTRY_ARCHITECTURES_CSV = DATA_DIR / "timm_architectures.csv"
+REGISTRY_PRETRAINED_CSV = DATA_DIR / "timm_pretrained.csv"
+ARCH_COLUMNS = ["arch", "module", "default_input_h", "default_input_w", "default_num_classes"]
+PRETRAINED_COLUMNS = ["checkpoint", "hf_hub_id", "input_h", "input_w", "test_h", "test_w", "crop_pct",
+                      "test_crop_pct", "crop_mode", "interpolation", "mean", "std", "num_classes", "license"]
+_INTS = ("default_input_h", "default_input_w", "default_num_classes", "input_h", "input_w", "test_h", "test_w",
+         "num_classes")
+
+
+@dataclass
+class Registry:
+    """What timm itself says: each registered architecture (module, default input size and head)
+    and each pretrained checkpoint's config, in timm's order. Classes and data are ours, derived."""
+    version: str
+    architectures: pd.DataFrame  # ARCH_COLUMNS
+    pretrained: pd.DataFrame     # PRETRAINED_COLUMNS
+    source: str                  # where it was read: "timm" or the shipped files
+
+
+def installed_timm() -> str | None:
+    """The installed timm's version, without importing it (importing timm imports torch: seconds)."""
+    from importlib import metadata
+    try:
+        return metadata.version("timm")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def registry_from_timm() -> Registry:
+    """Read the installed timm's registry (imports timm and torch)."""
     timm = _timm()
-    pretrained_per_arch: dict[str, int] = {}
-    for name in timm.list_pretrained():
-        arch = taxonomy.split_checkpoint(name)[0]
-        pretrained_per_arch[arch] = pretrained_per_arch.get(arch, 0) + 1
-    rows = []
+    archs = []
     for module in timm.models.list_modules():
         for arch in timm.list_models(module=module):
             cfg = timm.models.get_pretrained_cfg(arch)
             size = cfg.input_size if cfg is not None else (None, None, None)
-            rows.append((arch, module, taxonomy.arch_class(arch, module), taxonomy.family(arch),
-                         True, pretrained_per_arch.get(arch, 0), None, size[1], size[2],
-                         cfg.num_classes if cfg is not None else None))
+            archs.append((arch, module, size[1], size[2], cfg.num_classes if cfg is not None else None))
+    pretrained = []
+    for name in timm.list_pretrained():
+        cfg = timm.models.get_pretrained_cfg(name)
+        test = cfg.test_input_size
+        pretrained.append((name, cfg.hf_hub_id, cfg.input_size[1], cfg.input_size[2],
+                           test[1] if test else None, test[2] if test else None, cfg.crop_pct, cfg.test_crop_pct,
+                           cfg.crop_mode, cfg.interpolation, [float(v) for v in cfg.mean],
+                           [float(v) for v in cfg.std], cfg.num_classes, cfg.license))
+    return Registry(timm.__version__, _typed(pd.DataFrame(archs, columns=ARCH_COLUMNS)),
+                    _typed(pd.DataFrame(pretrained, columns=PRETRAINED_COLUMNS)), "timm")
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in _INTS:
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def shipped_registry(version: str | None, folder: Path = DATA_DIR) -> Registry | None:
+    """The registry shipped for timm `version` (data/timm_architectures.csv and timm_pretrained.csv),
+    or None when the files are missing, damaged or written for another timm: then read timm itself."""
+    paths = (folder / REGISTRY_ARCHITECTURES_CSV.name, folder / REGISTRY_PRETRAINED_CSV.name)
+    if version is None or not all(p.is_file() for p in paths):
+        return None
+    try:
+        archs, pretrained = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths)
+        if not ((archs["timm_version"] == version).all() and (pretrained["timm_version"] == version).all()) \
+                or archs.empty or pretrained.empty:
+            return None
+        archs, pretrained = archs[ARCH_COLUMNS], pretrained[PRETRAINED_COLUMNS]
+        archs, pretrained = archs.where(archs != "", None), pretrained.where(pretrained != "", None)
+        for column in _INTS:
+            frame = archs if column in archs else pretrained
+            frame[column] = pd.to_numeric(frame[column]).astype("Int64")
+        for column in ("crop_pct", "test_crop_pct"):
+            pretrained[column] = pd.to_numeric(pretrained[column]).astype(float)
+        for column in ("mean", "std"):
+            pretrained[column] = pretrained[column].map(lambda v: [float(x) for x in v.split()])
+    except (KeyError, ValueError, TypeError, AttributeError, pd.errors.ParserError):
+        return None
+    return Registry(version, archs, pretrained, f"shipped for timm {version}")
+
+
+def load_registry() -> Registry:
+    """The shipped registry when it was written for the installed timm (a start need not import
+    torch), else timm's own."""
+    return shipped_registry(installed_timm()) or registry_from_timm()
+
+
+def write_shipped_registry(folder: Path = DATA_DIR) -> Registry:
+    """Write the installed timm's registry as the project ships it (two CSVs tagged with timm's version)."""
+    registry = registry_from_timm()
+    pretrained = registry.pretrained.assign(**{c: registry.pretrained[c].map(lambda v: " ".join(repr(x) for x in v))
+                                               for c in ("mean", "std")})
+    for frame, name in ((registry.architectures, REGISTRY_ARCHITECTURES_CSV.name),
+                        (pretrained, REGISTRY_PRETRAINED_CSV.name)):
+        partial = folder / f".{name}.partial"
+        frame.assign(timm_version=registry.version).to_csv(partial, index=False)
+        os.replace(partial, folder / name)
+    return registry
+
+
+def _architectures_frame(registry: Registry) -> pd.DataFrame:
+    pretrained_per_arch: dict[str, int] = {}
+    for name in registry.pretrained["checkpoint"]:
+        arch = taxonomy.split_checkpoint(name)[0]
+        pretrained_per_arch[arch] = pretrained_per_arch.get(arch, 0) + 1
+    rows = []
+    for arch, module, h, w, classes in registry.architectures[ARCH_COLUMNS].itertuples(index=False):
+        rows.append((arch, module, taxonomy.arch_class(arch, module), taxonomy.family(arch),
+                     True, pretrained_per_arch.get(arch, 0), None, h, w, classes))
     registered = {row[0] for row in rows}
     for arch, info in taxonomy.retired_archs().items():
         if arch not in registered:
@@ -53,27 +151,28 @@ def _architectures_frame() -> pd.DataFrame:
     return frame
 
 
-def _checkpoints_frame(architectures: pd.DataFrame) -> pd.DataFrame:
-    timm = _timm()
-    by_arch = architectures.set_index("arch")
+def _checkpoints_frame(architectures: pd.DataFrame, registry: Registry) -> pd.DataFrame:
+    by_arch = {a: (m, c, f) for a, m, c, f in zip(architectures["arch"], architectures["module"],
+                                                  architectures["arch_class"], architectures["family"], strict=True)}
     rows = []
-    for name in timm.list_pretrained():
+    for cfg in registry.pretrained.to_dict("records"):
+        name = cfg["checkpoint"]
         arch, tag = taxonomy.split_checkpoint(name)
-        cfg = timm.models.get_pretrained_cfg(name)
-        data = taxonomy.parse_pretrain(tag, cfg.num_classes, arch)
-        test = cfg.test_input_size
+        classes = None if pd.isna(cfg["num_classes"]) else int(cfg["num_classes"])
+        data = taxonomy.parse_pretrain(tag, classes, arch)
+        module, arch_class, family = by_arch[arch]
         rows.append({
-            "checkpoint": name, "arch": arch, "tag": tag, "module": by_arch.at[arch, "module"],
-            "arch_class": by_arch.at[arch, "arch_class"], "family": by_arch.at[arch, "family"],
+            "checkpoint": name, "arch": arch, "tag": tag, "module": module,
+            "arch_class": arch_class, "family": family,
             "pretrain_data": data.pretrain_data, "finetune_data": data.finetune_data,
-            "data_scale": data.data_scale, "hub_repo": cfg.hf_hub_id,
-            "input_h": cfg.input_size[1], "input_w": cfg.input_size[2],
-            "test_h": test[1] if test else None, "test_w": test[2] if test else None,
-            "crop_pct": cfg.crop_pct, "test_crop_pct": cfg.test_crop_pct,
-            "crop_mode": cfg.crop_mode, "interpolation": cfg.interpolation,
-            "mean": [float(v) for v in cfg.mean], "std": [float(v) for v in cfg.std],
-            "num_classes": cfg.num_classes, "license": cfg.license,
-            "timm_version": timm.__version__, "zoo": "imagenet"})
+            "data_scale": data.data_scale, "hub_repo": cfg["hf_hub_id"],
+            "input_h": cfg["input_h"], "input_w": cfg["input_w"],
+            "test_h": cfg["test_h"], "test_w": cfg["test_w"],
+            "crop_pct": cfg["crop_pct"], "test_crop_pct": cfg["test_crop_pct"],
+            "crop_mode": cfg["crop_mode"], "interpolation": cfg["interpolation"],
+            "mean": cfg["mean"], "std": cfg["std"],
+            "num_classes": classes, "license": cfg["license"],
+            "timm_version": registry.version, "zoo": "imagenet"})
     frame = pd.DataFrame(rows)
     for column in ("test_h", "test_w", "num_classes"):
         frame[column] = frame[column].astype("Int64")

@@ -71,6 +71,19 @@ def cmd_catalog(args, store: Store) -> int:
         shown = known.assign(train=known["train_flops"].map(lambda v: f"{v:.3g}"))
         print(shown[["checkpoint", "arch_class", "train", "confidence"]].to_string(index=False))
         return 0
+    if args.action == "snapshot" and args.timm_registry:
+        from pathlib import Path
+        from engine.paths import DATA_DIR
+        out = Path(args.out) if args.out else DATA_DIR
+        registry = timm_models.write_shipped_registry(out)
+        if args.json:
+            print_json({"timm_version": registry.version, "architectures": len(registry.architectures),
+                        "pretrained": len(registry.pretrained), "folder": str(out)})
+        else:
+            print(f"registry of timm {registry.version}: {len(registry.architectures)} architectures, "
+                  f"{len(registry.pretrained)} pretrained checkpoints in {out} "
+                  f"({time.perf_counter() - started:.1f} s)")
+        return 0
     if args.action == "snapshot" and args.open_clip_source:
         from pathlib import Path
         from engine.catalog import image_text_published
@@ -145,6 +158,9 @@ def add_parsers(commands, common) -> None:
                    help="write the OpenCLIP snapshot instead (data/published/open_clip), from a folder holding "
                         "OpenCLIP's docs/ CSVs at --open-clip-commit")
     p.add_argument("--open-clip-commit", default=OPEN_CLIP_COMMIT, help="the open_clip commit the files are from")
+    p.add_argument("--timm-registry", action="store_true",
+                   help="write the installed timm's registry instead (data/timm_architectures.csv and "
+                        "timm_pretrained.csv; --out: another folder), so a first start need not import timm")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("training-compute", parents=[common],
                                help="each checkpoint's training compute, with its recipe stages and sources")

@@ -1,10 +1,14 @@
 import http.server
+import json
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from functools import partial
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import timm
 import timm.models
@@ -12,7 +16,7 @@ import timm.models
 from engine.catalog import image_text, image_text_published, refresh, taxonomy, timm_models, timm_published
 from engine.catalog.timm_models import CatalogError
 from engine.store import Store
-from tests.conftest import run_cli, write_open_clip_docs
+from tests.conftest import ROOT, run_cli, write_open_clip_docs
 
 RESULTS_HEADER = "model,img_size,top1,top1_err,top5,top5_err,param_count,crop_pct,interpolation\n"
 BENCH_HEADER = ("model,infer_img_size,infer_samples_per_sec,infer_step_time,infer_batch_size,"
@@ -315,3 +319,42 @@ def test_provenance_is_one_line_per_origin_however_many_files():
     assert text == ("timm (commit unknown), imported from a folder on 2026-11-30 (30 files, 3,000 rows); "
                     "timm aa4b5850, shipped snapshot taken 2026-11-28 (30 files, 42,888 rows)")
     assert timm_published.describe_published(entries, counts=False).count("imported from a folder") == 1
+
+
+def test_shipped_registry_is_the_installed_timms_own():
+    """The copy a first start reads instead of importing timm says exactly what timm says."""
+    shipped = timm_models.shipped_registry(timm_models.installed_timm())
+    assert shipped is not None, ("data/timm_*.csv are not for the installed timm: "
+                                 "run `python -m engine catalog snapshot --timm-registry`")
+    own = timm_models.registry_from_timm()
+    assert shipped.version == own.version == timm.__version__
+    pd.testing.assert_frame_equal(shipped.architectures, own.architectures)
+    pd.testing.assert_frame_equal(shipped.pretrained, own.pretrained)
+
+
+def test_registry_for_another_timm_or_damaged_is_not_used(tmp_path):
+    result = run_cli("catalog", "snapshot", "--timm-registry", "--out", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pretrained"] == len(timm.list_pretrained())
+    assert timm_models.shipped_registry(timm.__version__, tmp_path) is not None
+    assert timm_models.shipped_registry("0.0.1", tmp_path) is None  # written for another timm
+    pretrained = tmp_path / "timm_pretrained.csv"
+    text = pretrained.read_text()
+    pretrained.write_text(text.replace(",224,224,", ",two,224,", 1))  # a size that is not a number
+    assert timm_models.shipped_registry(timm.__version__, tmp_path) is None
+    pretrained.write_text(text.split("\n", 1)[0].replace("input_h,", "") + "\n")  # a column gone, no rows
+    assert timm_models.shipped_registry(timm.__version__, tmp_path) is None
+    pretrained.unlink()
+    assert timm_models.shipped_registry(timm.__version__, tmp_path) is None
+
+
+def test_first_start_builds_the_catalog_without_importing_torch(tmp_path):
+    """The shipped registry, FLOP counts and snapshots are enough: torch, timm and open_clip load
+    later, when something is measured (importing them took seconds of the first start)."""
+    script = ("import sys; from engine.store import Store; from engine.catalog import refresh; "
+              f"r = refresh.refresh(Store({str(tmp_path / 'new.duckdb')!r})); "
+              "print(r.checkpoints, r.published_error, r.image_text_error, "
+              "sorted(m for m in ('torch', 'timm', 'open_clip') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(timm.list_pretrained()) + len(image_text.pairs())), "None", "None", "[]"]
