@@ -31,7 +31,9 @@ def _timm():
 # -- timm's registry: read from timm, or from the copy shipped for the pinned timm ---------------------
 REGISTRY_ARCHITECTURES_CSV = DATA_DIR / "timm_architectures.csv"
 REGISTRY_PRETRAINED_CSV = DATA_DIR / "timm_pretrained.csv"
+REGISTRY_DEPRECATED_CSV = DATA_DIR / "timm_deprecated.csv"  # old names timm still resolves
 ARCH_COLUMNS = ["arch", "module", "default_input_h", "default_input_w", "default_num_classes"]
+DEPRECATED_COLUMNS = ["deprecated", "current"]
 PRETRAINED_COLUMNS = ["checkpoint", "hf_hub_id", "input_h", "input_w", "test_h", "test_w", "crop_pct",
                       "test_crop_pct", "crop_mode", "interpolation", "mean", "std", "num_classes", "license"]
 _INTS = ("default_input_h", "default_input_w", "default_num_classes", "input_h", "input_w", "test_h", "test_w",
@@ -45,6 +47,7 @@ class Registry:
     version: str
     architectures: pd.DataFrame  # ARCH_COLUMNS
     pretrained: pd.DataFrame     # PRETRAINED_COLUMNS
+    deprecated: pd.DataFrame     # DEPRECATED_COLUMNS: an old name and the checkpoint it now is
     source: str                  # where it was read: "timm" or the shipped files
 
 
@@ -74,8 +77,9 @@ def registry_from_timm() -> Registry:
                            test[1] if test else None, test[2] if test else None, cfg.crop_pct, cfg.test_crop_pct,
                            cfg.crop_mode, cfg.interpolation, [float(v) for v in cfg.mean],
                            [float(v) for v in cfg.std], cfg.num_classes, cfg.license))
+    deprecated = pd.DataFrame(list(timm.models.get_deprecated_models().items()), columns=DEPRECATED_COLUMNS)
     return Registry(timm.__version__, _typed(pd.DataFrame(archs, columns=ARCH_COLUMNS)),
-                    _typed(pd.DataFrame(pretrained, columns=PRETRAINED_COLUMNS)), "timm")
+                    _typed(pd.DataFrame(pretrained, columns=PRETRAINED_COLUMNS)), deprecated, "timm")
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -88,14 +92,16 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 def shipped_registry(version: str | None, folder: Path = DATA_DIR) -> Registry | None:
     """The registry shipped for timm `version` (data/timm_architectures.csv and timm_pretrained.csv),
     or None when the files are missing, damaged or written for another timm: then read timm itself."""
-    paths = (folder / REGISTRY_ARCHITECTURES_CSV.name, folder / REGISTRY_PRETRAINED_CSV.name)
+    paths = (folder / REGISTRY_ARCHITECTURES_CSV.name, folder / REGISTRY_PRETRAINED_CSV.name,
+             folder / REGISTRY_DEPRECATED_CSV.name)
     if version is None or not all(p.is_file() for p in paths):
         return None
     try:
-        archs, pretrained = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths)
-        if not ((archs["timm_version"] == version).all() and (pretrained["timm_version"] == version).all()) \
+        archs, pretrained, deprecated = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths)
+        if not all((f["timm_version"] == version).all() for f in (archs, pretrained, deprecated)) \
                 or archs.empty or pretrained.empty:
             return None
+        deprecated = deprecated[DEPRECATED_COLUMNS].reset_index(drop=True)
         archs, pretrained = archs[ARCH_COLUMNS], pretrained[PRETRAINED_COLUMNS]
         archs, pretrained = archs.where(archs != "", None), pretrained.where(pretrained != "", None)
         for column in _INTS:
@@ -107,7 +113,7 @@ def shipped_registry(version: str | None, folder: Path = DATA_DIR) -> Registry |
             pretrained[column] = pretrained[column].map(lambda v: [float(x) for x in v.split()])
     except (KeyError, ValueError, TypeError, AttributeError, pd.errors.ParserError):
         return None
-    return Registry(version, archs, pretrained, f"shipped for timm {version}")
+    return Registry(version, archs, pretrained, deprecated, f"shipped for timm {version}")
 
 
 def load_registry() -> Registry:
@@ -117,12 +123,12 @@ def load_registry() -> Registry:
 
 
 def write_shipped_registry(folder: Path = DATA_DIR) -> Registry:
-    """Write the installed timm's registry as the project ships it (two CSVs tagged with timm's version)."""
+    """Write the installed timm's registry as the project ships it (three CSVs tagged with timm's version)."""
     registry = registry_from_timm()
     pretrained = registry.pretrained.assign(**{c: registry.pretrained[c].map(lambda v: " ".join(repr(x) for x in v))
                                                for c in ("mean", "std")})
     for frame, name in ((registry.architectures, REGISTRY_ARCHITECTURES_CSV.name),
-                        (pretrained, REGISTRY_PRETRAINED_CSV.name)):
+                        (pretrained, REGISTRY_PRETRAINED_CSV.name), (registry.deprecated, REGISTRY_DEPRECATED_CSV.name)):
         partial = folder / f".{name}.partial"
         frame.assign(timm_version=registry.version).to_csv(partial, index=False)
         os.replace(partial, folder / name)

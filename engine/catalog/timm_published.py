@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine.catalog import taxonomy
-from engine.catalog.timm_models import CatalogError, _timm
+from engine.catalog.timm_models import CatalogError, load_registry
 from engine.store import Store
 
 
@@ -110,10 +110,10 @@ class _Names:
     """Published names -> current timm names, through timm's deprecation map and our retired list."""
 
     def __init__(self):
-        timm = _timm()
-        self.pretrained = set(timm.list_pretrained())
-        self.archs = set(timm.list_models())
-        self.deprecated = timm.models.get_deprecated_models()
+        registry = load_registry()  # the shipped copy for this timm: an import need not load torch
+        self.pretrained = set(registry.pretrained["checkpoint"])
+        self.archs = set(registry.architectures["arch"])
+        self.deprecated = dict(zip(registry.deprecated["deprecated"], registry.deprecated["current"], strict=True))
         self.retired = taxonomy.retired_archs()
 
     def checkpoint(self, model: str) -> str | None:

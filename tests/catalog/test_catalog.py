@@ -330,6 +330,7 @@ def test_shipped_registry_is_the_installed_timms_own():
     assert shipped.version == own.version == timm.__version__
     pd.testing.assert_frame_equal(shipped.architectures, own.architectures)
     pd.testing.assert_frame_equal(shipped.pretrained, own.pretrained)
+    pd.testing.assert_frame_equal(shipped.deprecated, own.deprecated)
 
 
 def test_registry_for_another_timm_or_damaged_is_not_used(tmp_path):
@@ -346,6 +347,16 @@ def test_registry_for_another_timm_or_damaged_is_not_used(tmp_path):
     assert timm_models.shipped_registry(timm.__version__, tmp_path) is None
     pretrained.unlink()
     assert timm_models.shipped_registry(timm.__version__, tmp_path) is None
+
+
+def test_published_import_resolves_names_without_importing_torch(tmp_path):
+    write_results(tmp_path)
+    script = ("import sys; from engine.store import Store; from engine.catalog import timm_published; "
+              f"r = timm_published.import_dir(Store({str(tmp_path / 'new.duckdb')!r}), {str(tmp_path)!r}); "
+              "print(r.imported, r.failed, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "{'results-imagenet.csv': 3} {} False"
 
 
 def test_first_start_builds_the_catalog_without_importing_torch(tmp_path):
