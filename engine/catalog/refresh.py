@@ -131,7 +131,10 @@ def training_count_targets(store: Store, missing_only: bool = True) -> pd.DataFr
 
 
 def write_shipped_compute(store: Store, path: Path = SHIPPED_COMPUTE_CSV) -> int:
-    """Write the counted compute table as the project's shipped measurement."""
+    """Write the counted compute table as the project's shipped measurement: timm's architectures
+    only (the OpenCLIP image-tower rows are derived from data/image_text_compute.csv at refresh)."""
+    from engine.catalog.image_text import ID_PREFIX
     frame = store.compute_frame()
+    frame = frame[~frame["arch"].str.startswith(ID_PREFIX)]
     frame.to_csv(path, index=False)
     return len(frame)

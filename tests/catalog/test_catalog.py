@@ -369,3 +369,13 @@ def test_first_start_builds_the_catalog_without_importing_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(len(timm.list_pretrained()) + len(image_text.pairs())), "None", "None", "[]"]
+
+
+def test_shipped_compute_holds_timms_counts_not_the_derived_image_tower_rows(catalog_store, tmp_path):
+    every = catalog_store.compute_frame()
+    towers = every["arch"].str.startswith(image_text.ID_PREFIX)
+    assert towers.any() and (~towers).any()  # the refresh derived tower rows from image_text_compute.csv
+    written = refresh.write_shipped_compute(catalog_store, tmp_path / "compute.csv")
+    shipped = pd.read_csv(tmp_path / "compute.csv")
+    assert written == len(shipped) == int((~towers).sum())
+    assert not shipped["arch"].str.startswith(image_text.ID_PREFIX).any()
