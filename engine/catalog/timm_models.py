@@ -90,8 +90,9 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def shipped_registry(version: str | None, folder: Path = DATA_DIR) -> Registry | None:
-    """The registry shipped for timm `version` (data/timm_architectures.csv and timm_pretrained.csv),
-    or None when the files are missing, damaged or written for another timm: then read timm itself."""
+    """The registry shipped for timm `version` (data/timm_architectures.csv, timm_pretrained.csv and
+    timm_deprecated.csv), or None when a file is missing, damaged or written for another timm: then
+    read timm itself."""
     paths = (folder / REGISTRY_ARCHITECTURES_CSV.name, folder / REGISTRY_PRETRAINED_CSV.name,
              folder / REGISTRY_DEPRECATED_CSV.name)
     if version is None or not all(p.is_file() for p in paths):

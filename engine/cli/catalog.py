@@ -159,8 +159,9 @@ def add_parsers(commands, common) -> None:
                         "OpenCLIP's docs/ CSVs at --open-clip-commit")
     p.add_argument("--open-clip-commit", default=OPEN_CLIP_COMMIT, help="the open_clip commit the files are from")
     p.add_argument("--timm-registry", action="store_true",
-                   help="write the installed timm's registry instead (data/timm_architectures.csv and "
-                        "timm_pretrained.csv; --out: another folder), so a first start need not import timm")
+                   help="write the installed timm's registry instead (data/timm_architectures.csv, "
+                        "timm_pretrained.csv and timm_deprecated.csv; --out: another folder), so a first start "
+                        "and an import need not import timm")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("training-compute", parents=[common],
                                help="each checkpoint's training compute, with its recipe stages and sources")
