@@ -217,10 +217,9 @@ def recipe_index(recipes: pd.DataFrame) -> dict[str, list[dict]]:
     return index
 
 
-def recipe_for(recipes: pd.DataFrame | dict[str, list[dict]], model: str, tag: str) -> list[dict] | None:
+def recipe_for(index: dict[str, list[dict]], model: str, tag: str) -> list[dict] | None:
     """The stages of the most specific pattern that matches (model, tag), in order; None if none.
-    `recipes`: the recipe frame or its `recipe_index`."""
-    index = recipes if isinstance(recipes, dict) else recipe_index(recipes)
+    `index`: the recipes' `recipe_index`."""
     rows = [r for r in index.get(tag, ()) if fnmatch.fnmatchcase(model, r["model_pattern"])]
     if not rows:
         return None
@@ -228,12 +227,12 @@ def recipe_for(recipes: pd.DataFrame | dict[str, list[dict]], model: str, tag: s
     return sorted((r for r in rows if r["model_pattern"] == best), key=lambda r: r["stage"])
 
 
-def stages_for(model: str, tag: str, recipes: pd.DataFrame | dict[str, list[dict]], datasets: dict,
+def stages_for(model: str, tag: str, recipes: dict[str, list[dict]], datasets: dict,
                tower: dict | None = None) -> tuple[list[dict], str]:
     """The training stages of one checkpoint, from its sourced recipe or else from its tag (one
     stage: the tag's samples at the model's own image size and text length). Returns (stages,
-    note); no stages when neither says how many samples were seen. `tower`: the model's
-    image_size and context_length (default: read from open_clip)."""
+    note); no stages when neither says how many samples were seen. `recipes`: the recipes'
+    `recipe_index`; `tower`: the model's image_size and context_length (default: read from open_clip)."""
     tower = tower or tower_of(model)
     recipe = recipe_for(recipes, model, tag)
     if recipe is None:

@@ -48,7 +48,6 @@ class Registry:
     architectures: pd.DataFrame  # ARCH_COLUMNS
     pretrained: pd.DataFrame     # PRETRAINED_COLUMNS
     deprecated: pd.DataFrame     # DEPRECATED_COLUMNS: an old name and the checkpoint it now is
-    source: str                  # where it was read: "timm" or the shipped files
 
 
 def installed_timm() -> str | None:
@@ -79,7 +78,7 @@ def registry_from_timm() -> Registry:
                            [float(v) for v in cfg.std], cfg.num_classes, cfg.license))
     deprecated = pd.DataFrame(list(timm.models.get_deprecated_models().items()), columns=DEPRECATED_COLUMNS)
     return Registry(timm.__version__, _typed(pd.DataFrame(archs, columns=ARCH_COLUMNS)),
-                    _typed(pd.DataFrame(pretrained, columns=PRETRAINED_COLUMNS)), deprecated, "timm")
+                    _typed(pd.DataFrame(pretrained, columns=PRETRAINED_COLUMNS)), deprecated)
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -114,7 +113,7 @@ def shipped_registry(version: str | None, folder: Path = DATA_DIR) -> Registry |
             pretrained[column] = pretrained[column].map(lambda v: [float(x) for x in v.split()])
     except (KeyError, ValueError, TypeError, AttributeError, pd.errors.ParserError):
         return None
-    return Registry(version, archs, pretrained, deprecated, f"shipped for timm {version}")
+    return Registry(version, archs, pretrained, deprecated)
 
 
 def load_registry() -> Registry:
