@@ -21,7 +21,12 @@ LOWER_IS_BETTER_SUFFIXES = (".ece", ".nll", ".error")
 DATASET_OF_VARIANT = {"imagenet": "imagenet", "imagenet-a": "imagenet-a", "imagenet-r": "imagenet-r",
                       "imagenet-v2": "imagenet-v2", "sketch": "sketch", "real": "imagenet-real"}
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
-                 "source", "quality_metric", "quality", "cost_metric", "cost", "zoo"]
+                 "source", "quality_metric", "quality", "cost_metric", "cost", "zoo", "cost_low", "cost_high"]
+# cost_low / cost_high: the range of a cost that is an estimate (train_flops: training_ranges), NaN elsewhere.
+# The coverage check's rows: checkpoints without a training-compute estimate, their cost the bracket of
+# COVERAGE_EPOCHS of their stated data (cost_low..cost_high; `cost` = cost_low). Never an estimate: no
+# page draws them and `select` gives them only when asked for by this name.
+UNESTIMATED = "train_flops_unestimated"
 ZOOS = ("imagenet", "image-text")  # ImageNet classifiers (timm) | image-text models (OpenCLIP)
 UNKNOWN_SCALE = "unknown"  # a data-scale filter value: the data's size is not known
 
@@ -144,8 +149,16 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
             frames.append(joined.assign(cost_metric="params_m", cost=joined["params"] / 1e6))
         training = inputs.get("training_compute", pd.DataFrame())
         if not training.empty:
-            joined = q.merge(training[["checkpoint", "train_flops"]], on="checkpoint", how="inner")
-            frames.append(joined.assign(cost_metric="train_flops", cost=joined["train_flops"]))
+            training = training.reindex(columns=["checkpoint", "train_flops", "train_flops_low", "train_flops_high",
+                                                 "bracket_low", "bracket_high"])
+            joined = q.merge(training, on="checkpoint", how="inner")
+            known = joined[joined["train_flops"].notna()]
+            frames.append(known.assign(cost_metric="train_flops", cost=known["train_flops"],
+                                       cost_low=known["train_flops_low"].fillna(known["train_flops"]),
+                                       cost_high=known["train_flops_high"].fillna(known["train_flops"])))
+            unknown = joined[joined["train_flops"].isna() & joined["bracket_low"].notna()]
+            frames.append(unknown.assign(cost_metric=UNESTIMATED, cost=unknown["bracket_low"],
+                                         cost_low=unknown["bracket_low"], cost_high=unknown["bracket_high"]))
         bench = inputs.get("published_benchmarks", pd.DataFrame())
         if bench_source not in (None, "here") and not bench.empty:
             b = bench[bench["source_file"] == bench_source][["arch", "img_size", "samples_per_sec"]]
@@ -173,7 +186,7 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
             frames.append(part[part["cost"].notna()])
     if not frames:
         return pd.DataFrame(columns=POINT_COLUMNS)
-    points = pd.concat([f[POINT_COLUMNS] for f in frames if not f.empty], ignore_index=True)
+    points = pd.concat([f.reindex(columns=POINT_COLUMNS) for f in frames if not f.empty], ignore_index=True)
     return points[(points["cost"] > 0) & points["quality"].notna()].reset_index(drop=True)
 
 
@@ -183,7 +196,7 @@ def select(points: pd.DataFrame, cost: str, quality: str, classes=None, data_sca
     """The points for one cost and one quality metric, after the filters. `data_scales` may
     hold "unknown" (checkpoints whose data's size is not known); `data_sources` filters on the
     pre-training data by name (the image-text zoo's "same data" view)."""
-    if cost not in COST_METRICS:
+    if cost not in COST_METRICS and cost != UNESTIMATED:
         raise AnalysisError(f"Unknown cost {cost!r}; use one of {', '.join(COST_METRICS)}.")
     chosen = points[(points["cost_metric"] == cost) & (points["quality_metric"] == quality)]
     if zoo:

@@ -81,10 +81,11 @@ def refresh(store: Store, load_published: bool = True) -> RefreshReport:
 
 
 def refresh_training_compute(store: Store) -> tuple[str, str]:
-    """Estimate every checkpoint's training compute from the shipped recipes and the counted
-    FLOPs and store it (unknown ones as unknown). Returns what to say: how many were estimated,
-    and one line on refused recipe rows (empty when none)."""
-    from engine.catalog import training_compute
+    """Estimate every checkpoint's training compute over its lineage (engine.catalog.lineage) from
+    the shipped recipes and the counted FLOPs, as a range, and store it; unknown ones stay unknown
+    with their coverage bracket. Returns what to say: how many were estimated, and one line on
+    refused recipe rows and lineages (empty when none)."""
+    from engine.catalog import image_text, lineage, training_compute
     try:
         book = training_compute.load_recipes()
     except (training_compute.RecipeError, OSError, ValueError) as e:
@@ -92,22 +93,32 @@ def refresh_training_compute(store: Store) -> tuple[str, str]:
     inputs = store.training_compute_inputs()
     heads = dict(zip(inputs["heads"]["arch"], inputs["heads"]["default_num_classes"].fillna(1000).astype(int),
                      strict=True))
-    estimates = training_compute.estimate(inputs["checkpoints"], inputs["compute"], book, heads)
-    from engine.catalog import image_text
+    own = training_compute.estimate(inputs["checkpoints"], inputs["compute"], book, heads)
     try:
-        zoo = image_text.estimate(store.image_text_compute_frame(), store.image_text_catalog(),
-                                  datasets=book.datasets)
+        zoo = image_text.with_ranges(image_text.estimate(store.image_text_compute_frame(), store.image_text_catalog(),
+                                                         datasets=book.datasets))
     except (image_text.ImageTextError, OSError, ValueError) as e:
-        zoo, refused = pd.DataFrame(), f"image-text training recipes not loaded: {e}"
+        zoo, refused = pd.DataFrame(), [f"image-text training recipes not loaded: {e}"]
     else:
-        refused = ""
+        refused = []
+    links = dict(zip(inputs["links"]["timm_checkpoint"][::-1], inputs["links"]["checkpoint"][::-1], strict=True))
+    flops = training_compute.forward_table(inputs["compute"], heads)
+    estimates, loops = lineage.resolve_all(inputs["checkpoints"], own, book, links, zoo, flops)
+    brackets = [training_compute.coverage_bracket(c, flops, book.datasets) if pd.isna(t) else (None, None, None)
+                for c, t in zip(inputs["checkpoints"].to_dict("records"), estimates["train_flops"], strict=True)]
+    estimates = estimates.assign(bracket_low=[b[0] for b in brackets], bracket_high=[b[1] for b in brackets],
+                                 bracket_note=[b[2] for b in brackets])
     both = pd.concat([estimates, zoo], ignore_index=True) if not zoo.empty else estimates
     store.replace_training_compute(training_compute.as_table(both))
     known = int(estimates["train_flops"].notna().sum())
+    bounds = int((estimates["train_flops"].isna() & estimates["train_flops_low"].notna()).sum())
     zoo_known = int(zoo["train_flops"].notna().sum()) if not zoo.empty else 0
-    line = "; ".join(x for x in (book.refused_line(), refused) if x)
-    return (f"training compute estimated for {known} of {len(estimates)} ImageNet-zoo checkpoints from "
-            f"{book.stages.groupby(['tag', 'arch_pattern']).ngroups} sourced recipes, and for "
+    line = "; ".join(x for x in (book.refused_line(), *refused,
+                                 f"{len(loops)} lineage(s) refused; first: {loops[0]}" if loops else "") if x)
+    through = int((estimates["train_flops"].notna() & estimates["lineage"].map(bool)).sum())
+    return (f"training compute estimated for {known} of {len(estimates)} ImageNet-zoo checkpoints "
+            f"({known - through} from their own of {book.stages.groupby(['tag', 'arch_pattern']).ngroups} sourced "
+            f"recipes, {through} through their lineage; {bounds} more are lower bounds only), and for "
             f"{zoo_known} of {len(zoo)} image-text checkpoints (samples seen from the tag or a sourced recipe)", line)
 
 

@@ -28,6 +28,12 @@ DATASETS_CSV = DATA_DIR / "training_datasets.csv"
 COLUMNS = ["tag", "arch_pattern", "stage", "stage_kind", "dataset", "epochs", "samples", "train_res",
            "objective", "mask_ratio", "decoder", "teacher", "crops", "multiplier", "text_tower", "source",
            "confidence", "note"]
+# Optional columns (a file without them loads as before): `network`, the timm architecture that
+# ran the stage where it is not the checkpoint's own (Swin-B window12_384's 224-px IN-22k
+# pre-training ran the window-7 network); `parent`, a checkpoint whose whole training precedes
+# this recipe's stages (engine.catalog.lineage); `length_range`, LOW-HIGH in the stage's unit
+# (epochs or samples), the range an assumed length rests on.
+OPTIONAL_COLUMNS = ["network", "parent", "length_range"]
 STAGE_KINDS = ("pretrain", "intermediate", "finetune")
 # mim: masked tokens dropped, the encoder sees the visible fraction (MAE, FCMAE, Hiera);
 # mim_full: masked tokens replaced by a mask token, the encoder sees every token (BEiT, EVA-02).
@@ -37,7 +43,36 @@ CONFIDENCES = ("exact", "paper", "assumed")  # strongest first
 BACKWARD_FACTOR = 3  # forward + backward ≈ 3 forwards (DESIGN.md)
 DECODER = re.compile(r"^(\d+)x(\d+)@(\d+)$")  # DEPTHxWIDTH@PATCH: transformer blocks over every patch
 CROPS = re.compile(r"^\d+x\d+(\+\d+x\d+)*$")  # e.g. 2x224+10x96
-TEACHER = re.compile(r"^([a-z0-9_]+)@(\d+)$")  # a timm architecture at a resolution
+TEACHER = re.compile(r"^([a-z0-9_]+)@(\d+)$")  # a timm architecture (or a FROZEN_NETWORKS one) at a resolution
+NETWORK = re.compile(r"^[a-z0-9_]+$")
+CHECKPOINT_ID = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
+LENGTH_RANGE = re.compile(r"^\s*([0-9.eE+]+)\s*-\s*([0-9.eE+]+)\s*$")
+
+
+def dall_e_encoder_flops(res: int) -> float:
+    """Forward FLOPs (2 per multiply-add) of the DALL-E dVAE encoder, BEiT's frozen tokenizer,
+    at `res` px, counted by hand from github.com/openai/DALL-E dall_e/encoder.py: a 7×7 input
+    conv to 256 channels; four groups of two bottleneck blocks (3×3, 3×3, 3×3 convs at a quarter
+    of the width, then 1×1; a 1×1 shortcut where the width changes) at widths 256, 512, 1024,
+    2048, a 2×2 max-pool after each of the first three; a 1×1 conv to the 8192-token vocabulary."""
+    def conv(k, c_in, c_out, side):
+        return 2.0 * k * k * c_in * c_out * side * side
+    side, total, width_in = res, conv(7, 3, 256, res), 256
+    for group, width in enumerate((256, 512, 1024, 2048)):
+        for block in range(2):
+            c_in = width_in if block == 0 else width
+            hidden = width // 4
+            total += (conv(3, c_in, hidden, side) + 2 * conv(3, hidden, hidden, side) + conv(1, hidden, width, side)
+                      + (conv(1, c_in, width, side) if c_in != width else 0.0))
+        width_in = width
+        if group < 3:
+            side //= 2
+    return total + conv(1, 2048, 8192, side)
+
+
+# Frozen networks that run per training sample and are not timm architectures: name -> FLOPs at a
+# resolution. A recipe names one as a teacher, `name@RES`.
+FROZEN_NETWORKS = {"dall_e_dvae_encoder": dall_e_encoder_flops}
 
 
 class RecipeError(ValueError):
@@ -58,9 +93,14 @@ class RecipeBook:
     refused: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        from engine.catalog.training_ranges import RangeRules
         self.by_tag: dict[str, dict[str, list[dict]]] = {}
-        for stage in self.stages.sort_values(["tag", "arch_pattern", "stage"]).to_dict("records"):
+        records = self.stages.sort_values(["tag", "arch_pattern", "stage"]).to_dict("records")
+        for stage in records:
+            for column in OPTIONAL_COLUMNS:
+                stage.setdefault(column, None)
             self.by_tag.setdefault(stage["tag"], {}).setdefault(stage["arch_pattern"], []).append(stage)
+        self.ranges = RangeRules.from_stages(records, {n: d.images for n, d in self.datasets.items()})
 
     def refused_line(self) -> str:
         """One line for the catalog's report: how many recipe groups were refused, the first why."""
@@ -131,6 +171,20 @@ def _check_row(row: dict, datasets: dict[str, Dataset], where: str) -> dict:
         raise RecipeError(f"{where}: decoder {row['decoder']!r} is not DEPTHxWIDTH@PATCH, e.g. 8x512@16")
     if row["crops"] and not CROPS.match(row["crops"]):
         raise RecipeError(f"{where}: crops {row['crops']!r} is not COUNTxRES[+COUNTxRES], e.g. 2x224+10x96")
+    if row.get("network") and not NETWORK.match(row["network"]):
+        raise RecipeError(f"{where}: network {row['network']!r} is not a timm architecture name")
+    if row.get("parent") and not CHECKPOINT_ID.match(row["parent"]):
+        raise RecipeError(f"{where}: parent {row['parent']!r} is not a checkpoint id (arch.tag)")
+    typed["length_range"] = None
+    if row.get("length_range"):
+        found = LENGTH_RANGE.match(row["length_range"])
+        bounds = [float(x) for x in found.groups()] if found else None
+        if not bounds or not all(math.isfinite(b) and b > 0 for b in bounds):
+            raise RecipeError(f"{where}: length_range {row['length_range']!r} is not LOW-HIGH with both bounds "
+                              "positive, e.g. 100-300")
+        if bounds[0] > bounds[1]:
+            raise RecipeError(f"{where}: length_range {row['length_range']!r} has low > high")
+        typed["length_range"] = tuple(bounds)
     return typed
 
 
@@ -144,16 +198,24 @@ def load_recipes(path: Path | None = None, datasets: dict[str, Dataset] | None =
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing:
         raise RecipeError(f"{path.name} lacks the columns {', '.join(missing)}")
+    for column in OPTIONAL_COLUMNS:
+        if column not in raw.columns:
+            raw[column] = ""
     refused, bad_groups, rows = [], set(), []
-    for number, row in enumerate(raw[COLUMNS].to_dict("records"), start=2):
+    for number, row in enumerate(raw[COLUMNS + OPTIONAL_COLUMNS].to_dict("records"), start=2):
         where = f"{path.name} line {number} ({row['tag']}, {row['arch_pattern']}, stage {row['stage']})"
         try:
             rows.append(_check_row(row, datasets, where))
         except RecipeError as e:
             refused.append(str(e))
             bad_groups.add((row["tag"], row["arch_pattern"]))
-    frame = pd.DataFrame(rows, columns=COLUMNS) if rows else pd.DataFrame(columns=COLUMNS)
+    every = COLUMNS + OPTIONAL_COLUMNS
+    frame = pd.DataFrame(rows, columns=every) if rows else pd.DataFrame(columns=every)
     frame = frame.astype(object).where(frame.notna(), None)  # an empty value is None, never NaN
+    for (tag, pattern), group in frame.groupby(["tag", "arch_pattern"]):
+        if len({p or "" for p in group["parent"]}) > 1:
+            refused.append(f"{path.name}: the stages of tag {tag}, arch_pattern {pattern} name different parents")
+            bad_groups.add((tag, pattern))
     duplicated = frame[frame.duplicated(["tag", "arch_pattern", "stage"], keep=False)]
     for (tag, pattern, stage), _ in duplicated.groupby(["tag", "arch_pattern", "stage"]):
         refused.append(f"{path.name}: two rows claim tag {tag}, arch_pattern {pattern}, stage {stage}")
@@ -206,9 +268,10 @@ def needed_counts(book: RecipeBook, checkpoints: pd.DataFrame) -> set[tuple[str,
             continue
         for stage in recipe:
             for _, res in crops_of(stage, int(row.input_h)):
-                needed.add((row.arch, res, int(row.num_classes)))
+                needed.add((stage.get("network") or row.arch, res, int(row.num_classes)))
             for teacher in teachers_of(stage) or []:
-                needed.add((teacher[0], teacher[1], -1))  # -1: the teacher's own default head
+                if teacher[0] not in FROZEN_NETWORKS:
+                    needed.add((teacher[0], teacher[1], -1))  # -1: the teacher's own default head
     return needed
 
 
@@ -227,15 +290,20 @@ def _weakest(confidences) -> str:
     return max(confidences, key=lambda c: order.get(c, len(order)))
 
 
-def estimate_one(checkpoint: dict, recipe: list[dict], flops, datasets: dict[str, Dataset]) -> dict:
+def estimate_one(checkpoint: dict, recipe: list[dict], flops, datasets: dict[str, Dataset], rules=None) -> dict:
     """One checkpoint's training compute from its recipe. `flops(arch, res, num_classes)` gives a
-    forward count or None. A stage whose length or count is unknown makes the total unknown
-    (train_flops None) but its known stages are still listed."""
+    forward count or None; `rules` (the book's RangeRules) gives each stage its range. A stage
+    whose length no source gives is missing: the total is then a lower bound (training_ranges)."""
+    from engine.catalog.training_ranges import RangeRules, stage_range
+    rules = rules or RangeRules()
     stages, notes = [], []
     default_res = int(checkpoint["input_h"])
     for stage in recipe:
         said = []
         confidence = stage["confidence"]
+        network = stage.get("network") or checkpoint["arch"]
+        if network != checkpoint["arch"]:
+            said.append(f"counted with the network that ran: {network}")
         if not stage["train_res"] and not stage["crops"]:
             said.append(f"train resolution not stated: the pretrained config's {default_res} px")
             confidence = "assumed"
@@ -246,11 +314,13 @@ def estimate_one(checkpoint: dict, recipe: list[dict], flops, datasets: dict[str
             confidence = "paper"  # exact epochs over a dataset whose size a source rounds
         student = 0.0
         for count, res in crops_of(stage, default_res):
-            forward = flops(checkpoint["arch"], res, int(checkpoint["num_classes"]))
+            forward = flops(network, res, int(checkpoint["num_classes"]))
             if forward is None:
                 student = None
-                said.append(f"no FLOP count of {checkpoint['arch']} at {res} px")
+                said.append(f"no FLOP count of {network} at {res} px")
                 break
+            # mim drops the masked tokens (the encoder sees the visible fraction: MAE, Hiera);
+            # mim_full runs every token (BEiT, EVA-02; FCMAE as its paper ran it, dense on TPU)
             visible = 1 - stage["mask_ratio"] if stage["objective"] == "mim" else 1.0
             student += count * BACKWARD_FACTOR * forward * visible
             if stage["decoder"]:
@@ -258,12 +328,12 @@ def estimate_one(checkpoint: dict, recipe: list[dict], flops, datasets: dict[str
         per_sample = None if student is None else student * stage["multiplier"]
         teachers = teachers_of(stage)
         for arch, res in teachers or []:
-            forward = flops(arch, res, -1)
+            forward = FROZEN_NETWORKS[arch](res) if arch in FROZEN_NETWORKS else flops(arch, res, -1)
             if forward is None:
                 per_sample = None
                 said.append(f"no FLOP count of the teacher {arch} at {res} px")
             elif per_sample is not None:
-                per_sample += forward  # a teacher runs forward only, once per sample
+                per_sample += forward  # a teacher (or frozen tokenizer) runs forward only, once per sample
         if stage["teacher"] and teachers is None and stage["teacher"] != "self":
             said.append(f"teacher {stage['teacher']!r} not counted (not a timm architecture)")
             confidence = "assumed"
@@ -272,12 +342,20 @@ def estimate_one(checkpoint: dict, recipe: list[dict], flops, datasets: dict[str
         if samples is None:
             said.append("length not published")
         total = per_sample * samples if per_sample is not None and samples is not None else None
-        stages.append({"stage": int(stage["stage"]), "kind": stage["stage_kind"], "dataset": stage["dataset"],
-                       "epochs": stage["epochs"], "samples": samples, "train_res": stage["train_res"] or default_res,
-                       "objective": stage["objective"], "flops_per_sample": per_sample, "flops": total,
-                       "confidence": confidence, "source": stage["source"], "note": "; ".join(said)})
+        entry = {"stage": int(stage["stage"]), "kind": stage["stage_kind"], "dataset": stage["dataset"],
+                 "epochs": stage["epochs"], "samples": samples, "train_res": stage["train_res"] or default_res,
+                 "objective": stage["objective"], "network": network, "flops_per_sample": per_sample,
+                 "flops": total, "confidence": confidence, "source": stage["source"], "note": "; ".join(said)}
+        length = (rules.length_bounds({**stage, "confidence": confidence}, samples, dataset.images)
+                  if samples is not None else None)
+        stages.append(stage_range(entry, length, rules.longest_for(stage["stage_kind"], stage["dataset"])))
         notes += said
-    known = all(s["flops"] is not None for s in stages)
+    return finish(checkpoint["checkpoint"], stages, notes)
+
+
+def finish(checkpoint: str, stages: list[dict], notes: list[str], lineage: list[str] | None = None) -> dict:
+    """The estimate row of one checkpoint from its ranged stages (training_ranges.summarize)."""
+    from engine.catalog.training_ranges import summarize
 
     def total_of(kinds):
         part = [s for s in stages if s["kind"] in kinds]
@@ -285,22 +363,77 @@ def estimate_one(checkpoint: dict, recipe: list[dict], flops, datasets: dict[str
             return 0.0
         return sum(s["flops"] for s in part) if all(s["flops"] is not None for s in part) else None
     samples = [s["samples"] for s in stages]
-    return {"checkpoint": checkpoint["checkpoint"],
-            "train_flops": sum(s["flops"] for s in stages) if known else None,
+    summary = summarize(stages)
+    return {"checkpoint": checkpoint, **summary,
             "pretrain_flops": total_of({"pretrain"}),
             "finetune_flops": total_of({"intermediate", "finetune"}),
-            "samples_seen": sum(samples) if all(s is not None for s in samples) else None,
+            "samples_seen": sum(samples) if samples and all(s is not None for s in samples) else None,
             "n_stages": len(stages), "stages": stages,
-            "confidence": _weakest(s["confidence"] for s in stages),
+            "confidence": _weakest(s["confidence"] for s in stages) if stages else None,
             "sources": sorted({s["source"] for s in stages}),
-            "complete": known, "note": "; ".join(dict.fromkeys(n for n in notes if n))}
+            "note": "; ".join(dict.fromkeys(n for n in notes if n)), "lineage": list(lineage or [])}
 
 
-def estimate(checkpoints: pd.DataFrame, compute: pd.DataFrame, book: RecipeBook,
-             default_heads: dict[str, int] | None = None) -> pd.DataFrame:
-    """One row per checkpoint: its estimate, or unknown (train_flops None, no recipe) — never a
-    default. `compute`: the counted forward FLOPs (arch, img_size, num_classes, flops, error);
-    `default_heads`: an architecture's default number of classes, for teachers."""
+# Tag words that name a training dataset: the words after `ft` name one fine-tune stage each
+# (`in21k_ft_in12k_in1k`: an ImageNet-12k then an ImageNet-1k stage).
+DATASET_WORDS = {"in1k": "imagenet-1k", "in12k": "imagenet-12k", "in21k": "imagenet-22k", "in22k": "imagenet-22k"}
+
+
+def tag_finetunes(tag: str) -> list[str]:
+    """The datasets of the fine-tune stages a tag names after `ft`, in order."""
+    words = tag.split("_")
+    if "ft" not in words:
+        return []
+    return [DATASET_WORDS[w] for w in words[words.index("ft") + 1:] if w in DATASET_WORDS]
+
+
+def missing_stage(checkpoint: dict, number: int, kind: str, dataset: str, flops, rules) -> dict:
+    """A stage the tag names and no source gives the length of: 0 at the low end, the longest
+    documented stage of its kind on its dataset at the high end, at the checkpoint's input size."""
+    res = int(checkpoint["input_h"])
+    forward = flops(checkpoint["arch"], res, int(checkpoint["num_classes"]))
+    per_sample = BACKWARD_FACTOR * forward if forward is not None else None
+    longest, why = rules.longest_for(kind, dataset)
+    return {"stage": number, "kind": kind, "dataset": dataset, "epochs": None, "samples": None, "train_res": res,
+            "objective": "supervised", "network": checkpoint["arch"], "flops_per_sample": per_sample, "flops": None,
+            "confidence": "assumed", "source": f"the tag {checkpoint['tag']!r} names this stage; no source gives its length",
+            "note": "length not published", "missing": True, "flops_low": 0.0,
+            "flops_high": per_sample * longest if per_sample is not None and longest else None,
+            "range_note": "length not given by any source: " + why
+            + ("" if forward is not None else f"; no FLOP count of {checkpoint['arch']} at {res} px")}
+
+
+def with_tag_stages(checkpoint: dict, row: dict, flops, rules) -> dict:
+    """A recipe that lists fewer fine-tune stages than its tag names (`sbb_e200_in12k_ft_in1k`
+    with only its ImageNet-12k stage) lacks them: they are added as missing stages, so the total
+    is never complete with a stage at 0."""
+    named = tag_finetunes(checkpoint["tag"])
+    listed = [s for s in row["stages"] if s["kind"] != "pretrain"]
+    if len(listed) >= len(named):
+        return row
+    stages = list(row["stages"])
+    extra = named[len(listed):]
+    for i, dataset in enumerate(extra):
+        kind = "finetune" if i == len(extra) - 1 else "intermediate"
+        stages.append(missing_stage(checkpoint, len(stages) + 1, kind, dataset, flops, rules))
+    said = [row["note"], f"the tag names {len(named)} fine-tune stage(s), the recipe gives {len(listed)}"]
+    return finish(checkpoint["checkpoint"], stages, said, row.get("lineage"))
+
+
+UNKNOWN_NOTE = "unknown: no sourced recipe for this tag and architecture"
+
+
+def unknown(checkpoint: str, note: str = UNKNOWN_NOTE, lineage: list[str] | None = None) -> dict:
+    """The row of a checkpoint whose training is not known: never a default."""
+    return {"checkpoint": checkpoint, "train_flops": None, "train_flops_low": None, "train_flops_high": None,
+            "complete": False, "missing_stages": "", "placement": None, "pretrain_flops": None,
+            "finetune_flops": None, "samples_seen": None, "n_stages": 0, "stages": [], "confidence": None,
+            "sources": [], "note": note, "lineage": list(lineage or [])}
+
+
+def forward_table(compute: pd.DataFrame, default_heads: dict[str, int] | None = None):
+    """flops(arch, res, num_classes) over the counted compute rows (num_classes -1: the
+    architecture's default head)."""
     counted = compute[compute["error"].isna() & (compute["img_size"] == compute["img_width"])]
     table = {(a, int(s), int(n)): float(f) for a, s, n, f in
              zip(counted["arch"], counted["img_size"], counted["num_classes"], counted["flops"], strict=True)}
@@ -310,23 +443,66 @@ def estimate(checkpoints: pd.DataFrame, compute: pd.DataFrame, book: RecipeBook,
         if num_classes == -1:
             num_classes = heads.get(arch, 1000)
         return table.get((arch, int(res), int(num_classes)))
+    return flops
+
+
+def estimate(checkpoints: pd.DataFrame, compute: pd.DataFrame, book: RecipeBook,
+             default_heads: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per checkpoint from its own recipe: its estimate, or unknown (train_flops None, no
+    recipe) — never a default. Lineage (parents, children, OpenCLIP towers) is resolved on top of
+    these by engine.catalog.lineage. `compute`: the counted forward FLOPs (arch, img_size,
+    num_classes, flops, error); `default_heads`: an architecture's default number of classes."""
+    flops = forward_table(compute, default_heads)
     rows = []
     for checkpoint in checkpoints.to_dict("records"):
         recipe = recipe_for(book, checkpoint["arch"], checkpoint["tag"])
-        if recipe is None:
-            rows.append({"checkpoint": checkpoint["checkpoint"], "train_flops": None, "pretrain_flops": None,
-                         "finetune_flops": None, "samples_seen": None, "n_stages": 0, "stages": [],
-                         "confidence": None, "sources": [], "complete": False,
-                         "note": "unknown: no sourced recipe for this tag and architecture"})
-            continue
-        rows.append(estimate_one(checkpoint, recipe, flops, book.datasets))
+        rows.append(unknown(checkpoint["checkpoint"]) if recipe is None else with_tag_stages(
+            checkpoint, estimate_one(checkpoint, recipe, flops, book.datasets, book.ranges), flops, book.ranges))
     return pd.DataFrame(rows)
 
 
 def as_table(estimates: pd.DataFrame) -> pd.DataFrame:
-    """The estimates as the store's training_compute rows (stages and sources as JSON)."""
-    return estimates.assign(stages=estimates["stages"].map(lambda s: json.dumps(s, default=float)),
-                            sources=estimates["sources"].map(json.dumps))
+    """The estimates as the store's training_compute rows (stages, sources, lineage as JSON)."""
+    out = estimates.assign(stages=estimates["stages"].map(lambda s: json.dumps(s, default=float)),
+                           sources=estimates["sources"].map(json.dumps))
+    if "lineage" in out:
+        out["lineage"] = out["lineage"].map(lambda v: json.dumps(list(v) if isinstance(v, list | tuple) else []))
+    return out
+
+
+
+
+# -- the coverage bracket of unknown checkpoints ------------------------------------------------------------
+COVERAGE_EPOCHS = (100, 1000)  # a checkpoint without an estimate trained somewhere in here (a bracket, never an estimate)
+# The catalog's pre-training data labels whose size data/training_datasets.csv gives.
+DATA_LABELS = {"ImageNet-1k": "imagenet-1k", "ImageNet-21k": "imagenet-22k", "ImageNet-12k": "imagenet-12k",
+               "JFT-300M": "jft-300m", "LAION-2B": "laion-2b", "LAION-400M": "laion-400m",
+               "OpenAI WIT-400M": "openai-wit-400m", "YFCC-100M": "yfcc-100m", "YFCC-15M": "yfcc-15m",
+               "Instagram-1B": "instagram-1b", "Instagram-3.6B (SWAG)": "instagram-3.6b", "DataComp-1B": "datacomp-1b",
+               "WebLI": "webli", "LVD-142M": "lvd-142m", "Merged-30M": "merged-30m", "Merged-38M": "merged-38m",
+               "LAION-5B": "laion-5b", "DFN-2B": "dfn-2b", "DFN-5B": "dfn-5b", "MetaCLIP-2.5B": "metaclip-2.5b",
+               "MetaCLIP-400M": "metaclip-400m", "MetaCLIP 2.5B": "metaclip-2.5b", "MetaCLIP 400M": "metaclip-400m"}
+
+
+def coverage_bracket(checkpoint: dict, flops, datasets: dict[str, Dataset]) -> tuple[float | None, float | None, str]:
+    """(low, high, how) training FLOPs of a checkpoint without an estimate, were it trained
+    COVERAGE_EPOCHS of its stated pre-training data at its train (input) resolution: the
+    coverage check's bracket. (None, None, why) where the data's size or a FLOP count is missing."""
+    name = DATA_LABELS.get(checkpoint.get("pretrain_data") or "")
+    dataset = datasets.get(name) if name else None
+    if dataset is None or not dataset.images:
+        return None, None, f"no size known for its pre-training data ({checkpoint.get('pretrain_data') or 'not stated'})"
+    res, test = int(checkpoint["input_h"]), checkpoint.get("test_h")
+    forward = flops(checkpoint["arch"], res, int(checkpoint["num_classes"]))
+    how = f"{COVERAGE_EPOCHS[0]}-{COVERAGE_EPOCHS[1]} epochs of {name} at {res} px"
+    if forward is None and test is not None and not pd.isna(test):
+        counted = flops(checkpoint["arch"], int(test), int(checkpoint["num_classes"]))
+        forward = counted * (res / int(test)) ** 2 if counted is not None else None
+        how += f" (its count at {int(test)} px scaled by area)"
+    if forward is None:
+        return None, None, f"no FLOP count of {checkpoint['arch']} at {res} px"
+    per_epoch = BACKWARD_FACTOR * forward * dataset.images
+    return per_epoch * COVERAGE_EPOCHS[0], per_epoch * COVERAGE_EPOCHS[1], how
 
 
 # -- the convention check ----------------------------------------------------------------------------------

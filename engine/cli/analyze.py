@@ -18,8 +18,18 @@ def _size_range(value: str | None):
         raise MatchupError(f"--img-size takes MIN-MAX pixels, e.g. 224-384, not {value!r}.") from None
 
 
+def _unestimated(points, args, filters):
+    """The checkpoints without a training-compute estimate, under the same filters: the coverage check's."""
+    from engine.analysis import points_table
+    try:
+        return points_table.select(points, points_table.UNESTIMATED, args.quality,
+                                   classes=csv_list(args.classes, flag="--classes"), **filters)
+    except points_table.AnalysisError:
+        return None
+
+
 def cmd_analyze(args, store: Store) -> int:
-    from engine.analysis import budget_match, pairing, pareto, points_table, scaling_fits
+    from engine.analysis import budget_match, footing, pairing, pareto, points_table, scaling_fits
     budgets = [options.check("budget", b) for b in csv_list(args.budgets, flag="--budgets") or []]  # checked before any work
     bench_source = args.bench_source
     if args.cost == "ms_per_img" and bench_source is None:
@@ -53,8 +63,10 @@ def cmd_analyze(args, store: Store) -> int:
         elif args.kind == "budget":
             if not budgets:
                 raise MatchupError("analyze budget needs --budgets, e.g. --budgets 1,5,20,100")
-            payload = {**header, "n_boot": n_boot, "seed": args.seed,
-                       "budgets": budget_match.budget_table(chosen, args.quality, budgets, n_boot, args.seed)}
+            rows = budget_match.budget_table(chosen, args.quality, budgets, n_boot, args.seed)
+            if args.cost == "train_flops":
+                footing.add_footing(rows, chosen, _unestimated(points, args, filters), args.quality, n_boot=n_boot)
+            payload = {**header, "n_boot": n_boot, "seed": args.seed, "budgets": rows}
         elif args.kind == "pairs":
             match_on = "pretrain_data" if args.same_data else None
             payload = {**header, **pairing.matched_pairs(chosen, args.quality, args.tolerance, match_on=match_on,
@@ -65,9 +77,15 @@ def cmd_analyze(args, store: Store) -> int:
             from engine.analysis import when
             payload = {**header, **when.when(chosen, args.quality, budgets or budget_match.log_budgets(all_classes, n=8),
                                               args.tolerance, n_boot, args.seed, by=args.by)}
+            rows = budget_match.budget_table(chosen, args.quality, payload["budgets"], n_boot, args.seed)
             payload["verdicts"] = {other: when.explained_verdict(chosen, args.quality, payload["budgets"], other,
-                                                                 reference, n_boot=n_boot, seed=args.seed)
+                                                                 reference, n_boot=n_boot, seed=args.seed, rows=rows)
                                    for other, reference in when.COMPARISONS}
+            if args.cost == "train_flops":
+                footing.add_footing(rows, chosen, _unestimated(points, args, filters), args.quality, n_boot=n_boot)
+                payload["footing"] = [{"budget": r["budget"], "gaps": {
+                    k: {f: g.get(f) for f in ("gap", "ci_low", "ci_high", "verdict", "leader", "estimates_check",
+                                              "coverage_check")} for k, g in r["gaps"].items()}} for r in rows]
         else:
             payload = {**header, **scaling_fits.scaling(chosen, args.quality, on=args.on, law=args.law,
                                                     n_boot=n_boot, seed=args.seed)}
@@ -145,6 +163,7 @@ def _clean(value):
 
 def _print_analysis(p: dict) -> None:
     from engine.analysis import budget_match
+    from engine.analysis.footing import footing_text
     print(f"{p['analysis']}: {p['quality']} against {p['cost']} ({p['n_points']} points)")
     if p["analysis"] == "frontier":
         for arch_class, rows in p["classes"].items():
@@ -157,6 +176,9 @@ def _print_analysis(p: dict) -> None:
                              for k, g in row["gaps"].items())
             print(f"  budget {row['budget']:g}: {gaps}; {best}; best class: "
                   f"{row['winner'] or row['winner_verdict']}")
+            for key, gap in row["gaps"].items():
+                if gap.get("estimates_check"):
+                    print(f"    {key} footing: {footing_text(gap)}")
     elif p["analysis"] == "pairs":
         left, right = p["left"], p["right"]
         print(f"  {p['n_pairs']} pairs within ±{p['tolerance']:.0%} ({p['matching']} matching): {left} wins "
@@ -178,6 +200,9 @@ def _print_analysis(p: dict) -> None:
         for other, sentences in p["verdicts"].items():
             for sentence in sentences:
                 print(f"  {other} vs ConvNet: {sentence}")
+        for row in p.get("footing", []):
+            for key, gap in row["gaps"].items():
+                print(f"  ≤{row['budget']:g} {key} {budget_match.verdict_label(gap)}: {footing_text(gap)}")
     else:
         for arch_class, fit in p["fits"].items():
             print(f"  {arch_class}: log(error) = {fit['a']:.3f} {fit['b']:+.3f} log(cost), R² {fit['r2']:.2f}, "

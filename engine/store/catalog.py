@@ -213,11 +213,13 @@ class CatalogTables:
             return con.execute("SELECT count(*) FROM compute").fetchall()[0][0] - before
 
     TRAINING_COLUMNS = ("checkpoint", "train_flops", "pretrain_flops", "finetune_flops", "samples_seen",
-                        "n_stages", "stages", "confidence", "sources", "complete", "note")
+                        "n_stages", "stages", "confidence", "sources", "complete", "note", "train_flops_low",
+                        "train_flops_high", "placement", "missing_stages", "lineage", "bracket_low", "bracket_high",
+                        "bracket_note")
 
     def replace_training_compute(self, frame: pd.DataFrame) -> int:
         """Every checkpoint's training-compute estimate (unknown ones too), in one transaction."""
-        frame = frame[list(self.TRAINING_COLUMNS)]
+        frame = frame.reindex(columns=list(self.TRAINING_COLUMNS))
         with self.transaction() as con:
             con.execute("DELETE FROM training_compute")
             self._insert(con, "training_compute", frame)
@@ -235,8 +237,10 @@ class CatalogTables:
         """What the estimator reads: the checkpoints, the counted FLOPs and each architecture's
         default head (for teachers)."""
         with self.connect() as con:
-            return {"checkpoints": con.execute("SELECT checkpoint, arch, tag, input_h, num_classes FROM checkpoints "
-                                               "WHERE coalesce(zoo, 'imagenet') = 'imagenet'").df(),
+            return {"checkpoints": con.execute("SELECT checkpoint, arch, tag, input_h, test_h, num_classes, pretrain_data "
+                                               "FROM checkpoints WHERE coalesce(zoo, 'imagenet') = 'imagenet'").df(),
+                    "links": con.execute("SELECT timm_checkpoint, checkpoint FROM image_text "
+                                         "WHERE timm_checkpoint IS NOT NULL ORDER BY length(checkpoint), checkpoint").df(),
                     "compute": con.execute("SELECT arch, img_size, img_width, num_classes, flops, error "
                                            "FROM compute").df(),
                     "heads": con.execute("SELECT arch, default_num_classes FROM architectures").df()}

@@ -113,8 +113,9 @@ class MeasuredResults:
                                        FROM published_benchmarks WHERE mode = 'infer'""",
             "benchmarks": "SELECT arch, img_size, latency_p50_ms, throughput, error FROM benchmarks",
             "reference": "SELECT * FROM reference_points",
-            "training_compute": "SELECT checkpoint, train_flops, confidence FROM training_compute "
-                                "WHERE train_flops IS NOT NULL",
+            "training_compute": """SELECT checkpoint, train_flops, train_flops_low, train_flops_high, placement,
+                                          confidence, bracket_low, bracket_high FROM training_compute
+                                   WHERE train_flops IS NOT NULL OR bracket_low IS NOT NULL""",
             "image_text_published": f"""SELECT p.checkpoint, {facts}, c.input_h AS img_size, p.metric, p.value
                                          FROM published_image_text p JOIN checkpoints c USING (checkpoint)
                                          WHERE p.value IS NOT NULL""",

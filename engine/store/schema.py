@@ -137,6 +137,17 @@ MIGRATIONS.append(
     (7, [  # who asked for each job (the app's signed-in user, or cli:<os user>)
         "ALTER TABLE jobs ADD COLUMN requested_by VARCHAR",
     ]))
+MIGRATIONS.append(
+    (8, [  # training compute over each checkpoint's lineage, as a range; the coverage bracket of unknown ones
+        "ALTER TABLE training_compute ADD COLUMN train_flops_low DOUBLE",
+        "ALTER TABLE training_compute ADD COLUMN train_flops_high DOUBLE",
+        "ALTER TABLE training_compute ADD COLUMN placement VARCHAR",
+        "ALTER TABLE training_compute ADD COLUMN missing_stages VARCHAR",
+        "ALTER TABLE training_compute ADD COLUMN lineage JSON",
+        "ALTER TABLE training_compute ADD COLUMN bracket_low DOUBLE",
+        "ALTER TABLE training_compute ADD COLUMN bracket_high DOUBLE",
+        "ALTER TABLE training_compute ADD COLUMN bracket_note VARCHAR",
+    ]))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",

@@ -111,7 +111,7 @@ def test_bad_recipe_rows_are_refused_naming_the_row_and_the_catalog_still_loads(
     captured = capsys.readouterr()
     [warning] = [line for line in captured.err.splitlines() if "recipe" in line]
     assert warning.startswith("warning: 1 training recipe row(s) refused") and "a2_in1k" in warning
-    assert "training compute estimated for 1 of" in captured.out
+    assert "(1 from their own of 1 sourced recipes" in captured.out
 
 
 def test_refresh_fills_the_table_and_the_cli_contract(catalog_db, tmp_path, capsys):
