@@ -41,7 +41,7 @@ def test_training_compute_is_three_forward_passes_of_both_towers_per_sample_seen
     assert exact["confidence"] == "exact"
     assert exact["train_flops"] == pytest.approx(3 * (counted["image_flops"] + counted["text_flops"]) * 13e9)
     # a tag that states no samples seen: unknown, said so, nothing invented
-    siglip = rows.loc["open_clip:ViT-B-16-SigLIP.webli"]
+    siglip = rows.loc["open_clip:PE-Core-T-16-384.meta"]
     assert pd.isna(siglip["train_flops"]) and "unknown" in siglip["note"] and "samples seen" in siglip["note"]
     assert rows["train_flops"].notna().sum() >= 145
     # an image tower initialised from a run not counted here is a lower bound, never a complete total
