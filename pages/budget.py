@@ -9,14 +9,17 @@ chosen, cost, metric = widgets.analysis_page("budget", "Budget match")
 if chosen is not None:
     budget = widgets.budget_slider(chosen, cost)
     budgets = tuple(sorted({*loaders.budget_grid(chosen, 6), budget}))
-    rows = loaders.derived(chosen, budget_match.budget_table, metric, budgets)  # once per server and view
+    rows = loaders.budget_rows(chosen, cost, metric, budgets, st.session_state["page_view"][1])  # once per view
     st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", key="budget_table",
                  column_config=widgets.budget_columns(rows))
     st.caption(f"Each class against ConvNets: the best of each with cost ≤ the budget, the gap with its 95% "
                f"bootstrap interval (checkpoints resampled within each class) and the verdict: a class leads "
                f"only where the interval excludes 0; 'borderline' where a bound is within Monte-Carlo error "
                f"of 0; 'too few' where a class has fewer than {budget_match.MIN_CHECKPOINTS} checkpoints under the "
-               "budget. 'Best class': the best of all selected classes, where it leads every other.")
+               "budget. 'Best class': the best of all selected classes, where it leads every other."
+               + (" Footing (training compute): whether the verdict holds when every estimate moves within its "
+                  "range (each class at its most and least favourable end), and with the checkpoints that have no "
+                  "estimate put in at 100–1,000 epochs of their stated data." if cost == "train_flops" else ""))
     widgets.probe_note(metric)
     st.subheader("Matched pairs: each ViT with a ConvNet of about the same cost")
     left_col, right_col = st.columns(2)

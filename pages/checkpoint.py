@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.catalog import model_card
+from engine.catalog.training_ranges import flops_text, range_text
 from engine.errors import MatchupError
 from ui import loaders, widgets
 
@@ -78,28 +79,41 @@ gmacs = detail["published_gmacs"]
 if not gmacs.empty and not compute.empty:
     st.caption("Cross-check: timm's published infer_gmacs (×2 for FLOPs) per benchmark file below.")
     st.dataframe(gmacs, hide_index=True, width="stretch")
-st.subheader("Training compute (estimated from its recipe)")
+st.subheader("Training compute (over its lineage)")
 training = detail["training"]
-if training.empty or pd.isna(training["train_flops"].iloc[0]) and not training["n_stages"].iloc[0]:
-    st.caption("Unknown: no sourced training recipe for this tag and architecture in "
-               "data/training_recipes.csv (README: how to add one). It is left out of the training-compute axis.")
+if training.empty or pd.isna(training["train_flops_low"].iloc[0]) and not training["n_stages"].iloc[0]:
+    row = None if training.empty else training.iloc[0]
+    st.caption("Unknown: no sourced training recipe for this tag and architecture or its lineage "
+               "(data/training_recipes.csv; README: how to add one). It is left out of the training-compute axis"
+               + (f"; the verdicts' coverage check brackets it at {row['bracket_note']} "
+                  f"({flops_text(row['bracket_low'])}–{flops_text(row['bracket_high'])} FLOPs)"
+                  if row is not None and pd.notna(row["bracket_low"]) else "")
+               + (f". {row['note']}" if row is not None and isinstance(row["note"], str) and row["note"] else "."))
 else:
     row = training.iloc[0]
-    def flops_text(value) -> str:
-        return "unknown" if pd.isna(value) else f"{value:.3g}"
-    st.markdown(f"**{flops_text(row['train_flops'])} FLOPs** in all · pre-training {flops_text(row['pretrain_flops'])} · "
-                f"fine-tuning {flops_text(row['finetune_flops'])} · samples seen "
-                f"{'unknown' if pd.isna(row['samples_seen']) else f'{row.samples_seen:,.0f}'} · confidence "
-                f"**{row['confidence']}**" + (f" · {row['note']}" if isinstance(row['note'], str) and row['note'] else ""))
-    stages = pd.DataFrame(json.loads(row["stages"]))
-    st.dataframe(stages[["stage", "kind", "dataset", "epochs", "samples", "train_res", "objective",
-                         "flops_per_sample", "flops", "confidence", "source", "note"]],
-                 hide_index=True, width="stretch",
-                 column_config={"flops_per_sample": st.column_config.NumberColumn(format="%.3e"),
-                                "flops": st.column_config.NumberColumn(format="%.3e"),
-                                "samples": st.column_config.NumberColumn(format="%.3e")})
-    st.caption("Per stage: 3 × forward FLOPs at the stage's train resolution × samples seen × its multipliers, "
-               "plus a teacher's forward per sample; masked modelling at its visible fraction plus its decoder.")
+    samples = "unknown" if pd.isna(row["samples_seen"]) else f"{row.samples_seen:,.0f}"
+    state = "complete" if row["complete"] else f"**incomplete**, missing {row['missing_stages'] or 'a stage'}"
+    st.markdown(f"**{range_text(row['train_flops'], row['train_flops_low'], row['train_flops_high'])} FLOPs** "
+                f"({row['placement'] or 'not placed'}; {state}) · pre-training {flops_text(row['pretrain_flops'])} · "
+                f"samples seen {samples} · confidence **{row['confidence']}**"
+                + (f" · {row['note']}" if isinstance(row["note"], str) and row["note"] else ""))
+    lineage = json.loads(row["lineage"]) if isinstance(row["lineage"], str) else []
+    if lineage:
+        st.markdown("What trained it: " + "; then ".join(lineage[::-1]) + ".")
+    stages = pd.DataFrame(json.loads(row["stages"])).reindex(columns=[
+        "stage", "kind", "dataset", "epochs", "samples", "train_res", "objective", "network", "from",
+        "flops_per_sample", "flops", "flops_low", "flops_high", "confidence", "source", "range_note", "note"])
+    for column in ("samples", "flops_per_sample", "flops", "flops_low", "flops_high"):
+        stages[column] = stages[column].map(flops_text)
+    st.dataframe(stages.rename(columns={"flops_per_sample": "FLOPs per sample", "flops": "FLOPs",
+                                        "flops_low": "FLOPs low", "flops_high": "FLOPs high",
+                                        "train_res": "train res (px)"}), hide_index=True, width="stretch")
+    st.caption("The FLOPs the recipe executed: per stage 3 × forward FLOPs of the network that ran, at the "
+               "stage's train resolution, × samples seen × its multipliers, plus frozen networks run per sample "
+               "(teachers, BEiT's tokenizer); token-dropping masked modelling (MAE) at its visible fraction, dense "
+               "masking (BEiT, EVA-02, FCMAE as its paper ran it) in full. Low/high: the counting convention's "
+               "spread, an assumed length over the analogy it rests on, a missing stage from 0 to its longest "
+               "plausible length.")
 st.subheader("Published results")
 st.dataframe(detail["published"], hide_index=True, width="stretch")
 st.subheader("Measured here")

@@ -8,17 +8,21 @@ from ui import chart_tools, charts, loaders, widgets
 
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
                  "cost", "quality", "source"]  # only what the chart draws: a lighter page
+RANGE_COLUMNS = ["cost_low", "cost_high", "cost_range"]  # the training-compute axis: each estimate's range
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def frontier_spec(cost: str, metric: str, colour_by: str) -> dict:
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
     y = alt.Y("quality:Q", scale=alt.Scale(zero=False), title=metric)
+    ranged = cost == "train_flops"
+    cost_tip = (alt.Tooltip("cost_range:N", title="training FLOPs [range]") if ranged
+                else alt.Tooltip("cost:Q", format=".3g"))
     dots = charts.data("points").mark_point(filled=True, opacity=0.6).encode(
         x=x, y=y, color=chart_tools.colour(colour_by),
         shape=alt.Shape("data_scale:N", title="pre-training data", scale=alt.Scale(domain=list(DATA_SCALES))),
         tooltip=["checkpoint:N", "arch_class:N", "family:N", "pretrain_data:N", "img_size:Q",
-                 alt.Tooltip("cost:Q", format=".3g"), alt.Tooltip("quality:Q", format=".2f"), "source:N"],
+                 cost_tip, alt.Tooltip("quality:Q", format=".2f"), "source:N"],
     ).add_params(alt.selection_point(fields=["checkpoint"], name="pick"),
                  alt.selection_interval(bind="scales", name="zoom"))
     steps = charts.data("frontier").mark_line(interpolate="step-after").encode(
@@ -26,8 +30,12 @@ def frontier_spec(cost: str, metric: str, colour_by: str) -> dict:
     rule = charts.data("budget").mark_rule(strokeDash=[6, 3]).encode(x="budget:Q")
     ring_tooltip = ["checkpoint:N", "arch_class:N", "pretrain_data:N", alt.Tooltip("cost:Q", format=".3g"),
                     alt.Tooltip("quality:Q", format=".2f")]
-    return charts.spec_of(alt.layer(dots, steps, rule, chart_tools.highlight_layers(x, y, tooltip=ring_tooltip))
-                          .properties(height=chart_tools.CHART_HEIGHT))
+    layers = [dots, steps, rule, chart_tools.highlight_layers(x, y, tooltip=ring_tooltip)]
+    if ranged:  # each estimate's range as a horizontal bar behind its point
+        layers.insert(0, charts.data("points").transform_filter("datum.cost_high > datum.cost_low").mark_rule(
+            opacity=0.3).encode(x=alt.X("cost_low:Q", scale=alt.Scale(type="log")), x2="cost_high:Q", y=y,
+                                color=chart_tools.colour(colour_by)))
+    return charts.spec_of(alt.layer(*layers).properties(height=chart_tools.CHART_HEIGHT))
 
 
 chosen, cost, metric = widgets.analysis_page("frontier", "Pareto frontier per class")
@@ -42,7 +50,8 @@ elif chosen is not None:
     front = loaders.derived(chosen, pareto.frontier, metric)  # once per server and view
     found, unlabelled = chart_tools.place_labels(chart_tools.matches(chosen, find), chosen)
     spec = frontier_spec(cost, metric, colour_by)
-    datasets = {"points": loaders.arrow(chosen, POINT_COLUMNS),
+    drawn = POINT_COLUMNS + (RANGE_COLUMNS if cost == "train_flops" else [])
+    datasets = {"points": loaders.arrow(chosen, drawn),
                 "frontier": front[["cost", "quality", "arch_class"]],
                 "budget": [{"budget": budget}], "highlight": found[["checkpoint", "arch_class", "pretrain_data", "cost", "quality",
                                         *chart_tools.LABEL_COLUMNS]]}

@@ -33,7 +33,8 @@ if chosen is not None and st.session_state["page_view"][1]["zoo"] == "image-text
                + (f" and the same pre-training data, {same_data}." if same_data else " over all their pre-training data."))
 if chosen is not None:
     budgets = loaders.budget_grid(chosen)  # these: once per server and view
-    rows = loaders.derived(chosen, budget_match.budget_table, metric, budgets)
+    filters = {**st.session_state["page_view"][1], "data_sources": [same_data] if same_data else None}
+    rows = loaders.budget_rows(chosen, cost, metric, budgets, filters)
     gaps = pd.DataFrame([{"budget": r["budget"], "comparison": k, **{f: g[f] for f in ("gap", "ci_low", "ci_high")},
                           "verdict": budget_match.verdict_label(g), "too_few": g["verdict"] == "too few"}
                          for r in rows for k, g in r["gaps"].items()])
@@ -52,4 +53,5 @@ if chosen is not None:
             if sentences:
                 on = f" on {widgets.literal(same_data)}" if same_data else ""
                 st.markdown(f"**{other} vs ConvNet{on}** — " + "; ".join(sentences) + ".")
+                widgets.footing_note(rows, other, cost)
     widgets.flop_note(cost)

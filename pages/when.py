@@ -55,6 +55,10 @@ if chosen is not None:
                f"no checkpoint there; grey: fewer than {budget_match.MIN_CHECKPOINTS} of a class, no verdict. A class "
                "wins a cell only when its CI excludes 0.")
     widgets.probe_note(metric)
+    if cost == "train_flops":
+        rows = loaders.budget_rows(chosen, cost, metric, tuple(result["budgets"]), st.session_state["page_view"][1])
+        for other in [k.split("-")[0] for k in dict.fromkeys(g for r in rows for g in r["gaps"])]:
+            widgets.footing_note(rows, other, cost)
     st.subheader("Matched pairs, all against same pre-training data")
     rows = []
     for both in result["pairs"].values():

@@ -203,6 +203,40 @@ def explained_verdict(frame, metric: str, budgets: tuple, other: str, unit: str)
     return when.explained_verdict(frame, metric, list(budgets), other=other, unit=unit, rows=rows)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _unestimated(path: str, freshness: str, metric: str, classes: tuple, data_scales: tuple, sources: tuple | None,
+                 zoo: str, data_sources: tuple):
+    """The checkpoints without a training-compute estimate under a view's filters (the coverage
+    check's bracket rows), or None where there are none."""
+    try:
+        return points_table.select(points(path, freshness, None), points_table.UNESTIMATED, metric,
+                                   classes=list(classes) or None, data_scales=list(data_scales) or None,
+                                   sources=list(sources) if sources else None, zoo=zoo,
+                                   data_sources=list(data_sources) or None)
+    except points_table.AnalysisError:
+        return None
+
+
+def _footed_table(frame, metric: str, budgets: tuple, view: tuple):
+    """The budget table with each gap's estimates and coverage checks (engine.analysis.footing):
+    a copy of the shared table, once per server and view."""
+    import copy
+    from engine.analysis import footing
+    store = get_store()
+    rows = copy.deepcopy(derived(frame, budget_match.budget_table, metric, budgets))
+    return footing.add_footing(rows, frame, _unestimated(str(store.path), store.freshness(), metric, *view), metric)
+
+
+def budget_rows(frame, cost: str, metric: str, budgets: tuple, filters: dict) -> list[dict]:
+    """The budget table a page shows; on the training-compute axis with each verdict's footing."""
+    if cost != "train_flops":
+        return derived(frame, budget_match.budget_table, metric, budgets)
+    view = (tuple(filters["classes"] or ()), tuple(filters["data_scales"] or ()),
+            tuple(filters["sources"]) if filters["sources"] else None, filters.get("zoo", "imagenet"),
+            tuple(filters.get("data_sources") or ()))
+    return derived(frame, _footed_table, metric, budgets, view)
+
+
 def _arrow_table(frame, names: tuple):
     import pyarrow as pa
     return pa.Table.from_pandas(frame[list(names)], preserve_index=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.analysis import budget_match, points_table
+from engine.analysis import budget_match, footing, points_table
 from ui import loaders
 
 COST_LABELS = {"gflops": "GFLOPs (counted)", "params_m": "parameters (M)",
@@ -285,13 +285,45 @@ def budget_frame(rows: list[dict]):
                 entry["ConvNet best"] = f"{best['ConvNet']['quality']:.2f}" if "ConvNet" in best else "—"
             entry[f"{other} − ConvNet"] = budget_match.with_ci(gap["gap"], gap["ci_low"], gap["ci_high"]) if gap else "—"
             entry[f"{other} vs ConvNet"] = budget_match.verdict_label(gap)
+            if gap and gap.get("estimates_check"):
+                entry[f"{other} footing"] = footing.footing_text(gap)
         if not others:
             entry["ConvNet best"] = f"{best['ConvNet']['quality']:.2f}" if "ConvNet" in best else "—"
         entry["best class"] = row["winner"] or row.get("winner_verdict", "no clear winner")
         for arch_class in ("ConvNet", *others):
             entry[f"{arch_class} checkpoint"] = best[arch_class]["checkpoint"] if arch_class in best else "—"
         table.append({k: _dash(v) for k, v in entry.items()})
-    return pd.DataFrame(table)
+    frame = pd.DataFrame(table)
+    footings = [c for c in frame.columns if c.endswith(" footing")]
+    frame[footings] = frame[footings].fillna("—")  # a budget with no comparison has no footing
+    return frame
+
+
+def footing_lines(rows: list[dict], other: str, unit: str) -> list[str]:
+    """On the training-compute axis, each run of budgets whose verdict has the same footing:
+    'from 1e+20 to 1e+22: holds within every estimate's range; holds with the 279 unestimated
+    checkpoints at 100–1,000 epochs'."""
+    runs: list[list] = []
+    for row in rows:
+        gap = row["gaps"].get(f"{other}-ConvNet")
+        if not gap or not gap.get("estimates_check"):
+            continue
+        said = f"{budget_match.verdict_label(gap)}: {footing.footing_text(gap)}"
+        if runs and runs[-1][1] == said:
+            runs[-1][0].append(row["budget"])
+        else:
+            runs.append([[row["budget"]], said])
+    return [(f"at {b[0]:g}{unit}" if len(b) == 1 else f"from {b[0]:g} to {b[-1]:g}{unit}") + f" — {said}"
+            for b, said in runs]
+
+
+def footing_note(rows: list[dict], other: str, cost: str) -> None:
+    """Under a verdict on the training-compute axis: how much it rests on estimates."""
+    lines = footing_lines(rows, other, COST_UNITS.get(cost, ""))
+    if lines:
+        st.markdown(f"*Footing of {other} vs ConvNet* (does the verdict hold when every estimate moves within "
+                    "its range, and with the unestimated checkpoints at 100–1,000 epochs?)\n"
+                    + "\n".join(f"- {line}" for line in lines))
 
 
 def budget_columns(rows: list[dict]) -> dict:
@@ -303,6 +335,7 @@ def budget_columns(rows: list[dict]) -> dict:
         config[f"{other} best"] = st.column_config.Column(width=80)
         config[f"{other} − ConvNet"] = st.column_config.Column(width=180)
         config[f"{other} vs ConvNet"] = st.column_config.Column(width=140)
+        config[f"{other} footing"] = st.column_config.Column(width=320)
     return config
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import pandas as pd
 
 from engine.analysis.budget_match import N_BOOT, budget_table, verdict_label, with_ci
+from engine.catalog.training_compute import COVERAGE_EPOCHS
 
 HOLDS, COULD_CHANGE = "holds", "could change"
-COVERAGE_EPOCHS = (100, 1000)  # as engine.catalog.training_compute.COVERAGE_EPOCHS (analysis never imports catalog)
 
 
 def _state(gap: dict | None) -> tuple:

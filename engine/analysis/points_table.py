@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.catalog.training_ranges import range_text
+
 CLASSES = ("ConvNet", "ViT", "Hybrid", "MLP")
 COST_METRICS = ("gflops", "params_m", "train_flops", "latency_ms", "ms_per_img", "pretrain_tpu_v4_core_hours",
                 "paper_gflops")
@@ -21,7 +23,8 @@ LOWER_IS_BETTER_SUFFIXES = (".ece", ".nll", ".error")
 DATASET_OF_VARIANT = {"imagenet": "imagenet", "imagenet-a": "imagenet-a", "imagenet-r": "imagenet-r",
                       "imagenet-v2": "imagenet-v2", "sketch": "sketch", "real": "imagenet-real"}
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
-                 "source", "quality_metric", "quality", "cost_metric", "cost", "zoo", "cost_low", "cost_high"]
+                 "source", "quality_metric", "quality", "cost_metric", "cost", "zoo", "cost_low", "cost_high",
+                 "cost_range"]
 # cost_low / cost_high: the range of a cost that is an estimate (train_flops: training_ranges), NaN elsewhere.
 # The coverage check's rows: checkpoints without a training-compute estimate, their cost the bracket of
 # COVERAGE_EPOCHS of their stated data (cost_low..cost_high; `cost` = cost_low). Never an estimate: no
@@ -153,9 +156,11 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
                                                  "bracket_low", "bracket_high"])
             joined = q.merge(training, on="checkpoint", how="inner")
             known = joined[joined["train_flops"].notna()]
-            frames.append(known.assign(cost_metric="train_flops", cost=known["train_flops"],
-                                       cost_low=known["train_flops_low"].fillna(known["train_flops"]),
-                                       cost_high=known["train_flops_high"].fillna(known["train_flops"])))
+            known = known.assign(cost_metric="train_flops", cost=known["train_flops"],
+                                 cost_low=known["train_flops_low"].fillna(known["train_flops"]),
+                                 cost_high=known["train_flops_high"].fillna(known["train_flops"]))
+            frames.append(known.assign(cost_range=[range_text(v, lo, hi) for v, lo, hi in zip(
+                known["cost"], known["cost_low"], known["cost_high"], strict=True)]))
             unknown = joined[joined["train_flops"].isna() & joined["bracket_low"].notna()]
             frames.append(unknown.assign(cost_metric=UNESTIMATED, cost=unknown["bracket_low"],
                                          cost_low=unknown["bracket_low"], cost_high=unknown["bracket_high"]))

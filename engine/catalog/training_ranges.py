@@ -4,7 +4,8 @@ Per stage: an `exact` or `paper` recipe is good to the counting convention's own
 forward for forward + backward, one FLOP convention for all networks, dataset sizes a source
 rounds); an `assumed` recipe (a length taken by analogy) spans the analogy it rests on: the
 lengths of its documented siblings (same tag, stage and dataset, confidence exact or paper), or
-the row's own `length_range`, else a factor ASSUMED_SPREAD either way. A stage whose length no
+the row's own `length_range`, else a factor ASSUMED_SPREAD either way, each on the length, times
+the convention's spread of a paper recipe. A stage whose length no
 source gives is *missing*: it adds 0 at the low end and, at the high end, the longest documented
 stage of its kind on its dataset after pre-training elsewhere (stated). A total with a missing
 stage is never complete; it is placed on the axis (at the geometric middle of its range) only
@@ -17,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 # The counting convention's own spread: the ViT paper's Table 6 (its JFT runs) against this
-# estimator on the same recipes lands within 0.93-1.07 (engine.catalog.training_compute.vit_paper_check),
+# estimator on the same recipes lands within 0.95-1.05 (engine.catalog.training_compute.vit_paper_check),
 # so an exact recipe is good to ×/÷ 1.1; a paper recipe adds a dataset size a source rounds ("303M").
 SPREAD = {"exact": 1.1, "paper": 1.25}
 ASSUMED_SPREAD = 2.0  # an analogy with no documented sibling and no stated range: ×/÷ 2
@@ -134,10 +135,12 @@ def summarize(stages: list[dict]) -> dict:
             "placement": PLACED_MIDDLE if placed is not None else LOWER_BOUND_ONLY}
 
 
-def flops_text(value: float) -> str:
-    """A FLOP count for reading: '1.9e19' (two significant digits, no '+')."""
-    mantissa, _, exponent = f"{value:.2g}".partition("e")
-    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+def flops_text(value) -> str:
+    """A FLOP count for reading: '1.9e19' (two significant digits, no '+'); '—' for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    mantissa, _, exponent = f"{float(value):.1e}".partition("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def range_text(value: float | None, low: float | None, high: float | None) -> str:

@@ -53,23 +53,33 @@ def cmd_catalog(args, store: Store) -> int:
             if report.recipes_refused:
                 print(f"warning: {report.recipes_refused}", file=sys.stderr)
         return 0
+    if args.action == "training-compute" and args.coverage:
+        return _coverage(store.training_coverage(), args.json)
     if args.action == "training-compute":
+        from engine.catalog.training_ranges import range_text
         frame = store.training_compute_frame()
         records = [{"checkpoint": r["checkpoint"], "train_flops": r["train_flops"],
+                    "train_flops_low": r["train_flops_low"], "train_flops_high": r["train_flops_high"],
+                    "complete": r["complete"], "placement": r["placement"], "missing_stages": r["missing_stages"] or None,
                     "pretrain_flops": r["pretrain_flops"], "finetune_flops": r["finetune_flops"],
                     "samples_seen": r["samples_seen"], "confidence": r["confidence"],
                     "sources": json.loads(r["sources"]) if isinstance(r["sources"], str) else [],
                     "stages": json.loads(r["stages"]) if isinstance(r["stages"], str) else [],
+                    "lineage": json.loads(r["lineage"]) if isinstance(r["lineage"], str) else [],
                     "arch_class": r["arch_class"], "note": r["note"]}
                    for r in frame_records(frame)]
         if args.json:
             print_json(records)
             return 0
         known = frame[frame["train_flops"].notna()]
+        bounds = frame[frame["train_flops"].isna() & frame["train_flops_low"].notna()]
         print(f"training compute: {len(known)} of {len(frame)} checkpoints estimated "
-              f"({', '.join(f'{c} {n}' for c, n in known['confidence'].value_counts().items())})")
-        shown = known.assign(train=known["train_flops"].map(lambda v: f"{v:.3g}"))
-        print(shown[["checkpoint", "arch_class", "train", "confidence"]].to_string(index=False))
+              f"({', '.join(f'{c} {n}' for c, n in known['confidence'].value_counts().items())}); "
+              f"{len(bounds)} more are lower bounds only")
+        shown = known.assign(train=[range_text(v, lo, hi) for v, lo, hi in zip(
+            known["train_flops"], known["train_flops_low"], known["train_flops_high"], strict=True)],
+            complete=known["complete"].map({True: "complete", False: "bounded"}))
+        print(shown[["checkpoint", "arch_class", "train", "confidence", "complete"]].to_string(index=False))
         return 0
     if args.action == "snapshot" and args.timm_registry:
         from pathlib import Path
@@ -134,6 +144,20 @@ def cmd_catalog(args, store: Store) -> int:
     raise AssertionError(args.action)
 
 
+def _coverage(frame, as_json: bool) -> int:
+    """`catalog training-compute --coverage`: the README's coverage table, from one command."""
+    if as_json:
+        print_json(frame_records(frame))
+        return 0
+    total = frame[["checkpoints", "estimated", "lower_bound_only"]].sum()
+    print(f"training-compute coverage of the {int(total['checkpoints']):,} checkpoints with a published ImageNet "
+          f"top-1: {int(total['estimated']):,} estimated ({total['estimated'] / total['checkpoints']:.0%}), "
+          f"{int(total['lower_bound_only'])} lower bounds only")
+    shown = frame.assign(share=(frame["estimated"] / frame["checkpoints"]).map(lambda v: f"{v:.0%}"))
+    print(shown.to_string(index=False))
+    return 0
+
+
 def add_parsers(commands, common) -> None:
     """`catalog` and its actions."""
     cat = commands.add_parser("catalog", parents=[common], help="checkpoints and published results")
@@ -165,6 +189,8 @@ def add_parsers(commands, common) -> None:
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("training-compute", parents=[common],
                                help="each checkpoint's training compute, with its recipe stages and sources")
+    p.add_argument("--coverage", action="store_true",
+                   help="how many checkpoints with a published ImageNet top-1 have an estimate, by class and data scale")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("list", parents=[common], help="checkpoints with class, params, published top-1")
     p.add_argument("--class", dest="arch_class", help="ConvNet, ViT, Hybrid or MLP")

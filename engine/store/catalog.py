@@ -233,6 +233,22 @@ class CatalogTables:
                                    FROM training_compute t JOIN checkpoints c USING (checkpoint) {where}
                                    ORDER BY t.checkpoint""", values).df()
 
+    def training_coverage(self) -> pd.DataFrame:
+        """Per class and data scale, the ImageNet-zoo checkpoints with a published ImageNet top-1
+        (timm's test models aside): how many have a training-compute estimate on the axis, how
+        many only a lower bound, and how many none."""
+        with self.connect() as con:
+            return con.execute("""
+                WITH published AS (SELECT DISTINCT checkpoint FROM published_results
+                                   WHERE dataset = 'imagenet' AND top1 IS NOT NULL)
+                SELECT c.arch_class, coalesce(c.data_scale, 'unknown') AS data_scale, count(*) AS checkpoints,
+                       count(t.train_flops) AS estimated,
+                       count(*) FILTER (WHERE t.train_flops IS NULL AND t.train_flops_low IS NOT NULL) AS lower_bound_only,
+                       count(*) FILTER (WHERE t.train_flops IS NOT NULL AND NOT t.complete) AS placed_from_a_bound
+                FROM checkpoints c JOIN published USING (checkpoint) LEFT JOIN training_compute t USING (checkpoint)
+                WHERE coalesce(c.zoo, 'imagenet') = 'imagenet' AND c.family <> 'test'
+                GROUP BY ALL ORDER BY c.arch_class, data_scale""").df()
+
     def training_compute_inputs(self) -> dict[str, pd.DataFrame]:
         """What the estimator reads: the checkpoints, the counted FLOPs and each architecture's
         default head (for teachers)."""

@@ -561,5 +561,41 @@ def test_training_compute_pages_state_their_numbers_and_reasons(full_app_db):
     assert not seed.exception, seed.exception
     assert any("× 50% utilisation" in c.value for c in seed.caption)
     card = open_page("pages/checkpoint.py", {"checkpoint": "deit_base_patch16_384.fb_in1k"})
-    stages = [df.value for df in card.dataframe if "flops_per_sample" in df.value.columns]
+    stages = [df.value for df in card.dataframe if "FLOPs per sample" in df.value.columns]
     assert stages and list(stages[0]["kind"]) == ["pretrain", "finetune"] and stages[0]["source"].str.len().min() > 10
+
+
+# -- issue 33: training compute over the lineage, as a range, verdicts with their footing ------------------
+FOOTING = re.compile(r"(holds within every estimate's range|could change: .+ with every \w+ estimate at its)")
+
+
+def test_every_verdict_on_the_training_compute_axis_says_its_footing(full_app_db):
+    overview = open_page("pages/overview.py", {"cost": "train_flops"})
+    assert not overview.exception, overview.exception
+    [note] = [m.value for m in overview.markdown if m.value.startswith("*Footing of ViT vs ConvNet*")]
+    assert FOOTING.search(note) and ("unestimated" in note)
+    budget = open_page("pages/budget.py", {"cost": "train_flops"})
+    assert not budget.exception, budget.exception
+    table = budget.dataframe[0].value
+    compared = table[table["ViT − ConvNet"] != "—"]
+    assert len(compared) >= 5 and compared["ViT footing"].map(lambda t: bool(FOOTING.search(t))).all()
+    when = open_page("pages/when.py", {"cost": "train_flops"})
+    assert not when.exception, when.exception
+    assert any(m.value.startswith("*Footing of ViT vs ConvNet*") for m in when.markdown)
+    frontier = open_page("pages/frontier.py", {"cost": "train_flops"})
+    assert not frontier.exception, frontier.exception
+    # on another axis no footing is written
+    gflops = open_page("pages/overview.py", {"cost": "gflops"})
+    assert not any(m.value.startswith("*Footing") for m in gflops.markdown)
+
+
+def test_the_checkpoint_page_shows_the_range_the_lineage_and_the_missing_stage(full_app_db):
+    card = open_page("pages/checkpoint.py", {"checkpoint": "vit_huge_patch14_clip_224.laion2b_ft_in1k"})
+    assert not card.exception, card.exception
+    [head] = [m.value for m in card.markdown if "FLOPs**" in m.value and "[" in m.value]
+    assert re.search(r"\*\*3\.7e22 \[3\.3e22, 4\.0e22\] FLOPs\*\*", head), head
+    assert "incomplete" in head and "finetune on imagenet-1k" in head and "geometric middle" in head
+    assert any(m.value.startswith("What trained it: ") and "open_clip:ViT-H-14.laion2b_s32b_b79k" in m.value
+               for m in card.markdown)
+    [stages] = [df.value for df in card.dataframe if "FLOPs low" in df.value.columns]
+    assert stages["FLOPs"].iloc[0] == "3.7e22" and stages["FLOPs"].iloc[-1] == "—"
