@@ -242,8 +242,10 @@ def training_coverage_note(metric: str, filters: dict) -> None:
                    "(python -m engine catalog training-compute lists them); left out where neither gives them, "
                    "by class: " + "; ".join(parts) + ".")
         return
-    st.caption("Training compute is estimated from sourced recipes only (python -m engine catalog "
-               "training-compute lists them); left out for want of one, by class: " + "; ".join(parts) + ".")
+    st.caption("Training compute is estimated from sourced recipes over each checkpoint's lineage (a pre-trained "
+               "checkpoint from its fine-tuned children, a CLIP tower from its OpenCLIP pair), as a range; a "
+               "lower bound is placed only where its range is narrow (python -m engine catalog training-compute "
+               "lists them); left out for want of one, by class: " + "; ".join(parts) + ".")
 
 
 def probe_note(metric: str) -> None:

@@ -147,6 +147,8 @@ MIGRATIONS.append(
         "ALTER TABLE training_compute ADD COLUMN bracket_low DOUBLE",
         "ALTER TABLE training_compute ADD COLUMN bracket_high DOUBLE",
         "ALTER TABLE training_compute ADD COLUMN bracket_note VARCHAR",
+        # an upgraded database re-estimates over the lineage at its next start (the app refreshes an incomplete catalog)
+        "DELETE FROM meta WHERE key = 'catalog_complete'",
     ]))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
