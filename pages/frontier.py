@@ -3,6 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine.analysis import budget_match, pareto
+from engine.catalog.training_ranges import flops_text
 from engine.catalog.taxonomy import DATA_SCALES
 from ui import chart_tools, charts, loaders, widgets
 
@@ -69,6 +70,7 @@ elif chosen is not None:
     st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")
     with st.container(key="best_under_budget"):
         st.markdown(widgets.markdown_table([{"class": c, "checkpoint": b["checkpoint"], metric: f"{b['quality']:.2f}",
-                                             cost: f"{round(b['cost'], 3):g}", "source": b["source"]}
+                                             cost: flops_text(b["cost"]) if cost == "train_flops" else
+                                             f"{round(b['cost'], 3):g}", "source": b["source"]}
                                             for c, b in row["best"].items()]))
     widgets.flop_note(cost)

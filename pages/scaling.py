@@ -13,11 +13,18 @@ def scaling_spec(cost: str, metric: str, colour_by: str, with_curves: bool) -> d
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
     label = "100 − " + metric if points_table.higher_is_better(metric) else metric
     y = alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)")
+    ranged = cost == "train_flops"
+    cost_tip = (alt.Tooltip("cost_range:N", title="training FLOPs [range]") if ranged
+                else alt.Tooltip("cost:Q", format=".3g"))
     dots = charts.data("points").mark_point(filled=True).encode(
         x=x, y=y, color=chart_tools.colour(colour_by),
-        tooltip=["checkpoint:N", "arch_class:N", "family:N", alt.Tooltip("cost:Q", format=".3g"),
+        tooltip=["checkpoint:N", "arch_class:N", "family:N", cost_tip,
                  alt.Tooltip("quality:Q", format=".2f")]).add_params(alt.selection_interval(bind="scales", name="zoom"))
     layers = [dots]
+    if ranged:  # each estimate's range as a horizontal bar
+        layers.insert(0, charts.data("points").transform_filter("datum.cost_high > datum.cost_low").mark_rule(
+            opacity=0.3).encode(x=alt.X("cost_low:Q", scale=alt.Scale(type="log")), x2="cost_high:Q", y=y,
+                                color=chart_tools.colour(colour_by)))
     if with_curves:
         curves = charts.data("curves")
         layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color=charts.class_color()),
@@ -40,6 +47,9 @@ if chosen is not None:
     on = widgets.url_selectbox("Fit on", ["frontier", "all"], "on")
     result = loaders.derived(chosen, scaling_fits.scaling, metric, on=on, curves=True)  # once per server and view
     fitted = result["points"][["checkpoint", "arch_class", "family", "pretrain_data", "cost", "quality", "error"]]
+    if cost == "train_flops":
+        fitted = fitted.merge(chosen[["checkpoint", "cost_low", "cost_high", "cost_range"]].drop_duplicates("checkpoint"),
+                              on="checkpoint", how="left")
     found, unlabelled = chart_tools.place_labels(chart_tools.matches(fitted, find), fitted, y="error", log_y=True)
     datasets = {"points": fitted, "highlight": found[["checkpoint", "arch_class", "pretrain_data", "cost", "quality",
                                                       "error", *chart_tools.LABEL_COLUMNS]]}
