@@ -49,8 +49,9 @@ else:
     series = ["zoo: ConvNet", "zoo: ViT", "paper: NFNet", "paper: ViT"]
     colours = [charts.CLASS_COLORS["ConvNet"], charts.CLASS_COLORS["ViT"], "#003c5a", "#7a2e00"]
     st.altair_chart(alt.Chart(both).mark_point(filled=True).encode(
-        x=alt.X("train_flops:Q", scale=alt.Scale(type="log"), title="training compute (FLOPs, log)"),
-        y=alt.Y("error:Q", scale=alt.Scale(type="log"), title="ImageNet top-1 error (%, log)"),
+        # padding: a point at the domain's edge (a log scale's nice bound) is drawn whole inside the plot
+        x=alt.X("train_flops:Q", scale=alt.Scale(type="log", padding=12), title="training compute (FLOPs, log)"),
+        y=alt.Y("error:Q", scale=alt.Scale(type="log", padding=12), title="ImageNet top-1 error (%, log)"),
         color=alt.Color("series:N", scale=alt.Scale(domain=series, range=colours), title=None),
         shape=alt.Shape("series:N", scale=alt.Scale(domain=series, range=["circle", "circle", "diamond", "diamond"]),
                         title=None),
