@@ -354,17 +354,14 @@ def with_ranges(estimates: pd.DataFrame, rules=None) -> pd.DataFrame:
     """The estimates with every stage ranged and every total summarized as the ImageNet zoo's
     (training_ranges): samples seen from a tag are exact; an initialisation trained elsewhere and
     not counted is a missing stage, so such a total is a lower bound, never complete."""
-    from engine.catalog.training_compute import finish
+    from engine.catalog.training_compute import finish, unbounded_stage
     from engine.catalog.training_ranges import stage_range
     rows = []
     for row in estimates.to_dict("records"):
         stages = [stage_range(s, None, (None, "an image-text stage")) for s in row["stages"]]
         if UPSTREAM_SAID in (row["note"] or ""):
-            stages.insert(0, {"stage": 0, "kind": "pretrain", "dataset": "an earlier run", "samples": None,
-                              "epochs": None, "flops": None, "flops_per_sample": None, "confidence": "assumed",
-                              "source": "the recipe's upstream row", "note": row["note"], "missing": True,
-                              "flops_low": 0.0, "flops_high": None,
-                              "range_note": "the initial weights' training is not counted"})
+            stages.insert(0, unbounded_stage(0, "pretrain", "an earlier run", "the recipe's upstream row", row["note"],
+                                             "the initial weights' training is not counted"))
         rows.append(finish(row["checkpoint"], stages, [row["note"]] if row["note"] else []))
     return pd.DataFrame(rows)
 

@@ -19,7 +19,8 @@ import statistics
 
 import pandas as pd
 
-from engine.catalog.training_compute import DATASET_WORDS, RecipeBook, finish, missing_stage, recipe_for, unknown
+from engine.catalog.training_compute import (DATASET_WORDS, RecipeBook, finish, missing_stage, recipe_for,
+                                             unbounded_stage, unknown)
 OPEN_CLIP_STAGE = "the whole image-text training of {pair} (both towers: this image tower was trained as part of it)"
 
 
@@ -149,10 +150,8 @@ class Lineage:
         above = self.resolve(parent, chain)
         how = "named by its recipe" if explicit else "its tag extends the parent's"
         if not above["stages"] or above["train_flops_low"] is None:
-            missing = {"stage": 0, "kind": "pretrain", "dataset": f"{parent}'s training", "samples": None,
-                       "epochs": None, "flops": None, "flops_per_sample": None, "confidence": "assumed",
-                       "source": "lineage", "note": f"the parent {parent} has no estimate", "missing": True,
-                       "flops_low": 0.0, "flops_high": None, "range_note": f"the parent {parent} is unknown"}
+            missing = unbounded_stage(0, "pretrain", f"{parent}'s training", "lineage",
+                                      f"the parent {parent} has no estimate", f"the parent {parent} is unknown")
             return finish(checkpoint, [missing, *own_stages], [f"parent {parent} unknown: a lower bound"],
                           [f"parent {parent} ({how}), whose training is unknown"])
         inherited = [{**s, "from": s.get("from") or parent} for s in above["stages"]]

@@ -387,6 +387,15 @@ def tag_finetunes(tag: str) -> list[str]:
     return [DATASET_WORDS[w] for w in words[words.index("ft") + 1:] if w in DATASET_WORDS]
 
 
+def unbounded_stage(number: int, kind: str, dataset: str, source: str, note: str, why: str) -> dict:
+    """A stage that ran but that nothing here can count or bound (an unknown parent's training, an
+    image tower's initialisation trained elsewhere): 0 at the low end, no high end, so a total
+    holding it is a lower bound only."""
+    return {"stage": number, "kind": kind, "dataset": dataset, "epochs": None, "samples": None, "flops": None,
+            "flops_per_sample": None, "confidence": "assumed", "source": source, "note": note, "missing": True,
+            "flops_low": 0.0, "flops_high": None, "range_note": why}
+
+
 def missing_stage(checkpoint: dict, number: int, kind: str, dataset: str, flops, rules) -> dict:
     """A stage the tag names and no source gives the length of: 0 at the low end, the longest
     documented stage of its kind on its dataset at the high end, at the checkpoint's input size."""
