@@ -352,13 +352,17 @@ UPSTREAM_SAID = "come from an earlier run not counted here"
 
 def with_ranges(estimates: pd.DataFrame, rules=None) -> pd.DataFrame:
     """The estimates with every stage ranged and every total summarized as the ImageNet zoo's
-    (training_ranges): samples seen from a tag are exact; an initialisation trained elsewhere and
-    not counted is a missing stage, so such a total is a lower bound, never complete."""
+    (training_ranges): samples seen from a tag are exact, an assumed stage spans its analogy;
+    an initialisation trained elsewhere and not counted is a missing stage, so such a total is a
+    lower bound, never complete."""
     from engine.catalog.training_compute import finish, unbounded_stage
-    from engine.catalog.training_ranges import stage_range
+    from engine.catalog.training_ranges import RangeRules, stage_range
+    rules = rules or RangeRules()  # an assumed length (samples seen by analogy) spans ×/÷ 2, as in the timm zoo
     rows = []
     for row in estimates.to_dict("records"):
-        stages = [stage_range(s, None, (None, "an image-text stage")) for s in row["stages"]]
+        stages = [stage_range(s, rules.length_bounds({"confidence": s["confidence"]}, s["samples"], None)
+                              if s["samples"] is not None else None, (None, "an image-text stage"))
+                  for s in row["stages"]]
         if UPSTREAM_SAID in (row["note"] or ""):
             stages.insert(0, unbounded_stage(0, "pretrain", "an earlier run", "the recipe's upstream row", row["note"],
                                              "the initial weights' training is not counted"))

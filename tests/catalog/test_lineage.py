@@ -64,12 +64,21 @@ def test_an_open_clip_tower_carries_its_pairs_whole_image_text_training(estimate
     assert child["train_flops"] == pytest.approx(math.sqrt(parent["train_flops"] * upper), rel=1e-9)
 
 
+def test_image_text_estimates_carry_the_same_ranges_as_the_imagenet_zoos(estimates):
+    exact = estimates["open_clip:ViT-B-16.laion2b_s34b_b88k"]  # samples seen from the tag
+    assert (exact["train_flops_low"] * 1.1, exact["train_flops_high"] / 1.1) == pytest.approx((exact["train_flops"],) * 2)
+    analogy = estimates["open_clip:ViT-SO400M-16-SigLIP-i18n-256.webli"]  # 40B by analogy: ×/÷ 2 on the length, × 1.25
+    assert [s["confidence"] for s in analogy["stages"]] == ["assumed"]
+    assert (analogy["train_flops_low"] * 2.5, analogy["train_flops_high"] / 2.5) == pytest.approx(
+        (analogy["train_flops"],) * 2)
+
+
 def test_a_recipe_lacking_a_stage_its_tag_names_is_a_lower_bound_not_a_complete_total(estimates):
     for size in (256, 384, 448):
         so150 = estimates[f"vit_so150m2_patch16_reg1_gap_{size}.sbb_e200_in12k_ft_in1k"]
         assert not so150["complete"] and so150["missing_stages"] == "stage 2 (finetune on imagenet-1k)"
         assert so150["train_flops_low"] < so150["pretrain_flops"] < so150["train_flops_high"]
-        assert so150["train_flops"] is None or so150["train_flops"] > so150["pretrain_flops"]
+        assert pd.isna(so150["train_flops"]) or so150["train_flops"] > so150["pretrain_flops"]
 
 
 # -- counted as executed: against hand computations ------------------------------------------------------
