@@ -104,8 +104,8 @@ def refresh_training_compute(store: Store) -> tuple[str, str]:
     links = dict(zip(inputs["links"]["timm_checkpoint"][::-1], inputs["links"]["checkpoint"][::-1], strict=True))
     flops = training_compute.forward_table(inputs["compute"], heads)
     estimates, loops = lineage.resolve_all(inputs["checkpoints"], own, book, links, zoo, flops)
-    brackets = [training_compute.coverage_bracket(c, flops, book.datasets) if pd.isna(t) else (None, None, None)
-                for c, t in zip(inputs["checkpoints"].to_dict("records"), estimates["train_flops"], strict=True)]
+    brackets = [training_compute.bracket_of(c, e, flops, book.datasets) for c, e in
+                zip(inputs["checkpoints"].to_dict("records"), estimates.to_dict("records"), strict=True)]
     estimates = estimates.assign(bracket_low=[b[0] for b in brackets], bracket_high=[b[1] for b in brackets],
                                  bracket_note=[b[2] for b in brackets])
     both = pd.concat([estimates, zoo], ignore_index=True) if not zoo.empty else estimates

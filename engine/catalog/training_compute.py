@@ -514,6 +514,23 @@ def coverage_bracket(checkpoint: dict, flops, datasets: dict[str, Dataset]) -> t
     return per_epoch * COVERAGE_EPOCHS[0], per_epoch * COVERAGE_EPOCHS[1], how
 
 
+def bracket_of(checkpoint: dict, estimate: dict, flops, datasets: dict[str, Dataset]) -> tuple:
+    """The coverage check's bracket of a checkpoint left off the axis: COVERAGE_EPOCHS of its data,
+    never below what its known stages already cost (a lower bound), and its own range where it
+    has one; (None, None, None) for a placed checkpoint."""
+    if not pd.isna(estimate["train_flops"]):
+        return None, None, None
+    low, high, how = coverage_bracket(checkpoint, flops, datasets)
+    known_low, known_high = estimate.get("train_flops_low"), estimate.get("train_flops_high")
+    if known_low is None or pd.isna(known_low):
+        return low, high, how
+    if known_high is not None and not pd.isna(known_high):
+        return known_low, known_high, "its lower-bound range (a stage's length unknown)"
+    if low is None:
+        return None, None, how
+    return max(low, known_low), max(high, known_low), how + ", and at least its known stages"
+
+
 # -- the convention check ----------------------------------------------------------------------------------
 VIT_PAPER_CSV = DATA_DIR / "reference" / "vit_paper_compute.csv"
 

@@ -85,8 +85,8 @@ class RangeRules:
         """The longest documented (kind, dataset) stage after pre-training elsewhere: the
         high end of a stage no source gives the length of."""
         found = self.longest.get((kind, dataset))
-        if found is None and kind == "intermediate":
-            found = self.longest.get(("finetune", dataset))
+        if found is None and kind in ("intermediate", "finetune"):  # a fine-tune either way on that dataset
+            found = self.longest.get(("finetune" if kind == "intermediate" else "intermediate", dataset))
         if found is None:
             return None, f"no documented {kind} on {dataset} to bound it"
         return found[0], f"at most the longest documented {kind} on {dataset} ({found[0]:.3g} samples, {found[1]})"

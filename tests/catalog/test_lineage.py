@@ -184,6 +184,32 @@ def test_a_missing_stage_is_placed_only_where_its_range_is_narrow(tmp_path):
     assert small["train_flops_low"] == pytest.approx(per_sample * 12_129_687 * 2 / 1.1)
 
 
+def test_the_coverage_bracket_of_a_checkpoint_off_the_axis_never_undercuts_what_it_is_known_to_cost():
+    from engine.catalog.training_compute import Dataset, bracket_of
+    fact = {"arch": "net", "input_h": 224, "test_h": 224, "num_classes": 1000, "pretrain_data": "ImageNet-1k"}
+    data = {"imagenet-1k": Dataset(1_281_167, True)}
+    per_epoch = 3 * FORWARD * 1_281_167
+    unknown = {"train_flops": None, "train_flops_low": None, "train_flops_high": None}
+    assert bracket_of(fact, unknown, flat, data)[:2] == pytest.approx((100 * per_epoch, 1000 * per_epoch))
+    placed = {"train_flops": 5.0, "train_flops_low": 4.0, "train_flops_high": 6.0}
+    assert bracket_of(fact, placed, flat, data) == (None, None, None)
+    wide = {"train_flops": None, "train_flops_low": 10 * per_epoch, "train_flops_high": 50 * per_epoch}
+    assert bracket_of(fact, wide, flat, data)[:2] == (10 * per_epoch, 50 * per_epoch)  # its own range
+    above = {"train_flops": None, "train_flops_low": 300 * per_epoch, "train_flops_high": None}
+    low, high, how = bracket_of(fact, above, flat, data)
+    assert (low, high) == pytest.approx((300 * per_epoch, 1000 * per_epoch)) and "known stages" in how
+
+
+def test_a_missing_fine_tune_is_bounded_by_the_longest_of_either_kind_on_its_dataset():
+    rules = tr.RangeRules.from_stages(
+        [{"tag": "t", "arch_pattern": "a", "stage": 1, "stage_kind": "pretrain", "dataset": "x", "epochs": 90,
+          "samples": None, "confidence": "exact"},
+         {"tag": "t", "arch_pattern": "a", "stage": 2, "stage_kind": "intermediate", "dataset": "y", "epochs": 30,
+          "samples": None, "confidence": "exact"}], {"x": 10, "y": 100})
+    assert rules.longest_for("intermediate", "y")[0] == rules.longest_for("finetune", "y")[0] == 3000
+    assert rules.longest_for("finetune", "x")[0] is None  # nothing documented after other data on x
+
+
 # -- bad input -----------------------------------------------------------------------------------------------
 def test_a_lineage_that_loops_is_refused_naming_the_row_and_the_rest_loads(tmp_path):
     rows = [{"tag": "x_in1k", "arch_pattern": "net", "parent": "net.y_in1k", "stage_kind": "finetune", "epochs": "10"},
