@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.catalog.training_ranges import range_text
+from engine.catalog.training_ranges import PLACED_MIDDLE, range_text
 
 CLASSES = ("ConvNet", "ViT", "Hybrid", "MLP")
 COST_METRICS = ("gflops", "params_m", "train_flops", "latency_ms", "ms_per_img", "pretrain_tpu_v4_core_hours",
@@ -153,14 +153,16 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
         training = inputs.get("training_compute", pd.DataFrame())
         if not training.empty:
             training = training.reindex(columns=["checkpoint", "train_flops", "train_flops_low", "train_flops_high",
-                                                 "bracket_low", "bracket_high"])
+                                                 "placement", "bracket_low", "bracket_high"])
             joined = q.merge(training, on="checkpoint", how="inner")
             known = joined[joined["train_flops"].notna()]
             known = known.assign(cost_metric="train_flops", cost=known["train_flops"],
                                  cost_low=known["train_flops_low"].fillna(known["train_flops"]),
                                  cost_high=known["train_flops_high"].fillna(known["train_flops"]))
-            frames.append(known.assign(cost_range=[range_text(v, lo, hi) for v, lo, hi in zip(
-                known["cost"], known["cost_low"], known["cost_high"], strict=True)]))
+            frames.append(known.assign(cost_range=[
+                range_text(v, lo, hi) + (" (placed at the middle of a lower bound's range)" if p == PLACED_MIDDLE else "")
+                for v, lo, hi, p in zip(known["cost"], known["cost_low"], known["cost_high"], known["placement"],
+                                        strict=True)]))
             unknown = joined[joined["train_flops"].isna() & joined["bracket_low"].notna()]
             frames.append(unknown.assign(cost_metric=UNESTIMATED, cost=unknown["bracket_low"],
                                          cost_low=unknown["bracket_low"], cost_high=unknown["bracket_high"]))

@@ -272,3 +272,11 @@ def test_web_scale_has_verdicts_on_training_compute_and_every_budget_row_its_foo
     coverage = pd.DataFrame(json.loads(capsys.readouterr().out)).set_index(["arch_class", "data_scale"])
     assert coverage.loc[("ViT", "≥1B"), "estimated"] >= 20 and coverage.loc[("ConvNet", "≥1B"), "estimated"] >= 15
     assert (coverage["estimated"] <= coverage["checkpoints"]).all()
+    # a point placed from a lower bound says so wherever its cost is shown (the charts' tooltips)
+    from engine.analysis import points_table
+    from engine.store import Store
+    points = points_table.assemble_points(Store(db).analysis_inputs())
+    shown = points[(points["cost_metric"] == "train_flops")].drop_duplicates("checkpoint").set_index("checkpoint")
+    assert shown.at["vit_so150m2_patch16_reg1_gap_448.sbb_e200_in12k_ft_in1k", "cost_range"].endswith(
+        "(placed at the middle of a lower bound's range)")
+    assert "placed" not in shown.at["tf_efficientnetv2_xl.in21k_ft_in1k", "cost_range"]
