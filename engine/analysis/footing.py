@@ -27,11 +27,13 @@ def _state(gap: dict | None) -> tuple:
     return (gap.get("verdict"), gap.get("leader")) if gap else ("too few", None)
 
 
-def _gap_at(points: pd.DataFrame, quality: str, budget: float, other: str, reference: str, n_boot: int) -> dict | None:
+def _gaps_at(points: pd.DataFrame, quality: str, budgets: list[float], other: str, reference: str,
+             n_boot: int) -> list[dict | None]:
+    """The other − reference gap at each budget, from one budget table over the two classes."""
     two = points[points["arch_class"].isin([other, reference])]
     if two.empty:
-        return None
-    return budget_table(two, quality, [budget], n_boot)[0]["gaps"].get(f"{other}-{reference}")
+        return [None] * len(budgets)
+    return [row["gaps"].get(f"{other}-{reference}") for row in budget_table(two, quality, budgets, n_boot)]
 
 
 def _moved(points: pd.DataFrame, favoured: str, other_class: str) -> pd.DataFrame:
@@ -69,43 +71,56 @@ def _few(names: list[str]) -> str:
     return shown + (f" and {len(names) - 2} more" if len(names) > 2 else "")
 
 
+def footings(points: pd.DataFrame, unestimated: pd.DataFrame | None, quality: str, budgets: list[float],
+             reported: list[dict], other: str, reference: str = "ConvNet", n_boot: int = N_BOOT) -> list[dict]:
+    """The estimates and coverage checks of the reported gaps (other − reference) at each budget:
+    each extreme is one budget table over every budget (the extremes do not depend on the budget)."""
+    moved = [(_gaps_at(_moved(points, favoured, against), quality, budgets, other, reference, n_boot),
+              f"with every {favoured} estimate at its low end and every {against} at its high end")
+             for favoured, against in ((other, reference), (reference, other))]
+    unestimated = unestimated if unestimated is not None else points.iloc[:0]
+    mine = unestimated[unestimated["arch_class"].isin([other, reference])]
+    counts = {c: int(n) for c, n in mine.groupby("arch_class")["checkpoint"].nunique().items()}
+    n_out = sum(counts.values())
+    added = [(favoured, _gaps_at(_with_unestimated(points, mine, favoured, against), quality, budgets, other,
+                                 reference, n_boot)) for favoured, against in ((other, reference), (reference, other))]
+    out = []
+    for i, (budget, gap) in enumerate(zip(budgets, reported, strict=True)):
+        estimates = _check(gap, [(gaps[i], how) for gaps, how in moved])
+        if estimates["state"] == HOLDS:
+            estimates["reason"] = "holds within every estimate's range"
+        scenarios = []
+        for favoured, gaps in added:
+            entering = mine[(mine["arch_class"] == favoured) & (mine["cost_low"] <= budget)]
+            entering = entering.sort_values("quality", ascending=False)["checkpoint"].drop_duplicates().tolist()
+            scenarios.append((gaps[i], f"if the unestimated {favoured}s ({_few(entering)}) trained about "
+                                       f"{COVERAGE_EPOCHS[0]} epochs" if entering else
+                              f"with the unestimated {favoured}s at {COVERAGE_EPOCHS[0]} epochs"))
+        coverage = {**_check(gap, scenarios), "unestimated": dict(counts)}
+        if coverage["state"] == HOLDS:
+            coverage["reason"] = (f"holds with the {n_out} unestimated checkpoints at "
+                                  f"{COVERAGE_EPOCHS[0]}–{COVERAGE_EPOCHS[1]:,} epochs" if n_out
+                                  else "no unestimated checkpoints")
+        out.append({"estimates_check": estimates, "coverage_check": coverage})
+    return out
+
+
 def footing(points: pd.DataFrame, unestimated: pd.DataFrame | None, quality: str, budget: float, reported: dict,
             other: str, reference: str = "ConvNet", n_boot: int = N_BOOT) -> dict:
     """The estimates and coverage checks of one reported gap (other − reference at `budget`)."""
-    scenarios = []
-    for favoured, against in ((other, reference), (reference, other)):
-        gap = _gap_at(_moved(points, favoured, against), quality, budget, other, reference, n_boot)
-        scenarios.append((gap, f"with every {favoured} estimate at its low end and every {against} at its high end"))
-    estimates = _check(reported, scenarios)
-    unestimated = unestimated if unestimated is not None else points.iloc[:0]
-    mine = unestimated[unestimated["arch_class"].isin([other, reference])]
-    counts = mine.groupby("arch_class")["checkpoint"].nunique().to_dict()
-    scenarios = []
-    for favoured, against in ((other, reference), (reference, other)):
-        entering = mine[(mine["arch_class"] == favoured) & (mine["cost_low"] <= budget)]
-        entering = entering.sort_values("quality", ascending=False)["checkpoint"].drop_duplicates().tolist()
-        gap = _gap_at(_with_unestimated(points, mine, favoured, against), quality, budget, other, reference, n_boot)
-        how = (f"if the unestimated {favoured}s ({_few(entering)}) trained about {COVERAGE_EPOCHS[0]} epochs"
-               if entering else f"with the unestimated {favoured}s at {COVERAGE_EPOCHS[0]} epochs")
-        scenarios.append((gap, how))
-    coverage = _check(reported, scenarios)
-    n_out = sum(counts.values())
-    coverage["unestimated"] = {c: int(n) for c, n in counts.items()}
-    if coverage["state"] == HOLDS:
-        coverage["reason"] = (f"holds with the {n_out} unestimated checkpoints at "
-                              f"{COVERAGE_EPOCHS[0]}–{COVERAGE_EPOCHS[1]:,} epochs" if n_out else "no unestimated checkpoints")
-    if estimates["state"] == HOLDS:
-        estimates["reason"] = "holds within every estimate's range"
-    return {"estimates_check": estimates, "coverage_check": coverage}
+    return footings(points, unestimated, quality, [budget], [reported], other, reference, n_boot)[0]
 
 
 def add_footing(rows: list[dict], points: pd.DataFrame, unestimated: pd.DataFrame | None, quality: str,
                 reference: str = "ConvNet", n_boot: int = N_BOOT) -> list[dict]:
     """budget_table rows with each gap's estimates_check and coverage_check (training-compute axis)."""
-    for row in rows:
-        for key, gap in row["gaps"].items():
-            other = key.split("-")[0]
-            gap.update(footing(points, unestimated, quality, row["budget"], gap, other, reference, n_boot))
+    for key in dict.fromkeys(k for row in rows for k in row["gaps"]):
+        other = key.split("-")[0]
+        having = [row for row in rows if key in row["gaps"]]
+        checks = footings(points, unestimated, quality, [r["budget"] for r in having], [r["gaps"][key] for r in having],
+                          other, reference, n_boot)
+        for row, check in zip(having, checks, strict=True):
+            row["gaps"][key].update(check)
     return rows
 
 
