@@ -2,11 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from engine.analysis import budget_match, pairing
+from engine.analysis import budget_match, multiplier, pairing, points_table
 from ui import loaders, widgets
 
 chosen, cost, metric = widgets.analysis_page("budget", "Budget match")
 if chosen is not None:
+    filters = st.session_state["page_view"][1]
     budget = widgets.budget_slider(chosen, cost)
     budgets = tuple(sorted({*loaders.budget_grid(chosen, 6), budget}))
     rows = loaders.budget_rows(chosen, cost, metric, budgets, st.session_state["page_view"][1])  # once per view
@@ -21,6 +22,26 @@ if chosen is not None:
                   "range (each class at its most and least favourable end), and with the checkpoints that have no "
                   "estimate put in at 100–1,000 epochs of their stated data." if cost == "train_flops" else ""))
     widgets.probe_note(metric)
+    st.subheader(f"The compute multiplier at equal accuracy{widgets.data_said(filters)}")
+    typed = widgets.url_text("Accuracy levels (comma-separated; empty: every 5 points two classes reach)", "levels",
+                             placeholder="e.g. 70,80,85")
+    try:
+        levels = multiplier.parse_levels(typed, chosen, metric) if typed else None
+        if levels:
+            multiplier.check_levels(chosen, metric, levels)
+    except points_table.AnalysisError as e:
+        st.info(widgets.literal(e))
+    else:
+        table = widgets.multiplier_frame(chosen, metric, tuple(levels) if levels else None)
+        if table.empty:
+            st.info("A multiplier needs ConvNets and another class with points under these filters.")
+        else:
+            st.dataframe(table, hide_index=True, width="stretch", key="multiplier_table")
+            st.caption(f"For each level of {metric}, the cheapest checkpoint of each class that reaches it (cost in "
+                       f"{widgets.COST_LABELS[cost]}) and the ratio of their costs, class ÷ ConvNet, with its 95% exact "
+                       "bootstrap interval (checkpoints resampled within each class); a class is cheaper only where "
+                       f"the interval excludes 1×; 'too few': fewer than {budget_match.MIN_CHECKPOINTS} checkpoints "
+                       "of a class reach the level.")
     st.subheader("Matched pairs: each ViT with a ConvNet of about the same cost")
     left_col, right_col = st.columns(2)
     with left_col:

@@ -24,22 +24,23 @@ def gap_spec(cost: str, metric: str) -> dict:
     return charts.spec_of(alt.layer(band, line, judged, too_few, zero))
 
 
-chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?")
-same_data = None
-if chosen is not None and st.session_state["page_view"][1]["zoo"] == "image-text":
-    # OpenCLIP trained ConvNeXts and ViTs on the same data: compare them there, not across datasets
-    chosen, same_data = widgets.same_data_view(chosen, cost, metric)
-    st.caption(f"Image-text zoo: zero-shot results of OpenCLIP checkpoints, compared at the same {widgets.COST_LABELS[cost]}"
-               + (f" and the same pre-training data, {same_data}." if same_data else " over all their pre-training data."))
+chosen, cost, metric = widgets.analysis_page("overview", "ConvNet or ViT at your budget?", say_data=False)
 if chosen is not None:
+    filters = st.session_state["page_view"][1]
+    st.caption(("Image-text zoo: zero-shot results of OpenCLIP checkpoints. " if filters["zoo"] == "image-text" else "")
+               + f"Compared at the same {widgets.COST_LABELS[cost]}"
+               + (f" on the same pre-training data, {widgets.literal(filters['data_label'])} (the sidebar's "
+                  "Pre-training data)." if filters["data_sources"] else
+                  f", {widgets.MIXED}: checkpoints trained on different data are compared (the sidebar's "
+                  "Pre-training data picks one source)."))
     budgets = loaders.budget_grid(chosen)  # these: once per server and view
-    filters = {**st.session_state["page_view"][1], "data_sources": [same_data] if same_data else None}
     rows = loaders.budget_rows(chosen, cost, metric, budgets, filters)
     gaps = pd.DataFrame([{"budget": r["budget"], "comparison": k, **{f: g[f] for f in ("gap", "ci_low", "ci_high")},
                           "verdict": budget_match.verdict_label(g), "too_few": g["verdict"] == "too few"}
                          for r in rows for k, g in r["gaps"].items()])
     if gaps.empty:
-        st.info("ConvNets and another class both need points under these filters to draw a gap.")
+        st.info(f"ConvNets and another class both need points under these filters to draw a gap "
+                f"(pre-training data: {widgets.literal(filters['data_label'])}).")
     else:
         gaps["class"] = gaps["comparison"].str.split("-").str[0]  # coloured as the class compared
         charts.draw(gap_spec(cost, metric), {"gaps": gaps}, width="stretch")
@@ -51,7 +52,7 @@ if chosen is not None:
             sentences = loaders.derived(chosen, loaders.explained_verdict, metric, budgets, other,
                                         widgets.COST_UNITS[cost])
             if sentences:
-                on = f" on {widgets.literal(same_data)}" if same_data else ""
-                st.markdown(f"**{other} vs ConvNet{on}** — " + "; ".join(sentences) + ".")
+                st.markdown(f"**{other} vs ConvNet{widgets.data_said(filters)}** — " + "; ".join(sentences) + ".")
                 widgets.footing_note(rows, other, cost)
+    widgets.multiplier_sentences(chosen, cost, metric, filters)
     widgets.flop_note(cost)

@@ -33,6 +33,7 @@ def robustness_spec(x_title: str, y_title: str) -> dict:
 widgets.enter("robustness")
 st.title("Robustness at matched accuracy")
 filters = widgets.global_filters()
+st.caption(f"Pre-training data: {widgets.literal(filters['data_label'])}.")
 image_text = filters["zoo"] == "image-text"
 ood_sets = robustness.IMAGE_TEXT_OOD_NAMES if image_text else robustness.OOD_NAMES
 ood = widgets.url_selectbox("Out-of-distribution set", list(ood_sets), "ood", format_func=ood_sets.get)
@@ -45,7 +46,8 @@ except points_table.AnalysisError as e:
 view = loaders.robustness_shown(ood, filters)  # once per server and filters
 shown = view["points"]
 if shown.empty:
-    st.info("No checkpoint under these filters has results on both sets.")
+    st.info(f"No checkpoint under these filters (pre-training data: {widgets.literal(filters['data_label'])}) has "
+            "results on both sets. Pick another source or the mix in the sidebar's Pre-training data.")
     st.stop()
 if result["note"]:
     (st.warning if ood == "imagenet-a" else st.caption)(result["note"])
@@ -78,7 +80,7 @@ left.dataframe(widgets.grey_rows(by_class, by_class["too_few"]), hide_index=True
 right.dataframe(widgets.grey_rows(by_scale, by_scale["too_few"]), hide_index=True, width="stretch",
                 column_order=["arch_class", "data_scale", "n", "effective robustness"])
 
-st.subheader(f"Budget-matched gap on {result['name']}")
+st.subheader(f"Budget-matched gap on {result['name']}{widgets.data_said(filters)}")
 cost = widgets.url_selectbox("Cost", ["gflops", "params_m", "train_flops"], "cost", format_func=widgets.COST_LABELS.get)
 try:
     chosen = loaders.selection(None, cost, result["y"], filters)

@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from engine.analysis import budget_match, when
+from engine.analysis import budget_match, points_table, pretraining, when
 from ui import charts, loaders, widgets
 
 
@@ -35,9 +35,10 @@ if chosen is not None:
                "each class pre-trained at the same data scale, with cost ≤ the budget.")
     tolerance = widgets.url_select_slider("Matched-pair cost tolerance (±)", [0.02, 0.05, 0.1, 0.2, 0.3],
                                           "tolerance", 0.1)
-    image_text = st.session_state["page_view"][1]["zoo"] == "image-text"
+    filters = st.session_state["page_view"][1]
+    image_text = filters["zoo"] == "image-text"
     by = widgets.url_selectbox("Group by", list(when.GROUPINGS), "by", format_func=when.GROUPINGS.get,
-                               default="pretrain_data" if image_text else "data_scale")
+                               default="pretrain_data" if image_text and not filters["data_sources"] else "data_scale")
     result = loaders.derived(chosen, when.when, metric, loaders.budget_grid(chosen, 8),
                              tolerance=float(tolerance), by=by)  # once per server and view
     cells = when.cells_frame(result["cells"])
@@ -74,3 +75,28 @@ if chosen is not None:
                f"cost within ±{tolerance:.0%}; 'same pre-training data' keeps only pairs whose checkpoints were "
                "pre-trained on the same data (e.g. both ImageNet-21k). Fair matching: each checkpoint used at "
                "most once, each architecture once with its best tag.")
+
+    if image_text:
+        st.stop()
+    st.subheader("What pre-training buys each class")
+    bench_source = st.session_state["page_view"][0]
+    try:  # pairs differ in pre-training by design: the sidebar's data and objective filters do not apply here
+        every_data = loaders.selection(bench_source, cost, metric, {**filters, "data_sources": None, "objectives": None})
+        bought = loaders.derived(every_data, pretraining.pretraining, metric)
+    except points_table.AnalysisError as e:
+        st.info(widgets.literal(e))
+        st.stop()
+    for sentence in bought["sentences"]:
+        st.markdown(widgets.literal(sentence[0].upper() + sentence[1:]) + ".")
+    st.dataframe(widgets.pretraining_frame(bought), hide_index=True, width="stretch", key="pretraining_gains")
+    st.caption(f"Pairs of checkpoints of the same network at the same resolution that differ only in pre-training "
+               f"(its data and objective): the gain in {metric} over the same network trained on "
+               f"{pretraining.BASELINE_LABEL} (each network once per pre-training, its best tag on each side; timm's "
+               "CLIP ViTs count as their plain ViT). Mean per class with a 95% Student-t interval over the pairs; "
+               f"the difference between classes with Welch's interval; fewer than {pretraining.MIN_PAIRS} pairs: "
+               f"no interval. {bought['n_left_out_unknown_objective']} pairs left out: their objective is unknown. "
+               "The sidebar's pre-training data and objective filters do not apply to this section.")
+    with st.expander(f"Every pair ({len(bought['pairs'])})"):
+        st.dataframe(pd.DataFrame(bought["pairs"])[["arch_class", "network", "img_size", "pretraining", "checkpoint",
+                                                    "quality", "baseline_checkpoint", "baseline_quality", "gain"]],
+                     hide_index=True, width="stretch")

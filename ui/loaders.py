@@ -145,12 +145,12 @@ def metrics_for(bench_source: str | None, cost: str, zoo: str = "imagenet") -> l
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _selection(path: str, freshness: str, bench_source: str | None, cost: str, metric: str,
                classes: tuple, data_scales: tuple, sources: tuple | None, zoo: str = "imagenet",
-               data_sources: tuple = ()):
+               data_sources: tuple = (), objectives: tuple = ()):
     chosen = points_table.select(points(path, freshness, bench_source), cost, metric, classes=list(classes) or None,
                              data_scales=list(data_scales) or None, sources=list(sources) if sources else None,
-                             zoo=zoo, data_sources=list(data_sources) or None)
+                             zoo=zoo, data_sources=list(data_sources) or None, objectives=list(objectives) or None)
     every_class = (_selection(path, freshness, bench_source, cost, metric, (), data_scales, sources, zoo,
-                              data_sources) if classes else chosen)
+                              data_sources, objectives) if classes else chosen)
     _share(chosen, every_class)
     return chosen
 
@@ -205,14 +205,14 @@ def explained_verdict(frame, metric: str, budgets: tuple, other: str, unit: str)
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _unestimated(path: str, freshness: str, metric: str, classes: tuple, data_scales: tuple, sources: tuple | None,
-                 zoo: str, data_sources: tuple):
+                 zoo: str, data_sources: tuple, objectives: tuple):
     """The checkpoints without a training-compute estimate under a view's filters (the coverage
     check's bracket rows), or None where there are none."""
     try:
         return points_table.select(points(path, freshness, None), points_table.UNESTIMATED, metric,
                                    classes=list(classes) or None, data_scales=list(data_scales) or None,
                                    sources=list(sources) if sources else None, zoo=zoo,
-                                   data_sources=list(data_sources) or None)
+                                   data_sources=list(data_sources) or None, objectives=list(objectives) or None)
     except points_table.AnalysisError:
         return None
 
@@ -231,10 +231,7 @@ def budget_rows(frame, cost: str, metric: str, budgets: tuple, filters: dict) ->
     """The budget table a page shows; on the training-compute axis with each verdict's footing."""
     if cost != "train_flops":
         return derived(frame, budget_match.budget_table, metric, budgets)
-    view = (tuple(filters["classes"] or ()), tuple(filters["data_scales"] or ()),
-            tuple(filters["sources"]) if filters["sources"] else None, filters.get("zoo", "imagenet"),
-            tuple(filters.get("data_sources") or ()))
-    return derived(frame, _footed_table, metric, budgets, view)
+    return derived(frame, _footed_table, metric, budgets, view_key(filters))
 
 
 def _arrow_table(frame, names: tuple):
@@ -253,10 +250,47 @@ def selection(bench_source: str | None, cost: str, metric: str, filters: dict):
     """The points a view draws, shared read-only by every viewer of the same view (a room of
     laptops on one demo server filters once, not once per viewer and rerun)."""
     store = get_store()
-    return _selection(str(store.path), store.freshness(), bench_source, cost, metric,
-                      tuple(filters["classes"] or ()), tuple(filters["data_scales"] or ()),
-                      tuple(filters["sources"]) if filters["sources"] else None, filters.get("zoo", "imagenet"),
-                      tuple(filters.get("data_sources") or ()))
+    return _selection(str(store.path), store.freshness(), bench_source, cost, metric, *view_key(filters))
+
+
+def view_key(filters: dict) -> tuple:
+    """The sidebar's filters as a cache key: classes, data scales, sources, zoo, pre-training data
+    and objectives."""
+    return (tuple(filters["classes"] or ()), tuple(filters["data_scales"] or ()),
+            tuple(filters["sources"]) if filters["sources"] else None, filters.get("zoo", "imagenet"),
+            tuple(filters.get("data_sources") or ()), tuple(filters.get("objectives") or ()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _data_source_counts(path: str, freshness: str, zoo: str):
+    frame = points(path, freshness, None)
+    frame = frame[(frame["zoo"] == zoo) & frame["pretrain_data"].notna() & ~frame["family"].isin(points_table.TOY_FAMILIES)]
+    counts = frame.groupby(["pretrain_data", "arch_class"])["checkpoint"].nunique().unstack(fill_value=0)
+    counts = counts.reindex(columns=[c for c in points_table.CLASSES if c in counts.columns])
+    for column in ("ConvNet", "ViT"):
+        if column not in counts:
+            counts[column] = 0
+    return counts.loc[counts.sum(axis=1).sort_values(ascending=False, kind="stable").index]
+
+
+def data_source_counts(zoo: str):
+    """Checkpoints per pre-training data source and class in a zoo, most first; once per server and data."""
+    store = get_store()
+    return _data_source_counts(str(store.path), store.freshness(), zoo)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _objectives_in(path: str, freshness: str, zoo: str) -> list[str]:
+    from engine.catalog.objectives import OBJECTIVES
+    frame = points(path, freshness, None)
+    present = set(frame.loc[frame["zoo"] == zoo, "objective"].dropna())
+    return [o for o in OBJECTIVES if o in present]
+
+
+def objectives_in(zoo: str) -> list[str]:
+    """The pre-training objectives a zoo's checkpoints have, in OBJECTIVES' order."""
+    store = get_store()
+    return _objectives_in(str(store.path), store.freshness(), zoo)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -313,11 +347,16 @@ def robustness_view(ood: str) -> dict:
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _robustness_shown(path: str, freshness: str, ood: str, classes: tuple, data_scales: tuple) -> dict:
+def _robustness_shown(path: str, freshness: str, ood: str, classes: tuple, data_scales: tuple,
+                      data_sources: tuple = (), objectives: tuple = ()) -> dict:
     from engine.analysis import robustness
     shown = _robustness(path, freshness, ood)["points"]
     if classes:
         shown = shown[shown["arch_class"].isin(classes)]
+    if data_sources:
+        shown = shown[shown["pretrain_data"].isin(data_sources)]
+    if objectives:
+        shown = shown[shown["objective"].isin(objectives)]
     if data_scales:
         shown = shown[shown["data_scale"].astype(object).fillna("unknown").isin(data_scales)]
     if shown.empty:
@@ -331,29 +370,34 @@ def robustness_shown(ood: str, filters: dict) -> dict:
     per class × data scale (bootstrapped), once per server, data and filters."""
     store = get_store()
     return _robustness_shown(str(store.path), store.freshness(), ood, tuple(filters["classes"] or ()),
-                             tuple(filters["data_scales"] or ()))
+                             tuple(filters["data_scales"] or ()), tuple(filters.get("data_sources") or ()),
+                             tuple(filters.get("objectives") or ()))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _seed_paper_claims(path: str, freshness: str) -> list[dict]:
+def _seed_paper_claims(path: str, freshness: str) -> dict:
     from engine.analysis import seed_paper
-    store = _store_for(path)
-    return seed_paper.claims(store.table_frame("reference_points"), points(path, freshness, None))
+    reference = _store_for(path).table_frame("reference_points")
+    return {"paper": seed_paper.paper_claims(reference), "zoo": seed_paper.zoo_claims(points(path, freshness, None))}
 
 
-def seed_paper_claims() -> list[dict]:
-    """The seed paper's claims checked from its rows and, for the scaling law, the zoo's frontier;
-    once per server and data."""
+def seed_paper_claims() -> dict:
+    """The seed paper's claims in two parts: checked from the paper's own rows ("paper"), and asked
+    of the public zoo with intervals ("zoo"); once per server and data."""
     store = get_store()
     return _seed_paper_claims(str(store.path), store.freshness())
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _training_coverage(path: str, freshness: str, metric: str, classes: tuple, data_scales: tuple,
-                       sources: tuple | None):
+                       sources: tuple | None, data_sources: tuple = (), objectives: tuple = ()):
     import pandas as pd
     frame = points(path, freshness, None)
     frame = frame[(frame["quality_metric"] == metric) & ~frame["family"].isin(points_table.TOY_FAMILIES)]
+    if data_sources:
+        frame = frame[frame["pretrain_data"].isin(data_sources)]
+    if objectives:
+        frame = frame[frame["objective"].isin(objectives)]
     if classes:
         frame = frame[frame["arch_class"].isin(classes)]
     if data_scales:
@@ -372,7 +416,8 @@ def training_coverage(metric: str, filters: dict):
     store = get_store()
     return _training_coverage(str(store.path), store.freshness(), metric, tuple(filters["classes"] or ()),
                               tuple(filters["data_scales"] or ()),
-                              tuple(filters["sources"]) if filters["sources"] else None)
+                              tuple(filters["sources"]) if filters["sources"] else None,
+                              tuple(filters.get("data_sources") or ()), tuple(filters.get("objectives") or ()))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -111,15 +111,60 @@ def zoo_switch() -> str:
         return url_selectbox("Zoo", list(ZOO_LABELS), "zoo", format_func=ZOO_LABELS.get)
 
 
+ALL_DATA = "all pre-training data (mixed)"
+MIXED = "mixed pre-training data"
+
+
+def _on_zoo_switch(zoo: str) -> bool:
+    """Whether this session has just moved to another zoo: the cost, metric and data it held were
+    the other zoo's, so they give way to this zoo's natural ones (image-text: training compute,
+    zero-shot ImageNet, LAION-2B). A fresh session from a link keeps every parameter the link names."""
+    previous = st.session_state.get("filters_zoo")
+    st.session_state["filters_zoo"] = zoo
+    if previous is None or previous == zoo:
+        return False
+    for key in ("cost", "metric", "data", "budget", "levels"):
+        st.session_state.pop(key, None)
+        st.query_params.pop(key, None)
+    return True
+
+
+def data_picker(zoo: str) -> list[str] | None:
+    """One pre-training data source for every analysis page (sidebar, ?data=), or the mix. The
+    image-text zoo opens on the largest source that holds ConvNets and ViTs both (LAION-2B):
+    comparing towers trained on different data is chosen, never a silent default."""
+    counts = loaders.data_source_counts(zoo)
+    both = [d for d in counts.index if counts.at[d, "ConvNet"] and counts.at[d, "ViT"]]
+    options = [ALL_DATA, *both, *[d for d in counts.index if d not in both]]
+    default = both[0] if zoo == "image-text" and both else ALL_DATA
+
+    def label(option: str) -> str:
+        if option == ALL_DATA:
+            return option
+        shown = [f"{int(counts.at[option, c])} {c}" for c in counts.columns if counts.at[option, c]]
+        return f"{option} ({', '.join(shown)})"
+    source = url_selectbox("Pre-training data", options, "data", default=default, format_func=label,
+                           help="Every page compares classes pre-trained on this one data source; the mix compares "
+                                "checkpoints trained on different data, and every verdict on it says so.")
+    return None if source == ALL_DATA else [source]
+
+
 def global_filters() -> dict:
-    """Zoo, class, data scale and source filters, set in the sidebar and shared by every page.
-    The image-text zoo's scale filter also offers "unknown" (data whose size no source gives)."""
+    """Zoo, class, pre-training data and objective, data scale and source filters, set in the
+    sidebar and shared by every page. The image-text zoo's scale filter also offers "unknown"
+    (data whose size no source gives)."""
     zoo = zoo_switch()
+    _on_zoo_switch(zoo)
     scales = SCALES + ([points_table.UNKNOWN_SCALE] if zoo == "image-text" else [])
     with st.sidebar:
         st.subheader("Filters")
+        data_sources = data_picker(zoo)
         classes = url_multiselect("Architecture classes", list(points_table.CLASSES), "classes",
                                   ["ConvNet", "ViT", "Hybrid"])
+        present = loaders.objectives_in(zoo)
+        chosen_objectives = url_multiselect("Pre-training objective", present, "objective", present,
+                                            help="From each checkpoint's sourced recipe, else its tag (.mae, .dino, "
+                                                 "clip, ns_jft); unknown where neither states it.")
         switched = st.session_state.get("scale_zoo", zoo) != zoo
         if switched and set(SCALES) <= set(st.session_state.get("scale", [])):
             st.session_state["scale"] = scales  # every scale chosen stays every scale in the other zoo
@@ -128,8 +173,15 @@ def global_filters() -> dict:
         st.session_state["scale_zoo"] = zoo
         chosen = url_multiselect("Pre-training data scale", scales, "scale", scales)
         source = url_selectbox("Source", list(SOURCES), "source")
+    every_objective = not chosen_objectives or set(present) <= set(chosen_objectives)
     return {"zoo": zoo, "classes": classes, "data_scales": chosen, "sources": SOURCES[source],
-            "data_sources": None}
+            "data_sources": data_sources, "objectives": None if every_objective else chosen_objectives,
+            "data_label": data_sources[0] if data_sources else MIXED}
+
+
+def data_said(filters: dict) -> str:
+    """' on LAION-2B' or ' (mixed pre-training data)': what every verdict says of its data."""
+    return f" on {literal(filters['data_label'])}" if filters.get("data_sources") else f" ({MIXED})"
 
 
 def cost_and_metric(points_frame, zoo: str = "imagenet") -> tuple[str, str, str | None, object]:
@@ -193,40 +245,23 @@ def empty_selection_text(why: str, filters: dict) -> str:
             "benchmarks to fill this view.")
 
 
-def analysis_page(page: str, title: str):
-    """The head every analysis page shares: title, filters, cost and metric, the chosen points.
+def analysis_page(page: str, title: str, say_data: bool = True):
+    """The head every analysis page shares: title, filters, cost and metric, the chosen points,
+    and the pre-training data they were trained on (one source, or the mix, said as such).
     Returns (points or None, cost, metric)."""
     enter(page)
     st.title(title)
     filters = global_filters()
+    if say_data:
+        st.caption(f"Pre-training data: {literal(filters['data_label'])}." if filters["data_sources"] else
+                   f"Pre-training data: mixed (checkpoints trained on different data are compared; the sidebar's "
+                   "Pre-training data picks one source).")
     cost, metric, bench_source, _points = cost_and_metric(loaders.current_points(), filters["zoo"])
-    st.session_state["page_view"] = (bench_source, filters)  # for same_data_view
+    st.session_state["page_view"] = (bench_source, filters)
     chosen = selected(bench_source, cost, metric, filters)
     if cost == "train_flops":
         training_coverage_note(metric, filters)
     return chosen, cost, metric
-
-
-ALL_DATA = "all pre-training data (mixed)"
-
-
-def same_data_view(chosen, cost: str, metric: str, reference: str = "ConvNet", other: str = "ViT"):
-    """The image-text zoo's same-data question: a picker of the pre-training data both classes
-    were trained on (most ConvNet checkpoints first, in the URL as ?data=), and the view's points
-    on that data alone. Returns (points, data label or None for all data)."""
-    counts = chosen.groupby(["pretrain_data", "arch_class"])["checkpoint"].nunique().unstack(fill_value=0)
-    for column in (reference, other):
-        if column not in counts:
-            counts[column] = 0
-    both = counts[(counts[reference] > 0) & (counts[other] > 0)].sort_values([reference, other], ascending=False)
-    options = [*both.index, ALL_DATA]
-    source = url_selectbox("Same pre-training data for both classes", options, "data", default=options[0],
-                           format_func=lambda o: o if o == ALL_DATA else
-                           f"{o} ({int(counts.at[o, reference])} {reference}s, {int(counts.at[o, other])} {other}s)")
-    if source == ALL_DATA:
-        return chosen, None
-    bench_source, filters = st.session_state["page_view"]
-    return loaders.selection(bench_source, cost, metric, {**filters, "data_sources": [source]}), source
 
 
 def training_coverage_note(metric: str, filters: dict) -> None:
@@ -393,3 +428,71 @@ def flop_note(cost: str) -> None:
                    "2 FLOPs per multiply-add, attention matmuls included, at the resolution the "
                    "accuracy was measured at (torch FlopCounterMode).")
         st.page_link("pages/crosscheck.py", label="How these counts compare with timm's published GMACs")
+
+
+METRIC_WORDS = {"imagenet.top1": "% ImageNet top-1", "zeroshot:imagenet1k.top1": "% zero-shot ImageNet"}
+COST_WORDS = {"train_flops": "training compute", "gflops": "GFLOPs", "params_m": "parameters",
+              "ms_per_img": "time per image", "latency_ms": "latency"}
+
+
+def multiplier_sentences(chosen, cost: str, metric: str, filters: dict) -> None:
+    """The Overview's compute multiplier at equal accuracy: per class against ConvNets, one
+    sentence per run of levels with the same verdict."""
+    from engine.analysis import multiplier
+    view = loaders.derived(chosen, multiplier.multiplier_view, metric)
+    what = METRIC_WORDS.get(metric, f" {metric}") + (f" on {filters['data_label']}" if filters.get("data_sources") else "")
+    shown = False
+    for other, reference in multiplier.COMPARISONS:
+        said = multiplier.sentences(view["rows"], other, reference, what, COST_WORDS.get(cost, cost))
+        if said:
+            if not shown:
+                st.subheader("The compute multiplier at equal accuracy")
+                shown = True
+            mixed = "" if filters.get("data_sources") else f" ({MIXED})"
+            st.markdown(f"**{other} over {reference}{mixed}** — " + literal("; ".join(said)) + ".")
+    if shown:
+        st.caption("For each accuracy level, the cheapest checkpoint of each class that reaches it and the ratio of "
+                   "their costs, with a 95% exact bootstrap interval (checkpoints resampled within each class, as "
+                   "for the gaps); a class is cheaper only where the interval excludes 1×. The table per level: "
+                   "Budget match.")
+
+
+def multiplier_frame(chosen, metric: str, levels: tuple | None = None):
+    """The Budget match page's multiplier table: per level, each class's cheapest checkpoint
+    reaching it, and each class's cost over the ConvNet's with interval and verdict."""
+    from engine.analysis import multiplier
+    view = loaders.derived(chosen, multiplier.multiplier_view, metric, levels)
+    table = []
+    for row in view["rows"]:
+        entry = {"level": f"{row['level']:g}"}
+        for arch_class, best in row["cheapest"].items():
+            entry[f"{arch_class} cheapest"] = f"{best['checkpoint']} ({best['cost']:.3g})"
+        for key, r in row["ratios"].items():
+            other, reference = key.split("/")
+            entry[f"{other} ÷ {reference}"] = multiplier.ratio_text(r)
+            entry[f"{other} vs {reference}"] = multiplier.verdict_label(r, other, reference)
+        table.append(entry)
+    frame = pd.DataFrame(table)
+    if frame.empty:
+        return frame
+    ratios = [c for c in frame.columns if "÷" in c or " vs " in c]
+    cheapest = [c for c in frame.columns if c.endswith(" cheapest")]
+    return frame[["level", *ratios, *cheapest]].fillna("—")
+
+
+def pretraining_frame(bought: dict):
+    """The When page's table: per pre-training, each class's mean gain over its ImageNet-1k
+    supervised baseline and the difference to ConvNets."""
+    from engine.analysis import pretraining
+    table = []
+    for row in bought["gains"]:
+        entry = {"pre-training": row["pretraining"]}
+        for arch_class, gain in row["classes"].items():
+            entry[f"{arch_class} gain"] = pretraining.gain_text(gain)
+        for key, diff in row["differences"].items():
+            other, reference = key.split("-")
+            entry[f"{other} − {reference}"] = (
+                "—" if diff["ci_low"] is None else
+                f"{diff['difference']:+.2f} [{diff['ci_low']:+.2f}, {diff['ci_high']:+.2f}]: {diff['verdict']}")
+        table.append(entry)
+    return pd.DataFrame(table).fillna("—")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from engine.catalog import objectives
 from engine.catalog.training_ranges import PLACED_MIDDLE, range_text
 
 CLASSES = ("ConvNet", "ViT", "Hybrid", "MLP")
@@ -22,9 +23,11 @@ TOY_FAMILIES = ("test",)  # timm's test_* models: tiny nets for unit tests, not 
 LOWER_IS_BETTER_SUFFIXES = (".ece", ".nll", ".error")
 DATASET_OF_VARIANT = {"imagenet": "imagenet", "imagenet-a": "imagenet-a", "imagenet-r": "imagenet-r",
                       "imagenet-v2": "imagenet-v2", "sketch": "sketch", "real": "imagenet-real"}
-POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
-                 "source", "quality_metric", "quality", "cost_metric", "cost", "zoo", "cost_low", "cost_high",
-                 "cost_range"]
+POINT_COLUMNS = ["checkpoint", "arch", "arch_class", "family", "pretrain_data", "objective", "data_scale",
+                 "img_size", "source", "quality_metric", "quality", "cost_metric", "cost", "zoo", "cost_low",
+                 "cost_high", "cost_range"]
+# objective: the pre-training objective (engine.catalog.objectives), `unknown` where neither a
+# recipe nor the tag states it; empty for a paper's reference rows.
 # cost_low / cost_high: the range of a cost that is an estimate (train_flops: training_ranges), NaN elsewhere.
 # The coverage check's rows: checkpoints without a training-compute estimate, their cost the bracket of
 # COVERAGE_EPOCHS of their stated data (cost_low..cost_high; `cost` = cost_low). Never an estimate: no
@@ -32,6 +35,7 @@ POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_sc
 UNESTIMATED = "train_flops_unestimated"
 ZOOS = ("imagenet", "image-text")  # ImageNet classifiers (timm) | image-text models (OpenCLIP)
 UNKNOWN_SCALE = "unknown"  # a data-scale filter value: the data's size is not known
+UNKNOWN_OBJECTIVE = objectives.UNKNOWN
 
 
 class AnalysisError(ValueError):
@@ -113,6 +117,14 @@ def _zeroshot_rows(zeroshots: pd.DataFrame) -> pd.DataFrame:
     return _newest_rows(latest, ZEROSHOT_METRICS)
 
 
+def _objectives(frame: pd.DataFrame | None) -> dict[str, str]:
+    """checkpoint -> pre-training objective, from its stored recipe stages and its tag."""
+    if frame is None or frame.empty:
+        return {}
+    return {c: objectives.objective(a, t, s, z) for c, a, t, s, z in
+            zip(frame["checkpoint"], frame["arch"], frame["tag"], frame["stages"], frame["zoo"], strict=True)}
+
+
 def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = None) -> pd.DataFrame:
     """One row per (checkpoint, quality metric, cost metric), with `source` kept.
 
@@ -144,6 +156,7 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
         keys = ["checkpoint", "arch", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
                 "num_classes", "source", "quality_metric", "quality", "zoo"]
         q = q.assign(zoo=q["zoo"].fillna("imagenet") if "zoo" in q else "imagenet")[keys]
+        q = q.assign(objective=q["checkpoint"].map(_objectives(inputs.get("objectives"))).fillna(UNKNOWN_OBJECTIVE))
         compute = inputs.get("compute", pd.DataFrame())
         if not compute.empty:
             c = compute[compute["error"].isna()][["arch", "img_size", "num_classes", "flops", "params"]]
@@ -199,10 +212,10 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
 
 def select(points: pd.DataFrame, cost: str, quality: str, classes=None, data_scales=None,
            families=None, sources=None, img_size_range=None, include_toys: bool = False,
-           zoo: str | None = None, data_sources=None) -> pd.DataFrame:
+           zoo: str | None = None, data_sources=None, objectives=None) -> pd.DataFrame:
     """The points for one cost and one quality metric, after the filters. `data_scales` may
     hold "unknown" (checkpoints whose data's size is not known); `data_sources` filters on the
-    pre-training data by name (the image-text zoo's "same data" view)."""
+    pre-training data by name (the "same data" view); `objectives` on the pre-training objective."""
     if cost not in COST_METRICS and cost != UNESTIMATED:
         raise AnalysisError(f"Unknown cost {cost!r}; use one of {', '.join(COST_METRICS)}.")
     chosen = points[(points["cost_metric"] == cost) & (points["quality_metric"] == quality)]
@@ -216,6 +229,8 @@ def select(points: pd.DataFrame, cost: str, quality: str, classes=None, data_sca
         chosen = chosen[chosen["data_scale"].fillna(UNKNOWN_SCALE).isin(data_scales)]
     if data_sources:
         chosen = chosen[chosen["pretrain_data"].isin(data_sources)]
+    if objectives:
+        chosen = chosen[chosen["objective"].isin(objectives)]
     if families:
         chosen = chosen[chosen["family"].isin(families)]
     if sources:

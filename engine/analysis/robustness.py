@@ -78,6 +78,7 @@ def _pair(points: pd.DataFrame, x_metric: str, y_metric: str) -> pd.DataFrame:
     x = base[base["quality_metric"] == x_metric]
     y = base[base["quality_metric"] == y_metric]
     columns = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size", "source"]
+    columns += ["objective"] if "objective" in x else []
     joined = x[columns + ["quality"]].rename(columns={"quality": "id_accuracy"}).merge(
         y[keys + ["quality"]].rename(columns={"quality": "ood_accuracy"}), on=keys, how="inner")
     joined = joined[~joined["family"].isin(points_table.TOY_FAMILIES)]

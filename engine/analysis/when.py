@@ -12,12 +12,14 @@ import math
 import pandas as pd
 
 from engine.analysis import budget_match, pairing, points_table
+from engine.catalog.objectives import OBJECTIVES
 from engine.catalog.taxonomy import DATA_SCALES
 
 COMPARISONS = (("ViT", "ConvNet"), ("Hybrid", "ConvNet"))
 
 
-GROUPINGS = {"data_scale": "pre-training data scale", "pretrain_data": "pre-training data"}
+GROUPINGS = {"data_scale": "pre-training data scale", "pretrain_data": "pre-training data",
+             "objective": "pre-training objective"}
 
 
 def groups_of(points: pd.DataFrame, by: str) -> list[str]:
@@ -67,17 +69,47 @@ def _scales_of(checkpoints: set[str], points: pd.DataFrame) -> list[str]:
     return [s for s in DATA_SCALES if s in found]
 
 
+def _objectives_of(checkpoints: set[str], points: pd.DataFrame) -> list[str]:
+    if "objective" not in points:
+        return []
+    found = set(points.loc[points["checkpoint"].isin(checkpoints), "objective"].dropna())
+    return [o for o in OBJECTIVES if o in found]
+
+
 def _scale_text(scales: list[str]) -> str:
     return (" or ".join(scales) + " images") if scales else "unknown data"
+
+
+def _same_group_text(points: pd.DataFrame, quality: str, budgets: list, other: str, reference: str, by: str,
+                     n_boot: int, seed: int) -> str:
+    """'ViTs lead at ≈1M; no clear winner at ≥1B': the verdict within each group (a data scale,
+    an objective) over the run's budgets only (the grid bootstraps per group)."""
+    same = [c for c in gap_grid(points, quality, budgets, n_boot, seed, by)
+            if c["comparison"] == f"{other} − {reference}" and c["gap"] is not None]
+    if not same:
+        return f"no {GROUPINGS[by]} has both classes under these budgets"
+    groups = list(dict.fromkeys(c["group"] for c in same))
+    parts = []
+    for who in (other, reference):
+        at = [g for g in groups if any(c["leader"] == who and c["group"] == g for c in same)]
+        if at:
+            parts.append(f"{who}s lead at {', '.join(at)}")
+    for state in ("borderline", "no clear winner", "too few"):
+        at = [g for g in groups if not any(c["leader"] for c in same if c["group"] == g)
+              and any(c["verdict"] == state and c["group"] == g for c in same)]
+        if at:
+            parts.append(f"{state} at {', '.join(at)}")
+    return "; ".join(parts)
 
 
 def explained_verdict(points: pd.DataFrame, quality: str, budgets, other: str = "ViT",
                       reference: str = "ConvNet", unit: str = "", n_boot: int = budget_match.N_BOOT, seed: int = 0,
                       rows: list[dict] | None = None) -> list[str]:
-    """The Overview's sentences (budget_match.verdict), each lead followed by the data behind it when
-    the leading class's best checkpoints and the other's were pre-trained at different scales,
-    and by the verdict at the same data scale over the same budgets. `rows`: the budget table of
-    these points and budgets, if the caller has it."""
+    """The Overview's sentences (budget_match.verdict), each lead followed by the data and the
+    pre-training objective behind it: where the leading class's best checkpoints and the other's
+    were pre-trained at different scales (or with different objectives), the verdict at the same
+    scale (objective) over the same budgets. `rows`: the budget table of these points and
+    budgets, if the caller has it."""
     rows = rows if rows is not None else budget_match.budget_table(points, quality, budgets, n_boot, seed)
     runs = budget_match.verdict_runs(rows, other, reference)
     sentences = []
@@ -90,29 +122,20 @@ def explained_verdict(points: pd.DataFrame, quality: str, budgets, other: str = 
         by_budget = {r["budget"]: r["best"] for r in rows}
         lead_best = {by_budget[r["budget"]][leader]["checkpoint"] for r in run}
         trail_best = {by_budget[r["budget"]][trailer]["checkpoint"] for r in run}
+        in_run = [r["budget"] for r in run]
         lead_scales, trail_scales = _scales_of(lead_best, points), _scales_of(trail_best, points)
         if lead_scales == trail_scales:
-            sentences.append(sentence + f" (both pre-trained on {_scale_text(lead_scales)})")
-            continue
-        in_run = [r["budget"] for r in run]  # only this run's budgets: the grid bootstraps per scale
-        same = [c for c in gap_grid(points, quality, in_run, n_boot, seed)
-                if c["comparison"] == f"{other} − {reference}" and c["gap"] is not None]
-        if not same:
-            same_text = "no data scale has both classes under these budgets"
+            said = sentence + f" (both pre-trained on {_scale_text(lead_scales)})"
         else:
-            parts = []
-            for who in (other, reference):
-                at = [s for s in DATA_SCALES if any(c["leader"] == who and c["data_scale"] == s for c in same)]
-                if at:
-                    parts.append(f"{who}s lead at {', '.join(at)}")
-            for state in ("borderline", "no clear winner", "too few"):
-                at = [s for s in DATA_SCALES if not any(c["leader"] for c in same if c["data_scale"] == s)
-                      and any(c["verdict"] == state and c["data_scale"] == s for c in same)]
-                if at:
-                    parts.append(f"{state} at {', '.join(at)}")
-            same_text = "; ".join(parts)
-        sentences.append(f"{sentence}, the leading {leader}s pre-trained on {_scale_text(lead_scales)}, the "
-                         f"{trailer}s on {_scale_text(trail_scales)}; at the same data scale: {same_text}")
+            said = (f"{sentence}, the leading {leader}s pre-trained on {_scale_text(lead_scales)}, the {trailer}s on "
+                    f"{_scale_text(trail_scales)}; at the same data scale: "
+                    + _same_group_text(points, quality, in_run, other, reference, "data_scale", n_boot, seed))
+        lead_objectives, trail_objectives = _objectives_of(lead_best, points), _objectives_of(trail_best, points)
+        if lead_objectives and trail_objectives and lead_objectives != trail_objectives:
+            said += (f"; the leading {leader}s pre-trained with {' or '.join(lead_objectives)}, the {trailer}s "
+                     f"{' or '.join(trail_objectives)}; at the same objective: "
+                     + _same_group_text(points, quality, in_run, other, reference, "objective", n_boot, seed))
+        sentences.append(said)
     return sentences
 
 

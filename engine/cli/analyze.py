@@ -28,6 +28,30 @@ def _unestimated(points, args, filters):
         return None
 
 
+def data_label(chosen) -> str:
+    """The pre-training data behind a result: its one source, or 'mixed pre-training data (…)'."""
+    sources = sorted(chosen["pretrain_data"].dropna().unique())
+    if len(sources) == 1:
+        return sources[0]
+    shown = ", ".join(sources[:4]) + (f" and {len(sources) - 4} more" if len(sources) > 4 else "")
+    return f"mixed pre-training data ({shown})"
+
+
+def _check_known(points, args, filters) -> None:
+    """--pretrain-data and --objective values that select nothing on this cost and quality are
+    refused, naming what is there."""
+    from engine.catalog import objectives
+    here = points[(points["cost_metric"] == args.cost) & (points["quality_metric"] == args.quality)]
+    for flag, column, wanted in (("--pretrain-data", "pretrain_data", filters["data_sources"]),
+                                 ("--objective", "objective", filters["objectives"])):
+        available = sorted(here[column].dropna().unique())
+        unknown = [w for w in wanted or [] if w not in available]
+        if unknown:
+            valid = available if column == "pretrain_data" else [o for o in objectives.OBJECTIVES if o in available]
+            raise MatchupError(f"{flag} {', '.join(map(repr, unknown))}: no checkpoint with {args.cost} and "
+                               f"{args.quality} has it; available: {'; '.join(valid) or 'none'}.")
+
+
 def cmd_analyze(args, store: Store) -> int:
     from engine.analysis import budget_match, footing, pairing, pareto, points_table, scaling_fits
     budgets = [options.check("budget", b) for b in csv_list(args.budgets, flag="--budgets") or []]  # checked before any work
@@ -41,12 +65,16 @@ def cmd_analyze(args, store: Store) -> int:
     points = points_table.assemble_points(store.analysis_inputs(), bench_source=bench_source)
     if args.kind == "robustness":
         return _analyze_robustness(args, points, budgets, bench_source)
+    if args.kind == "pretraining":
+        args.cost = args.cost or "gflops"  # pairs share a network and a resolution: any cost axis lists them
     if args.cost is None:
         raise MatchupError(f"analyze {args.kind} needs --cost ({', '.join(points_table.COST_METRICS)}).")
     try:
         filters = dict(data_scales=csv_list(args.data_scale, flag="--data-scale"), families=csv_list(args.families, flag="--families"),
                        sources=csv_list(args.source, flag="--source"), img_size_range=_size_range(args.img_size),
-                       data_sources=csv_list(args.pretrain_data, flag="--pretrain-data"))
+                       data_sources=csv_list(args.pretrain_data, flag="--pretrain-data"),
+                       objectives=csv_list(args.objective, flag="--objective"))
+        _check_known(points, args, filters)
         chosen = points_table.select(points, args.cost, args.quality, classes=csv_list(args.classes, flag="--classes"), **filters)
         # default budgets span every class's points: which classes are compared never moves them
         all_classes = points_table.select(points, args.cost, args.quality, **filters)
@@ -54,7 +82,8 @@ def cmd_analyze(args, store: Store) -> int:
         header = {"analysis": args.kind, "cost": args.cost, "quality": args.quality,
                   "bench_source": bench_source if args.cost == "ms_per_img" else None,
                   "n_points": int(len(chosen)),
-                  "higher_is_better": points_table.higher_is_better(args.quality)}
+                  "higher_is_better": points_table.higher_is_better(args.quality),
+                  "pretrain_data": data_label(chosen)}
         if args.kind == "frontier":
             front = pareto.frontier(chosen, args.quality)
             payload = {**header, "classes": {
@@ -67,6 +96,18 @@ def cmd_analyze(args, store: Store) -> int:
             if args.cost == "train_flops":
                 footing.add_footing(rows, chosen, _unestimated(points, args, filters), args.quality, n_boot=n_boot)
             payload = {**header, "n_boot": n_boot, "seed": args.seed, "budgets": rows}
+        elif args.kind == "multiplier":
+            from engine.analysis import multiplier
+            levels = multiplier.parse_levels(args.levels, chosen, args.quality)
+            multiplier.check_levels(chosen, args.quality, levels)
+            rows = multiplier.multiplier_table(chosen, args.quality, levels, n_boot=n_boot)
+            payload = {**header, "n_boot": n_boot, "levels": rows,
+                       "sentences": {f"{o}/{r}": multiplier.sentences(rows, o, r, f" {args.quality}",
+                                                                      f"{args.cost} ({header['pretrain_data']})")
+                                     for o, r in multiplier.COMPARISONS}}
+        elif args.kind == "pretraining":
+            from engine.analysis import pretraining
+            payload = {**header, **pretraining.pretraining(chosen, args.quality)}
         elif args.kind == "pairs":
             match_on = "pretrain_data" if args.same_data else None
             payload = {**header, **pairing.matched_pairs(chosen, args.quality, args.tolerance, match_on=match_on,
@@ -164,7 +205,28 @@ def _clean(value):
 def _print_analysis(p: dict) -> None:
     from engine.analysis import budget_match
     from engine.analysis.footing import footing_text
-    print(f"{p['analysis']}: {p['quality']} against {p['cost']} ({p['n_points']} points)")
+    print(f"{p['analysis']}: {p['quality']} against {p['cost']} ({p['n_points']} points; {p['pretrain_data']})")
+    if p["analysis"] == "multiplier":
+        from engine.analysis import multiplier
+        for row in p["levels"]:
+            cheapest = "; ".join(f"{c} {b['checkpoint']} ({b['cost']:.3g})" for c, b in row["cheapest"].items())
+            ratios = "; ".join(f"{k} {multiplier.ratio_text(r)} {multiplier.verdict_label(r, *k.split('/'))}"
+                               for k, r in row["ratios"].items())
+            print(f"  level {row['level']:g}: {ratios or 'no ratio (a class does not reach it)'}; cheapest: {cheapest}")
+        for key, said in p["sentences"].items():
+            for sentence in said:
+                print(f"  {key}: {sentence}")
+        return
+    if p["analysis"] == "pretraining":
+        from engine.analysis import pretraining
+        for row in p["gains"]:
+            gains = "; ".join(f"{c} {pretraining.gain_text(g)}" for c, g in row["classes"].items())
+            print(f"  {row['baseline']} -> {row['pretraining']}: {gains}")
+        for sentence in p["sentences"]:
+            print(f"  {sentence}")
+        print(f"  {len(p['pairs'])} pairs (--json lists both checkpoints of each); "
+              f"{p['n_left_out_unknown_objective']} left out for an unknown objective")
+        return
     if p["analysis"] == "frontier":
         for arch_class, rows in p["classes"].items():
             steps = ", ".join(f"{r['checkpoint']} ({r['cost']:.3g}, {r['quality']:.2f})" for r in rows)
@@ -214,8 +276,10 @@ def _print_analysis(p: dict) -> None:
 
 def add_parsers(commands, common) -> None:
     """`analyze`."""
-    an = commands.add_parser("analyze", parents=[common], help="frontiers, budgets, pairs, scaling")
-    an.add_argument("kind", choices=("frontier", "budget", "pairs", "scaling", "when", "robustness"))
+    an = commands.add_parser("analyze", parents=[common], help="frontiers, budgets, pairs, scaling, compute multipliers, "
+                                                                    "pre-training gains")
+    an.add_argument("kind", choices=("frontier", "budget", "pairs", "scaling", "when", "robustness", "multiplier",
+                                     "pretraining"))
     an.add_argument("--cost",
                     help="gflops, params_m, latency_ms, ms_per_img or pretrain_tpu_v4_core_hours")
     an.add_argument("--quality", required=True, help="<dataset>.<metric>, e.g. imagenet.top1")
@@ -225,8 +289,14 @@ def add_parsers(commands, common) -> None:
     an.add_argument("--families", help="comma-separated families, e.g. convnext,vit")
     an.add_argument("--source", help="published, measured here, or a paper source id")
     an.add_argument("--pretrain-data", help="comma-separated pre-training data, e.g. LAION-2B (same-data comparisons)")
-    an.add_argument("--by", default="data_scale", choices=("data_scale", "pretrain_data"),
-                    help="when: group by data scale or by pre-training data (the image-text zoo shares LAION-2B)")
+    an.add_argument("--objective", help="comma-separated pre-training objectives, e.g. 'masked image modelling' "
+                                        "(supervised, distillation, semi-supervised pseudo-labels, self-distillation, "
+                                        "image-text contrastive, unknown)")
+    an.add_argument("--levels", help="multiplier: comma-separated quality levels, e.g. 60,70,80 (default: every 5 "
+                                     "points that two classes reach)")
+    an.add_argument("--by", default="data_scale", choices=("data_scale", "pretrain_data", "objective"),
+                    help="when: group by data scale, pre-training data (the image-text zoo shares LAION-2B) or "
+                         "pre-training objective")
     an.add_argument("--img-size", help="resolution range MIN-MAX, e.g. 224-384")
     an.add_argument("--bench-source", help="published benchmark file for ms_per_img, or 'here'")
     an.add_argument("--tolerance", type=options.arg("tolerance"), default=0.10, help="pairs: ±cost tolerance")

@@ -125,6 +125,8 @@ class MeasuredResults:
             "probes": f"""SELECT p.checkpoint, {facts}, p.img_size, p.dataset_name, p.dataset_fingerprint, p.protocol, p.folds,
                                  p.shots, p.n_images, p.created_at, p.accuracy, p.balanced_accuracy, p.macro_f1, p.nll
                           FROM probes p JOIN checkpoints c USING (checkpoint)""",
+            "objectives": """SELECT c.checkpoint, c.arch, c.tag, coalesce(c.zoo, 'imagenet') AS zoo, t.stages
+                             FROM checkpoints c LEFT JOIN training_compute t USING (checkpoint)""",
         }
         with self.connect() as con:
             return {name: con.execute(sql).df() for name, sql in queries.items()}

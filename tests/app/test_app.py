@@ -599,3 +599,80 @@ def test_the_checkpoint_page_shows_the_range_the_lineage_and_the_missing_stage(f
                for m in card.markdown)
     [stages] = [df.value for df in card.dataframe if "FLOPs low" in df.value.columns]
     assert stages["FLOPs"].iloc[0] == "3.7e22" and stages["FLOPs"].iloc[-1] == "—"
+
+
+def captions(at: AppTest) -> str:
+    return "\n".join(re.sub(r"\\(.)", r"\1", c.value) for c in at.caption)
+
+
+@pytest.mark.parametrize("page", [*ANALYSIS_PAGES, "pages/robustness.py"])
+def test_one_pre_training_data_source_restricts_every_analysis_page_in_both_zoos(page, full_app_db):
+    """The sidebar's Pre-training data: the image-text zoo opens on LAION-2B (never a silent mix),
+    the ImageNet zoo on the mix said as such; a chosen source is what the page draws and says."""
+    from engine.store import Store
+    from ui.widgets import ALL_DATA
+    for zoo, default, other in (("imagenet", ALL_DATA, "ImageNet-21k"), ("image-text", "LAION-2B", "OpenAI WIT-400M")):
+        at = open_page(page, {"zoo": zoo})
+        assert not at.exception and not at.error, (zoo, at.exception, [e.value for e in at.error])
+        assert at.selectbox(key="data").value == default, zoo
+        said = captions(at)
+        assert ("Pre-training data: LAION-2B" in said or "same pre-training data, LAION-2B" in said) if zoo == "image-text" \
+            else "mixed" in said, said
+        at.selectbox(key="data").set_value(other).run()
+        assert not at.exception and not at.error, (zoo, other, at.exception, [e.value for e in at.error])
+        assert other in captions(at)
+        if page == "pages/budget.py":  # the checkpoints the table names were all pre-trained on that source
+            table = at.dataframe[0].value
+            table = table.data if hasattr(table, "data") else table
+            named = {v for c in table.columns if c.endswith(" checkpoint") for v in table[c] if v != "—"}
+            with Store(full_app_db).connect() as con:
+                data = set(con.execute("SELECT DISTINCT pretrain_data FROM checkpoints WHERE checkpoint IN "
+                                       f"({','.join('?' * len(named))})", list(named)).fetchdf()["pretrain_data"])
+            assert named and data == {other}, data
+        at.selectbox(key="data").set_value(ALL_DATA).run()
+        assert not at.exception and "mixed" in captions(at)
+
+
+def test_switching_zoo_moves_cost_metric_and_data_to_that_zoos_own(full_app_db):
+    at = open_page("pages/overview.py")
+    assert (at.selectbox(key="cost").value, at.selectbox(key="metric").value) == ("gflops", "imagenet.top1")
+    at.selectbox(key="zoo").set_value("image-text").run()
+    assert not at.exception, at.exception
+    assert (at.selectbox(key="cost").value, at.selectbox(key="metric").value,
+            at.selectbox(key="data").value) == ("train_flops", "zeroshot:imagenet1k.top1", "LAION-2B")
+    said = texts(at)
+    assert "ViT vs ConvNet on LAION\\-2B" in said
+    assert "to reach 70" in said and "% zero\\-shot ImageNet on LAION\\-2B, ViTs need" in said
+    at.selectbox(key="zoo").set_value("imagenet").run()
+    assert (at.selectbox(key="cost").value, at.selectbox(key="metric").value) == ("gflops", "imagenet.top1")
+    assert "ViT vs ConvNet (mixed pre-training data)" in texts(at).replace("\\", "")
+    # a link names its own cost: kept
+    at = open_page("pages/overview.py", {"zoo": "image-text", "cost": "gflops"})
+    assert at.selectbox(key="cost").value == "gflops" and at.selectbox(key="data").value == "LAION-2B"
+
+
+def test_budget_match_has_the_multiplier_table_and_when_what_pre_training_buys(full_app_db):
+    at = open_page("pages/budget.py", {"cost": "train_flops", "levels": "80,85"})
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "level" in getattr(d.value, "columns", []))
+    assert list(table["level"]) == ["80", "85"] and "ViT ÷ ConvNet" in table.columns
+    assert all("×" in v for v in table["ViT ÷ ConvNet"] if v != "—")
+    for typed, said in (("7o", "'7o' is not one"), ("99.9", "No class reaches 99.9")):
+        at = open_page("pages/budget.py", {"levels": typed})
+        assert not at.exception and any(said in re.sub(r"\\(.)", r"\1", i.value) for i in at.info), typed
+    at = open_page("pages/when.py")
+    assert not at.exception, at.exception
+    gains = next(d.value for d in at.dataframe if "pre-training" in getattr(d.value, "columns", []))
+    assert "ImageNet-21k, supervised" in set(gains["pre-training"]) and "ViT − ConvNet" in gains.columns
+    assert any(m.value.startswith("From ImageNet\\-1k, supervised to ImageNet\\-21k, supervised") for m in at.markdown)
+
+
+def test_the_seed_paper_page_has_the_papers_numbers_and_the_zoos_answer_apart(full_app_db):
+    at = open_page("pages/seed_paper.py")
+    assert not at.exception and not at.error, at.exception
+    headers = [h.value for h in at.header]
+    assert headers[0].startswith("Part 1") and headers[1].startswith("Part 2")
+    claims = [re.sub(r"\\(.)", r"\1", m.value) for m in at.markdown if m.value.startswith("**")]
+    assert any("not testable here" in c and "loss" in c for c in claims)
+    zoo = [c for c in claims if "training compute" in c or "timm's checkpoints" in c]
+    assert len(zoo) >= 4 and all("[" in c or "not testable here" in c for c in zoo)
