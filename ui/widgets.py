@@ -240,7 +240,10 @@ def empty_selection_text(why: str, filters: dict) -> str:
                 "to see the published results.")
     store = loaders.get_store()
     if loaders.db_info(str(store.path), store.freshness())["tables"].get("published_results", 0):
-        return f"{why} Widen the class, data-scale or source filters in the sidebar."
+        narrowed = [f"pre-training data (now {filters['data_label']})"] if filters.get("data_sources") else []
+        narrowed += ["objective"] if filters.get("objectives") else []
+        return (f"{why} Widen the class, data-scale or source filters in the sidebar"
+                + (f", or its {' and '.join(narrowed)}." if narrowed else "."))
     return (f"{why} Import published results (`python -m engine catalog import DIR`) or run evaluations and "
             "benchmarks to fill this view.")
 
@@ -254,7 +257,7 @@ def analysis_page(page: str, title: str, say_data: bool = True):
     filters = global_filters()
     if say_data:
         st.caption(f"Pre-training data: {literal(filters['data_label'])}." if filters["data_sources"] else
-                   f"Pre-training data: mixed (checkpoints trained on different data are compared; the sidebar's "
+                   "Pre-training data: mixed (checkpoints trained on different data are compared; the sidebar's "
                    "Pre-training data picks one source).")
     cost, metric, bench_source, _points = cost_and_metric(loaders.current_points(), filters["zoo"])
     st.session_state["page_view"] = (bench_source, filters)

@@ -99,6 +99,13 @@ def gap_verdict(dist: GapDistribution, gap: float, n_other: int, n_reference: in
     return {**entry, "verdict": "no clear winner"}
 
 
+def by_class(points: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each class's points, in CLASSES' order (ConvNet first), others after by name."""
+    order = {c: i for i, c in enumerate(CLASSES)}
+    return {c: g.reset_index(drop=True) for c, g in sorted(points.groupby("arch_class"),
+                                                           key=lambda item: (order.get(item[0], 99), item[0]))}
+
+
 def budget_table(points: pd.DataFrame, quality: str, budgets, n_boot: int = N_BOOT, seed: int = 0,
                  reference_class: str = "ConvNet") -> list[dict]:
     """For each budget: the best checkpoint of each class with cost <= budget, the gaps to the
@@ -108,9 +115,7 @@ def budget_table(points: pd.DataFrame, quality: str, budgets, n_boot: int = N_BO
     each class and is computed exactly (best_distribution), so a gap depends on its two classes
     only and on no seed; `seed` is kept for the analyses that do sample."""
     sign = 1.0 if higher_is_better(quality) else -1.0
-    order = {c: i for i, c in enumerate(CLASSES)}
-    classes = {c: g.reset_index(drop=True) for c, g in sorted(points.groupby("arch_class"),
-                                                               key=lambda item: (order.get(item[0], 99), item[0]))}
+    classes = by_class(points)
     rows = []
     for budget in budgets:
         best, dists = {}, {}

@@ -52,9 +52,7 @@ def multiplier_table(points: pd.DataFrame, quality: str, levels, reference_class
     ≤ for a lower-is-better metric) and, for each other class, its cost over the reference class's
     with interval and verdict. A class that reaches no level is absent from that level's row."""
     higher = higher_is_better(quality)
-    order = {c: i for i, c in enumerate(CLASSES)}
-    groups = {c: g.reset_index(drop=True) for c, g in sorted(points.groupby("arch_class"),
-                                                              key=lambda item: (order.get(item[0], 99), item[0]))}
+    groups = budget_match.by_class(points)
     rows = []
     for level in levels:
         cheapest, dists = {}, {}
