@@ -170,12 +170,23 @@ def _share(frame, every_class=None) -> None:
     _DERIVED[key] = (weakref.ref(frame, forget), {}, every_class if every_class is not frame else None)
 
 
+def _every_class(frame):
+    """The same view as a shared selection with no class filter (the frame itself otherwise)."""
+    entry = _DERIVED.get(id(frame))
+    return entry[2] if entry is not None and entry[0]() is frame and entry[2] is not None else frame
+
+
 def budget_grid(frame, n: int = 16) -> tuple:
     """A view's default budgets, spread over the points of every class (whatever classes are
     selected), so that showing or hiding a class never moves the budgets a verdict is read at."""
-    entry = _DERIVED.get(id(frame))
-    every_class = entry[2] if entry is not None and entry[0]() is frame and entry[2] is not None else frame
-    return tuple(derived(every_class, budget_match.log_budgets, n))
+    return tuple(derived(_every_class(frame), budget_match.log_budgets, n))
+
+
+def multiplier_levels(frame, metric: str) -> tuple:
+    """A view's default accuracy levels for the compute multiplier, over every class's points (as
+    budget_grid): showing or hiding a class never moves them."""
+    from engine.analysis import multiplier
+    return tuple(derived(_every_class(frame), multiplier.default_levels, metric))
 
 
 def derived(frame, fn, *args, **kwargs):

@@ -442,11 +442,11 @@ def multiplier_sentences(chosen, cost: str, metric: str, filters: dict) -> None:
     """The Overview's compute multiplier at equal accuracy: per class against ConvNets, one
     sentence per run of levels with the same verdict."""
     from engine.analysis import multiplier
-    view = loaders.derived(chosen, multiplier.multiplier_view, metric)
+    rows = loaders.derived(chosen, multiplier.multiplier_table, metric, loaders.multiplier_levels(chosen, metric))
     what = METRIC_WORDS.get(metric, f" {metric}") + (f" on {filters['data_label']}" if filters.get("data_sources") else "")
     shown = False
     for other, reference in multiplier.COMPARISONS:
-        said = multiplier.sentences(view["rows"], other, reference, what, COST_WORDS.get(cost, cost))
+        said = multiplier.sentences(rows, other, reference, what, COST_WORDS.get(cost, cost))
         if said:
             if not shown:
                 st.subheader("The compute multiplier at equal accuracy")
@@ -464,9 +464,9 @@ def multiplier_frame(chosen, metric: str, levels: tuple | None = None):
     """The Budget match page's multiplier table: per level, each class's cheapest checkpoint
     reaching it, and each class's cost over the ConvNet's with interval and verdict."""
     from engine.analysis import multiplier
-    view = loaders.derived(chosen, multiplier.multiplier_view, metric, levels)
+    levels = levels or loaders.multiplier_levels(chosen, metric)
     table = []
-    for row in view["rows"]:
+    for row in loaders.derived(chosen, multiplier.multiplier_table, metric, tuple(levels)):
         entry = {"level": f"{row['level']:g}"}
         for arch_class, best in row["cheapest"].items():
             entry[f"{arch_class} cheapest"] = f"{best['checkpoint']} ({best['cost']:.3g})"

@@ -186,11 +186,11 @@ def sentences(rows: list[dict], other: str = "ViT", reference: str = "ConvNet", 
     return said
 
 
-def multiplier_view(points: pd.DataFrame, quality: str, levels: tuple | None = None) -> dict:
-    """The levels (given, or the default grid) and their table; an empty view where fewer than two
-    classes have points (nothing to compare, not an error on a page)."""
+def default_levels(points: pd.DataFrame, quality: str) -> list[float]:
+    """parse_levels' default grid, or none where fewer than two classes have points (nothing to
+    compare: not an error on a page). Callers pass every class's points, so that showing or hiding
+    a class never moves the levels a ratio is read at."""
     try:
-        chosen = list(levels) if levels else parse_levels(None, points, quality)
+        return parse_levels(None, points, quality)
     except AnalysisError:
-        return {"levels": [], "rows": []}
-    return {"levels": chosen, "rows": multiplier_table(points, quality, chosen)}
+        return []

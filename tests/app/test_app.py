@@ -479,6 +479,9 @@ def test_the_overview_speaks_in_intervals_for_every_selected_class(full_app_db):
     two = open_page("pages/overview.py", {"classes": ["ConvNet", "ViT"]})
     [vit] = [m.value for m in two.markdown if m.value.startswith(f"**ViT vs ConvNet{mixed}**")]
     assert vit == sentences[f"**ViT vs ConvNet{mixed}**"]
+    # the compute multiplier too: its levels never move with the classes shown
+    [multiplier] = [m.value for m in at.markdown if m.value.startswith(f"**ViT over ConvNet{mixed}**")]
+    assert [m.value for m in two.markdown if m.value.startswith(f"**ViT over ConvNet{mixed}**")] == [multiplier]
 
 
 def test_budget_table_is_pairwise_first_and_has_no_none(full_app_db):
