@@ -74,7 +74,8 @@ def pairs(points: pd.DataFrame, quality: str) -> tuple[list[dict], int]:
     return out, len(unknown)
 
 
-def _mean_ci(values: list[float]) -> tuple[float, float | None, float | None]:
+def mean_interval(values: list[float]) -> tuple[float, float | None, float | None]:
+    """The mean with its 95% Student-t interval; no interval under MIN_PAIRS values."""
     mean = float(sum(values) / len(values))
     if len(values) < MIN_PAIRS:
         return mean, None, None
@@ -109,7 +110,7 @@ def gains(pair_list: list[dict], reference: str = "ConvNet") -> list[dict]:
         by_class = {}
         for arch_class in [c for c in CLASSES if c in set(part["arch_class"])]:
             values = part.loc[part["arch_class"] == arch_class, "gain"].tolist()
-            mean, low, high = _mean_ci(values)
+            mean, low, high = mean_interval(values)
             by_class[arch_class] = {"n_pairs": len(values), "mean_gain": mean, "ci_low": low, "ci_high": high}
         differences = {}
         if reference in by_class:

@@ -208,7 +208,7 @@ def zoo_multiplier(points: pd.DataFrame) -> list[dict]:
             continue
         holds = all(s == "ConvNet" for s in states)
         verdict = "holds" if holds else ("does not hold" if any(s == "ViT" for s in states) else "not shown")
-        out.append({"claim": claim, "holds": holds if verdict != "not shown" else False,
+        out.append({"claim": claim, "holds": holds,
                     "verdict": f"{verdict}: " + "; ".join(parts) + " (exact bootstrap intervals; a class is cheaper "
                                "only where the interval excludes 1x)",
                     "rows": [f"zoo: {ZOO_QUALITY} against {ZOO_COST}, {_data_text(data)}, {len(chosen)} checkpoints"]})
@@ -247,10 +247,7 @@ def scaling_law_on_the_zoo(points: pd.DataFrame, cost: str = ZOO_COST) -> dict:
 def zoo_convnext_vs_swin(points: pd.DataFrame) -> dict:
     """Liu et al.'s claim on timm's own checkpoints: ConvNeXt against Swin of the same size,
     resolution and pre-training data, at counted GFLOPs; the mean difference with a t interval."""
-    import math
-    from scipy import stats
-
-    from engine.analysis import points_table
+    from engine.analysis import points_table, pretraining
     claim = "ConvNeXt matches or beats Swin of the same size, resolution and pre-training data (timm's checkpoints)"
     try:
         chosen = points_table.select(points, "gflops", ZOO_QUALITY, zoo="imagenet")
@@ -272,14 +269,11 @@ def zoo_convnext_vs_swin(points: pd.DataFrame) -> dict:
             pairs.append({"pair": f"{size} @{res}, {data}", "difference": float(convnext.quality - swin.quality),
                           "rows": [convnext.checkpoint, swin.checkpoint],
                           "gflops_ratio": float(convnext.cost / swin.cost)})
-    if len(pairs) < 3:
+    diffs = [p["difference"] for p in pairs]
+    mean, low, high = pretraining.mean_interval(diffs) if diffs else (None, None, None)
+    if low is None:
         return {"claim": claim, "holds": None, "rows": [p for q in pairs for p in q["rows"]],
                 "verdict": f"not testable here: {len(pairs)} ConvNeXt/Swin pairs of the same size, resolution and data"}
-    diffs = [p["difference"] for p in pairs]
-    mean = sum(diffs) / len(diffs)
-    sem = float(pd.Series(diffs).std(ddof=1)) / math.sqrt(len(diffs))
-    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * sem
-    low, high = mean - half, mean + half
     holds = high > 0 and low > -MATCH_TOLERANCE  # not behind by more than the match tolerance
     ratios = [p["gflops_ratio"] for p in pairs]
     return {"claim": claim, "holds": bool(holds), "pairs": pairs,
