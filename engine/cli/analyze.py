@@ -37,19 +37,18 @@ def data_label(chosen) -> str:
     return f"mixed pre-training data ({shown})"
 
 
-def _check_known(points, args, filters) -> None:
-    """--pretrain-data and --objective values that select nothing on this cost and quality are
-    refused, naming what is there."""
+def _check_known(frame, data_sources, objectives_wanted, what: str) -> None:
+    """--pretrain-data and --objective values that select nothing in `frame` (the points an
+    analysis reads) are refused, naming what is there."""
     from engine.catalog import objectives
-    here = points[(points["cost_metric"] == args.cost) & (points["quality_metric"] == args.quality)]
-    for flag, column, wanted in (("--pretrain-data", "pretrain_data", filters["data_sources"]),
-                                 ("--objective", "objective", filters["objectives"])):
-        available = sorted(here[column].dropna().unique())
+    for flag, column, wanted in (("--pretrain-data", "pretrain_data", data_sources),
+                                 ("--objective", "objective", objectives_wanted)):
+        available = sorted(frame[column].dropna().unique()) if column in frame else []
         unknown = [w for w in wanted or [] if w not in available]
         if unknown:
             valid = available if column == "pretrain_data" else [o for o in objectives.OBJECTIVES if o in available]
-            raise MatchupError(f"{flag} {', '.join(map(repr, unknown))}: no checkpoint with {args.cost} and "
-                               f"{args.quality} has it; available: {'; '.join(valid) or 'none'}.")
+            raise MatchupError(f"{flag} {', '.join(map(repr, unknown))}: no checkpoint with {what} has it; "
+                               f"available: {'; '.join(valid) or 'none'}.")
 
 
 def cmd_analyze(args, store: Store) -> int:
@@ -74,7 +73,8 @@ def cmd_analyze(args, store: Store) -> int:
                        sources=csv_list(args.source, flag="--source"), img_size_range=_size_range(args.img_size),
                        data_sources=csv_list(args.pretrain_data, flag="--pretrain-data"),
                        objectives=csv_list(args.objective, flag="--objective"))
-        _check_known(points, args, filters)
+        _check_known(points[(points["cost_metric"] == args.cost) & (points["quality_metric"] == args.quality)],
+                     filters["data_sources"], filters["objectives"], f"{args.cost} and {args.quality}")
         chosen = points_table.select(points, args.cost, args.quality, classes=csv_list(args.classes, flag="--classes"), **filters)
         # default budgets span every class's points: which classes are compared never moves them
         all_classes = points_table.select(points, args.cost, args.quality, **filters)
@@ -98,7 +98,7 @@ def cmd_analyze(args, store: Store) -> int:
             payload = {**header, "n_boot": n_boot, "seed": args.seed, "budgets": rows}
         elif args.kind == "multiplier":
             from engine.analysis import multiplier
-            levels = multiplier.parse_levels(args.levels, chosen, args.quality)
+            levels = multiplier.parse_levels(args.levels, all_classes, args.quality)  # --classes never moves them
             multiplier.check_levels(chosen, args.quality, levels)
             rows = multiplier.multiplier_table(chosen, args.quality, levels, n_boot=n_boot)
             payload = {**header, "n_boot": n_boot, "levels": rows,
@@ -153,8 +153,12 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
                   else robustness.robustness(points[points["zoo"] != "image-text"], ood, metric or "top1", n_boot,
                                              args.seed))
         shown = result["points"]
+        _check_known(shown, csv_list(args.pretrain_data, flag="--pretrain-data"),
+                     csv_list(args.objective, flag="--objective"), f"{result['x']} and {result['y']}")
         for column, wanted in (("arch_class", csv_list(args.classes, flag="--classes")), ("data_scale", csv_list(args.data_scale, flag="--data-scale")),
-                               ("family", csv_list(args.families, flag="--families"))):
+                               ("family", csv_list(args.families, flag="--families")),
+                               ("pretrain_data", csv_list(args.pretrain_data, flag="--pretrain-data")),
+                               ("objective", csv_list(args.objective, flag="--objective"))):
             if wanted:
                 shown = shown[shown[column].isin(wanted)]
         payload = {"analysis": "robustness", "quality": args.quality, "ood": ood, "x": result["x"], "y": result["y"],
@@ -166,7 +170,9 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
                        ["checkpoint", "arch_class", "data_scale", "pretrain_data", "id_accuracy", "ood_accuracy",
                         "effective_robustness"]])}
         if args.cost:
-            filters = dict(data_scales=csv_list(args.data_scale, flag="--data-scale"), families=csv_list(args.families, flag="--families"))
+            filters = dict(data_scales=csv_list(args.data_scale, flag="--data-scale"), families=csv_list(args.families, flag="--families"),
+                           data_sources=csv_list(args.pretrain_data, flag="--pretrain-data"),
+                           objectives=csv_list(args.objective, flag="--objective"))
             chosen = points_table.select(points, args.cost, result["y"], classes=csv_list(args.classes, flag="--classes"), **filters)
             budgets = budgets or budget_match.log_budgets(points_table.select(points, args.cost, result["y"], **filters), 6)
             payload.update(cost=args.cost, bench_source=bench_source if args.cost == "ms_per_img" else None,

@@ -196,3 +196,9 @@ def test_cli_multiplier_pretraining_and_objective_on_the_published_data(full_db,
         assert main(["analyze", *args, "--cost", "gflops", "--quality", "imagenet.top1"]) != 0
         err = capsys.readouterr().err
         assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    # robustness reads the same filters: restricted to one source, and a source it lacks refused
+    out = run_json(capsys, "robustness", "--quality", "imagenet-r.top1", "--pretrain-data", "ImageNet-21k")
+    assert out["checkpoints"] and {c["pretrain_data"] for c in out["checkpoints"]} == {"ImageNet-21k"}
+    assert main(["analyze", "robustness", "--quality", "imagenet-r.top1", "--pretrain-data", "LAION-9B"]) != 0
+    err = capsys.readouterr().err
+    assert "--pretrain-data 'LAION-9B'" in err and "available: " in err and len(err.strip().splitlines()) == 1
