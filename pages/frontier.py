@@ -32,10 +32,8 @@ def frontier_spec(cost: str, metric: str, colour_by: str) -> dict:
     ring_tooltip = ["checkpoint:N", "arch_class:N", "pretrain_data:N", alt.Tooltip("cost:Q", format=".3g"),
                     alt.Tooltip("quality:Q", format=".2f")]
     layers = [dots, steps, rule, chart_tools.highlight_layers(x, y, tooltip=ring_tooltip)]
-    if ranged:  # each estimate's range as a horizontal bar behind its point
-        layers.insert(0, charts.data("points").transform_filter("datum.cost_high > datum.cost_low").mark_rule(
-            opacity=0.3).encode(x=alt.X("cost_low:Q", scale=alt.Scale(type="log")), x2="cost_high:Q", y=y,
-                                color=chart_tools.colour(colour_by)))
+    if ranged:
+        layers.insert(0, chart_tools.range_layer(y, colour_by))
     return charts.spec_of(alt.layer(*layers).properties(height=chart_tools.CHART_HEIGHT))
 
 

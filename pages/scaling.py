@@ -21,10 +21,8 @@ def scaling_spec(cost: str, metric: str, colour_by: str, with_curves: bool) -> d
         tooltip=["checkpoint:N", "arch_class:N", "family:N", cost_tip,
                  alt.Tooltip("quality:Q", format=".2f")]).add_params(alt.selection_interval(bind="scales", name="zoom"))
     layers = [dots]
-    if ranged:  # each estimate's range as a horizontal bar
-        layers.insert(0, charts.data("points").transform_filter("datum.cost_high > datum.cost_low").mark_rule(
-            opacity=0.3).encode(x=alt.X("cost_low:Q", scale=alt.Scale(type="log")), x2="cost_high:Q", y=y,
-                                color=chart_tools.colour(colour_by)))
+    if ranged:
+        layers.insert(0, chart_tools.range_layer(y, colour_by))
     if with_curves:
         curves = charts.data("curves")
         layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color=charts.class_color()),

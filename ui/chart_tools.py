@@ -213,3 +213,9 @@ def export_buttons(spec: dict, datasets: dict, frame: pd.DataFrame, name: str) -
                       mime="image/png", on_click="ignore", key=f"{name}_png")
     c.download_button("Data as CSV", lambda: frame.to_csv(index=False), file_name=f"{name}.csv",
                       mime="text/csv", on_click="ignore", key=f"{name}_csv")
+
+
+def range_layer(y, colour_by: str):
+    """On the training-compute axis, each estimate's range as a horizontal bar behind its point."""
+    return charts.data("points").transform_filter("datum.cost_high > datum.cost_low").mark_rule(opacity=0.3).encode(
+        x=alt.X("cost_low:Q", scale=alt.Scale(type="log")), x2="cost_high:Q", y=y, color=colour(colour_by))
