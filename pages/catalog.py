@@ -3,7 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine.catalog import taxonomy, timm_models
-from ui import charts, loaders, widgets
+from ui import charts, loaders, tables, widgets
 
 widgets.enter("catalog")
 store = loaders.get_store()
@@ -29,6 +29,20 @@ st.altair_chart(
         tooltip=["arch_class", "checkpoints"]),
     width="stretch")
 
-chosen = widgets.url_selectbox("Class", ["all", *taxonomy.ARCH_CLASSES], "arch_class")
-frame = everything if chosen == "all" else everything[everything["arch_class"] == chosen]
-st.dataframe(frame, hide_index=True, width="stretch")
+left, right = st.columns(2)
+with left:
+    chosen = widgets.url_selectbox("Class", ["all", *taxonomy.ARCH_CLASSES], "arch_class")
+with right:
+    show = widgets.url_selectbox("Show", list(widgets.CATALOG_LISTS), "show", format_func=widgets.CATALOG_LISTS.get,
+                                 help="Every checkpoint, or those the training-compute axis leaves out for want of "
+                                      "an estimate, with why (also `python -m engine catalog training-compute "
+                                      "--missing`).")
+arch_class = None if chosen == "all" else chosen
+if show == "no-training-compute":
+    missing = loaders.training_compute_missing(zoo, arch_class)
+    st.write(f"{len(missing):,} of these checkpoints have no training-compute estimate, so the training-compute "
+             "axis leaves them out; **why** says what the estimator lacks (a sourced recipe, a length, a parent's "
+             "estimate).")
+    tables.show(missing)
+else:
+    tables.show(everything if arch_class is None else everything[everything["arch_class"] == arch_class])

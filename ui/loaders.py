@@ -431,6 +431,17 @@ def training_coverage(metric: str, filters: dict):
                               tuple(filters.get("data_sources") or ()), tuple(filters.get("objectives") or ()))
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _training_compute_missing(path: str, freshness: str, zoo: str, arch_class: str | None):
+    return _store_for(path).training_compute_missing(arch_class, zoo)
+
+
+def training_compute_missing(zoo: str, arch_class: str | None = None):
+    """The checkpoints the training-compute axis leaves out, with why; once per server and data."""
+    store = get_store()
+    return _training_compute_missing(str(store.path), store.freshness(), zoo, arch_class)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _training_crosscheck(path: str, freshness: str, utilisation: float) -> dict:
     from engine.catalog import training_compute

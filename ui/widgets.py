@@ -111,6 +111,7 @@ def zoo_switch() -> str:
         return url_selectbox("Zoo", list(ZOO_LABELS), "zoo", format_func=ZOO_LABELS.get)
 
 
+CATALOG_LISTS = {"all": "every checkpoint", "no-training-compute": "no training-compute estimate"}
 ALL_DATA = "all pre-training data (mixed)"
 MIXED = "mixed pre-training data"
 
@@ -274,6 +275,10 @@ def training_coverage_note(metric: str, filters: dict) -> None:
     if counts.empty:
         return
     parts = [f"{r.arch_class} {r.missing:,} of {r.total:,}" for r in counts.itertuples() if r.total]
+    if any(r.missing for r in counts.itertuples()):
+        st.page_link("pages/catalog.py", label="List the checkpoints without training compute, and why",
+                     icon=":material/list:", query_params={"zoo": filters.get("zoo") or "imagenet",
+                                                            "show": "no-training-compute"})
     if filters.get("zoo") == "image-text":
         st.caption("Image-text training compute is 3 x (image + text forward FLOPs, counted here) x the samples "
                    "seen that the OpenCLIP tag states (s34b) or a sourced recipe gives, stage by stage "

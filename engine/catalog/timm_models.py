@@ -212,16 +212,24 @@ def shipped_compute_frame(timm_version: str, path: Path = SHIPPED_COMPUTE_CSV) -
 ZOOS = ("imagenet", "image-text")
 
 
-def list_checkpoints(store: Store, arch_class: str | None = None, zoo: str | None = None) -> pd.DataFrame:
+def checked_zoo(zoo: str | None) -> str | None:
     if zoo is not None and zoo not in ZOOS:
         raise CatalogError(f"Unknown zoo {zoo!r}; choose one of {', '.join(ZOOS)}.")
-    if arch_class is not None:
-        known = {c.lower(): c for c in taxonomy.ARCH_CLASSES}
-        if arch_class.lower() not in known:
-            raise CatalogError(f"Unknown class {arch_class!r}; choose one of "
-                               f"{', '.join(taxonomy.ARCH_CLASSES)}.")
-        arch_class = known[arch_class.lower()]
-    return store.list_checkpoints(arch_class, zoo)
+    return zoo
+
+
+def checked_class(arch_class: str | None) -> str | None:
+    """The class as the catalog spells it (any case given), or a one-line error naming the four."""
+    if arch_class is None:
+        return None
+    known = {c.lower(): c for c in taxonomy.ARCH_CLASSES}
+    if arch_class.lower() not in known:
+        raise CatalogError(f"Unknown class {arch_class!r}; choose one of {', '.join(taxonomy.ARCH_CLASSES)}.")
+    return known[arch_class.lower()]
+
+
+def list_checkpoints(store: Store, arch_class: str | None = None, zoo: str | None = None) -> pd.DataFrame:
+    return store.list_checkpoints(checked_class(arch_class), checked_zoo(zoo))
 
 
 def filter_checkpoints(frame: pd.DataFrame, classes=None, families=None, data_scales=None,

@@ -55,6 +55,8 @@ def cmd_catalog(args, store: Store) -> int:
         return 0
     if args.action == "training-compute" and args.coverage:
         return _coverage(store.training_coverage(), args.json)
+    if args.action == "training-compute" and args.missing:
+        return _missing(store, args.arch_class, args.zoo, args.json)
     if args.action == "training-compute":
         from engine.catalog.training_ranges import range_text
         frame = store.training_compute_frame()
@@ -158,6 +160,26 @@ def _coverage(frame, as_json: bool) -> int:
     return 0
 
 
+def _missing(store, arch_class: str | None, zoo: str | None, as_json: bool) -> int:
+    """`catalog training-compute --missing`: the checkpoints the training-compute axis leaves out,
+    with why (the list the app's captions count)."""
+    from engine.catalog.timm_models import checked_class, checked_zoo
+    from engine.catalog.training_ranges import flops_text
+    frame = store.training_compute_missing(checked_class(arch_class), checked_zoo(zoo))
+    if as_json:
+        print_json(frame_records(frame))
+        return 0
+    counts = frame.groupby("arch_class").size()
+    print(f"{len(frame):,} checkpoints have no training-compute estimate ("
+          + ", ".join(f"{c} {n:,}" for c, n in counts.items()) + "):")
+    width = max([len(c) for c in frame["checkpoint"]] + [10])
+    print(f"{'class':8} {'checkpoint':{width}} {'top-1 (%)':>9} {'bound (FLOPs)':>13}  why")
+    for r in frame.itertuples():
+        top1 = "-" if r.published_top1 != r.published_top1 else f"{r.published_top1:.2f}"
+        print(f"{r.arch_class:8} {r.checkpoint:{width}} {top1:>9} {flops_text(r.lower_bound_flops):>13}  {r.why}")
+    return 0
+
+
 def add_parsers(commands, common) -> None:
     """`catalog` and its actions."""
     cat = commands.add_parser("catalog", parents=[common], help="checkpoints and published results")
@@ -191,6 +213,10 @@ def add_parsers(commands, common) -> None:
                                help="each checkpoint's training compute, with its recipe stages and sources")
     p.add_argument("--coverage", action="store_true",
                    help="how many checkpoints with a published ImageNet top-1 have an estimate, by class and data scale")
+    p.add_argument("--missing", action="store_true",
+                   help="list the checkpoints with no estimate: class, data, published top-1, lower bound, and why")
+    p.add_argument("--class", dest="arch_class", help="with --missing: ConvNet, ViT, Hybrid or MLP")
+    p.add_argument("--zoo", choices=("imagenet", "image-text"), help="with --missing: one zoo (default both)")
     p.add_argument("--json", action="store_true")
     p = cat_actions.add_parser("list", parents=[common], help="checkpoints with class, params, published top-1")
     p.add_argument("--class", dest="arch_class", help="ConvNet, ViT, Hybrid or MLP")

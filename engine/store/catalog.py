@@ -249,6 +249,24 @@ class CatalogTables:
                 WHERE coalesce(c.zoo, 'imagenet') = 'imagenet' AND c.family <> 'test'
                 GROUP BY ALL ORDER BY c.arch_class, data_scale""").df()
 
+    def training_compute_missing(self, arch_class: str | None = None, zoo: str | None = None) -> pd.DataFrame:
+        """The checkpoints with no training-compute estimate on the axis: class, data, published
+        top-1, the lower bound where there is one, and why (the estimator's note)."""
+        with self.connect() as con:
+            return con.execute("""
+                WITH imagenet AS (SELECT checkpoint, max(top1) AS top1 FROM published_results
+                                  WHERE dataset = 'imagenet' GROUP BY checkpoint),
+                     zeroshot AS (SELECT checkpoint, max(value) AS top1 FROM published_image_text
+                                  WHERE metric = 'zeroshot:imagenet1k.top1' GROUP BY checkpoint)
+                SELECT c.arch_class, c.checkpoint, coalesce(c.zoo, 'imagenet') AS zoo, c.pretrain_data,
+                       coalesce(i.top1, z.top1) AS published_top1, t.train_flops_low AS lower_bound_flops,
+                       coalesce(t.note, 'not estimated: run `python -m engine catalog refresh`') AS why
+                FROM checkpoints c LEFT JOIN training_compute t USING (checkpoint)
+                LEFT JOIN imagenet i USING (checkpoint) LEFT JOIN zeroshot z USING (checkpoint)
+                WHERE t.train_flops IS NULL AND c.family <> 'test'
+                  AND (? IS NULL OR lower(c.arch_class) = lower(?)) AND (? IS NULL OR coalesce(c.zoo, 'imagenet') = ?)
+                ORDER BY c.arch_class, c.checkpoint""", [arch_class, arch_class, zoo, zoo]).df()
+
     def training_compute_inputs(self) -> dict[str, pd.DataFrame]:
         """What the estimator reads: the checkpoints, the counted FLOPs and each architecture's
         default head (for teachers)."""

@@ -1,0 +1,44 @@
+"""What a newcomer misread, stumbled on or could not find (issue 35), each on the shipped data:
+the text a page shows, checked through AppTest (layout is the browser test's)."""
+import json
+import re
+
+from tests.app.test_app import full_app_db, open_page  # noqa: F401  (a fixture)
+from tests.conftest import run_cli
+
+
+def _links(at) -> list:
+    return [el.proto for el in at.get("page_link")]
+
+
+def test_the_training_compute_caption_links_to_the_list_of_those_left_out(full_app_db):
+    at = open_page("pages/frontier.py", {"cost": "train_flops"})
+    assert not at.exception, at.exception
+    [link] = [p for p in _links(at) if p.page == "catalog"]
+    assert "show=no-training-compute" in link.query_string and "zoo=imagenet" in link.query_string
+
+    listed = open_page("pages/catalog.py", dict(kv.split("=") for kv in link.query_string.split("&")))
+    assert not listed.exception, listed.exception
+    [table] = [d.value for d in listed.dataframe if "why" in d.value.columns]
+    assert {"arch_class", "checkpoint", "why"} <= set(table.columns)
+    assert set(table["arch_class"]) >= {"ConvNet", "ViT"} and table["why"].str.len().gt(10).all()
+    # the same list as the CLI's, and none of them has an estimate
+    cli = run_cli("catalog", "training-compute", "--missing", "--zoo", "imagenet", "--json", db=full_app_db)
+    assert cli.returncode == 0, cli.stderr
+    records = json.loads(cli.stdout)
+    assert sorted(r["checkpoint"] for r in records) == sorted(table["checkpoint"])
+    estimated = json.loads(run_cli("catalog", "training-compute", "--json", db=full_app_db).stdout)
+    has_flops = {r["checkpoint"] for r in estimated if r["train_flops"] is not None}
+    assert not has_flops & set(table["checkpoint"])
+
+
+def test_catalog_training_compute_missing_prints_class_tag_and_why_and_refuses_a_bad_class(full_app_db):
+    shown = run_cli("catalog", "training-compute", "--missing", "--class", "vit", db=full_app_db)
+    assert shown.returncode == 0, shown.stderr
+    first, header, row = shown.stdout.splitlines()[:3]
+    assert re.match(r"[\d,]+ checkpoints have no training-compute estimate \(ViT [\d,]+\):", first)
+    assert header.split()[:2] == ["class", "checkpoint"] and header.endswith("why")
+    assert row.startswith("ViT ")
+    bad = run_cli("catalog", "training-compute", "--missing", "--class", "transformers", db=full_app_db)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "Unknown class 'transformers'; choose one of ConvNet, ViT, Hybrid, MLP." in bad.stderr
