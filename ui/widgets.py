@@ -1,6 +1,8 @@
 """Widgets whose state lives in the URL, the sidebar filters and the head every analysis page shares."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -298,16 +300,51 @@ def probe_note(metric: str) -> None:
         st.caption(note)
 
 
-def budget_slider(chosen, cost: str):
-    """The budget, in the URL. Changing the cost axis resets it to the new axis's middle: a value
-    in GFLOPs means nothing in parameters or ms (it once became 4.6 M params, then 4.3 ms)."""
+BUDGET_UNITS = {"gflops": "GFLOPs", "params_m": "M params", "train_flops": "FLOPs", "ms_per_img": "ms/img",
+                "latency_ms": "ms"}
+
+
+def _nearest(options: list[float], value: float) -> float:
+    return min(options, key=lambda o: abs(math.log(o) - math.log(value)) if o > 0 and value > 0 else abs(o - value))
+
+
+def _budget_picked() -> None:
+    st.session_state["budget"] = st.session_state["budget_pick"]
+
+
+def _budget_typed() -> None:
+    typed = st.session_state.get("budget_typed")
+    if typed is not None and typed > 0 and math.isfinite(typed):
+        st.session_state["budget"] = float(typed)
+
+
+def budget_slider(chosen, cost: str) -> float:
+    """The budget, in the URL (?budget=), answered at exactly that value: a slider over the view's
+    grid for browsing, and a number box beside it for a budget the grid skips (400 GFLOPs, 1e20
+    FLOPs). Changing the cost axis resets it to the new axis's middle: a value in GFLOPs means
+    nothing in parameters or ms (it once became 4.6 M params, then 4.3 ms)."""
     options = list(loaders.budget_grid(chosen, 40))
     axis = st.session_state.get("budget_axis")
     if axis is not None and axis != cost and not st.session_state.get("entering_page"):
         st.session_state.pop("budget", None)
         st.query_params.pop("budget", None)
     st.session_state["budget_axis"] = cost
-    return url_select_slider("Budget", options, "budget", options[len(options) // 2])
+    default = options[len(options) // 2]
+    budget = _from_url("budget", default, _finite)
+    if not budget > 0:
+        budget = st.session_state["budget"] = default
+    st.session_state["budget_pick"] = _nearest(options, budget)
+    st.session_state["budget_typed"] = budget
+    slider, box = st.columns([3, 1], vertical_alignment="bottom")
+    with slider:
+        st.select_slider("Budget", options, key="budget_pick", on_change=_budget_picked,
+                         format_func=lambda v: f"{float(v):.3g}")
+    with box:
+        st.number_input(f"or type it ({BUDGET_UNITS[cost]})", key="budget_typed", on_change=_budget_typed,
+                        min_value=0.0, format="%.4g", step=None,
+                        help="The exact budget: the answer is read at this value, not the slider's nearest step.")
+    st.query_params["budget"] = f"{budget:.10g}"
+    return budget
 
 
 def _dash(value) -> str:

@@ -106,7 +106,7 @@ def test_a_missing_snapshot_leaves_the_catalog_and_says_how_to_fix_it(tmp_path, 
 def test_frontier_budget_cost_and_metric_change_the_numbers(full_app_db):
     at = open_page("pages/frontier.py")
     before = texts(at)
-    slider = at.select_slider(key="budget")
+    slider = at.select_slider(key="budget_pick")
     options = slider.options
     slider.set_value(options[len(options) // 4]).run()
     after_budget = texts(at)
@@ -121,7 +121,7 @@ def test_frontier_budget_cost_and_metric_change_the_numbers(full_app_db):
 def test_budget_page_table_follows_the_budget(full_app_db):
     at = open_page("pages/budget.py")
     before = at.dataframe[0].value.copy()
-    slider = at.select_slider(key="budget")
+    slider = at.select_slider(key="budget_pick")
     slider.set_value(slider.options[2]).run()
     assert not at.dataframe[0].value.equals(before)
 
@@ -196,7 +196,7 @@ def test_query_params_restore_the_view(full_app_db):
     assert at.selectbox(key="cost").value == "params_m"
     assert at.selectbox(key="metric").value == "imagenet-r.top1"
     assert at.multiselect(key="classes").value == ["ConvNet", "ViT"]
-    assert at.select_slider(key="budget").value == pytest.approx(20, rel=0.3)
+    assert at.select_slider(key="budget_pick").value == pytest.approx(20, rel=0.3)
     assert set(best_under_budget(at)["class"]) <= {"ConvNet", "ViT"}
     assert at.query_params["cost"] == ["params_m"] or at.query_params["cost"] == "params_m"
 
@@ -208,8 +208,8 @@ def test_bad_link_parameters_open_each_controls_documented_default(full_app_db):
     assert at.selectbox(key="cost").value == "gflops"
     assert at.selectbox(key="metric").value == "imagenet.top1"  # the default, not the list's first
     assert at.multiselect(key="classes").value == ["ConvNet", "ViT", "Hybrid"]
-    options = at.select_slider(key="budget").options
-    assert float(at.select_slider(key="budget").value) == float(options[len(options) // 2])
+    options = at.select_slider(key="budget_pick").options
+    assert float(at.select_slider(key="budget_pick").value) == float(options[len(options) // 2])
     page = open_page("pages/checkpoint.py", {"checkpoint": "no_such.checkpoint"})
     assert page.selectbox(key="checkpoint").value == "convnext_tiny.in12k_ft_in1k"
 
@@ -457,14 +457,14 @@ def test_server_config_is_fit_for_a_lab_demo():
 def test_the_budget_resets_when_the_cost_axis_changes(full_app_db):
     """5 GFLOPs once became 4.6 M params, then 4.3 ms/img: a budget means nothing on another axis."""
     at = open_page("pages/frontier.py")
-    slider = at.select_slider(key="budget")
+    slider = at.select_slider(key="budget_pick")
     slider.set_value(slider.options[5]).run()
     at.selectbox(key="cost").set_value("params_m").run()
-    options = at.select_slider(key="budget").options
-    assert float(at.select_slider(key="budget").value) == float(options[len(options) // 2])
+    options = at.select_slider(key="budget_pick").options
+    assert float(at.select_slider(key="budget_pick").value) == float(options[len(options) // 2])
     # a link that names both keeps its budget
     linked = open_page("pages/frontier.py", {"cost": "params_m", "budget": str(options[3])})
-    assert float(linked.select_slider(key="budget").value) == float(options[3])
+    assert float(linked.select_slider(key="budget_pick").value) == float(options[3])
 
 
 def test_the_overview_speaks_in_intervals_for_every_selected_class(full_app_db):

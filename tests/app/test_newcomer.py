@@ -42,3 +42,22 @@ def test_catalog_training_compute_missing_prints_class_tag_and_why_and_refuses_a
     bad = run_cli("catalog", "training-compute", "--missing", "--class", "transformers", db=full_app_db)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "Unknown class 'transformers'; choose one of ConvNet, ViT, Hybrid, MLP." in bad.stderr
+
+
+def test_a_typed_budget_is_answered_at_exactly_that_value_and_kept_in_the_url(full_app_db):
+    at = open_page("pages/frontier.py", {"budget": "400"})  # not a step of the slider's grid (380, 510)
+    assert not at.exception, at.exception
+    assert at.number_input(key="budget_typed").value == 400
+    assert at.select_slider(key="budget_pick").value != 400  # the grid's nearest step, for browsing
+    assert any(s.value == "Best of each class at ≤ 400 GFLOPs" for s in at.subheader)
+    at.number_input(key="budget_typed").set_value(250.0).run()
+    assert any(s.value == "Best of each class at ≤ 250 GFLOPs" for s in at.subheader)
+    assert at.query_params["budget"] == ["250"] or at.query_params["budget"] == "250"
+    slider = at.select_slider(key="budget_pick")
+    slider.set_value(float(slider.options[10])).run()  # the slider still moves the budget, and the box follows
+    assert at.number_input(key="budget_typed").value == float(slider.options[10])
+
+    budget = open_page("pages/budget.py", {"cost": "train_flops", "budget": "1e20"})
+    assert not budget.exception, budget.exception
+    table = budget.dataframe[0].value
+    assert (table["budget"].astype(float) == 1e20).sum() == 1
