@@ -1,32 +1,9 @@
 """When does each class win: the budget gap per pre-training data scale, and same-data pairs."""
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from engine.analysis import budget_match, points_table, pretraining, when
 from ui import charts, loaders, widgets
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def heatmap_spec(comparison: str, metric: str, cost: str, budget_order: tuple, span: float, by: str,
-                 group_order: tuple) -> dict:
-    """One comparison's budget × data heatmap, built once per view; its cells are data."""
-    base = charts.data("cells").encode(
-        x=alt.X("budget_label:O", sort=list(budget_order), title=f"budget: {widgets.COST_LABELS[cost]} ≤"),
-        y=alt.Y("group:O", sort=list(group_order), title=when.GROUPINGS[by]))
-    tooltip = ["comparison:N", "group:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
-               alt.Tooltip("ci_low:Q", format="+.3f"), alt.Tooltip("ci_high:Q", format="+.3f"),
-               "n_checkpoints:Q", "verdict:N"]
-    rects = base.transform_filter("isValid(datum.gap) && !datum.too_few").mark_rect().encode(
-        color=alt.Color("gap:Q", title="gap (points)",
-                        scale=alt.Scale(scheme="blueorange", domain=[-span, span], domainMid=0)),
-        tooltip=tooltip)
-    too_few = base.transform_filter("datum.too_few").mark_rect(color="#e4e4e4").encode(tooltip=tooltip)
-    text = base.mark_text(fontSize=10, lineBreak="\n", limit=0).encode(
-        text="label:N", color=alt.condition(f"!datum.too_few && abs(datum.gap) > {0.45 * span}",
-                                            alt.value("white"), alt.value("black")))
-    return charts.spec_of(alt.layer(rects, too_few, text).properties(
-        title=f"{comparison} (points of {metric})", height=max(240, 90 * len(group_order))))
 
 
 chosen, cost, metric = widgets.analysis_page("when", "When does each class win?")
@@ -49,12 +26,13 @@ if chosen is not None:
     group_order = tuple(dict.fromkeys(cells["group"].astype(str)))
     span = float(cells["gap"].abs().max()) if cells["gap"].notna().any() else 1.0
     for comparison, part in cells.groupby("comparison", sort=False):
-        charts.draw(heatmap_spec(comparison, metric, cost, tuple(budget_order), span, by, group_order),
+        charts.draw(charts.gap_heatmap_spec(comparison, metric, widgets.COST_LABELS[cost], tuple(budget_order), span,
+                                            when.GROUPINGS[by], group_order),
                     {"cells": part.assign(group=part["group"].astype(str))}, width="stretch")
-    st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of each "
-               "class under the budget. Orange: the other class ahead, blue: ConvNets ahead; blank: a class has "
-               f"no checkpoint there; grey: fewer than {budget_match.MIN_CHECKPOINTS} of a class, no verdict. A class "
-               "wins a cell only when its CI excludes 0.")
+    st.caption("Cell: gap = best of the class minus best ConvNet [95% bootstrap CI], n = checkpoints of the "
+               "class + ConvNets under the budget. Coloured only where a class leads (its CI excludes 0): orange, "
+               "the other class ahead; blue, ConvNets ahead. Pale: no clear winner (or borderline); grey: fewer "
+               f"than {budget_match.MIN_CHECKPOINTS} of a class, no verdict; blank: a class has no checkpoint there.")
     widgets.probe_note(metric)
     if cost == "train_flops":
         rows = loaders.budget_rows(chosen, cost, metric, tuple(result["budgets"]), st.session_state["page_view"][1])

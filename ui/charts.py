@@ -35,3 +35,33 @@ def class_color(field: str = "arch_class", title: str | None = "class", **kwargs
     e.g. a comparison labelled by its non-reference class)."""
     return alt.Color(f"{field}:N", title=title, scale=alt.Scale(domain=list(CLASS_COLORS),
                                                                 range=list(CLASS_COLORS.values())), **kwargs)
+
+
+NEUTRAL_FILL = "#f3efe6"   # a heatmap cell with no clear winner: neither class's colour
+TOO_FEW_FILL = "#d9d9d9"   # too few checkpoints for a verdict
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def gap_heatmap_spec(comparison: str, metric: str, cost_label: str, budget_order: tuple, span: float,
+                     group_title: str, group_order: tuple) -> dict:
+    """One comparison's budget × group heatmap (When each wins), built once per view; its cells
+    are data (when.cells_frame). Colour only where a class leads: the gap on a diverging scale;
+    one neutral fill where no class leads; grey where too few."""
+    base = data("cells").encode(
+        x=alt.X("budget_label:O", sort=list(budget_order), title=f"budget: {cost_label} ≤"),
+        y=alt.Y("group:O", sort=list(group_order), title=group_title))
+    tooltip = ["comparison:N", "group:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"),
+               alt.Tooltip("ci_low:Q", format="+.3f"), alt.Tooltip("ci_high:Q", format="+.3f"),
+               "n_checkpoints:Q", "verdict:N"]
+    leads = base.transform_filter("datum.shade === 'leads'").mark_rect().encode(
+        color=alt.Color("gap:Q", title="gap where a class leads (points)",
+                        scale=alt.Scale(scheme="blueorange", domain=[-span, span], domainMid=0)),
+        tooltip=tooltip)
+    neutral = base.transform_filter("datum.shade === 'no clear winner'").mark_rect(color=NEUTRAL_FILL).encode(
+        tooltip=tooltip)
+    too_few = base.transform_filter("datum.shade === 'too few'").mark_rect(color=TOO_FEW_FILL).encode(tooltip=tooltip)
+    text = base.mark_text(fontSize=10, lineBreak="\n", limit=0).encode(
+        text="label:N", color=alt.condition(f"datum.shade === 'leads' && abs(datum.gap) > {0.45 * span}",
+                                            alt.value("white"), alt.value("black")))
+    return spec_of(alt.layer(leads, neutral, too_few, text).properties(
+        title=f"{comparison} (points of {metric})", height=max(240, 90 * len(group_order))))

@@ -53,6 +53,7 @@ def gap_grid(points: pd.DataFrame, quality: str, budgets, n_boot: int = budget_m
                 gap = row["gaps"].get(f"{other}-{reference}")
                 best = row["best"]
                 cell = {by: scale, "group": scale, "budget": row["budget"], "comparison": f"{other} − {reference}",
+                        "class": other, "reference": reference,
                         "n_" + other: best.get(other, {}).get("n_under_budget", 0),
                         "n_" + reference: best.get(reference, {}).get("n_under_budget", 0),
                         "gap": None, "ci_low": None, "ci_high": None, "leader": None, "verdict": None}
@@ -158,8 +159,14 @@ def when(points: pd.DataFrame, quality: str, budgets=None, tolerance: float = 0.
             "n_boot": n_boot, "seed": seed, "tolerance": tolerance, "by": by}
 
 
+SHADES = ("leads", "no clear winner", "too few", "no data")  # how a heatmap cell is filled
+
+
 def cells_frame(cells: list[dict]) -> pd.DataFrame:
-    """The grid as a frame for a heatmap: a text label per cell (gap and CI, or blank)."""
+    """The grid as a frame for a heatmap: a text label per cell (gap and CI, or blank) whose
+    counts are always the class's then the reference's ("n = 12 + 40": 12 ViTs, 40 ConvNets),
+    and a shade: coloured by the gap only where a class leads, one neutral fill for no clear
+    winner (and borderline), grey for too few."""
     frame = pd.DataFrame(cells)
     if frame.empty:
         return frame
@@ -167,17 +174,20 @@ def cells_frame(cells: list[dict]) -> pd.DataFrame:
     def label(row):
         if row["gap"] is None or (isinstance(row["gap"], float) and math.isnan(row["gap"])):
             return ""
-        counts = [int(row[c]) for c in row.index if c.startswith("n_") and c != "n_checkpoints" and pd.notna(row[c])]
+        counts = [int(row["n_" + row["class"]]), int(row["n_" + row["reference"]])]
         if row["verdict"] == "too few":
             return f"n = {min(counts)}:\ntoo few"
         text = budget_match.bound_text
         return (f"{text(row['gap'], 1)}\n[{text(row['ci_low'], 1)}, {text(row['ci_high'], 1)}]\n"
-                f"n = {' + '.join(str(int(c)) for c in counts)}")
+                f"n = {counts[0]} + {counts[1]}")
     frame["label"] = frame.apply(label, axis=1)
     frame["gap"] = frame["gap"].astype(float)
     frame["verdict"] = [("no data" if gap != gap else f"{leader} leads" if isinstance(leader, str) else verdict)
                         for gap, leader, verdict in zip(frame["gap"], frame["leader"], frame["verdict"], strict=True)]
     frame["too_few"] = frame["verdict"] == "too few"
+    frame["shade"] = ["no data" if gap != gap else "too few" if few else "leads" if isinstance(leader, str)
+                      else "no clear winner"
+                      for gap, few, leader in zip(frame["gap"], frame["too_few"], frame["leader"], strict=True)]
     if "data_scale" in frame:
         frame["data_scale"] = pd.Categorical(frame["data_scale"], categories=list(DATA_SCALES), ordered=True)
     return frame.assign(budget_label=frame["budget"].map(lambda b: f"{b:g}"))

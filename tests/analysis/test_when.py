@@ -273,17 +273,29 @@ def test_fair_matching_counts_each_architecture_once_with_its_best_tag():
 
 
 def test_heatmap_cells_say_too_few_and_show_each_bounds_sign():
-    cells = [{"data_scale": "≈1M", "budget": 10.0, "comparison": "ViT − ConvNet", "n_ViT": 3, "n_ConvNet": 40,
+    cells = [{"data_scale": "≈1M", "budget": 10.0, "comparison": "ViT − ConvNet", "class": "ViT", "reference": "ConvNet", "n_ViT": 3, "n_ConvNet": 40,
               "gap": 2.0, "ci_low": 0.5, "ci_high": 3.0, "leader": None, "verdict": "too few", "n_checkpoints": 43},
-             {"data_scale": "≈10M", "budget": 10.0, "comparison": "ViT − ConvNet", "n_ViT": 12, "n_ConvNet": 40,
+             {"data_scale": "≈10M", "budget": 10.0, "comparison": "ViT − ConvNet", "class": "ViT", "reference": "ConvNet", "n_ViT": 12, "n_ConvNet": 40,
               "gap": 1.1, "ci_low": -0.004, "ci_high": 2.2, "leader": None, "verdict": "no clear winner",
               "n_checkpoints": 52},
-             {"data_scale": "≈100M", "budget": 10.0, "comparison": "ViT − ConvNet", "n_ViT": 12, "n_ConvNet": 9,
+             {"data_scale": "≈100M", "budget": 10.0, "comparison": "ViT − ConvNet", "class": "ViT", "reference": "ConvNet", "n_ViT": 12, "n_ConvNet": 9,
               "gap": 1.5, "ci_low": 0.3, "ci_high": 2.2, "leader": "ViT", "verdict": "lead", "n_checkpoints": 21},
-             {"data_scale": "≥1B", "budget": 10.0, "comparison": "ViT − ConvNet", "n_ViT": 0, "n_ConvNet": 9,
+             {"data_scale": "≥1B", "budget": 10.0, "comparison": "ViT − ConvNet", "class": "ViT", "reference": "ConvNet", "n_ViT": 0, "n_ConvNet": 9,
               "gap": None, "ci_low": None, "ci_high": None, "leader": None, "verdict": None, "n_checkpoints": 9}]
     frame = when.cells_frame(cells).set_index("data_scale")
     assert frame.loc["≈1M", "label"] == "n = 3:\ntoo few" and frame.loc["≈1M", "too_few"]
     assert frame.loc["≈10M", "label"] == "+1.1\n[-0.004, +2.2]\nn = 12 + 40"  # "[-0.0, +2.2]" hid the sign
     assert list(frame["verdict"]) == ["too few", "no clear winner", "ViT leads", "no data"]
     assert not frame.loc["≈100M", "too_few"] and frame.loc["≥1B", "label"] == ""
+    assert list(frame["shade"]) == ["too few", "no clear winner", "leads", "no data"]
+
+
+def test_heatmap_counts_read_the_class_then_convnet_in_every_comparison():
+    """"n = a + b" was ViT-first in the ViT heatmap and ConvNet-first in the Hybrid one."""
+    def cell(other, n_other, n_convnet, leader):
+        return {"data_scale": "≈10M", "budget": 10.0, "comparison": f"{other} − ConvNet", "class": other,
+                "reference": "ConvNet", f"n_{other}": n_other, "n_ConvNet": n_convnet, "gap": -1.0,
+                "ci_low": -2.0, "ci_high": -0.5, "leader": leader, "verdict": "lead", "n_checkpoints": n_other + n_convnet}
+    frame = when.cells_frame([cell("ViT", 12, 40, "ConvNet"), cell("Hybrid", 7, 40, "ConvNet"), cell("MLP", 5, 40, None)])
+    assert [label.splitlines()[-1] for label in frame["label"]] == ["n = 12 + 40", "n = 7 + 40", "n = 5 + 40"]
+    assert list(frame["shade"]) == ["leads", "leads", "no clear winner"]

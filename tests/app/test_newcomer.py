@@ -3,6 +3,8 @@ the text a page shows, checked through AppTest (layout is the browser test's).""
 import json
 import re
 
+import pandas as pd
+
 from tests.app.test_app import full_app_db, open_page  # noqa: F401  (a fixture)
 from tests.conftest import run_cli
 
@@ -61,3 +63,27 @@ def test_a_typed_budget_is_answered_at_exactly_that_value_and_kept_in_the_url(fu
     assert not budget.exception, budget.exception
     table = budget.dataframe[0].value
     assert (table["budget"].astype(float) == 1e20).sum() == 1
+
+
+def _chart_data(chart) -> dict:
+    import pyarrow as pa
+    return {d.name: pa.ipc.open_stream(d.data.data).read_all().to_pandas() for d in chart.proto.datasets}
+
+
+def test_when_heatmaps_count_the_class_then_convnet_and_colour_only_a_lead(full_app_db):
+    at = open_page("pages/when.py")
+    assert not at.exception, at.exception
+    heatmaps = at.get("vega_lite_chart")
+    assert len(heatmaps) >= 2
+    for chart in heatmaps:
+        cells = _chart_data(chart)["cells"]
+        [other] = set(cells["class"])
+        for row in cells[cells["label"].str.contains(r"\+ \d+$")].itertuples():
+            a, b = (int(n) for n in re.search(r"n = (\d+) \+ (\d+)$", row.label).groups())
+            assert (a, b) == (getattr(row, f"n_{other}"), row.n_ConvNet), row.label
+        assert set(cells.loc[cells["shade"] == "leads", "verdict"]) <= {f"{other} leads", "ConvNet leads"}
+        assert (cells.loc[cells["verdict"].isin(["no clear winner", "borderline"]), "shade"] == "no clear winner").all()
+        spec = json.loads(chart.proto.spec)
+        coloured = [layer for layer in spec["layer"] if layer.get("encoding", {}).get("color", {}).get("field") == "gap"]
+        assert [layer["transform"] for layer in coloured] == [[{"filter": "datum.shade === 'leads'"}]]
+    assert {"leads", "no clear winner"} <= set(pd.concat(_chart_data(c)["cells"] for c in heatmaps)["shade"])
