@@ -10,16 +10,19 @@ from ui import charts, loaders, widgets
 @st.cache_data(show_spinner=False, max_entries=32)
 def gap_spec(cost: str, metric: str) -> dict:
     """The gap-by-budget chart, built once per (cost, metric); the gaps are data. Budgets where a
-    class has too few checkpoints for a verdict are drawn as grey hollow points."""
+    class has too few checkpoints for a verdict are grey hollow points, outside the line and the
+    band: each run of judged budgets is its own segment, so nothing joins across a too-few gap."""
     base = charts.data("gaps").encode(x=alt.X("budget:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost]),
                                       color=charts.class_color("class", title="class − ConvNet"))
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_low:Q", title=f"{metric} gap (points)"), y2="ci_high:Q")
+    judged_only = base.transform_filter("!datum.too_few")
+    band = judged_only.mark_area(opacity=0.2).encode(y=alt.Y("ci_low:Q", title=f"{metric} gap (points)"),
+                                                     y2="ci_high:Q", detail="segment:N")
     tooltip = ["comparison:N", "budget:Q", alt.Tooltip("gap:Q", format="+.2f"), alt.Tooltip("ci_low:Q", format="+.3f"),
                alt.Tooltip("ci_high:Q", format="+.3f"), "verdict:N"]
-    line = base.mark_line().encode(y="gap:Q")
-    judged = base.transform_filter("!datum.too_few").mark_point(filled=True).encode(y="gap:Q", tooltip=tooltip)
-    too_few = base.transform_filter("datum.too_few").mark_point(filled=False, color="#999999").encode(
-        y="gap:Q", tooltip=tooltip)
+    line = judged_only.mark_line().encode(y="gap:Q", detail="segment:N")
+    judged = judged_only.mark_point(filled=True).encode(y="gap:Q", tooltip=tooltip)
+    too_few = base.transform_filter("datum.too_few").mark_point(filled=False).encode(
+        y="gap:Q", tooltip=tooltip, color=alt.value(charts.TOO_FEW_POINT))
     zero = alt.Chart(alt.Data(values=[{"y": 0}])).mark_rule(strokeDash=[4, 4]).encode(y="y:Q")
     return charts.spec_of(alt.layer(band, line, judged, too_few, zero))
 
@@ -43,6 +46,7 @@ if chosen is not None:
                 f"(pre-training data: {widgets.literal(filters['data_label'])}).")
     else:
         gaps["class"] = gaps["comparison"].str.split("-").str[0]  # coloured as the class compared
+        gaps["segment"] = charts.judged_segments(gaps, "comparison")
         charts.draw(gap_spec(cost, metric), {"gaps": gaps}, width="stretch")
         widgets.probe_note(metric)
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% bootstrap interval "

@@ -37,6 +37,7 @@ def class_color(field: str = "arch_class", title: str | None = "class", **kwargs
                                                                 range=list(CLASS_COLORS.values())), **kwargs)
 
 
+TOO_FEW_POINT = "#999999"  # a too-few budget's hollow point
 NEUTRAL_FILL = "#f3efe6"   # a heatmap cell with no clear winner: neither class's colour
 TOO_FEW_FILL = "#d9d9d9"   # too few checkpoints for a verdict
 
@@ -65,3 +66,16 @@ def gap_heatmap_spec(comparison: str, metric: str, cost_label: str, budget_order
                                             alt.value("white"), alt.value("black")))
     return spec_of(alt.layer(leads, neutral, too_few, text).properties(
         title=f"{comparison} (points of {metric})", height=max(240, 90 * len(group_order))))
+
+
+def judged_segments(frame, by: str) -> list[str]:
+    """Per row (sorted by budget within `by`), the run of judged budgets it belongs to: a too-few
+    budget ends a run, so a line or band drawn per segment breaks there instead of joining a
+    result to a budget that has none."""
+    segment, out = {}, {}
+    for index, row in frame.sort_values([by, "budget"]).iterrows():
+        key = row[by]
+        if row["too_few"]:
+            segment[key] = segment.get(key, 0) + 1
+        out[index] = f"{key}#{segment.get(key, 0)}"
+    return [out[i] for i in frame.index]

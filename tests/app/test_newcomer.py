@@ -87,3 +87,35 @@ def test_when_heatmaps_count_the_class_then_convnet_and_colour_only_a_lead(full_
         coloured = [layer for layer in spec["layer"] if layer.get("encoding", {}).get("color", {}).get("field") == "gap"]
         assert [layer["transform"] for layer in coloured] == [[{"filter": "datum.shade === 'leads'"}]]
     assert {"leads", "no clear winner"} <= set(pd.concat(_chart_data(c)["cells"] for c in heatmaps)["shade"])
+
+
+def test_too_few_budgets_are_grey_hollow_and_break_the_line_and_the_band(full_app_db):
+    at = open_page("pages/overview.py", {"zoo": "image-text"})
+    assert not at.exception, at.exception
+    [chart] = at.get("vega_lite_chart")
+    gaps = _chart_data(chart)["gaps"]
+    assert gaps["too_few"].any() and (~gaps["too_few"]).any()
+    spec = json.loads(chart.proto.spec)
+    line, band = (next(la for la in spec["layer"] if _mark(la) == kind) for kind in ("line", "area"))
+    for drawn in (line, band):  # judged budgets only, one path per run of them
+        assert drawn["transform"] == [{"filter": "!datum.too_few"}] and drawn["encoding"]["detail"]["field"] == "segment"
+    [hollow] = [la for la in spec["layer"] if la.get("transform") == [{"filter": "datum.too_few"}]]
+    assert hollow["mark"]["filled"] is False and hollow["encoding"]["color"] == {"value": "#999999"}
+    for _, runs in gaps.sort_values("budget").groupby("comparison"):
+        judged = runs[~runs["too_few"]]
+        for _, segment in judged.groupby("segment"):  # no segment spans a too-few budget
+            low, high = segment["budget"].min(), segment["budget"].max()
+            between = runs[(runs["budget"] > low) & (runs["budget"] < high)]
+            assert not between["too_few"].any()
+
+
+def test_a_too_few_budget_between_two_judged_runs_splits_them():
+    from ui.charts import judged_segments
+    gaps = pd.DataFrame({"comparison": ["ViT-ConvNet"] * 5 + ["Hybrid-ConvNet"] * 2,
+                         "budget": [1, 2, 3, 4, 5, 1, 2], "too_few": [False, False, True, False, False, False, False]})
+    segments = judged_segments(gaps.iloc[::-1], "comparison")[::-1]  # any row order
+    assert segments[0] == segments[1] != segments[3] == segments[4] and segments[5] == segments[6] != segments[0]
+
+
+def _mark(layer) -> str:
+    return layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
