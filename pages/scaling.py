@@ -8,8 +8,10 @@ from ui import chart_tools, charts, loaders, widgets
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def scaling_spec(cost: str, metric: str, colour_by: str, with_curves: bool) -> dict:
-    """Points, fitted curves with their bands and the highlight, built once per view; all data."""
+def scaling_spec(cost: str, metric: str, colour_by: str, with_curves: bool, with_crossings: bool = False) -> dict:
+    """Points, fitted curves with their bands, where each class's line crosses ConvNets' (a rule at
+    the estimate, a shaded band over its 95% interval within the plotted costs) and the
+    highlight, built once per view; all data."""
     x = alt.X("cost:Q", scale=alt.Scale(type="log"), title=widgets.COST_LABELS[cost])
     label = "100 − " + metric if points_table.higher_is_better(metric) else metric
     y = alt.Y("error:Q", scale=alt.Scale(type="log"), title=f"error ({label}, log)")
@@ -27,6 +29,14 @@ def scaling_spec(cost: str, metric: str, colour_by: str, with_curves: bool) -> d
         curves = charts.data("curves")
         layers += [curves.mark_area(opacity=0.15).encode(x=x, y="low:Q", y2="high:Q", color=charts.class_color()),
                    curves.mark_line().encode(x=x, y="fit:Q", color=charts.class_color())]
+    if with_crossings:
+        crossings = charts.data("crossings")
+        tip = ["pair:N", alt.Tooltip("crossover:Q", format=".3g"), alt.Tooltip("ci_low:Q", format=".3g"),
+               alt.Tooltip("ci_high:Q", format=".3g"), "located:N"]
+        layers.insert(0, crossings.mark_rect(opacity=0.08).encode(x=alt.X("band_low:Q"), x2="band_high:Q",
+                                                                   color=charts.class_color(), tooltip=tip))
+        layers.append(crossings.mark_rule(strokeDash=[2, 4], strokeWidth=1.5).encode(
+            x="crossover:Q", color=charts.class_color(), tooltip=tip))
     layers.append(chart_tools.highlight_layers(x, y, tooltip=[
         "checkpoint:N", "arch_class:N", "pretrain_data:N", alt.Tooltip("cost:Q", format=".3g"),
         alt.Tooltip("quality:Q", format=".2f")]))
@@ -53,7 +63,11 @@ if chosen is not None:
                                                       "error", *chart_tools.LABEL_COLUMNS]]}
     if not result["curves"].empty:
         datasets["curves"] = result["curves"]
-    spec = scaling_spec(cost, metric, colour_by, "curves" in datasets)
+    crossings = scaling_fits.crossings_frame(result["crossovers"], "ConvNet", float(fitted["cost"].min()),
+                                             float(fitted["cost"].max()))
+    if crossings is not None:
+        datasets["crossings"] = crossings
+    spec = scaling_spec(cost, metric, colour_by, "curves" in datasets, crossings is not None)
     charts.draw(spec, datasets, width="stretch", key="scaling_chart")
     widgets.probe_note(metric)
     if tools:
@@ -63,14 +77,10 @@ if chosen is not None:
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),
                  hide_index=True, width="stretch")
     for c in result["crossovers"]:
-        if c.get("crossover"):
-            st.markdown(f"- **{c['classes'][0]} / {c['classes'][1]}** cross at {c['crossover']:.3g}"
-                        f"{widgets.COST_UNITS[cost]} (95% CI {c['crossover_ci'][0]:.3g}–{c['crossover_ci'][1]:.3g}); "
-                        f"{c['note']}")
-        else:
-            st.markdown(f"- **{c['classes'][0]} / {c['classes'][1]}**: {c['note']}")
-    if any(c.get("unreliable_crossover") for c in result["crossovers"]):
-        st.caption("A crossover is given only when its 95% CI spans at most two decades of cost and lies "
-                   "inside the cost range both classes cover (`analyze scaling --json` keeps the raw estimate).")
+        st.markdown("- " + widgets.literal(scaling_fits.crossover_text(c, widgets.COST_UNITS[cost])))
+    if crossings is not None:
+        st.caption("On the chart: a dotted rule where a class's fitted line crosses ConvNets', shaded over the 95% "
+                   "interval of that crossing (cut at the plotted costs). A wide band is why the page does not call "
+                   "it a crossover: the fits cannot tell where, or whether, the lines cross.")
     for arch_class, why in result["skipped"].items():
         st.caption(f"{arch_class}: {why}")

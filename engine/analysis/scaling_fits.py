@@ -131,6 +131,56 @@ def crossover(fit_1: PowerFit, fit_2: PowerFit) -> dict:
             "note": f"{cheaper_wins} has the lower error below the crossover"}
 
 
+def _cost(value: float, unit: str) -> str:
+    """149, 1,066, 0.158; 6.3e8 and 5.7e-9 outside [0.01, 10,000)."""
+    if 0.01 <= abs(value) < 1e4:
+        return (f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}") + unit
+    mantissa, _, exponent = f"{value:.1e}".partition("e")
+    return f"{mantissa}e{int(exponent)}{unit}"
+
+
+def crossover_text(c: dict, unit: str = "") -> str:
+    """One crossover for reading, with the reason when it is not given: where the fitted lines
+    cross and the estimate's interval, and why that interval does not locate it."""
+    pair = f"{c['classes'][0]} / {c['classes'][1]}"
+    low, high = c["range"]
+    covered = f"the costs both classes cover, {_cost(low, unit)} to {_cost(high, unit)}"
+    if c.get("crossover"):
+        ci_low, ci_high = c["crossover_ci"]
+        return (f"{pair} cross at {_cost(c['crossover'], unit)} (95% CI {_cost(ci_low, '')}–{_cost(ci_high, '')}); "
+                f"{c['note']}")
+    if c.get("unreliable_crossover"):
+        ci_low, ci_high = c["crossover_ci"]
+        decades = math.log10(ci_high / ci_low) if ci_low > 0 and math.isfinite(ci_high) else math.inf
+        return (f"{pair}: {UNRELIABLE_CROSSOVER}. The fitted lines cross at {_cost(c['unreliable_crossover'], unit)}, "
+                f"but the 95% interval of that estimate runs from {_cost(ci_low, unit)} to {_cost(ci_high, unit)} "
+                f"({decades:.1f} decades): a crossover is located only when its interval spans at most "
+                f"{MAX_CROSSOVER_DECADES:g} decades inside {covered}")
+    if c.get("unconstrained_crossover"):
+        return (f"{pair}: {c['note']}. The fitted lines would cross at {_cost(c['unconstrained_crossover'], unit)}, "
+                f"outside {covered}")
+    return f"{pair}: {c['note']}"
+
+
+def crossings_frame(crossovers: list[dict], reference: str, low: float, high: float) -> pd.DataFrame | None:
+    """Each class's crossing with `reference` that falls in the data's range, located or not:
+    the estimate, its 95% interval, and that interval cut to [low, high] for drawing (None when
+    there is none)."""
+    rows = []
+    for c in crossovers:
+        if reference not in c["classes"] or len(set(c["classes"])) != 2:
+            continue
+        at = c.get("crossover") or c.get("unreliable_crossover")
+        if not at:
+            continue
+        other = next(k for k in c["classes"] if k != reference)
+        ci_low, ci_high = c["crossover_ci"]
+        rows.append({"arch_class": other, "pair": f"{other} / {reference}", "crossover": at, "ci_low": ci_low,
+                     "ci_high": ci_high, "band_low": max(ci_low, low), "band_high": min(ci_high, high),
+                     "located": "yes" if c.get("crossover") else "no (interval too wide)"})
+    return pd.DataFrame(rows) if rows else None
+
+
 def scaling(points: pd.DataFrame, quality: str, on: str = "frontier", law: str = "power",
             n_boot: int = 1000, seed: int = 0, curves: bool = False) -> dict:
     """Per-class scaling fits (on frontier points by default) and the crossovers between classes.

@@ -209,7 +209,7 @@ def _clean(value):
 
 
 def _print_analysis(p: dict) -> None:
-    from engine.analysis import budget_match
+    from engine.analysis import budget_match, scaling_fits
     from engine.analysis.footing import footing_text
     print(f"{p['analysis']}: {p['quality']} against {p['cost']} ({p['n_points']} points; {p['pretrain_data']})")
     if p["analysis"] == "multiplier":
@@ -276,8 +276,7 @@ def _print_analysis(p: dict) -> None:
             print(f"  {arch_class}: log(error) = {fit['a']:.3f} {fit['b']:+.3f} log(cost), R² {fit['r2']:.2f}, "
                   f"slope CI [{fit['b_ci'][0]:.3f}, {fit['b_ci'][1]:.3f}], n={fit['n_points']}")
         for c in p["crossovers"]:
-            where = f"{c['crossover']:.3g}" if c.get("crossover") else c["note"]
-            print(f"  crossover {c['classes'][0]} / {c['classes'][1]}: {where}")
+            print(f"  crossover {scaling_fits.crossover_text(c)}")
 
 
 def add_parsers(commands, common) -> None:

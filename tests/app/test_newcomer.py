@@ -119,3 +119,24 @@ def test_a_too_few_budget_between_two_judged_runs_splits_them():
 
 def _mark(layer) -> str:
     return layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+
+
+def test_scaling_shows_where_the_lines_cross_its_interval_and_why_it_is_not_a_crossover(full_app_db):
+    at = open_page("pages/scaling.py")
+    assert not at.exception, at.exception
+    [said] = [m.value.replace("\\", "") for m in at.markdown if m.value.startswith("- ConvNet / ViT")]
+    found = re.search(r"cross at ([\d.,]+) GFLOPs, but the 95% interval of that estimate runs from ([\d.e-]+) GFLOPs "
+                      r"to ([\d.e-]+) GFLOPs \(([\d.]+) decades\): a crossover is located only when its interval "
+                      r"spans at most 2 decades", said)
+    assert found, said
+    at_, low, high = (float(found[i].replace(",", "")) for i in (1, 2, 3))
+    assert low < at_ < high and 100 < at_ < 200  # ~149 GFLOPs on the shipped data
+    [chart] = at.get("vega_lite_chart")
+    crossings = _chart_data(chart)["crossings"].set_index("arch_class")
+    assert crossings.loc["ViT", "crossover"] == __import__("pytest").approx(at_, rel=0.01)
+    points = _chart_data(chart)["points"]
+    band = crossings.loc["ViT", ["band_low", "band_high"]]
+    assert points["cost"].min() <= band["band_low"] <= at_ <= band["band_high"] <= points["cost"].max()
+    spec = json.loads(chart.proto.spec)
+    assert any(_mark(la) == "rule" and la["encoding"]["x"]["field"] == "crossover" for la in spec["layer"])
+    assert any(_mark(la) == "rect" and la["encoding"]["x"]["field"] == "band_low" for la in spec["layer"])
