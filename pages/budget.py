@@ -21,6 +21,7 @@ if chosen is not None:
                + (" Footing (training compute): whether the verdict holds when every estimate moves within its "
                   "range (each class at its most and least favourable end), and with the checkpoints that have no "
                   "estimate put in at 100–1,000 epochs of their stated data." if cost == "train_flops" else ""))
+    widgets.interval_note()
     widgets.probe_note(metric)
     st.subheader(f"The compute multiplier at equal accuracy{widgets.data_said(filters)}")
     typed = widgets.url_text("Accuracy levels (comma-separated; empty: every 5 points two classes reach)", "levels",

@@ -52,6 +52,7 @@ if chosen is not None:
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% bootstrap interval "
                    "(checkpoints resampled within each class, every resample weighted exactly). Grey hollow "
                    f"points: fewer than {budget_match.MIN_CHECKPOINTS} checkpoints of a class there, no verdict.")
+        widgets.interval_note()
         for other in [c for c in points_table.CLASSES if c != "ConvNet" and c in set(gaps["class"])]:
             sentences = loaders.derived(chosen, loaders.explained_verdict, metric, budgets, other,
                                         widgets.COST_UNITS[cost])

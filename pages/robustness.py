@@ -89,6 +89,7 @@ except points_table.AnalysisError as e:
 else:
     rows = loaders.derived(chosen, budget_match.budget_table, result["y"], loaders.budget_grid(chosen, 6))
     st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", column_config=widgets.budget_columns(rows))
+    widgets.interval_note()
 
 if image_text:  # OpenCLIP publishes accuracies only, and zero-shot runs here store no ECE
     st.stop()

@@ -33,6 +33,7 @@ if chosen is not None:
                "class + ConvNets under the budget. Coloured only where a class leads (its CI excludes 0): orange, "
                "the other class ahead; blue, ConvNets ahead. Pale: no clear winner (or borderline); grey: fewer "
                f"than {budget_match.MIN_CHECKPOINTS} of a class, no verdict; blank: a class has no checkpoint there.")
+    widgets.interval_note()
     widgets.probe_note(metric)
     if cost == "train_flops":
         rows = loaders.budget_rows(chosen, cost, metric, tuple(result["budgets"]), st.session_state["page_view"][1])

@@ -270,6 +270,20 @@ def analysis_page(page: str, title: str, say_data: bool = True):
     return chosen, cost, metric
 
 
+INTERVAL_NOTE = ("How the intervals are drawn: each is the 95% percentile interval of the exact bootstrap of each "
+                 "class's best under the budget (checkpoints resampled with replacement within each class, every "
+                 "resample weighted exactly: no seed). In a resample a class's best can only stay or fall, never "
+                 "rise, so the interval is lopsided and the estimate often sits near one end; the long side says "
+                 "how far the gap moves when a class's best checkpoint or two are left out, that is how much the "
+                 "answer rests on them.")
+
+
+def interval_note() -> None:
+    """Once per page that shows best-of-class intervals: where they are drawn, and why an
+    estimate can sit at the edge of its own interval."""
+    st.caption(INTERVAL_NOTE)
+
+
 def training_coverage_note(metric: str, filters: dict) -> None:
     """On the training-compute axis, the checkpoints left out for want of a sourced recipe,
     counted by class: a class with lower coverage cannot bias the picture silently."""

@@ -387,3 +387,44 @@ def test_no_verdict_moves_with_the_seed(published_points):
     assert len(verdicts) == 1
     [(gaps, _)] = verdicts
     assert {v for _, v, _ in gaps} >= {"lead", "no clear winner"}  # the published data has both
+
+
+def _raw_interval_holds_the_gap(points: pd.DataFrame, budgets, sign: float) -> int:
+    """Checks, before any widening, that the 95% percentile interval of the exact bootstrap of the
+    best-of-class gap holds the reported gap at every budget; returns how many gaps it checked."""
+    classes = budget_match.by_class(points)
+    checked = 0
+    for budget in budgets:
+        best = {}
+        for arch_class, group in classes.items():
+            cost, oriented = group["cost"].to_numpy(float), sign * group["quality"].to_numpy(float)
+            if (cost <= budget).any():
+                best[arch_class] = (oriented[cost <= budget].max(), budget_match.best_distribution(cost, oriented, budget))
+        for other in [c for c in best if c != "ConvNet" and "ConvNet" in best]:
+            dist = budget_match.GapDistribution.of(best[other][1], best["ConvNet"][1])
+            gap = best[other][0] - best["ConvNet"][0]
+            assert dist.quantile(0.025) <= gap <= dist.quantile(0.975), (budget, other, gap)
+            checked += 1
+    return checked
+
+
+def test_the_best_of_class_interval_holds_its_estimate_without_widening(published_points):
+    """Issue 35: the estimate can sit at the edge of its interval (-6.65 [-7.34, +1.68]) but never
+    outside it. Each class keeps its best in a resample with probability >= 1 - (1 - 1/n)^n > 0.63,
+    so the gap itself carries > 40% of the bootstrap's mass and lies between its 2.5% and 97.5%
+    quantiles: the percentile interval is the right one for a best-of-class gap, with no bias
+    correction that would push it off the estimate. Checked on random classes and on the
+    shipped data, on every cost axis."""
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(300):
+        rows = [{"checkpoint": f"{c}{i}", "arch_class": c, "cost": float(rng.lognormal(2, 2)),
+                 "quality": float(rng.normal(80, 5) if rng.random() > 0.1 else rng.normal(60, 20))}
+                for c in ("ConvNet", "ViT", "Hybrid") for i in range(int(rng.integers(1, 30)))]
+        points = pd.DataFrame(rows)
+        checked += _raw_interval_holds_the_gap(points, budget_match.log_budgets(points, 8), 1.0)
+    for cost, quality in (("gflops", "imagenet.top1"), ("train_flops", "imagenet.top1"),
+                          ("gflops", "imagenet-r.top1"), ("params_m", "imagenet-a.top5")):
+        chosen = points_table.select(published_points, cost, quality)
+        checked += _raw_interval_holds_the_gap(chosen, budget_match.log_budgets(chosen, 40), 1.0)
+    assert checked > 2000

@@ -140,3 +140,13 @@ def test_scaling_shows_where_the_lines_cross_its_interval_and_why_it_is_not_a_cr
     spec = json.loads(chart.proto.spec)
     assert any(_mark(la) == "rule" and la["encoding"]["x"]["field"] == "crossover" for la in spec["layer"])
     assert any(_mark(la) == "rect" and la["encoding"]["x"]["field"] == "band_low" for la in spec["layer"])
+
+
+def test_every_page_with_best_of_class_intervals_says_once_how_they_are_drawn(full_app_db):
+    from ui.widgets import INTERVAL_NOTE
+    for page in ("pages/overview.py", "pages/budget.py", "pages/when.py", "pages/robustness.py"):
+        at = open_page(page, {"ood": "imagenet-r"} if "robustness" in page else None)
+        assert not at.exception, at.exception
+        notes = [c.value for c in at.caption if c.value == INTERVAL_NOTE]
+        assert len(notes) == 1, page
+    assert "percentile interval of the exact bootstrap of each class's best under the budget" in INTERVAL_NOTE
