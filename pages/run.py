@@ -202,7 +202,7 @@ def queue():
                     text += f" · {waiting}" if waiting else ""
                 st.markdown(text)
             if isinstance(job.error, str) and job.error:  # None or NaN (pandas) when the job did not fail
-                st.caption(f"Error: {widgets.literal(job.error)}")
+                st.error(widgets.readable(job.error), icon=":material/error:")
         mine = rights.admin or (rights.user is not None and job.requested_by == rights.user)
         if rights.can_run and mine and job.state in ("queued", "running"):
             if right.button("Cancel", key=f"cancel-{job.id}", disabled=bool(job.cancel_requested)):
@@ -211,6 +211,21 @@ def queue():
                 except MatchupError as e:
                     st.error(widgets.literal(e))
                 st.rerun(scope="fragment")
+        if rights.can_run and job.state in ("failed", "cancelled"):
+            retried = job.state == "failed" and right.button(
+                "Retry", key=f"retry-{job.id}", help="Queue the same job again, as a new job.")
+            cleared = mine and right.button("Clear", key=f"clear-{job.id}",
+                                            help="Hide it from this list; the job stays in the store.")
+            if retried or cleared:
+                try:
+                    if retried:
+                        submit.retry(watch, job.id, rights.user)
+                    else:
+                        submit.clear(watch, job.id, rights.user, rights.admin)
+                except MatchupError as e:
+                    st.error(widgets.literal(e))
+                else:
+                    st.rerun(scope="fragment")
 
 
 queue()

@@ -467,6 +467,15 @@ def literal(text) -> str:
     return str(text).translate(_MARKDOWN_SPECIAL)
 
 
+def readable(text) -> str:
+    """A message for Markdown, escaped as `literal` except its `code` spans (a command to run),
+    which are drawn as code instead of showing their backticks."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: the last one is plain text
+        parts[-2:] = [parts[-2] + "`" + parts[-1]]
+    return "".join(f"`{part}`" if i % 2 else literal(part) for i, part in enumerate(parts) if part or not i % 2)
+
+
 def markdown_table(rows: list[dict]) -> str:
     """A small table as Markdown, every cell escaped (no emphasis, maths or :emoji: codes from a
     checkpoint name). A page's few-row table drawn this way costs a new viewer no extra files,

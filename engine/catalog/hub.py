@@ -126,13 +126,38 @@ def resolve_file(checkpoint: str, repo_id: str, candidates: list[str], loader: s
         revision = Path(path).parent.name
         return HubWeights(checkpoint, repo_id, revision, filename, Path(path))
     if offline or isinstance(last_error, errors.LocalEntryNotFoundError):
-        raise HubError(
-            f"{checkpoint} is not in the local Hub cache ({cache_dir()}) and the Hub cannot be "
+        raise HubError(_not_cached(checkpoint, repo_id, missing, offline))
+    raise HubError(f"{repo_id} has none of {', '.join(missing)}; {loader} cannot load it.")
+
+
+def _not_cached(checkpoint: str, repo_id: str, missing: list[str], offline: bool) -> str:
+    return (f"{checkpoint} is not in the local Hub cache ({cache_dir()}) and the Hub cannot be "
             f"reached{' (HF_HUB_OFFLINE is set)' if offline else ''}: missing "
             f"{' or '.join(missing)} of {repo_id}. On a machine with internet run "
             f"`hf download {repo_id} {missing[0]}` with the same HF_HUB_CACHE, or unset "
             "HF_HUB_OFFLINE.")
-    raise HubError(f"{repo_id} has none of {', '.join(missing)}; {loader} cannot load it.")
+
+
+OPEN_CLIP_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def require_cached(store, checkpoints) -> None:
+    """Offline (HF_HUB_OFFLINE), refuse at once a checkpoint whose Hub repo has never reached the
+    local cache. The catalog knows each checkpoint's repo, so no model code (torch, timm,
+    open_clip: seconds to import) loads just to say the weights are not there; a checkpoint the
+    catalog does not know is left to the full check."""
+    if not _env_flag("HF_HUB_OFFLINE"):
+        return
+    repos = store.hub_repos(list(checkpoints))
+    for checkpoint in checkpoints:
+        repo = repos.get(checkpoint)
+        if not repo:
+            continue
+        snapshots = cache_dir() / ("models--" + repo.replace("/", "--")) / "snapshots"
+        if snapshots.is_dir() and any(p.is_file() for p in snapshots.rglob("*")):
+            continue
+        files = OPEN_CLIP_FILES if checkpoint.startswith("open_clip:") else PREFERRED_FILES
+        raise HubError(_not_cached(checkpoint, repo, list(files), offline=True))
 
 
 def load_model(checkpoint: str):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 
 from engine import options
+from engine.catalog import hub
 from engine.cli.common import eval_options, frame_records, pass_bars, print_json, say_what_was_read
 from engine.store import Store
 
 
 def cmd_probe(args, store: Store) -> int:
     """Linear probe of each checkpoint's frozen features on a labelled folder (engine.probe)."""
+    hub.require_cached(store, args.models)  # before the model code loads
     import pandas as pd
     from tqdm import tqdm
     from engine.measure import probe
@@ -50,6 +52,7 @@ def cmd_probe(args, store: Store) -> int:
 
 
 def cmd_eval(args, store: Store) -> int:
+    hub.require_cached(store, args.models)  # before the model code loads
     import pandas as pd
     from engine.measure import datasets, evaluate
     dataset = datasets.open_dataset(args.data, labels=args.labels, variant=args.variant, file_rule=args.file_rule)
@@ -84,6 +87,7 @@ def cmd_eval(args, store: Store) -> int:
 
 def cmd_zeroshot(args, store: Store) -> int:
     """Zero-shot accuracy of image-text checkpoints on a folder of classes (engine.measure.zeroshot)."""
+    hub.require_cached(store, args.models)  # before the model code loads
     import pandas as pd
     from engine.measure import evaluate, zeroshot
     dataset = zeroshot.open_folder(args.data, classnames=args.classnames, file_rule=args.file_rule)

@@ -47,7 +47,7 @@ def cmd_jobs(args, store: Store) -> int:
         return 0
     if args.action == "list":
         store.requeue_stale(submit.job_timeout_s(), submit.MAX_ATTEMPTS)
-        frame = store.jobs_frame(limit=args.limit)
+        frame = store.jobs_frame(limit=args.limit, cleared=args.cleared)
         if args.json:
             print_json(frame_records(frame))
             return 0
@@ -57,6 +57,20 @@ def cmd_jobs(args, store: Store) -> int:
         frame["progress"] = (frame["progress"].fillna(0) * 100).round().astype(int).astype(str) + "%"
         print(frame[["id", "state", "progress", "label", "requested_by", "worker", "error"]].to_string(
             index=False, na_rep="-"))
+        return 0
+    if args.action == "retry":
+        from engine.jobs import access
+        answer = submit.retry(store, args.job, by=access.cli_user())
+        if args.json:
+            print_json({"retried": args.job, "outcome": answer["outcome"], "job": answer["job"]})
+        else:
+            print(f"{args.job}: " + {"queued": f"queued again as job {answer['job']}",
+                                     "attached": f"the same job is already queued or running: {answer['job']}",
+                                     "cached": "already measured since; see the Checkpoint page"}[answer["outcome"]])
+        return 0
+    if args.action == "clear":
+        submit.clear(store, args.job, admin=True)  # the shell is trusted
+        print(f"{args.job}: cleared from the list (still in the store: `jobs list --cleared`)")
         return 0
     state = submit.cancel(store, args.job, admin=True)  # the shell is trusted
     if state is None:
@@ -103,8 +117,15 @@ def add_parsers(commands, common) -> None:
     p.add_argument("--json", action="store_true")
     p = jb_actions.add_parser("list", parents=[common], help="jobs, newest first")
     p.add_argument("--limit", type=options.arg("jobs_limit"), default=50)
+    p.add_argument("--cleared", action="store_true", help="also the failed and cancelled jobs cleared from the list")
     p.add_argument("--json", action="store_true")
     p = jb_actions.add_parser("cancel", parents=[common], help="cancel a queued job or stop a running one")
+    p.add_argument("job")
+    p = jb_actions.add_parser("retry", parents=[common], help="queue a failed job's spec again, as a new job")
+    p.add_argument("job")
+    p.add_argument("--json", action="store_true")
+    p = jb_actions.add_parser("clear", parents=[common],
+                              help="hide a failed or cancelled job from the list (the row stays in the store)")
     p.add_argument("job")
 
     wk = commands.add_parser("worker", parents=[common], help="run queued jobs")

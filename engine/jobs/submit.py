@@ -85,6 +85,31 @@ def cancel(store: Store, job: str, by: str | None = None, admin: bool = False) -
     return state
 
 
+def retry(store: Store, job: str, by: str | None = None) -> dict:
+    """Queue a failed job's spec again as a new job (asked for by `by`), as `enqueue` answers it;
+    the failed job stays as it was."""
+    row = store.job(job)
+    if row is None:
+        raise JobError(f"There is no job {job!r}; `python -m engine jobs list` shows their ids.")
+    if row["state"] != "failed":
+        raise JobError(f"Job {job} is {row['state']}; only a failed job can be retried.")
+    return enqueue(store, row["spec"], requested_by=by)
+
+
+def clear(store: Store, job: str, by: str | None = None, admin: bool = False) -> str:
+    """Hide a failed or cancelled job from the queue's list as `by` (an admin: any job); the row
+    stays in the store."""
+    state = store.clear_job(job, None if admin else by)
+    if state is None:
+        raise JobError(f"There is no job {job!r}; `python -m engine jobs list` shows their ids.")
+    if state == "not yours":
+        raise JobError(f"Job {job} was asked for by someone else; only they or an admin (MATCHUP_ADMINS) can "
+                       "clear it.")
+    if state not in ("failed", "cancelled"):
+        raise JobError(f"Job {job} is {state}; only a failed or cancelled job can be cleared.")
+    return state
+
+
 def can_run(worker_device: str, device: str, precision: str) -> bool:
     """Whether a worker on `worker_device` takes a job asking for `device` at `precision`."""
     family = "cuda" if worker_device.startswith("cuda") else worker_device

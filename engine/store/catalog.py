@@ -249,6 +249,13 @@ class CatalogTables:
                 WHERE coalesce(c.zoo, 'imagenet') = 'imagenet' AND c.family <> 'test'
                 GROUP BY ALL ORDER BY c.arch_class, data_scale""").df()
 
+    def hub_repos(self, checkpoints: list[str]) -> dict[str, str]:
+        """Each known checkpoint's Hugging Face Hub repo, as the catalog recorded it."""
+        with self.connect() as con:
+            rows = con.execute("SELECT checkpoint, hub_repo FROM checkpoints WHERE list_contains(?, checkpoint) "
+                               "AND hub_repo IS NOT NULL", [list(checkpoints)]).fetchall()
+        return dict(rows)
+
     def training_compute_missing(self, arch_class: str | None = None, zoo: str | None = None) -> pd.DataFrame:
         """The checkpoints with no training-compute estimate on the axis: class, data, published
         top-1, the lower bound where there is one, and why (the estimator's note)."""

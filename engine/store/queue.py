@@ -106,6 +106,20 @@ class JobQueue:
                 con.execute("UPDATE jobs SET cancel_requested = true WHERE id = ?", [job])
             return rows[0][0]
 
+    def clear_job(self, job: str, by: str | None = None) -> str | None:
+        """Hide a failed or cancelled job from the queue's list; the row stays in the store. The
+        job's state comes back (None: no such job; "not yours" as in cancel_job); a job in any
+        other state is left as it is."""
+        with self._queue_lock(), self.transaction() as con:
+            rows = con.execute("SELECT state, requested_by FROM jobs WHERE id = ?", [job]).fetchall()
+            if not rows:
+                return None
+            if by is not None and rows[0][1] != by:
+                return "not yours"
+            if rows[0][0] in ("failed", "cancelled"):
+                con.execute("UPDATE jobs SET cleared_at = ? WHERE id = ?", [_now(), job])
+            return rows[0][0]
+
     def requeue_stale(self, timeout_s: float, max_attempts: int) -> list[str]:
         """Running jobs whose worker stopped heartbeating go back to the queue (or fail, after
         max_attempts tries); workers that stopped are forgotten."""
@@ -137,8 +151,8 @@ class JobQueue:
             row[key] = json.loads(row[key]) if row[key] else None
         return row
 
-    def jobs_frame(self, limit: int = 200) -> pd.DataFrame:
-        """Newest jobs first, for `jobs list` and the Run page."""
+    def jobs_frame(self, limit: int = 200, cleared: bool = False) -> pd.DataFrame:
+        """Newest jobs first, for `jobs list` and the Run page; cleared ones only when asked."""
         with self.connect() as con:
             return con.execute("""SELECT j.id, j.kind, j.label, j.device,
                                          json_extract_string(j.spec, '$.precision') AS precision,
@@ -155,7 +169,8 @@ class JobQueue:
                                   LEFT JOIN benchmarks b ON j.kind = 'bench' AND b.cache_key = j.result_key
                                   LEFT JOIN probes p ON j.kind = 'probe' AND p.cache_key = j.result_key
                                   LEFT JOIN zeroshots z ON j.kind = 'zeroshot' AND z.cache_key = j.result_key
-                                  ORDER BY j.created_at DESC, j.id LIMIT ?""", [limit]).df()
+                                  WHERE ? OR j.cleared_at IS NULL
+                                  ORDER BY j.created_at DESC, j.id LIMIT ?""", [cleared, limit]).df()
 
     def register_worker(self, worker: str, host: str, pid: int, device: str, embedded: bool) -> None:
         now = _now()

@@ -150,6 +150,10 @@ MIGRATIONS.append(
         # an upgraded database re-estimates over the lineage at its next start (the app refreshes an incomplete catalog)
         "DELETE FROM meta WHERE key = 'catalog_complete'",
     ]))
+MIGRATIONS.append(
+    (9, [  # a failed or cancelled job hidden from the queue's list by Clear (the row stays)
+        "ALTER TABLE jobs ADD COLUMN cleared_at TIMESTAMP",
+    ]))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",

@@ -513,8 +513,7 @@ def test_the_queue_shows_an_error_only_for_the_job_that_failed(run_page_env):
         claimed = store.claim_job("w", "cpu")
         store.finish_job(claimed["id"], "w", outcome, "it broke" if outcome == "failed" else None)
     at = open_page("pages/run.py")
-    errors = [c.value for c in at.caption if c.value.startswith("Error:")]
-    assert errors == ["Error: it broke"]  # never "Error: nan" under the finished job
+    assert [e.value for e in at.error] == ["it broke"]  # never "nan" under the finished job
 
 
 def test_find_labels_never_overlap_and_the_rest_are_listed():

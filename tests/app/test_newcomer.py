@@ -5,7 +5,7 @@ import re
 
 import pandas as pd
 
-from tests.app.test_app import full_app_db, open_page  # noqa: F401  (a fixture)
+from tests.app.test_app import full_app_db, open_page, run_page_env  # noqa: F401  (fixtures)
 from tests.conftest import run_cli
 
 
@@ -150,3 +150,70 @@ def test_every_page_with_best_of_class_intervals_says_once_how_they_are_drawn(fu
         notes = [c.value for c in at.caption if c.value == INTERVAL_NOTE]
         assert len(notes) == 1, page
     assert "percentile interval of the exact bootstrap of each class's best under the budget" in INTERVAL_NOTE
+
+
+def _failed_job(store, job: str, error: str, spec: dict | None = None):
+    spec = spec or {"kind": "bench", "checkpoint": "test_vit.r160_in1k", "device": "cpu", "precision": "fp32",
+                    "batch_size": 2, "channels_last": False, "compile": False, "img_size": None}
+    store.enqueue_job(job, "bench", spec, f"key-{job}", f"bench {spec['checkpoint']}", "cpu", requested_by="cli:me")
+    store.register_worker("w", "host", 1, "cpu", False)
+    claimed = store.claim_job("w", "cpu")
+    store.finish_job(claimed["id"], "w", "failed", error)
+
+
+def test_a_failed_job_reads_plainly_and_can_be_retried_or_cleared(run_page_env):
+    from engine.store import Store
+    store = Store(run_page_env)
+    _failed_job(store, "f1", "Weights missing: run `hf download timm/x` with the same *HF_HUB_CACHE*.")
+    at = open_page("pages/run.py")
+    assert not at.exception, at.exception
+    [error] = [e.value for e in at.error]
+    assert error == r"Weights missing\: run `hf download timm/x` with the same \*HF\_HUB\_CACHE\*\."
+    [retry] = [b for b in at.button if b.label == "Retry"]
+    retry.click().run()
+    frame = store.jobs_frame()
+    assert list(frame["state"]) == ["queued", "failed"]  # a new job, the failed one as it was
+    assert store.job(frame["id"][0])["spec"] == store.job("f1")["spec"]
+    [clear] = [b for b in at.button if b.label == "Clear"]
+    clear.click().run()
+    assert list(store.jobs_frame()["id"]) == [frame["id"][0]]  # hidden from the list
+    assert store.job("f1")["state"] == "failed" and "f1" in set(store.jobs_frame(cleared=True)["id"])
+    assert not [e.value for e in at.run().error]
+
+
+def test_jobs_retry_and_clear_from_the_cli(run_page_env):
+    from engine.store import Store
+    store = Store(run_page_env)
+    _failed_job(store, "f2", "it broke")
+    retried = run_cli("jobs", "retry", "f2", "--json", db=run_page_env)
+    assert retried.returncode == 0, retried.stderr
+    answer = json.loads(retried.stdout)
+    assert answer["outcome"] == "queued" and store.job(answer["job"])["spec"] == store.job("f2")["spec"]
+    again = run_cli("jobs", "retry", answer["job"], db=run_page_env)  # not failed: refused in one line
+    assert again.returncode != 0 and f"Job {answer['job']} is queued; only a failed job can be retried." in again.stderr
+    missing = run_cli("jobs", "retry", "nope", db=run_page_env)
+    assert missing.returncode != 0 and "There is no job 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+    cleared = run_cli("jobs", "clear", "f2", db=run_page_env)
+    assert cleared.returncode == 0, cleared.stderr
+    listed = run_cli("jobs", "list", "--json", db=run_page_env)
+    assert [r["id"] for r in json.loads(listed.stdout)] == [answer["job"]]
+    assert "f2" in [r["id"] for r in json.loads(run_cli("jobs", "list", "--json", "--cleared", db=run_page_env).stdout)]
+
+
+def test_missing_weights_are_reported_before_the_model_code_loads(catalog_db, tmp_path):
+    """The CLI took 11 s (importing torch, timm) to say the weights were not cached."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    (tmp_path / "imgs" / "n01440764").mkdir(parents=True)
+    script = ("import sys; from engine.cli.main import main\n"
+              "code = main(sys.argv[1:])\n"
+              "print('loaded:', sorted(m for m in ('torch', 'timm', 'open_clip') if m in sys.modules))\n")
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-hub")}
+    for command in (["eval", "resnet50.a1_in1k", "--data", str(tmp_path / "imgs")],
+                    ["probe", "resnet50.a1_in1k", "--data", str(tmp_path / "imgs")],
+                    ["zeroshot", "open_clip:convnext_base_w.laion2b_s13b_b82k", "--data", str(tmp_path / "imgs")]):
+        done = subprocess.run([sys.executable, "-c", script, *command, "--db", str(catalog_db)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert "is not in the local Hub cache" in done.stderr and "HF_HUB_OFFLINE is set" in done.stderr, done.stderr
+        assert "loaded: []" in done.stdout, (command, done.stdout)
