@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.analysis import budget_match, multiplier, pairing, points_table
-from ui import loaders, widgets
+from ui import loaders, tables, widgets
 
 chosen, cost, metric = widgets.analysis_page("budget", "Budget match")
 if chosen is not None:
@@ -11,8 +11,7 @@ if chosen is not None:
     budget = widgets.budget_slider(chosen, cost)
     budgets = tuple(sorted({*loaders.budget_grid(chosen, 6), budget}))
     rows = loaders.budget_rows(chosen, cost, metric, budgets, st.session_state["page_view"][1])  # once per view
-    st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", key="budget_table",
-                 column_config=widgets.budget_columns(rows))
+    tables.show(widgets.budget_styled(rows, cost), key="budget_table", column_config=widgets.budget_columns(rows, cost))
     st.caption(f"Each class against ConvNets: the best of each with cost ≤ the budget, the gap with its 95% "
                f"bootstrap interval (checkpoints resampled within each class) and the verdict: a class leads "
                f"only where the interval excludes 0; 'borderline' where a bound is within Monte-Carlo error "
@@ -33,11 +32,11 @@ if chosen is not None:
     except points_table.AnalysisError as e:
         st.info(widgets.literal(e))
     else:
-        table = widgets.multiplier_frame(chosen, metric, tuple(levels) if levels else None)
+        table = widgets.multiplier_frame(chosen, metric, cost, tuple(levels) if levels else None)
         if table.empty:
             st.info("A multiplier needs ConvNets and another class with points under these filters.")
         else:
-            st.dataframe(table, hide_index=True, width="stretch", key="multiplier_table")
+            tables.show(table, key="multiplier_table")
             st.caption(f"For each level of {metric}, the cheapest checkpoint of each class that reaches it (cost in "
                        f"{widgets.COST_LABELS[cost]}) and the ratio of their costs, class ÷ ConvNet, with its 95% exact "
                        "bootstrap interval (checkpoints resampled within each class); a class is cheaper only where "
@@ -60,13 +59,18 @@ if chosen is not None:
         low, high = pairs["share_ci"][right]
         c.metric(f"{right} wins", f"{pairs['share'][right]:.0%}", help=f"95% Wilson interval {low:.0%}–{high:.0%}")
         moves = loaders.derived(chosen, pairing.share_by_matching, metric, float(tolerance))
-        st.dataframe(pd.DataFrame([{"matching": r["label"], "pairs": r["n_pairs"], "distinct ConvNets": r["distinct_convnet"],
+        tables.show(pd.DataFrame([{"matching": r["label"], "pairs": r["n_pairs"], "distinct ConvNets": r["distinct_convnet"],
                                     f"{left} win share": f"{r['share']:.0%} [{r['share_ci'][0]:.0%}, {r['share_ci'][1]:.0%}]"
                                     if r["n_pairs"] else "-"} for r in moves]),
-                     hide_index=True, width="stretch", key="share_by_matching")
+                    key="share_by_matching")
         st.caption("Fair (the default): each checkpoint is used at most once, closest costs first, and each "
                    "architecture counts once with its best tag, so one strong ConvNet or many tags of one "
                    "architecture cannot decide the share.")
-        st.dataframe(pd.DataFrame(pairs["pairs"]), hide_index=True, width="stretch")
+        unit = tables.COST_UNIT_NAMES[cost]
+        a, b = left.lower(), right.lower()
+        tables.show(pd.DataFrame(pairs["pairs"]).rename(columns={
+            a: left, b: right, f"{a}_cost": f"{left} cost ({unit})", f"{b}_cost": f"{right} cost ({unit})",
+            f"{a}_quality": f"{left} {metric}", f"{b}_quality": f"{right} {metric}",
+            "difference": f"{left} − {right} (points)"}))
     else:
         st.info("No ViT has a ConvNet within that cost tolerance under these filters.")

@@ -7,7 +7,7 @@ import streamlit as st
 from engine.catalog import model_card
 from engine.catalog.training_ranges import flops_text, range_text
 from engine.errors import MatchupError
-from ui import loaders, widgets
+from ui import loaders, tables, widgets
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -53,12 +53,12 @@ if not image_text.empty:  # an OpenCLIP checkpoint: its data, its tag's samples,
                    if isinstance(it["timm_checkpoint"], str) and it["timm_checkpoint"] else "")
                 + (" · trained with QuickGELU" if it["quick_gelu"] else ""))
     st.subheader("Published zero-shot and retrieval results (OpenCLIP)")
-    st.dataframe(detail["published_image_text"], hide_index=True, width="stretch")
+    tables.show(detail["published_image_text"], hide_index=True, width="stretch")
     st.subheader("Zero-shot on your classes (measured here)")
     if detail["zeroshots"].empty:
         st.caption(f"Nothing yet: `python -m engine zeroshot {checkpoint} --data DIR` (one sub-folder per class).")
     else:
-        st.dataframe(detail["zeroshots"], hide_index=True, width="stretch")
+        tables.show(detail["zeroshots"], hide_index=True, width="stretch")
 card_slot = st.container()  # filled last: the card needs timm, which a fresh server may still be importing
 st.subheader("Compute (counted here)")
 compute = detail["compute"]
@@ -73,12 +73,12 @@ own_compute = st.empty()
 if compute.empty:
     st.caption("Not counted yet: `python -m engine profile " + checkpoint + "`.")
 else:
-    own_compute.dataframe(compute_table(compute), hide_index=True, width="stretch")
+    tables.show(compute_table(compute), own_compute, hide_index=True, width="stretch")
 module_split, other_heads = st.container(), st.container()
 gmacs = detail["published_gmacs"]
 if not gmacs.empty and not compute.empty:
     st.caption("Cross-check: timm's published infer_gmacs (×2 for FLOPs) per benchmark file below.")
-    st.dataframe(gmacs, hide_index=True, width="stretch")
+    tables.show(gmacs, hide_index=True, width="stretch")
 st.subheader("Training compute (over its lineage)")
 training = detail["training"]
 if training.empty or pd.isna(training["train_flops_low"].iloc[0]) and not training["n_stages"].iloc[0]:
@@ -104,8 +104,8 @@ else:
         "stage", "kind", "dataset", "epochs", "samples", "train_res", "objective", "network", "from",
         "flops_per_sample", "flops", "flops_low", "flops_high", "confidence", "source", "range_note", "note"])
     for column in ("samples", "flops_per_sample", "flops", "flops_low", "flops_high"):
-        stages[column] = stages[column].map(flops_text)
-    st.dataframe(stages.rename(columns={"flops_per_sample": "FLOPs per sample", "flops": "FLOPs",
+        stages[column] = pd.to_numeric(stages[column], errors="coerce")  # drawn in the one FLOP format
+    tables.show(stages.rename(columns={"flops_per_sample": "FLOPs per sample", "flops": "FLOPs",
                                         "flops_low": "FLOPs low", "flops_high": "FLOPs high",
                                         "train_res": "train res (px)"}), hide_index=True, width="stretch")
     st.caption("The FLOPs the recipe executed: per stage 3 × forward FLOPs of the network that ran, at the "
@@ -115,17 +115,17 @@ else:
                "spread, an assumed length over the analogy it rests on, a missing stage from 0 to its longest "
                "plausible length.")
 st.subheader("Published results")
-st.dataframe(detail["published"], hide_index=True, width="stretch")
+tables.show(detail["published"], hide_index=True, width="stretch")
 st.subheader("Measured here")
 if not detail["probes"].empty:
     st.markdown("**Linear probes on your folders** (`python -m engine probe`)")
-    st.dataframe(detail["probes"], hide_index=True, width="stretch")
+    tables.show(detail["probes"], hide_index=True, width="stretch")
 if detail["evals"].empty and detail["benchmarks"].empty:
     st.caption(f"Nothing yet: `python -m engine eval {checkpoint} --data DIR` or `python -m engine bench {checkpoint}`.")
 if not detail["evals"].empty:
-    st.dataframe(detail["evals"], hide_index=True, width="stretch")
+    tables.show(detail["evals"], hide_index=True, width="stretch")
 if not detail["benchmarks"].empty:
-    st.dataframe(detail["benchmarks"], hide_index=True, width="stretch")
+    tables.show(detail["benchmarks"], hide_index=True, width="stretch")
 
 card = None
 if image_text.empty:  # timm's model card; an OpenCLIP checkpoint has its own facts above
@@ -150,13 +150,13 @@ if card is not None:
     with card_slot.expander(f"`{card['module']}` docstring"):
         st.text(card["docstring"] or "(no docstring)")
     if not compute.empty:
-        own_compute.dataframe(compute_table(card["compute"]), hide_index=True, width="stretch")
+        tables.show(compute_table(card["compute"]), own_compute, hide_index=True, width="stretch")
     if not compute.empty and not card["flops_by_module"].empty:
         module_split.caption(f"Counted FLOPs by module type at {card['data_config']['input_size'][-1]} px:")
-        module_split.dataframe(card["flops_by_module"], hide_index=True, width="stretch",
+        tables.show(card["flops_by_module"], module_split, hide_index=True, width="stretch",
                                column_config={"share": st.column_config.ProgressColumn(
                                    "share", format="percent", min_value=0, max_value=1)})
     if not compute.empty and not card["other_heads"].empty:
         other_heads.markdown(f"**Other heads of `{facts['arch']}`** (counted for tags with another number of "
                              "classes; not this checkpoint)")
-        other_heads.dataframe(compute_table(card["other_heads"]), hide_index=True, width="stretch")
+        tables.show(compute_table(card["other_heads"]), other_heads, hide_index=True, width="stretch")

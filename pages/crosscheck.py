@@ -3,7 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine.measure import profile
-from ui import charts, loaders, widgets
+from ui import charts, loaders, tables, widgets
 
 widgets.enter("crosscheck")
 st.title("FLOP cross-check")
@@ -27,6 +27,6 @@ st.altair_chart(alt.Chart(checked[["arch", "arch_class", "img_size", "published_
     tooltip=["arch", "img_size", "published_gmacs", alt.Tooltip("counted_gmacs:Q", format=".3f"),
              alt.Tooltip("ratio:Q", format=".3f")]), width="stretch")
 st.subheader(f"{len(summary['outliers'])} outliers and why")
-st.dataframe(checked[~checked["within_tolerance"]][["arch", "arch_class", "img_size", "counted_gmacs",
+tables.show(checked[~checked["within_tolerance"]][["arch", "arch_class", "img_size", "counted_gmacs",
                                                      "published_gmacs", "ratio", "reason", "source_file"]],
              hide_index=True, width="stretch")

@@ -6,7 +6,7 @@ import streamlit as st
 from engine.errors import MatchupError
 from engine.store import TABLES
 from engine.store.query import MAX_QUERY_MEMORY, MAX_RESULT_BYTES
-from ui import loaders, widgets
+from ui import loaders, tables, widgets
 
 QUERY_ROW_LIMIT, QUERY_TIMEOUT_S = 10_000, 10
 
@@ -35,7 +35,7 @@ with st.expander("Query with SQL (read-only)"):
         except MatchupError as e:
             st.error(widgets.literal(e))
 st.caption(f"{len(frame)} rows")
-st.dataframe(frame, hide_index=True, width="stretch")
+tables.show(frame, hide_index=True, width="stretch")
 left, right = st.columns(2)
 left.download_button("Download CSV", frame.to_csv(index=False), f"{table}.csv", "text/csv")
 buffer = io.BytesIO()

@@ -5,7 +5,7 @@ import streamlit as st
 
 from engine.analysis import budget_match, points_table, robustness
 from engine.catalog.taxonomy import DATA_SCALES
-from ui import charts, loaders, widgets
+from ui import charts, loaders, tables, widgets
 
 LOGIT_TICKS = [1, 2, 5, 10, 20, 30, 50, 70, 80, 90, 95, 98, 99]
 
@@ -75,10 +75,9 @@ for frame in (by_class, by_scale):
         f"{budget_match.bound_text(r['mean'])} (n = {r['n']}: too few for an interval)" if r["too_few"]
         else budget_match.with_ci(r["mean"], r["ci_low"], r["ci_high"]) for r in frame.to_dict("records")]
 left, right = st.columns(2)
-left.dataframe(widgets.grey_rows(by_class, by_class["too_few"]), hide_index=True, width="stretch",
-               column_order=["arch_class", "n", "effective robustness"])
-right.dataframe(widgets.grey_rows(by_scale, by_scale["too_few"]), hide_index=True, width="stretch",
-                column_order=["arch_class", "data_scale", "n", "effective robustness"])
+tables.show(widgets.grey_rows(by_class, by_class["too_few"]), left, column_order=["arch_class", "n", "effective robustness"])
+tables.show(widgets.grey_rows(by_scale, by_scale["too_few"]), right,
+            column_order=["arch_class", "data_scale", "n", "effective robustness"])
 
 st.subheader(f"Budget-matched gap on {result['name']}{widgets.data_said(filters)}")
 cost = widgets.url_selectbox("Cost", ["gflops", "params_m", "train_flops"], "cost", format_func=widgets.COST_LABELS.get)
@@ -88,7 +87,7 @@ except points_table.AnalysisError as e:
     st.info(str(e))
 else:
     rows = loaders.derived(chosen, budget_match.budget_table, result["y"], loaders.budget_grid(chosen, 6))
-    st.dataframe(widgets.budget_styled(rows), hide_index=True, width="stretch", column_config=widgets.budget_columns(rows))
+    tables.show(widgets.budget_styled(rows, cost), column_config=widgets.budget_columns(rows, cost))
     widgets.interval_note()
 
 if image_text:  # OpenCLIP publishes accuracies only, and zero-shot runs here store no ECE

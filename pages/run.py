@@ -7,7 +7,7 @@ from engine.errors import MatchupError
 from engine.jobs import job_specs, submit
 from engine.measure import sweep
 from engine.store import StoreLockedError
-from ui import access, loaders, widgets
+from ui import access, loaders, tables, widgets
 
 widgets.enter("run")
 st.title("Run on this machine")
@@ -135,7 +135,7 @@ else:
                         f"{the_plan.total_flops / 1e12:,.1f} TFLOPs · about {hours:.2f} h on {the_plan.device} · "
                         f"{the_plan.download_bytes / 2**30:.1f} GiB to download · "
                         f"{the_plan.decoded_cache_bytes / 2**30:.1f} GiB of decoded-image cache")
-            st.dataframe(pd.DataFrame(the_plan.checkpoints)[
+            tables.show(pd.DataFrame(the_plan.checkpoints)[
                 ["checkpoint", "status", "group", "gflops", "seconds", "estimate_source", "reason"]],
                 hide_index=True, width="stretch", key="sweep_plan_table")
             if st.button(f"Queue {len(to_run)} job(s)", type="primary", disabled=not to_run, key="queue_sweep"):

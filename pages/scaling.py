@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.analysis import points_table, scaling_fits
-from ui import chart_tools, charts, loaders, widgets
+from ui import chart_tools, charts, loaders, tables, widgets
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -73,7 +73,7 @@ if chosen is not None:
     if tools:
         chart_tools.say_found(found, find, unlabelled)
         chart_tools.export_buttons(spec, datasets, fitted, f"scaling_{cost}_{metric}")
-    st.dataframe(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
+    tables.show(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),
                  hide_index=True, width="stretch")
     for c in result["crossovers"]:

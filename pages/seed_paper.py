@@ -3,7 +3,7 @@ import altair as alt
 import streamlit as st
 
 from engine.analysis import seed_paper
-from ui import charts, loaders, widgets
+from ui import charts, loaders, tables, widgets
 
 widgets.enter("seed_paper")
 st.title("ConvNets Match Vision Transformers at Scale")
@@ -37,7 +37,7 @@ else:
         tooltip=["model", "series", "pretrain_data", alt.Tooltip("compute_value:Q", format=",.0f"),
                  "imagenet_top1", "source", "notes"])
     st.altair_chart(chart, width="stretch")
-    st.dataframe(seed[["model", "series", "pretrain_data", "compute_value", "imagenet_top1", "source", "notes"]],
+    tables.show(seed[["model", "series", "pretrain_data", "compute_value", "imagenet_top1", "source", "notes"]],
                  hide_index=True, width="stretch")
 
 st.subheader("The paper's claims, checked against its own numbers")
@@ -48,13 +48,13 @@ for claim in parts["paper"]:
 
 st.subheader("ConvNeXt vs Swin at equal FLOPs (Liu et al. 2022)")
 convnext = reference[reference["source"] == "liu2022_convnext"]
-st.dataframe(convnext[["model", "arch_class", "pretrain_data", "gflops", "params_m", "imagenet_top1",
+tables.show(convnext[["model", "arch_class", "pretrain_data", "gflops", "params_m", "imagenet_top1",
                        "compute_value", "compute_unit", "source"]], hide_index=True, width="stretch")
 st.caption("FLOPs as the paper reports them (multiply-adds); compute_value is V100 inference images/s.")
 
 st.subheader("NFNet vs ViT with extra data, in TPU-v3 core days (Brock et al. 2021)")
 nfnet = reference[(reference["source"] == "brock2021_nfnet") & (reference["compute_unit"] == "tpu_v3_core_days")]
-st.dataframe(nfnet[["model", "arch_class", "pretrain_data", "compute_value", "imagenet_top1", "params_m", "source"]],
+tables.show(nfnet[["model", "arch_class", "pretrain_data", "compute_value", "imagenet_top1", "params_m", "source"]],
              hide_index=True, width="stretch")
 
 st.header("Part 2 — what the public zoo says on the same questions")

@@ -1,7 +1,7 @@
 """Training-compute cross-check: the estimates against the training compute papers publish."""
 import streamlit as st
 
-from ui import loaders, widgets
+from ui import loaders, tables, widgets
 
 widgets.enter("training_crosscheck")
 st.title("Training-compute cross-check")
@@ -16,19 +16,16 @@ if checked["paper"].empty:
     st.stop()
 paper = checked["paper"]
 st.subheader("The convention: the ViT paper's pre-training exaFLOPs (Table 6)")
-st.dataframe(paper, hide_index=True, width="stretch",
-             column_config={"ratio": st.column_config.NumberColumn(format="%.3f")})
+tables.show(paper, column_config={"ratio": st.column_config.NumberColumn(format="%.3f")})
 within = paper["ratio"].dropna()
 st.caption(f"3 × forward FLOPs at 224 px × 303M images × epochs reproduces the paper within "
            f"{100 * (within - 1).abs().max():.1f}% for the {len(within)} runs whose network timm has.")
 st.subheader("Published figures for checkpoints and runs")
 table = checked["published"]
-st.dataframe(table[["figure", "estimate_of", "covers", "value", "unit", "published_flops", "estimate_flops", "ratio",
-                    "implied_utilisation", "outlier", "reason", "source", "note"]], hide_index=True, width="stretch",
-             column_config={"published_flops": st.column_config.NumberColumn(format="%.3e"),
-                            "estimate_flops": st.column_config.NumberColumn(format="%.3e"),
-                            "ratio": st.column_config.NumberColumn(format="%.2f"),
-                            "implied_utilisation": st.column_config.NumberColumn(format="percent")})
+tables.show(table[["figure", "estimate_of", "covers", "value", "unit", "published_flops", "estimate_flops", "ratio",
+                    "implied_utilisation", "outlier", "reason", "source", "note"]],
+            column_config={"ratio": st.column_config.NumberColumn(format="%.2f"),
+                           "implied_utilisation": st.column_config.NumberColumn(format="percent")})
 unexplained = table[table["outlier"] & (table["reason"] == "")]
 if len(unexplained):
     st.warning(f"{len(unexplained)} estimate(s) beyond 2× of the published figure have no reason recorded yet.")

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.analysis import budget_match, points_table, pretraining, when
-from ui import charts, loaders, widgets
+from ui import charts, loaders, tables, widgets
 
 
 chosen, cost, metric = widgets.analysis_page("when", "When does each class win?")
@@ -49,7 +49,7 @@ if chosen is not None:
                          "left wins (95% Wilson CI)": f"{pairs['share'][left]:.0%} [{low:.0%}, {high:.0%}]"
                          if pairs["n_pairs"] else "-",
                          "mean difference": round(pairs["mean_difference"], 2) if pairs["n_pairs"] else None})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    tables.show(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(f"Each {', '.join(k.split('-')[0] for k in result['pairs'])} checkpoint with the ConvNet nearest in "
                f"cost within ±{tolerance:.0%}; 'same pre-training data' keeps only pairs whose checkpoints were "
                "pre-trained on the same data (e.g. both ImageNet-21k). Fair matching: each checkpoint used at "
@@ -67,7 +67,7 @@ if chosen is not None:
         st.stop()
     for sentence in bought["sentences"]:
         st.markdown(widgets.literal(sentence[0].upper() + sentence[1:]) + ".")
-    st.dataframe(widgets.pretraining_frame(bought), hide_index=True, width="stretch", key="pretraining_gains")
+    tables.show(widgets.pretraining_frame(bought), hide_index=True, width="stretch", key="pretraining_gains")
     st.caption(f"Pairs of checkpoints of the same network at the same resolution that differ only in pre-training "
                f"(its data and objective): the gain in {metric} over the same network trained on "
                f"{pretraining.BASELINE_LABEL} (each network once per pre-training, its best tag on each side; timm's "
@@ -76,6 +76,6 @@ if chosen is not None:
                f"no interval. {bought['n_left_out_unknown_objective']} pairs left out: their objective is unknown. "
                "The sidebar's pre-training data and objective filters do not apply to this section.")
     with st.expander(f"Every pair ({len(bought['pairs'])})"):
-        st.dataframe(pd.DataFrame(bought["pairs"])[["arch_class", "network", "img_size", "pretraining", "checkpoint",
+        tables.show(pd.DataFrame(bought["pairs"])[["arch_class", "network", "img_size", "pretraining", "checkpoint",
                                                     "quality", "baseline_checkpoint", "baseline_quality", "gain"]],
                      hide_index=True, width="stretch")

@@ -3,6 +3,8 @@
 numeric so that sorting by a click still sorts by value."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 from pandas.io.formats.style import Styler
@@ -10,6 +12,21 @@ from pandas.io.formats.style import Styler
 FLOP_FORMAT = "%.2e"     # 1.18e+20: every FLOP count, samples seen and any count past ten million
 NUMBER_FORMAT = "%.4g"   # 78.28, 4.123, 0.0512: every other fractional number
 LARGE = 1e7
+COST_UNIT_NAMES = {"gflops": "GFLOPs", "params_m": "M params", "train_flops": "FLOPs", "ms_per_img": "ms/img",
+                   "latency_ms": "ms"}
+
+
+def cost_cell(value: float, cost: str) -> str:
+    """A cost in a table cell built as text (a budget, "name (cost)"): FLOP counts in the one
+    FLOP format (as NumberColumn draws them), any other cost to four significant digits."""
+    if value is None or value != value:
+        return "—"
+    return FLOP_FORMAT % value if cost == "train_flops" or abs(value) >= LARGE else f"{value:.4g}"
+
+
+def with_unit(name: str, cost: str) -> str:
+    """'budget' -> 'budget (GFLOPs)': the header says the unit."""
+    return f"{name} ({COST_UNIT_NAMES.get(cost, cost)})"
 
 
 def _frame(data) -> pd.DataFrame:
@@ -22,11 +39,17 @@ def _is_flops(name: str) -> bool:
     return "flops" in lowered and "gflops" not in lowered
 
 
+NAMED = {"train_flops": "training compute (FLOPs)", "pretrain_flops": "pre-training (FLOPs)",
+         "finetune_flops": "fine-tuning (FLOPs)"}
+
+
 def _header(name: str) -> str:
-    """The header with its unit: a FLOP column says "(FLOPs)" once."""
-    if _is_flops(name) and "(flops)" not in name.lower() and name.lower() not in ("flops",):
-        return f"{name.replace('_flops', '').replace('flops', '').strip('_ ') or name} (FLOPs)"
-    return name
+    """The header with its unit: 'published_flops' -> 'published (FLOPs)'; a header that names
+    FLOPs already ('FLOPs per sample') is kept."""
+    if not _is_flops(name) or "FLOPs" in name:
+        return name
+    stem = re.sub(r"_?flops", "", name, flags=re.IGNORECASE).strip("_ ").replace("_", " ")
+    return NAMED.get(name, f"{stem or name} (FLOPs)")
 
 
 def column_config(frame: pd.DataFrame) -> dict:

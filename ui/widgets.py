@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.analysis import budget_match, footing, points_table
-from ui import loaders
+from ui import loaders, tables
 
 COST_LABELS = {"gflops": "GFLOPs (counted)", "params_m": "parameters (M)",
                "train_flops": "training compute (FLOPs: counted forward FLOPs x samples seen, from recipes or tags)",
@@ -314,10 +314,6 @@ def probe_note(metric: str) -> None:
         st.caption(note)
 
 
-BUDGET_UNITS = {"gflops": "GFLOPs", "params_m": "M params", "train_flops": "FLOPs", "ms_per_img": "ms/img",
-                "latency_ms": "ms"}
-
-
 def _nearest(options: list[float], value: float) -> float:
     return min(options, key=lambda o: abs(math.log(o) - math.log(value)) if o > 0 and value > 0 else abs(o - value))
 
@@ -354,7 +350,7 @@ def budget_slider(chosen, cost: str) -> float:
         st.select_slider("Budget", options, key="budget_pick", on_change=_budget_picked,
                          format_func=lambda v: f"{float(v):.3g}")
     with box:
-        st.number_input(f"or type it ({BUDGET_UNITS[cost]})", key="budget_typed", on_change=_budget_typed,
+        st.number_input(f"or type it ({tables.COST_UNIT_NAMES[cost]})", key="budget_typed", on_change=_budget_typed,
                         min_value=0.0, format="%.4g", step=None,
                         help="The exact budget: the answer is read at this value, not the slider's nearest step.")
     st.query_params["budget"] = f"{budget:.10g}"
@@ -365,7 +361,7 @@ def _dash(value) -> str:
     return "—" if value is None or value != value else value
 
 
-def budget_frame(rows: list[dict]):
+def budget_frame(rows: list[dict], cost: str):
     """The Budget match table, pairwise first: per class against ConvNets its gap with interval,
     verdict and the two best qualities; then the best of all classes; checkpoint names last, so
     the answer fits the screen. Missing cells are '—'."""
@@ -373,7 +369,7 @@ def budget_frame(rows: list[dict]):
     table = []
     for row in rows:
         best = row["best"]
-        entry = {"budget": f"{row['budget']:g}"}
+        entry = {tables.with_unit("budget", cost): tables.cost_cell(row["budget"], cost)}
         for i, other in enumerate(others):
             gap = row["gaps"].get(f"{other}-ConvNet")
             entry[f"{other} best"] = f"{best[other]['quality']:.2f}" if other in best else "—"
@@ -422,11 +418,12 @@ def footing_note(rows: list[dict], other: str, cost: str) -> None:
                     + "\n".join(f"- {line}" for line in lines))
 
 
-def budget_columns(rows: list[dict]) -> dict:
+def budget_columns(rows: list[dict], cost: str) -> dict:
     """Widths for budget_frame's columns: the answer (budget, the first class's best, the best
     ConvNet, their gap and verdict) comes first and fits a 1280 px screen, however many classes
     follow. (Not pinned: Streamlit greys pinned columns, and grey here means "too few".)"""
-    config = {"budget": st.column_config.Column(width=70), "ConvNet best": st.column_config.Column(width=96)}
+    config = {tables.with_unit("budget", cost): st.column_config.Column(width=96 if cost == "train_flops" else 70),
+              "ConvNet best": st.column_config.Column(width=96)}
     for other in [c for c in points_table.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]:
         config[f"{other} best"] = st.column_config.Column(width=80)
         config[f"{other} − ConvNet"] = st.column_config.Column(width=180)
@@ -435,9 +432,9 @@ def budget_columns(rows: list[dict]) -> dict:
     return config
 
 
-def budget_styled(rows: list[dict]):
+def budget_styled(rows: list[dict], cost: str):
     """budget_frame with a class's cells in grey where it has too few checkpoints for a verdict."""
-    frame = budget_frame(rows)
+    frame = budget_frame(rows, cost)
 
     def grey(table: pd.DataFrame) -> pd.DataFrame:
         styles = pd.DataFrame("", index=table.index, columns=table.columns)
@@ -525,7 +522,7 @@ def multiplier_sentences(chosen, cost: str, metric: str, filters: dict) -> None:
                    "Budget match.")
 
 
-def multiplier_frame(chosen, metric: str, levels: tuple | None = None):
+def multiplier_frame(chosen, metric: str, cost: str, levels: tuple | None = None):
     """The Budget match page's multiplier table: per level, each class's cheapest checkpoint
     reaching it, and each class's cost over the ConvNet's with interval and verdict."""
     from engine.analysis import multiplier
@@ -534,7 +531,8 @@ def multiplier_frame(chosen, metric: str, levels: tuple | None = None):
     for row in loaders.derived(chosen, multiplier.multiplier_table, metric, tuple(levels)):
         entry = {"level": f"{row['level']:g}"}
         for arch_class, best in row["cheapest"].items():
-            entry[f"{arch_class} cheapest"] = f"{best['checkpoint']} ({best['cost']:.3g})"
+            entry[f"{arch_class} cheapest ({tables.COST_UNIT_NAMES[cost]})"] = (
+                f"{best['checkpoint']} ({tables.cost_cell(best['cost'], cost)})")
         for key, r in row["ratios"].items():
             other, reference = key.split("/")
             entry[f"{other} ÷ {reference}"] = multiplier.ratio_text(r)
@@ -544,7 +542,7 @@ def multiplier_frame(chosen, metric: str, levels: tuple | None = None):
     if frame.empty:
         return frame
     ratios = [c for c in frame.columns if "÷" in c or " vs " in c]
-    cheapest = [c for c in frame.columns if c.endswith(" cheapest")]
+    cheapest = [c for c in frame.columns if " cheapest (" in c]
     return frame[["level", *ratios, *cheapest]].fillna("—")
 
 

@@ -157,7 +157,7 @@ def test_the_budget_answer_is_in_view_at_1280_px(browser, app_url):
     table.wait_for(state="attached", timeout=60_000)
     page.wait_for_timeout(500)
     headers = [h.text_content() for h in table.locator("th").all()]
-    assert headers[:5] == ["budget", "ViT best", "ConvNet best", "ViT − ConvNet", "ViT vs ConvNet"], headers
+    assert headers[:5] == ["budget (GFLOPs)", "ViT best", "ConvNet best", "ViT − ConvNet", "ViT vs ConvNet"], headers
     assert len(headers) > 5, headers
     cells = [c.text_content() for c in table.locator("td").all()]
     assert "None" not in cells and "nan" not in cells

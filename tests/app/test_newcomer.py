@@ -4,6 +4,7 @@ import json
 import re
 
 import pandas as pd
+import pytest
 
 from tests.app.test_app import full_app_db, open_page, run_page_env  # noqa: F401  (fixtures)
 from tests.conftest import run_cli
@@ -62,7 +63,7 @@ def test_a_typed_budget_is_answered_at_exactly_that_value_and_kept_in_the_url(fu
     budget = open_page("pages/budget.py", {"cost": "train_flops", "budget": "1e20"})
     assert not budget.exception, budget.exception
     table = budget.dataframe[0].value
-    assert (table["budget"].astype(float) == 1e20).sum() == 1
+    assert (table["budget (FLOPs)"] == "1.00e+20").sum() == 1
 
 
 def _chart_data(chart) -> dict:
@@ -217,3 +218,45 @@ def test_missing_weights_are_reported_before_the_model_code_loads(catalog_db, tm
                               capture_output=True, text=True, timeout=120)
         assert "is not in the local Hub cache" in done.stderr and "HF_HUB_OFFLINE is set" in done.stderr, done.stderr
         assert "loaded: []" in done.stdout, (command, done.stdout)
+
+
+NUMBER_CELL = re.compile(r"[-+]?\d[\d,]*(\.\d+)?(e[-+]?\d+)?")
+FLOP_CELL = re.compile(r"\d\.\d\de[-+]\d\d")
+
+
+@pytest.mark.parametrize("query", [{}, {"cost": "train_flops"}, {"zoo": "image-text"}])
+def test_every_table_formats_its_numbers_with_flops_in_one_format_and_units(full_app_db, query):
+    """Raw 21-digit integers (117716202499128980000) and mixed formats (537946196460503500000
+    beside 9.5235e21) were in the tables: every FLOP count is now 1.18e+20, in a numeric column
+    (sorting still sorts by value) or in text built with the same format."""
+    from ui.tables import FLOP_FORMAT
+    seen = 0
+    for page in ("pages/budget.py", "pages/checkpoint.py", "pages/training_crosscheck.py", "pages/catalog.py",
+                 "pages/robustness.py", "pages/when.py", "pages/scaling.py", "pages/seed_paper.py"):
+        at = open_page(page, dict(query))
+        assert not at.exception, (page, at.exception)
+        for table in at.dataframe:
+            config, frame = json.loads(table.proto.columns), table.value
+            for name in frame.columns:
+                values = frame[name]
+                if pd.api.types.is_bool_dtype(values):
+                    continue
+                if pd.api.types.is_numeric_dtype(values):
+                    large = values.dropna().abs().max() >= 1e7 if values.notna().any() else False
+                    flops = "flops" in str(name).lower() and "gflops" not in str(name).lower()
+                    fmt = config.get(str(name), {}).get("type_config", {}).get("format")
+                    if flops or large:
+                        assert fmt == FLOP_FORMAT, (page, name, fmt)
+                        seen += 1
+                    elif pd.api.types.is_float_dtype(values):
+                        assert fmt, (page, name)  # ours (NUMBER_FORMAT) or the page's own
+                    if flops:
+                        assert "FLOPs" in config[str(name)]["label"], (page, name)
+                    continue
+                for cell in values.dropna().astype(str):
+                    inner = re.search(r"\(([^()]*)\)$", cell)
+                    for text in (cell, inner[1] if inner else ""):
+                        if NUMBER_CELL.fullmatch(text) and ("e" in text or len(text.replace(",", "")) > 12):
+                            assert FLOP_CELL.fullmatch(text), (page, name, cell)
+                            seen += 1
+    assert seen
