@@ -11,7 +11,7 @@ if chosen is not None:
     budget = widgets.budget_slider(chosen, cost)
     budgets = tuple(sorted({*loaders.budget_grid(chosen, 6), budget}))
     rows = loaders.budget_rows(chosen, cost, metric, budgets, st.session_state["page_view"][1])  # once per view
-    tables.show(widgets.budget_styled(rows, cost), key="budget_table", column_config=widgets.budget_columns(rows, cost))
+    widgets.budget_tables(rows, cost, key="budget_table")
     st.caption(f"Each class against ConvNets: the best of each with cost ≤ the budget, the gap with its 95% "
                f"bootstrap interval (checkpoints resampled within each class) and the verdict: a class leads "
                f"only where the interval excludes 0; 'borderline' where a bound is within Monte-Carlo error "

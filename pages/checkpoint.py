@@ -105,9 +105,12 @@ else:
         "flops_per_sample", "flops", "flops_low", "flops_high", "confidence", "source", "range_note", "note"])
     for column in ("samples", "flops_per_sample", "flops", "flops_low", "flops_high"):
         stages[column] = pd.to_numeric(stages[column], errors="coerce")  # drawn in the one FLOP format
-    tables.show(stages.rename(columns={"flops_per_sample": "FLOPs per sample", "flops": "FLOPs",
-                                        "flops_low": "FLOPs low", "flops_high": "FLOPs high",
-                                        "train_res": "train res (px)"}), hide_index=True, width="stretch")
+    stages = stages.rename(columns={"flops_per_sample": "FLOPs per sample", "flops": "FLOPs", "flops_low": "FLOPs low",
+                                    "flops_high": "FLOPs high", "train_res": "train res (px)"})
+    tables.show(stages[["stage", "kind", "dataset", "epochs", "samples", "train res (px)", "objective", "FLOPs",
+                        "FLOPs low", "FLOPs high", "confidence", "source"]])
+    with st.expander("Each stage's network, FLOPs per sample and notes"):
+        tables.show(stages[["stage", "network", "from", "FLOPs per sample", "range_note", "note"]])
     st.caption("The FLOPs the recipe executed: per stage 3 × forward FLOPs of the network that ran, at the "
                "stage's train resolution, × samples seen × its multipliers, plus frozen networks run per sample "
                "(teachers, BEiT's tokenizer); token-dropping masked modelling (MAE) at its visible fraction, dense "

@@ -3,9 +3,8 @@ import altair as alt
 import streamlit as st
 
 from engine.analysis import budget_match, pareto
-from engine.catalog.training_ranges import flops_text
 from engine.catalog.taxonomy import DATA_SCALES
-from ui import chart_tools, charts, loaders, widgets
+from ui import chart_tools, charts, loaders, tables, widgets
 
 POINT_COLUMNS = ["checkpoint", "arch_class", "family", "pretrain_data", "data_scale", "img_size",
                  "cost", "quality", "source"]  # only what the chart draws: a lighter page
@@ -46,6 +45,13 @@ if chosen is not None and chosen.empty:
 elif chosen is not None:
     find, colour_by = chart_tools.find_and_colour() if tools else ("", "class")
     budget = widgets.budget_slider(chosen, cost)
+    [row] = loaders.derived(chosen, budget_match.budget_table, metric, (budget,))
+    st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")
+    with st.container(key="best_under_budget"):
+        st.markdown(widgets.markdown_table([{"class": c, "checkpoint": b["checkpoint"], metric: f"{b['quality']:.2f}",
+                                             tables.with_unit("cost", cost): tables.cost_cell(b["cost"], cost),
+                                             "source": b["source"]}
+                                            for c, b in row["best"].items()]))
     front = loaders.derived(chosen, pareto.frontier, metric)  # once per server and view
     found, unlabelled = chart_tools.place_labels(chart_tools.matches(chosen, find), chosen)
     spec = frontier_spec(cost, metric, colour_by)
@@ -64,11 +70,4 @@ elif chosen is not None:
         chart_tools.say_found(found, find, unlabelled)
         chart_tools.export_buttons(spec, datasets, chosen[POINT_COLUMNS + ["params_m"]], f"frontier_{cost}_{metric}")
     st.caption("Scroll to zoom, drag to pan, double-click to reset; click a point for its checkpoint.")
-    [row] = loaders.derived(chosen, budget_match.budget_table, metric, (budget,))
-    st.subheader(f"Best of each class at ≤ {budget:g}{widgets.COST_UNITS[cost]}")
-    with st.container(key="best_under_budget"):
-        st.markdown(widgets.markdown_table([{"class": c, "checkpoint": b["checkpoint"], metric: f"{b['quality']:.2f}",
-                                             cost: flops_text(b["cost"]) if cost == "train_flops" else
-                                             f"{round(b['cost'], 3):g}", "source": b["source"]}
-                                            for c, b in row["best"].items()]))
     widgets.flop_note(cost)

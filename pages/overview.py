@@ -47,17 +47,19 @@ if chosen is not None:
     else:
         gaps["class"] = gaps["comparison"].str.split("-").str[0]  # coloured as the class compared
         gaps["segment"] = charts.judged_segments(gaps, "comparison")
+        compared = [c for c in points_table.CLASSES if c != "ConvNet" and c in set(gaps["class"])]
+        for other in compared:  # the answer first, on the first screen; the chart and its notes after
+            sentences = loaders.derived(chosen, loaders.explained_verdict, metric, budgets, other,
+                                        widgets.COST_UNITS[cost])
+            if sentences:
+                st.markdown(f"**{other} vs ConvNet{widgets.data_said(filters)}** — " + "; ".join(sentences) + ".")
         charts.draw(gap_spec(cost, metric), {"gaps": gaps}, width="stretch")
         widgets.probe_note(metric)
         st.caption("Gap = best of the class minus best ConvNet with cost ≤ budget; band: 95% bootstrap interval "
                    "(checkpoints resampled within each class, every resample weighted exactly). Grey hollow "
                    f"points: fewer than {budget_match.MIN_CHECKPOINTS} checkpoints of a class there, no verdict.")
         widgets.interval_note()
-        for other in [c for c in points_table.CLASSES if c != "ConvNet" and c in set(gaps["class"])]:
-            sentences = loaders.derived(chosen, loaders.explained_verdict, metric, budgets, other,
-                                        widgets.COST_UNITS[cost])
-            if sentences:
-                st.markdown(f"**{other} vs ConvNet{widgets.data_said(filters)}** — " + "; ".join(sentences) + ".")
-                widgets.footing_note(rows, other, cost)
+        for other in compared:
+            widgets.footing_note(rows, other, cost)
     widgets.multiplier_sentences(chosen, cost, metric, filters)
     widgets.flop_note(cost)

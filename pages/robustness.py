@@ -72,22 +72,23 @@ st.subheader("Mean effective robustness (accuracy points, 95% bootstrap CI)")
 by_class, by_scale = pd.DataFrame(view["by_class"]), pd.DataFrame(view["by_scale"])
 for frame in (by_class, by_scale):
     frame["effective robustness"] = [
-        f"{budget_match.bound_text(r['mean'])} (n = {r['n']}: too few for an interval)" if r["too_few"]
+        f"{budget_match.bound_text(r['mean'])} (too few for an interval)" if r["too_few"]
         else budget_match.with_ci(r["mean"], r["ci_low"], r["ci_high"]) for r in frame.to_dict("records")]
 left, right = st.columns(2)
-tables.show(widgets.grey_rows(by_class, by_class["too_few"]), left, column_order=["arch_class", "n", "effective robustness"])
-tables.show(widgets.grey_rows(by_scale, by_scale["too_few"]), right,
+tables.show(widgets.grey_rows(by_class, by_class["too_few"]), left, share=0.5, column_order=["arch_class", "n", "effective robustness"])
+tables.show(widgets.grey_rows(by_scale, by_scale["too_few"]), right, share=0.5,
             column_order=["arch_class", "data_scale", "n", "effective robustness"])
 
 st.subheader(f"Budget-matched gap on {result['name']}{widgets.data_said(filters)}")
-cost = widgets.url_selectbox("Cost", ["gflops", "params_m", "train_flops"], "cost", format_func=widgets.COST_LABELS.get)
+cost = widgets.url_selectbox("Cost", ["gflops", "params_m", "train_flops"], "cost", format_func=widgets.COST_SHORT.get,
+                             help=widgets.COST_HELP)
 try:
     chosen = loaders.selection(None, cost, result["y"], filters)
 except points_table.AnalysisError as e:
     st.info(str(e))
 else:
     rows = loaders.derived(chosen, budget_match.budget_table, result["y"], loaders.budget_grid(chosen, 6))
-    tables.show(widgets.budget_styled(rows, cost), column_config=widgets.budget_columns(rows, cost))
+    widgets.budget_tables(rows, cost)
     widgets.interval_note()
 
 if image_text:  # OpenCLIP publishes accuracies only, and zero-shot runs here store no ECE

@@ -67,6 +67,9 @@ if chosen is not None:
                                              float(fitted["cost"].max()))
     if crossings is not None:
         datasets["crossings"] = crossings
+    with st.container(key="crossovers"):  # the answer first, on the first screen: where each pair's lines cross
+        for c in sorted(result["crossovers"], key=lambda c: "ConvNet" not in c["classes"]):
+            st.markdown("- " + widgets.literal(scaling_fits.crossover_text(c, widgets.COST_UNITS[cost])))
     spec = scaling_spec(cost, metric, colour_by, "curves" in datasets, crossings is not None)
     charts.draw(spec, datasets, width="stretch", key="scaling_chart")
     widgets.probe_note(metric)
@@ -76,8 +79,6 @@ if chosen is not None:
     tables.show(pd.DataFrame([{"class": c, "slope b": f["b"], "slope 95% CI": f"[{f['b_ci'][0]:.3f}, {f['b_ci'][1]:.3f}]",
                                 "R²": f["r2"], "points": f["n_points"]} for c, f in result["fits"].items()]),
                  hide_index=True, width="stretch")
-    for c in result["crossovers"]:
-        st.markdown("- " + widgets.literal(scaling_fits.crossover_text(c, widgets.COST_UNITS[cost])))
     if crossings is not None:
         st.caption("On the chart: a dotted rule where a class's fitted line crosses ConvNets', shaded over the 95% "
                    "interval of that crossing (cut at the plotted costs). A wide band is why the page does not call "

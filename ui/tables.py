@@ -69,10 +69,49 @@ def column_config(frame: pd.DataFrame) -> dict:
     return config
 
 
-def show(data, container=None, **kwargs):
-    """st.dataframe(data) with `column_config` for reading (the caller's own entries win), no
+PAGE_WIDTH = 800   # px of the main column at 1280 px with the sidebar open (818), less a scrollbar
+CHAR_PX = 7.0      # an average character of the grid's 14 px font
+CELL_PAD, HEADER_PAD, MIN_WIDTH = 18, 24, 56
+
+
+def _shown(value, fmt: str | None) -> str:
+    """A cell as the grid draws it, for its width."""
+    if isinstance(value, float) and value == value and fmt:
+        return fmt % value
+    return "" if value is None or value != value else str(value)
+
+
+def fit_widths(frame: pd.DataFrame, config: dict, columns: list, width: int, keep: tuple = ()) -> dict:
+    """Pixel widths that fit `columns` into `width`, so that no table scrolls sideways at 1280 px:
+    each column as wide as its header and its longest cells (90th percentile), and where that is
+    too wide, the widest shrunk first (their text ends in "…", in full on hover) while the
+    columns in `keep` (the answer) and any width the page set stay as they are."""
+    natural = {}
+    for name in columns:
+        fmt = (config.get(name) or {}).get("type_config", {}).get("format")
+        cells = [len(_shown(v, fmt)) for v in frame[name].head(400)] or [0]
+        natural[name] = int(max(HEADER_PAD + CHAR_PX * len(str((config.get(name) or {}).get("label") or name)),
+                                CELL_PAD + CHAR_PX * float(pd.Series(cells).quantile(0.9))))
+    fixed = {n: config[n]["width"] for n in columns if isinstance((config.get(n) or {}).get("width"), int)}
+    held = {n: natural[n] for n in keep if n in natural and n not in fixed}
+    free = {n: w for n, w in natural.items() if n not in fixed and n not in held}
+    room = width - sum(fixed.values()) - sum(held.values())
+    cap = max(free.values(), default=0)
+    while free and sum(max(MIN_WIDTH, min(w, cap)) for w in free.values()) > room and cap > MIN_WIDTH:
+        cap -= 4
+    return {**{n: max(MIN_WIDTH, min(w, cap)) for n, w in free.items()}, **held, **fixed}
+
+
+def show(data, container=None, share: float = 1.0, keep: tuple = (), **kwargs):
+    """st.dataframe(data) with `column_config` for reading (the caller's own entries win) and
+    widths that fit the page (`share`: the part of the page's width its container has), no
     index, the page's width."""
-    config = {**column_config(_frame(data)), **(kwargs.pop("column_config", None) or {})}
+    frame = _frame(data)
+    config = {**column_config(frame), **(kwargs.pop("column_config", None) or {})}
+    columns = [c for c in (kwargs.get("column_order") or frame.columns) if c in frame.columns]
+    for name, px in fit_widths(frame, config, columns, int(PAGE_WIDTH * share), keep).items():
+        entry = config.get(name)
+        config[name] = {**(entry if isinstance(entry, dict) else {"label": entry} if entry else {}), "width": px}
     kwargs.setdefault("hide_index", True)
     kwargs.setdefault("width", "stretch")
     return (container or st).dataframe(data, column_config=config, **kwargs)

@@ -102,7 +102,15 @@ def url_select_slider(label: str, options: list[float], key: str, default: float
     return chosen
 
 
-ZOO_LABELS = {"imagenet": "ImageNet classifiers (timm)", "image-text": "Image-text models (OpenCLIP, zero-shot)"}
+ZOO_LABELS = {"imagenet": "ImageNet classifiers", "image-text": "Image-text (zero-shot)"}
+ZOO_HELP = ("ImageNet classifiers: timm's pretrained checkpoints, their published ImageNet results and what you "
+            "measure here. Image-text (zero-shot): OpenCLIP's models, compared by their zero-shot results.")
+# What a select box shows (it must fit its box at 1280 px); the full description is its help text.
+COST_SHORT = {"gflops": "GFLOPs (counted)", "params_m": "parameters (M)", "train_flops": "training compute (FLOPs)",
+              "ms_per_img": "ms per image", "latency_ms": "latency, batch 1 (ms)"}
+COST_HELP = " ".join(f"{COST_SHORT[k]}: {v}." for k, v in COST_LABELS.items())
+OBJECTIVE_SHORT = {"semi-supervised pseudo-labels": "pseudo-labels", "masked image modelling": "masked modelling",
+                   "image-text contrastive": "contrastive"}
 DEFAULT_METRIC = {"imagenet": "imagenet.top1", "image-text": "zeroshot:imagenet1k.top1"}
 SCALES = ["≈1M", "≈10M", "≈100M", "≥1B"]
 
@@ -110,7 +118,7 @@ SCALES = ["≈1M", "≈10M", "≈100M", "≥1B"]
 def zoo_switch() -> str:
     """The zoo every analysis page reads, in the sidebar and the URL (?zoo=image-text)."""
     with st.sidebar:
-        return url_selectbox("Zoo", list(ZOO_LABELS), "zoo", format_func=ZOO_LABELS.get)
+        return url_selectbox("Zoo", list(ZOO_LABELS), "zoo", format_func=ZOO_LABELS.get, help=ZOO_HELP)
 
 
 CATALOG_LISTS = {"all": "every checkpoint", "no-training-compute": "no training-compute estimate"}
@@ -166,8 +174,11 @@ def global_filters() -> dict:
                                   ["ConvNet", "ViT", "Hybrid"])
         present = loaders.objectives_in(zoo)
         chosen_objectives = url_multiselect("Pre-training objective", present, "objective", present,
+                                            format_func=lambda o: OBJECTIVE_SHORT.get(o, o),
                                             help="From each checkpoint's sourced recipe, else its tag (.mae, .dino, "
-                                                 "clip, ns_jft); unknown where neither states it.")
+                                                 "clip, ns_jft); unknown where neither states it. Pseudo-labels: "
+                                                 "semi-supervised pseudo-labels; masked modelling: masked image "
+                                                 "modelling; contrastive: image-text contrastive.")
         switched = st.session_state.get("scale_zoo", zoo) != zoo
         if switched and set(SCALES) <= set(st.session_state.get("scale", [])):
             st.session_state["scale"] = scales  # every scale chosen stays every scale in the other zoo
@@ -187,21 +198,35 @@ def data_said(filters: dict) -> str:
     return f" on {literal(filters['data_label'])}" if filters.get("data_sources") else f" ({MIXED})"
 
 
+def _device_label(source: str) -> str:
+    """'benchmark-infer-amp-nhwc-pt240-cu124-rtx4090.csv' -> 'rtx4090 amp nhwc pt240': the device
+    first, short enough for its box; the files' other fields (CUDA) never tell two apart."""
+    if source == "here":
+        return "here (this machine)"
+    parts = source.removesuffix(".csv").split("-")
+    if len(parts) < 7 or parts[0] != "benchmark":
+        return source
+    kind, precision, layout, torch, device, extra = parts[1], parts[2], parts[3], parts[4], parts[6], parts[7:]
+    return " ".join([device, precision, layout, torch, *extra] + (["train"] if kind == "train" else []))
+
+
 def cost_and_metric(points_frame, zoo: str = "imagenet") -> tuple[str, str, str | None, object]:
     """Cost axis (with the published device for ms/img) and quality metric pickers; also
     returns the points for that device. The image-text zoo opens on training compute."""
     store = loaders.get_store()
     left, middle, right = st.columns(3)
     with left:
-        cost = url_selectbox("Cost", list(COST_LABELS), "cost", format_func=COST_LABELS.get,
+        cost = url_selectbox("Cost", list(COST_LABELS), "cost", format_func=COST_SHORT.get, help=COST_HELP,
                              default="train_flops" if zoo == "image-text" else None)
     bench_source = None
     if cost == "ms_per_img":
         sources = loaders.bench_sources(str(store.path), store.freshness())
         options = ["here"] + sources["source_file"].tolist()
         with right:
-            bench_source = url_selectbox("Device (published benchmark file, or here)", options, "device",
-                                         default=options[1] if len(options) > 1 else "here")
+            bench_source = url_selectbox("Device", options, "device", default=options[1] if len(options) > 1 else "here",
+                                         format_func=_device_label,
+                                         help="A published benchmark file of timm's (its device and settings), or "
+                                              "'here': speeds measured on this machine.")
         points_frame = loaders.current_points(bench_source)
     metrics = loaders.metrics_for(bench_source, cost, zoo)
     default = DEFAULT_METRIC[zoo]
@@ -418,18 +443,30 @@ def footing_note(rows: list[dict], other: str, cost: str) -> None:
                     + "\n".join(f"- {line}" for line in lines))
 
 
-def budget_columns(rows: list[dict], cost: str) -> dict:
-    """Widths for budget_frame's columns: the answer (budget, the first class's best, the best
-    ConvNet, their gap and verdict) comes first and fits a 1280 px screen, however many classes
-    follow. (Not pinned: Streamlit greys pinned columns, and grey here means "too few".)"""
-    config = {tables.with_unit("budget", cost): st.column_config.Column(width=96 if cost == "train_flops" else 70),
-              "ConvNet best": st.column_config.Column(width=96)}
-    for other in [c for c in points_table.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]:
-        config[f"{other} best"] = st.column_config.Column(width=80)
-        config[f"{other} − ConvNet"] = st.column_config.Column(width=180)
-        config[f"{other} vs ConvNet"] = st.column_config.Column(width=140)
-        config[f"{other} footing"] = st.column_config.Column(width=320)
-    return config
+def budget_views(rows: list[dict], cost: str) -> list[tuple[str, list, tuple]]:
+    """budget_frame drawn as one table per class against ConvNets, each fitting a 1280 px page:
+    (class, its columns, the answer columns kept at full width: the budget, the class's best, the
+    best ConvNet, their gap and verdict). The first also says the best of all classes. (Not
+    pinned: Streamlit greys pinned columns, and grey here means "too few".)"""
+    budget = tables.with_unit("budget", cost)
+    others = [c for c in points_table.CLASSES if c != "ConvNet" and any(c in r["best"] for r in rows)]
+    if not others:
+        return [("ConvNet", [budget, "ConvNet best", "ConvNet checkpoint"], (budget, "ConvNet best"))]
+    views = []
+    for i, other in enumerate(others):
+        answer = [budget, f"{other} best", "ConvNet best", f"{other} − ConvNet", f"{other} vs ConvNet"]
+        extra = (["best class"] if i == 0 and len(others) > 1 else []) + (
+            [f"{other} footing"] if any(r["gaps"].get(f"{other}-ConvNet", {}).get("estimates_check") for r in rows)
+            else [])
+        views.append((other, answer + extra + [f"{other} checkpoint", "ConvNet checkpoint"], tuple(answer)))
+    return views
+
+
+def budget_tables(rows: list[dict], cost: str, key: str | None = None) -> None:
+    """The budget table, one table per class against ConvNets (budget_views)."""
+    styled = budget_styled(rows, cost)
+    for i, (_, columns, keep) in enumerate(budget_views(rows, cost)):
+        tables.show(styled, column_order=columns, keep=keep, key=f"{key}_{i}" if key and i else key)
 
 
 def budget_styled(rows: list[dict], cost: str):

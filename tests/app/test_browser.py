@@ -337,3 +337,51 @@ def test_searching_a_name_on_the_frontier_highlights_it_and_the_chart_exports(br
     assert open(download.value.path()).readline().startswith("checkpoint,arch_class,family")
     assert page.locator("[data-testid='stException']").count() == 0
     page.close()
+
+
+# -- issue 35: a 1280 px screen (a laptop at a lab demo) ---------------------------------------------
+CLIPPED_SELECTS = """() => {
+  const out = [];
+  for (const box of document.querySelectorAll('[data-testid="stSelectbox"], [data-testid="stMultiSelect"]')) {
+    const label = (box.querySelector('label') || {}).innerText || '';
+    for (const el of box.querySelectorAll('input, span, div')) {
+      const text = el.tagName === 'INPUT' ? el.value : el.innerText;
+      const style = getComputedStyle(el);
+      const clips = el.tagName === 'INPUT' || style.overflowX !== 'visible' || style.textOverflow === 'ellipsis';
+      if (clips && text && text.trim() && el.scrollWidth > el.clientWidth + 1) out.push(label + ': ' + text);
+    }
+  }
+  return out;
+}"""
+SIDEWAYS_TABLES = """() => Array.from(document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller'))
+  .filter(s => s.scrollWidth > s.clientWidth + 1)
+  .map(s => Array.from(s.closest('[data-testid="stDataFrame"]').querySelectorAll('th')).map(h => h.textContent).join(' | '))"""
+# Where each page's answer is: a sentence, a table or the chart that is the answer.
+ANSWERS = {"overview": "[data-testid='stMarkdownContainer'] strong", "frontier": ".st-key-best_under_budget",
+           "budget": "[data-testid='stDataFrame']", "when": ".vega-embed", "robustness": ".vega-embed",
+           "scaling": ".st-key-crossovers", "seed_paper": ".vega-embed", "checkpoint": "[data-testid='stMetric']",
+           "catalog": "[data-testid='stMetric']"}
+
+
+@pytest.mark.parametrize("zoo", ["imagenet", "image-text"])
+def test_at_1280_px_nothing_is_cut_no_table_scrolls_sideways_and_the_answer_is_on_the_first_screen(
+        browser, app_url, zoo):
+    problems = []
+    for name in (PAGES if zoo == "imagenet" else ANSWERS):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{app_url}/{PAGES[name]}?zoo={zoo}")
+        page.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
+        if name in ANSWERS:
+            page.wait_for_selector(ANSWERS[name], timeout=60_000)
+        else:
+            page.wait_for_selector("[data-testid='stDataFrame'], .vega-embed", timeout=60_000)
+        page.wait_for_timeout(800)
+        problems += [f"{name}: select box cut: {c}" for c in page.evaluate(CLIPPED_SELECTS)]
+        problems += [f"{name}: table scrolls sideways: {t}" for t in page.evaluate(SIDEWAYS_TABLES)]
+        if name in ANSWERS:
+            top = page.locator(ANSWERS[name]).first.bounding_box()["y"]
+            if top > 900 - 40:
+                problems.append(f"{name}: the answer starts at {top:.0f} px, below the first screen")
+        assert page.locator("[data-testid='stException']").count() == 0, name
+        page.close()
+    assert not problems, "\n".join(problems)
