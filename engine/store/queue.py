@@ -94,31 +94,31 @@ class JobQueue:
         comes back (None: no such job). With `by`, only a job that user asked for is touched
         ("not yours" otherwise); without it (the shell, an admin), any job."""
         with self._queue_lock(), self.transaction() as con:
-            rows = con.execute("SELECT state, requested_by FROM jobs WHERE id = ?", [job]).fetchall()
-            if not rows:
-                return None
-            if by is not None and rows[0][1] != by:
-                return "not yours"
-            if rows[0][0] == "queued":
+            state = self._state_for(con, job, by)
+            if state == "queued":
                 con.execute("UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ?", [_now(), job])
                 return "cancelled"
-            if rows[0][0] == "running":
+            if state == "running":
                 con.execute("UPDATE jobs SET cancel_requested = true WHERE id = ?", [job])
-            return rows[0][0]
+            return state
+
+    @staticmethod
+    def _state_for(con, job: str, by: str | None) -> str | None:
+        """The job's state, None for no such job, "not yours" when `by` did not ask for it."""
+        rows = con.execute("SELECT state, requested_by FROM jobs WHERE id = ?", [job]).fetchall()
+        if not rows:
+            return None
+        return "not yours" if by is not None and rows[0][1] != by else rows[0][0]
 
     def clear_job(self, job: str, by: str | None = None) -> str | None:
         """Hide a failed or cancelled job from the queue's list; the row stays in the store. The
         job's state comes back (None: no such job; "not yours" as in cancel_job); a job in any
         other state is left as it is."""
         with self._queue_lock(), self.transaction() as con:
-            rows = con.execute("SELECT state, requested_by FROM jobs WHERE id = ?", [job]).fetchall()
-            if not rows:
-                return None
-            if by is not None and rows[0][1] != by:
-                return "not yours"
-            if rows[0][0] in ("failed", "cancelled"):
+            state = self._state_for(con, job, by)
+            if state in ("failed", "cancelled"):
                 con.execute("UPDATE jobs SET cleared_at = ? WHERE id = ?", [_now(), job])
-            return rows[0][0]
+            return state
 
     def requeue_stale(self, timeout_s: float, max_attempts: int) -> list[str]:
         """Running jobs whose worker stopped heartbeating go back to the queue (or fail, after
