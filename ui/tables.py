@@ -76,9 +76,16 @@ CELL_PAD, HEADER_PAD, MIN_WIDTH = 18, 24, 56
 
 def _shown(value, fmt: str | None) -> str:
     """A cell as the grid draws it, for its width."""
-    if isinstance(value, float) and value == value and fmt:
-        return fmt % value
-    return "" if value is None or value != value else str(value)
+    if isinstance(value, float) and value == value and fmt and "%" in fmt:
+        try:
+            return fmt % value
+        except (TypeError, ValueError):  # a named format ("percent"): its text is short
+            return f"{value:.4g}"
+    try:
+        missing = bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array in an object column
+        missing = False
+    return "" if missing else str(value)
 
 
 def fit_widths(frame: pd.DataFrame, config: dict, columns: list, width: int, keep: tuple = ()) -> dict:

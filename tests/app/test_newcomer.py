@@ -260,3 +260,16 @@ def test_every_table_formats_its_numbers_with_flops_in_one_format_and_units(full
                             assert FLOP_CELL.fullmatch(text), (page, name, cell)
                             seen += 1
     assert seen
+
+
+def test_fitted_widths_fit_the_page_and_keep_the_answer_whole():
+    from ui import tables
+    frame = pd.DataFrame({"budget (GFLOPs)": ["0.049", "1,200"], "ViT − ConvNet": ["+0.71 [-0.35, +1.67]"] * 2,
+                          "note": ["a long explanation " * 8, pd.NA], "names": [["a", "b"], None],
+                          "share": [0.5, float("nan")], "flops": [1.2e20, 3.4e21]})
+    config = tables.column_config(frame)
+    config["share"] = {"type_config": {"format": "percent"}}  # a named format, as a page may set
+    widths = tables.fit_widths(frame, config, list(frame.columns), 560, keep=("budget (GFLOPs)", "ViT − ConvNet"))
+    assert sum(widths.values()) <= 560 and min(widths.values()) >= tables.MIN_WIDTH
+    natural = tables.fit_widths(frame, config, list(frame.columns), 10_000)
+    assert widths["ViT − ConvNet"] == natural["ViT − ConvNet"] and widths["note"] < natural["note"]
