@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from engine.catalog import objectives
+from engine.catalog import image_text_published, objectives
 from engine.catalog.training_ranges import PLACED_MIDDLE, range_text
 
 CLASSES = ("ConvNet", "ViT", "Hybrid", "MLP")
@@ -61,6 +61,15 @@ def _quality_rows(frame: pd.DataFrame, dataset_col: str, source: str) -> pd.Data
     return out
 
 
+def _eval_rows(evals: pd.DataFrame) -> pd.DataFrame:
+    """Evaluations measured here as quality rows, named by their variant's task (`imagenet.top1`);
+    two sets evaluated as one variant are two tasks (`imagenet~3f9a1c.top1`, dataset_labels)."""
+    measured = evals.assign(dataset=evals["variant"].map(DATASET_OF_VARIANT).fillna(evals["variant"]))
+    if "dataset_fingerprint" in measured:
+        measured["dataset"] = dataset_labels(measured["dataset"], measured["dataset_fingerprint"])
+    return _quality_rows(measured, "dataset", "measured")
+
+
 PROBE_METRICS = {"accuracy": "acc", "balanced_accuracy": "balanced_acc", "macro_f1": "macro_f1", "nll": "nll"}
 
 
@@ -71,14 +80,23 @@ def probe_metric_name(dataset_name: str, protocol: str, shots=None) -> str:
     return f"probe:{dataset_name}@{int(shots)}shot"
 
 
-def probe_dataset_labels(probes: pd.DataFrame) -> pd.Series:
-    """Each probe's dataset as metric names show it: its folder name, or, where folders of one
-    name hold different images (two folders called `train`), the name and its fingerprint's
+def dataset_labels(names: pd.Series, fingerprints: pd.Series, taken: frozenset[str] = frozenset(),
+                   is_task: pd.Series | None = None) -> pd.Series:
+    """Each measured result's dataset as metric names show it: its name, or, where datasets of one
+    name hold different images (two folders called `train`) or the name is a published task's and
+    the data is not that task (a 2-class folder called `imagenet1k`), the name and its fingerprint's
     first six characters (`train~3f9a1c`), so two tasks are never read as one."""
-    fingerprints = probes.groupby("dataset_name")["dataset_fingerprint"].transform("nunique")
-    return pd.Series([name if n <= 1 else f"{name}~{str(fp)[:6]}" for name, fp, n in
-                      zip(probes["dataset_name"], probes["dataset_fingerprint"], fingerprints, strict=True)],
-                     index=probes.index)
+    frame = pd.DataFrame({"name": names.astype(str), "fp": fingerprints.astype(str)})
+    counts = frame.groupby("name")["fp"].transform("nunique")
+    task = pd.Series(False, index=names.index) if is_task is None else is_task.fillna(False).astype(bool)
+    return pd.Series([name if n <= 1 and (name not in taken or own) else f"{name}~{fp[:6]}" for name, fp, n, own in
+                      zip(frame["name"], frame["fp"], counts, task, strict=True)], index=names.index)
+
+
+def probe_dataset_labels(probes: pd.DataFrame) -> pd.Series:
+    """Each probe's dataset as metric names show it (dataset_labels): its folder name, or its name
+    and fingerprint where folders of one name hold different images."""
+    return dataset_labels(probes["dataset_name"], probes["dataset_fingerprint"])
 
 
 def _probe_rows(probes: pd.DataFrame) -> pd.DataFrame:
@@ -113,6 +131,11 @@ def _zeroshot_rows(zeroshots: pd.DataFrame) -> pd.DataFrame:
     .balanced_acc); the newest per checkpoint and metric. A folder of the 1000 ImageNet classes
     is `imagenet1k`, as OpenCLIP's published table names it."""
     latest = zeroshots.sort_values("created_at").copy()
+    if "dataset_fingerprint" in latest:
+        imagenet = ((latest["dataset_id"] == "imagenet1k") & (latest["n_classes"] == 1000)
+                    & latest["label_map"].fillna("").str.contains("ImageNet-1k index", regex=False))
+        latest["dataset_id"] = dataset_labels(latest["dataset_id"], latest["dataset_fingerprint"],
+                                              image_text_published.task_names(), imagenet)
     latest["prefix"] = "zeroshot:" + latest["dataset_id"]
     return _newest_rows(latest, ZEROSHOT_METRICS)
 
@@ -137,8 +160,7 @@ def assemble_points(inputs: dict[str, pd.DataFrame], bench_source: str | None = 
     if not published.empty:
         quality.append(_quality_rows(published, "dataset", "published"))
     if not measured.empty:
-        measured = measured.assign(dataset=measured["variant"].map(DATASET_OF_VARIANT).fillna(measured["variant"]))
-        quality.append(_quality_rows(measured, "dataset", "measured"))
+        quality.append(_eval_rows(measured))
     probes = inputs.get("probes", pd.DataFrame())
     if not probes.empty:
         quality.append(_probe_rows(probes))

@@ -74,6 +74,12 @@ def zeroshot_metric(task: str, metric: str = "top1") -> str:
     return f"zeroshot:{task}.{metric}"
 
 
+def task_names() -> frozenset[str]:
+    """The names OpenCLIP's published zero-shot tasks hold (`imagenet1k`, `pets`, `average-38`, ...):
+    a user's folder never takes one of them as its own."""
+    return frozenset({task for task, _ in TASKS.values()} | {AVERAGE_METRIC.split(":", 1)[1].rsplit(".", 1)[0]})
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])

@@ -98,6 +98,8 @@ def cmd_zeroshot(args, store: Store) -> int:
     say_what_was_read(dataset, args)
     print(f"{dataset.num_classes} classes ({dataset.classnames_from}): "
           f"{', '.join(dataset.classnames[:5])}{' ...' if dataset.num_classes > 5 else ''}", file=sys.stderr)
+    if dataset.pairing:  # the names file, paired with the folders: what each folder's prompts will say
+        print(f"class folders and the names their prompts use:\n{dataset.pairing}", file=sys.stderr)
     bars = {}
     rows = zeroshot.zeroshot(store, args.models, dataset, templates=args.templates, settings=settings,
                              force=args.force, progress=pass_bars(bars, args.json))
@@ -128,7 +130,8 @@ def add_parsers(commands, common) -> None:
                     help="open_clip:<model>.<tag> (catalog list --zoo image-text) or open_clip:hf-hub:ORG/REPO")
     zs.add_argument("--data", required=True, help="a folder with one sub-folder of images per class "
                     "(its name is the class name; ImageNet synset folders get the 1000 ImageNet names)")
-    zs.add_argument("--classnames", metavar="FILE", help="one class name per line, in the sorted order of the folders")
+    zs.add_argument("--classnames", metavar="FILE",
+                    help="one `folder<TAB>name` line per class folder (or one name per line, in the folders' sorted order)")
     zs.add_argument("--templates", metavar="NAME|FILE",
                     help="a template set (imagenet1k, cifar10, ...: CLIP Benchmark's) or a file of one template "
                          "per line with {c} for the class name (default: imagenet1k for synset folders, else cifar10)")

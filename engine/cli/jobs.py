@@ -98,7 +98,7 @@ def add_parsers(commands, common) -> None:
     p.add_argument("kind", choices=("eval", "bench", "probe", "zeroshot"))
     p.add_argument("models", nargs="+", metavar="MODEL")
     p.add_argument("--data", help="eval: evaluation set (folder or hfds/NAME:SPLIT); probe, zeroshot: class folder")
-    p.add_argument("--classnames", metavar="FILE", help="zeroshot: one class name per line, in folder order")
+    p.add_argument("--classnames", metavar="FILE", help="zeroshot: one `folder<TAB>name` line per class folder (or names in folder order)")
     p.add_argument("--templates", metavar="NAME|FILE", help="zeroshot: a template set or file")
     p.add_argument("--val", help="probe: a validation folder with the same classes")
     p.add_argument("--folds", type=options.arg("folds"), default=5, help="probe: stratified folds")

@@ -206,7 +206,7 @@ def add_parsers(commands, common) -> None:
     sw.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
     sw.add_argument("--zeroshot", nargs="?", const="", metavar="DIR",
                     help="zero-shot runs of image-text checkpoints on this class folder (or on --data)")
-    sw.add_argument("--classnames", metavar="FILE", help="--zeroshot: one class name per line, in folder order")
+    sw.add_argument("--classnames", metavar="FILE", help="--zeroshot: one `folder<TAB>name` line per class folder (or names in folder order)")
     sw.add_argument("--templates", metavar="NAME|FILE", help="--zeroshot: a template set or file (as for zeroshot)")
     sw.add_argument("--probe", nargs="?", const="", metavar="DIR",
                     help="linear probes on this labelled folder (or on --data) instead of evaluations")

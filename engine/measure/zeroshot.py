@@ -40,6 +40,9 @@ HUB_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 HUB_CONFIG = "open_clip_config.json"
 TEXT_BATCH = 256
 MAX_CLASSNAMES_BYTES = 10_000_000
+MAX_TEMPLATES = 1000          # templates in one file (CLIP's ImageNet set has 80)
+MAX_TEMPLATE_CHARS = 1000     # characters in one template (the text tower reads ~77 tokens anyway)
+MAX_TEMPLATES_BYTES = 2_000_000
 
 
 class ZeroShotError(MatchupError):
@@ -85,34 +88,110 @@ def check_classnames(names: list[str], where: str) -> list[str]:
     return list(names)
 
 
-def read_classnames(path: str | Path, expected: int, what: str) -> tuple[list[str], str]:
-    """A class-names file: UTF-8 text, one name per line in the order of `what` (blank lines at
-    its end ignored). Returns the names and a label with the file's hash."""
+def read_classnames(path: str | Path, folders: list[str], what: str) -> tuple[list[str], str, str]:
+    """A class-names file, UTF-8, for the folders `folders` (in sorted order). Each line is either
+    `folder<TAB>name` (the file maps folders to names, in any order: the safe form), or a plain
+    name; a plain list is paired with the folders in Python's sorted order and refused where a name
+    is another folder's name (the list was written in another order). Returns (names in folder
+    order, a label with the file's hash, the pairing as one line per class)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ZeroShotError(f"--classnames {path}: no such file. Give a UTF-8 text file with one class name "
-                            f"per line, in the order of {what}.")
+        raise ZeroShotError(f"--classnames {path}: no such file. Give a UTF-8 text file with one line per class: "
+                            f"`folder<TAB>name`, or one name per line in the sorted order of {what}.")
+    if path.stat().st_size > MAX_CLASSNAMES_BYTES:
+        raise ZeroShotError(f"--classnames {path} is over {MAX_CLASSNAMES_BYTES // 1_000_000} MB: not a file of "
+                            "class names.")
     raw = path.read_bytes()
-    if len(raw) > MAX_CLASSNAMES_BYTES or b"\0" in raw:
-        raise ZeroShotError(f"--classnames {path} is not a text file of class names (binary or over 10 MB).")
+    if b"\0" in raw:
+        raise ZeroShotError(f"--classnames {path} holds a NUL byte: it is not a text file of class names.")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ZeroShotError(f"--classnames {path} is not UTF-8 text (byte {e.start}); save it as UTF-8.") from None
-    names = text.splitlines()
-    while names and not names[-1].strip():
-        names.pop()
-    names = [n.strip() for n in names]
-    if len(names) != expected:
-        raise ZeroShotError(f"--classnames {path} has {len(names)} names but there are {expected} {what}; "
-                            "give exactly one name per line for each, in that order.")
-    return names, f"file {path.name} sha256:{hashlib.sha256(raw).hexdigest()[:16]}"
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    label = f"file {path.name} sha256:{hashlib.sha256(raw).hexdigest()[:16]}"
+    tabbed = ["\t" in line for line in lines]
+    if any(tabbed):
+        names = _mapped_names(path, lines, folders, tabbed)
+        return names, label, _pairing(folders, names)
+    names = [n.strip() for n in lines]
+    if len(names) != len(folders):
+        raise ZeroShotError(f"--classnames {path} has {len(names)} names but there are {len(folders)} {what}; "
+                            "give one line per class, best as `folder<TAB>name` (then the order does not matter).")
+    by_folder = {normalised(display_name(f)): i for i, f in enumerate(folders)}
+    for i, name in enumerate(names):
+        j = by_folder.get(normalised(name))
+        if j is not None and j != i:
+            raise ZeroShotError(
+                f"--classnames {path}, line {i + 1} ({name!r}) is paired with folder {folders[i]!r} by the sorted "
+                f"order of the folders, but it is the name of folder {folders[j]!r}: the list was written in "
+                "another order (`ls` sorts ignoring case, Python does not), so every prompt would go to the wrong "
+                "folder. Write the file as `folder<TAB>name` lines, one per folder, and the order cannot be wrong.")
+    return names, label, _pairing(folders, names)
+
+
+def _mapped_names(path: Path, lines: list[str], folders: list[str], tabbed: list[bool]) -> list[str]:
+    """`folder<TAB>name` lines as names in folder order; every folder named exactly once."""
+    if not all(tabbed):
+        first = tabbed.index(False)
+        raise ZeroShotError(f"--classnames {path}, line {first + 1} ({lines[first]!r}) has no tab, but other lines "
+                            "do: write every line as `folder<TAB>name`.")
+    mapped: dict[str, str] = {}
+    for i, line in enumerate(lines, 1):
+        folder, _, name = line.partition("\t")
+        if folder not in folders:
+            raise ZeroShotError(f"--classnames {path}, line {i}: there is no class folder {folder!r}; the folders are "
+                                f"{', '.join(folders[:8])}{' ...' if len(folders) > 8 else ''}.")
+        if folder in mapped:
+            raise ZeroShotError(f"--classnames {path}, line {i} names folder {folder!r} a second time.")
+        mapped[folder] = name.strip()
+    missing = [f for f in folders if f not in mapped]
+    if missing:
+        raise ZeroShotError(f"--classnames {path} gives no name for folder(s) {', '.join(missing[:8])}: "
+                            "write one `folder<TAB>name` line for every class folder.")
+    return [mapped[f] for f in folders]
+
+
+def _pairing(folders: list[str], names: list[str]) -> str:
+    return "\n".join(f"  {folder} -> {name}" for folder, name in zip(folders, names, strict=True))
+
+
+def check_template(template: str, where: str) -> None:
+    """Only `{c}` may stand in braces (no attribute, index, conversion or format spec: each would
+    put something other than the class name in the prompt), at least once; `{{` and `}}` are
+    literal braces; no NUL; at most MAX_TEMPLATE_CHARS characters."""
+    import string
+    if "\0" in template:
+        raise ZeroShotError(f"{where} holds a NUL byte; a template is one line of text with {{c}} for the class name.")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ZeroShotError(f"{where} is {len(template):,} characters long; a template may have at most "
+                            f"{MAX_TEMPLATE_CHARS} (the text tower reads about 77 tokens).")
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as e:
+        raise ZeroShotError(f"{where} ({template!r}) has an unmatched brace ({e}); write a literal brace as "
+                            "{{ or }}.") from None
+    wrong = [f"{{{n}{'!' + c if c else ''}{':' + sp if sp else ''}}}" for n, sp, c in fields
+             if (n, sp, c) != ("c", "", None)]
+    if wrong:
+        raise ZeroShotError(f"{where} ({template!r}): only {{c}} may stand in braces, not {', '.join(wrong)}; "
+                            "write a literal brace as {{ or }}.")
+    if not fields:
+        raise ZeroShotError(f"{where} ({template!r}) has no {{c}} where the class name goes.")
+
+
+def fill(template: str, name: str) -> str:
+    """A checked template (check_template) with the class name in place of each `{c}`."""
+    return template.format(c=name)
 
 
 def resolve_templates(spec: str | None, imagenet: bool) -> tuple[str, list[str]]:
     """(name, templates): a shipped set by name (`imagenet1k` for ImageNet synset folders and
     DEFAULT_TEMPLATES for others when none is given), or a file of one template per line with
-    `{c}` where the class name goes."""
+    `{c}` where the class name goes (at most MAX_TEMPLATES lines of MAX_TEMPLATE_CHARS)."""
     sets = prompts()["templates"]
     if spec is None:
         spec = "imagenet1k" if imagenet else DEFAULT_TEMPLATES
@@ -123,6 +202,10 @@ def resolve_templates(spec: str | None, imagenet: bool) -> tuple[str, list[str]]
         raise ZeroShotError(f"--templates {spec!r} is neither a template set nor a file. Sets: "
                             f"{', '.join(template_sets())}; or give a text file with one template per line, "
                             "{c} where the class name goes (e.g. `a photo of a {c}.`).")
+    if path.stat().st_size > MAX_TEMPLATES_BYTES:
+        raise ZeroShotError(f"--templates {path} is {path.stat().st_size:,} bytes; a templates file may hold at most "
+                            f"{MAX_TEMPLATES_BYTES:,} ({MAX_TEMPLATES} templates of up to {MAX_TEMPLATE_CHARS} "
+                            "characters).")
     raw = path.read_bytes()
     try:
         lines = [line.strip() for line in raw.decode("utf-8-sig").splitlines() if line.strip()]
@@ -130,14 +213,11 @@ def resolve_templates(spec: str | None, imagenet: bool) -> tuple[str, list[str]]
         raise ZeroShotError(f"--templates {path} is not UTF-8 text; save it as UTF-8.") from None
     if not lines:
         raise ZeroShotError(f"--templates {path} holds no template; write one per line, e.g. `a photo of a {{c}}.`")
+    if len(lines) > MAX_TEMPLATES:
+        raise ZeroShotError(f"--templates {path} holds {len(lines):,} templates; at most {MAX_TEMPLATES} are taken "
+                            "(CLIP's ImageNet set has 80).")
     for i, line in enumerate(lines, 1):
-        try:
-            filled = line.format(c="x")
-        except (KeyError, IndexError, ValueError) as e:
-            raise ZeroShotError(f"--templates {path}, line {i} ({line!r}): only {{c}} may stand in braces "
-                                f"({type(e).__name__}: {e}); write a literal brace as {{{{ or }}}}.") from None
-        if "{c}" not in line or filled == line:
-            raise ZeroShotError(f"--templates {path}, line {i} ({line!r}) has no {{c}} where the class name goes.")
+        check_template(line, f"--templates {path}, line {i}")
     return f"file {path.name} sha256:{hashlib.sha256(raw).hexdigest()[:16]}", lines
 
 
@@ -148,6 +228,7 @@ class ZeroShotDataset(EvalDataset):
     classnames_from: str = ""
     zeroshot_id: str = ""      # the metric name on the pages: zeroshot:<id>.top1
     imagenet: bool = False     # ImageNet synset folders: the 1000 classes and CLIP Benchmark's templates
+    pairing: str = ""          # with --classnames: each folder and the name its prompts use, one per line
 
     @property
     def num_classes(self) -> int:
@@ -175,17 +256,24 @@ def open_folder(path: str | Path, classnames: str | Path | None = None, file_rul
     if all(datasets.SYNSET.match(f.name) for f in folders):
         base = datasets.open_dataset(root, file_rule=file_rule)
         names, how = list(prompts()["imagenet1k_classnames"]), "CLIP Benchmark's ImageNet-1k class names"
+        pairing = ""
         if classnames:  # (CLIP's own list is used as it is: it names two classes `missile`)
-            names, how = read_classnames(classnames, 1000, "ImageNet-1k classes (synset folders are scored among all 1000)")
+            names, how, pairing = read_classnames(classnames, list(datasets.imagenet_synsets()),
+                                                  "the 1000 ImageNet-1k synsets (synset folders are scored among all 1000)")
             check_classnames(names, f"--classnames {classnames}")
         fields = {k: v for k, v in asdict(base).items() if k not in ("hf_dataset",)}
         fields.update(id=f"{root}#zeroshot", variant="zeroshot", label_map=f"{base.label_map}; names: {how}",
                       fingerprint=hashlib.sha256(f"{base.fingerprint}|{how}".encode()).hexdigest(),
                       opened_with=opened_with)
-        return ZeroShotDataset(**fields, classnames=names, classnames_from=how, imagenet=True,
+        return ZeroShotDataset(**fields, classnames=names, classnames_from=how, imagenet=True, pairing=pairing,
                                zeroshot_id="imagenet1k" if len(folders) == 1000 else root.name)
+    if len(folders) < 2:
+        raise ZeroShotError(f"{root} has one class folder ({folders[0].name!r}); zero-shot among one class is always "
+                            "right, so it measures nothing. Give a folder with at least two class sub-folders.")
+    pairing = ""
     if classnames:
-        names, how = read_classnames(classnames, len(folders), f"class folders in {root} (sorted by name)")
+        names, how, pairing = read_classnames(classnames, [f.name for f in folders],
+                                              f"the class folders in {root}")
     else:
         names, how = [display_name(f.name) for f in folders], "folder names"
     check_classnames(names, f"the class folders of {root}" if not classnames else f"--classnames {classnames}")
@@ -202,7 +290,7 @@ def open_folder(path: str | Path, classnames: str | Path | None = None, file_rul
     fingerprint = datasets.fingerprint_of(root, files, f"zeroshot|{file_rule}|{label_map}|{json.dumps(names)}")
     return ZeroShotDataset(f"{root}#zeroshot", "zeroshot", files, targets, label_map, fingerprint,
                            opened_with=opened_with, unreadable=unreadable, classnames=names,
-                           classnames_from=how, zeroshot_id=root.name)
+                           classnames_from=how, zeroshot_id=root.name, pairing=pairing)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -329,6 +417,33 @@ def _digest(tensor) -> str:
     return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()
 
 
+def check_prompts_differ(tokenizer, tokens, texts: list[str], classnames: list[str], templates: list[str]) -> None:
+    """Every template must give each class different tokens: where the text tower's context cuts
+    the class name off (a long template, names that differ only near their end), every class would
+    get the same prompt and the run would report chance as a result. Refused, naming the template."""
+    import torch
+    rows = tokens.view(len(classnames), len(templates), -1)
+    for t, template in enumerate(templates):
+        _, inverse, counts = torch.unique(rows[:, t], dim=0, return_inverse=True, return_counts=True)
+        if len(counts) == len(classnames):
+            continue
+        twin = int(counts.argmax())
+        a, b = [int(i) for i in (inverse == twin).nonzero().flatten()[:2]]
+        context = getattr(tokenizer, "context_length", rows.shape[-1])
+        length = ""
+        encode = getattr(tokenizer, "encode", None)
+        if callable(encode):
+            try:
+                length = f" (the prompt for {classnames[a]!r} is {len(encode(texts[a * len(templates) + t])) + 2} tokens)"
+            except Exception:  # noqa: BLE001 - the length is only a detail of the message
+                length = ""
+        raise ZeroShotError(
+            f"Template {template!r} gives classes {classnames[a]!r} and {classnames[b]!r} the same tokens: the text "
+            f"tower reads only {context} tokens{length}, and the class names differ only beyond that, so the "
+            "classifier could not tell them apart. Put {c} earlier in the template, shorten it, or give shorter "
+            "class names (--classnames).")
+
+
 def class_embeddings(model, tokenizer, provenance: dict, classnames: list[str], templates: list[str],
                      device, precision: str) -> tuple[object, str]:
     """(D x C class embeddings, how they were had: "encoded" or "cached"). The cache entry holds
@@ -345,12 +460,13 @@ def class_embeddings(model, tokenizer, provenance: dict, classnames: list[str], 
             log.warning("The text-embedding cache entry %s does not hold what it says; encoding again.", path)
         except Exception as e:  # noqa: BLE001 - any unreadable entry is a miss
             log.warning("The text-embedding cache entry %s cannot be read (%s); encoding again.", path, type(e).__name__)
-    texts = [template.format(c=name) for name in classnames for template in templates]
+    texts = [fill(template, name) for name in classnames for template in templates]
+    tokens = tokenizer(texts)
+    check_prompts_differ(tokenizer, tokens, texts, classnames, templates)
     chunks = []
     with torch.inference_mode(), evaluate.autocast_for(precision, device):
         for start in range(0, len(texts), TEXT_BATCH):
-            tokens = tokenizer(texts[start:start + TEXT_BATCH]).to(device)
-            chunks.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
+            chunks.append(F.normalize(model.encode_text(tokens[start:start + TEXT_BATCH].to(device)).float(), dim=-1))
     per_prompt = torch.cat(chunks).view(len(classnames), len(templates), -1)
     classes = F.normalize(per_prompt.mean(dim=1), dim=-1).T.contiguous()   # D x C
     stored = classes.cpu()

@@ -105,7 +105,7 @@ class MeasuredResults:
             "published": f"""SELECT r.checkpoint, {facts}, r.img_size, r.dataset, r.top1, r.top5
                              FROM published_results r JOIN checkpoints c USING (checkpoint)""",
             "evals": f"""SELECT e.checkpoint, {facts}, e.img_size,
-                                json_extract_string(e.details, '$.variant') AS variant,
+                                json_extract_string(e.details, '$.variant') AS variant, e.dataset_fingerprint,
                                 e.top1, e.top5, e.ece, e.nll
                          FROM evals e JOIN checkpoints c USING (checkpoint)""",
             "compute": "SELECT arch, img_size, num_classes, flops, params, error FROM compute",
@@ -119,8 +119,9 @@ class MeasuredResults:
             "image_text_published": f"""SELECT p.checkpoint, {facts}, c.input_h AS img_size, p.metric, p.value
                                          FROM published_image_text p JOIN checkpoints c USING (checkpoint)
                                          WHERE p.value IS NOT NULL""",
-            "zeroshots": f"""SELECT z.checkpoint, {facts}, z.img_size, z.dataset_id, z.created_at, z.top1, z.top5,
-                                    z.balanced_accuracy
+            "zeroshots": f"""SELECT z.checkpoint, {facts}, z.img_size, z.dataset_id, z.dataset_fingerprint, z.n_classes,
+                                    json_extract_string(z.details, '$.label_map') AS label_map,
+                                    z.created_at, z.top1, z.top5, z.balanced_accuracy
                              FROM zeroshots z JOIN checkpoints c USING (checkpoint)""",
             "probes": f"""SELECT p.checkpoint, {facts}, p.img_size, p.dataset_name, p.dataset_fingerprint, p.protocol, p.folds,
                                  p.shots, p.n_images, p.created_at, p.accuracy, p.balanced_accuracy, p.macro_f1, p.nll

@@ -199,3 +199,115 @@ def test_sweep_zeroshot_runs_the_selection_and_resumes(offline_clip_hub, class_f
     assert "open_clip:RN50.openai" in chosen and not any("convnext" in c for c in chosen)
     refused = run_cli("sweep", "--zeroshot", str(class_folder), "--checkpoints", TINY, "--ray", db=db)
     assert refused.returncode == 2 and "--ray fans out eval sweeps only" in refused.stderr
+
+
+# -- hostile input (issue 36) ------------------------------------------------------------------------
+def test_a_names_file_maps_folders_by_tab_and_a_list_in_another_order_is_refused(tmp_path):
+    """`ls` lists apple, Banana, cherry; Python sorts Banana first. A plain list written in `ls`'s
+    order would send every prompt to the wrong folder: refused. `folder<TAB>name` cannot be wrong."""
+    make_image_folder(tmp_path / "fruit", synsets=("apple", "Banana", "cherry"), per_class=1, size=(8, 8))
+    names = tmp_path / "names.txt"
+    names.write_text("apple\nBanana\ncherry\n")
+    with pytest.raises(zeroshot.ZeroShotError, match="line 1 \\('apple'\\) is paired with folder 'Banana'.*"
+                                                     "folder<TAB>name"):
+        zeroshot.open_folder(tmp_path / "fruit", classnames=names)
+    names.write_text("cherry\ta red cherry\napple\ta green apple\nBanana\ta ripe banana\n")
+    opened = zeroshot.open_folder(tmp_path / "fruit", classnames=names)
+    assert opened.classnames == ["a ripe banana", "a green apple", "a red cherry"]   # folder order: Banana, apple, cherry
+    assert "  Banana -> a ripe banana" in opened.pairing
+    for text, error in (("apple\tx\nBanana\ty\n", "no name for folder\\(s\\) cherry"),
+                        ("apple\tx\nBanana\ty\ncherry\tz\nkiwi\tw\n", "no class folder 'kiwi'"),
+                        ("apple\tx\napple\ty\ncherry\tz\n", "names folder 'apple' a second time"),
+                        ("apple\tx\nBanana y\ncherry\tz\n", "line 2 .* has no tab")):
+        names.write_text(text)
+        with pytest.raises(zeroshot.ZeroShotError, match=error):
+            zeroshot.open_folder(tmp_path / "fruit", classnames=names)
+    names.write_text("a banana\nan apple\na cherry\n")   # a plain list naming no other folder: paired, and said
+    assert zeroshot.open_folder(tmp_path / "fruit", classnames=names).pairing.splitlines()[0] == "  Banana -> a banana"
+
+
+def test_only_c_may_stand_in_braces_and_templates_are_bounded(tmp_path):
+    path = tmp_path / "t.txt"
+    for template in ("a {c.__class__}", "a {c!r}", "a {c[0]}", "a {c:>5}", "a {c.upper}", "a {{c}}",
+                     "a {c:>400000000}", "{0} {c}", "a {c"):
+        path.write_text(template + "\n")
+        with pytest.raises(zeroshot.ZeroShotError, match="only \\{c\\} may stand in braces|no \\{c\\}|unmatched brace"):
+            zeroshot.resolve_templates(str(path), False)
+    path.write_bytes(b"a photo of a {c}\x00.\n")
+    with pytest.raises(zeroshot.ZeroShotError, match="NUL"):
+        zeroshot.resolve_templates(str(path), False)
+    path.write_text("a {c} " + "x" * 2000 + "\n")
+    with pytest.raises(zeroshot.ZeroShotError, match="at most 1000"):
+        zeroshot.resolve_templates(str(path), False)
+    path.write_text("a {c}.\n" * (zeroshot.MAX_TEMPLATES + 1))
+    with pytest.raises(zeroshot.ZeroShotError, match=f"at most {zeroshot.MAX_TEMPLATES}"):
+        zeroshot.resolve_templates(str(path), False)
+    with open(path, "wb") as f:   # 20 MB: refused by its size, never read
+        f.truncate(20_000_000)
+    with pytest.raises(zeroshot.ZeroShotError, match="a templates file may hold at most"):
+        zeroshot.resolve_templates(str(path), False)
+    path.write_text("a {{literal}} {c}, a {c}\n")
+    name, [template] = zeroshot.resolve_templates(str(path), False)
+    assert zeroshot.fill(template, "cat") == "a {literal} cat, a cat"
+
+
+def test_a_one_class_folder_is_refused(tmp_path):
+    make_image_folder(tmp_path / "one", synsets=("cat",), per_class=2, size=(8, 8))
+    with pytest.raises(zeroshot.ZeroShotError, match="one class folder \\('cat'\\).*at least two"):
+        zeroshot.open_folder(tmp_path / "one")
+    from engine.measure import probe
+    with pytest.raises(probe.ProbeError, match="at least two classes"):
+        probe.open_folder(tmp_path / "one")
+
+
+def test_class_names_cut_off_by_the_context_are_refused_not_scored(offline_clip_hub, tmp_path, store):
+    folder = colour_folder(tmp_path / "colours", per_class=1)
+    long = tmp_path / "long.txt"
+    long.write_text("a photo of " + "a very " * 40 + "{c}.\n")   # {c} after ~80 tokens: every class reads the same
+    with pytest.raises(zeroshot.ZeroShotError, match="gives classes 'cat' and 'dog' the same tokens.*reads only 77 tokens"):
+        zeroshot.zeroshot(store, [TINY], zeroshot.open_folder(folder), templates=str(long), settings=SETTINGS)
+    names = tmp_path / "names.txt"
+    prefix = "an animal that " + "is very " * 40
+    names.write_text("".join(f"{c}\t{prefix}{c}\n" for c in CLASSES))
+    with pytest.raises(zeroshot.ZeroShotError, match="the same tokens"):
+        zeroshot.zeroshot(store, [TINY], zeroshot.open_folder(folder, classnames=names), settings=SETTINGS)
+    with store.connect() as con:
+        assert con.execute("SELECT count(*) FROM zeroshots").fetchone()[0] == 0
+    assert not list(zeroshot.text_cache_dir().glob("*.pt"))
+
+
+def test_a_users_folder_never_takes_a_published_tasks_name_and_two_folders_of_one_name_stay_apart(
+        offline_clip_hub, tmp_path, store):
+    from engine.analysis import points_table
+    two = colour_folder(tmp_path / "a" / "imagenet1k", per_class=1)
+    pets_a = colour_folder(tmp_path / "b" / "mine", per_class=1)
+    pets_b = colour_folder(tmp_path / "c" / "mine", per_class=2, seed=3)
+    for folder in (two, pets_a, pets_b):
+        zeroshot.zeroshot(store, [TINY], zeroshot.open_folder(folder), settings=SETTINGS)
+    with store.connect() as con:  # the columns analysis_inputs reads (the tiny model is not in a catalog)
+        frame = con.execute("""SELECT checkpoint, dataset_id, dataset_fingerprint, n_classes, created_at, top1, top5,
+                                      balanced_accuracy, json_extract_string(details, '$.label_map') AS label_map
+                               FROM zeroshots""").df()
+    tops = set(points_table._zeroshot_rows(frame)["quality_metric"]) - {None}
+    tops = {m for m in tops if m.endswith(".top1")}
+    fingerprints = [zeroshot.open_folder(f).fingerprint[:6] for f in (two, pets_a, pets_b)]
+    assert "zeroshot:imagenet1k.top1" not in tops and len(set(fingerprints)) == 3
+    assert tops == {f"zeroshot:{n}~{fp}.top1" for n, fp in zip(("imagenet1k", "mine", "mine"), fingerprints, strict=True)}
+
+
+def test_measured_results_take_a_task_name_only_when_they_are_that_task():
+    """The rule behind the metric names: a published task's name stays only with its own data (the
+    1000 ImageNet synset folders), and two sets evaluated as one variant are two metrics."""
+    import pandas as pd
+    from engine.analysis import points_table
+    taken = frozenset({"imagenet1k"})
+    labels = points_table.dataset_labels(pd.Series(["imagenet1k", "imagenet1k"]), pd.Series(["abcdef99", "abcdef99"]),
+                                         taken, pd.Series([True, True]))
+    assert list(labels) == ["imagenet1k", "imagenet1k"]
+    evals = pd.DataFrame({"checkpoint": ["a", "b"], "arch": "x", "arch_class": "ViT", "family": "x",
+                          "pretrain_data": "x", "data_scale": "x", "num_classes": 1000, "zoo": "imagenet",
+                          "img_size": 224, "variant": "imagenet", "dataset_fingerprint": ["111111aa", "222222bb"],
+                          "top1": [80.0, 10.0], "top5": [90.0, 20.0], "ece": 0.1, "nll": 1.0})
+    metrics = set(points_table._eval_rows(evals)["quality_metric"])
+    assert {"imagenet~111111.top1", "imagenet~222222.top1"} <= metrics and "imagenet.top1" not in metrics
+    assert "imagenet.top1" in set(points_table._eval_rows(evals.iloc[:1])["quality_metric"])
