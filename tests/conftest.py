@@ -15,9 +15,10 @@ from engine.store import Store  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _no_default_db(monkeypatch, tmp_path):
-    """No test may write the project's own data/matchup.duckdb or data/cache."""
+    """No test may write the project's own data/matchup.duckdb, data/cache or the user's cache key."""
     monkeypatch.setenv("MATCHUP_DB", str(tmp_path / "default.duckdb"))
     monkeypatch.setenv("MATCHUP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MATCHUP_CACHE_KEY", str(tmp_path / "key" / "cache.key"))
 
 
 @pytest.fixture

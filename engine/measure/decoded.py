@@ -8,10 +8,11 @@ group. An entry is written under a temporary name and renamed when complete: a c
 half entry. A size budget evicts the least recently used entries.
 
 An entry proves what it holds: meta.json records its provenance (the dataset's fingerprint, the
-hash of its file list, the pixel preprocessing, shape and dtype), a CRC-32 of every image and a
-hash of itself. A read that finds anything else (another provenance, a truncated array, an edited
-meta.json) is a miss; an image whose bytes no longer match its CRC stops the read (CorruptEntry)
-and the caller decodes again. A cache that cannot be written (read-only, not a folder, full)
+hash of its file list, the pixel preprocessing, shape and dtype), a keyed checksum of every image
+and a keyed checksum of itself (engine.measure.cache_mac: an entry written without this user's
+key is a miss). A read that finds anything else (another provenance, a truncated array, an edited
+or unreadable meta.json of any shape) is a miss; an image whose bytes no longer match its checksum
+stops the read (CorruptEntry) and the caller decodes again. A cache that cannot be written (read-only, not a folder, full)
 means running without it.
 
     $MATCHUP_CACHE/decoded/<key>/images.u8   (N, 3, H, W) uint8
@@ -27,17 +28,17 @@ import os
 import shutil
 import time
 import uuid
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from engine.measure import cache_mac
 from engine.paths import DATA_DIR
 from engine.store import cache_key
 
 log = logging.getLogger("matchup")
-FORMAT = 2  # meta.json layout; an entry of another layout is a miss
+FORMAT = 3  # meta.json layout; an entry of another layout is a miss (2: unkeyed CRC-32s)
 FREE_DISK_MARGIN = 1 << 30  # never fill the disk: leave this much free after an entry
 
 DEFAULT_ROOT = DATA_DIR / "cache"
@@ -62,6 +63,13 @@ class CorruptEntry(Exception):
     decoded again."""
 
 
+def corrupt_line(key: str) -> str:
+    """What a CorruptEntry is told as: one line. (Raised in a DataLoader worker, the exception comes
+    back with the worker's whole traceback as its message.)"""
+    return (f"decoded-image cache entry {key}: images do not match their checksums; the entry is dropped and "
+            "the images decoded again.")
+
+
 def provenance(dataset, config: dict) -> dict:
     """What an entry must have been made from to be read for this dataset and preprocessing."""
     files = [str(f) for f in dataset.files] if dataset.hf_dataset is None else [str(len(dataset))]
@@ -72,34 +80,32 @@ def provenance(dataset, config: dict) -> dict:
     return json.loads(json.dumps(made_from))  # as meta.json holds it (tuples become lists)
 
 
-def _meta_hash(meta: dict) -> str:
-    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+def _meta_body(meta: dict) -> bytes:
+    return json.dumps({k: v for k, v in meta.items() if k != "meta_mac"}, sort_keys=True).encode()
 
 
-def image_crcs(images: np.ndarray) -> np.ndarray:
-    """CRC-32 of each image's bytes."""
-    return np.fromiter((zlib.crc32(np.ascontiguousarray(image)) for image in images), dtype=np.uint32,
-                       count=len(images))
+def image_checks(images: np.ndarray) -> np.ndarray:
+    """Each image's keyed checksum (cache_mac.image_macs)."""
+    return cache_mac.image_macs(images)
 
 
 @dataclass
 class Entry:
     """A complete cached group: its images (read-only memmap), the images that failed to decode,
-    and each image's CRC-32 (checked as batches are read)."""
+    and each image's keyed checksum (checked as batches are read)."""
     key: str
     path: Path
     images: np.memmap
     bad: dict[int, str]  # index -> why it could not be decoded
-    crcs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
+    checks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
 
     def __len__(self) -> int:
         return len(self.images)
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Images start..stop, checked against their CRC-32s; CorruptEntry when one differs."""
+        """Images start..stop, checked against their checksums; CorruptEntry when one differs."""
         block = np.array(self.images[start:stop])
-        if not np.array_equal(image_crcs(block), self.crcs[start:stop]):
+        if not np.array_equal(image_checks(block), self.checks[start:stop]):
             raise CorruptEntry(f"decoded-image cache entry {self.key}: images {start}-{stop - 1} do not match "
                                "their checksums")
         return block
@@ -148,30 +154,37 @@ class DecodedCache:
         meta_path = folder / "meta.json"
         if not meta_path.is_file():
             return None
+        entry = None
         try:
             meta = json.loads(meta_path.read_text())
-            problem = (None if meta.get("format") == FORMAT and meta.get("meta_sha256") == _meta_hash(meta) else
-                       "its meta.json was changed or is from another version")
-            if problem is None and expected is not None and meta["provenance"] != expected:
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT or not cache_mac.verify(
+                    meta.get("meta_mac"), _meta_body(meta)):
+                problem = "its meta.json was changed, is from another version or was not written with this user's key"
+            elif expected is not None and meta["provenance"] != expected:
                 problem = "it was made from other images or another preprocessing"
-            shape = tuple(meta["provenance"]["shape"])
-            if problem is None and (folder / "images.u8").stat().st_size != int(np.prod(shape)):
-                problem = "its pixel file is truncated or padded"
-            if problem is None and len(meta["image_crc32"]) != shape[0]:
-                problem = "its checksums do not cover every image"
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            else:
+                shape = tuple(int(n) for n in meta["provenance"]["shape"])
+                checks = np.asarray(meta["image_checks"], dtype=np.uint64)
+                bad = {int(k): str(v) for k, v in meta["bad"].items()}
+                if (folder / "images.u8").stat().st_size != int(np.prod(shape)):
+                    problem = "its pixel file is truncated or padded"
+                elif checks.shape != shape[:1]:
+                    problem = "its checksums do not cover every image"
+                else:
+                    problem = None
+                    entry = Entry(key, folder, np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=shape),
+                                  bad, checks)
+        except Exception as e:  # noqa: BLE001 - any unreadable entry, of any shape, is a miss
             problem = f"it cannot be read ({type(e).__name__})"
         if problem is not None:
             log.warning("decoded-image cache entry %s is not used: %s; the images are decoded again.", key, problem)
             self.discard(key)
             return None
-        images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=shape)
         try:
             os.utime(meta_path)  # last used: what eviction orders by
         except OSError:
             pass  # a read-only cache still serves
-        return Entry(key, folder, images, {int(k): v for k, v in meta["bad"].items()},
-                     np.asarray(meta["image_crc32"], dtype=np.uint32))
+        return entry
 
     def discard(self, key: str) -> None:
         """Drop an entry that is not what it should be (a later run rebuilds it)."""
@@ -246,7 +259,7 @@ class Writer:
         except BaseException:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
-        self.crcs = np.zeros(shape[0], dtype=np.uint32)
+        self.checks = np.zeros(shape[0], dtype=np.uint64)
         self.bad: dict[int, str] = {}
         self.written = 0
         self.made_from = made_from
@@ -270,7 +283,7 @@ class Writer:
         for i, index in enumerate(indices):
             if ok[i]:
                 self.images[index] = images[i]
-            self.crcs[index] = zlib.crc32(np.ascontiguousarray(self.images[index]))
+            self.checks[index] = image_checks(self.images[index][None])[0]
             self.written += 1
 
     def mark_bad(self, index: int, why: str) -> None:
@@ -286,8 +299,8 @@ class Writer:
             del self.images
             meta = {"format": FORMAT, "provenance": self.made_from,
                     "bad": {str(k): v for k, v in sorted(self.bad.items())},
-                    "image_crc32": [int(c) for c in self.crcs], "created_at": time.time()}
-            meta["meta_sha256"] = _meta_hash(meta)
+                    "image_checks": [int(c) for c in self.checks], "created_at": time.time()}
+            meta["meta_mac"] = cache_mac.mac(_meta_body(meta))
             (self.tmp / "meta.json").write_text(json.dumps(meta))
             final = self.root / self.key
             if replace:

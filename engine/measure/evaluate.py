@@ -552,8 +552,8 @@ def evaluate_group(entries: list[dict], dataset: EvalDataset, settings: EvalSett
             try:
                 _run_pass(chunk, cached_batches(entry_cache, settings, device), dataset, settings,
                           device, progress, cancel, (lambda e, err: fail(e, err)) if on_error else None)
-            except decoded.CorruptEntry as e:  # a changed pixel file: drop it, decode this one again
-                decoded.log.warning("%s; the entry is dropped and the images decoded again.", e)
+            except decoded.CorruptEntry:  # a changed pixel file: drop it, decode this one again
+                decoded.log.warning(decoded.corrupt_line(key))  # one line: never the worker's traceback
                 cache.discard(key)
                 entry_cache = None
                 pending.insert(0, entry)

@@ -27,7 +27,7 @@ import numpy as np
 from engine.catalog import hub
 from engine.errors import MatchupError
 from engine.intervals import holding, percentile_interval
-from engine.measure import datasets, decoded, evaluate
+from engine.measure import cache_mac, datasets, decoded, evaluate
 from engine.store import cache_key
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # inverse L2 strength, chosen per training fold
@@ -127,6 +127,9 @@ def features_key(checkpoint: str, revision: str, data: ProbeData, config: dict, 
     return cache_key(payload)
 
 
+FEATURES_FORMAT = 2  # a feature-cache entry of another layout is a miss (1: unkeyed SHA-256 of the arrays)
+
+
 def _cache_path(key: str) -> Path:
     return cache_root() / "features" / f"{key}.npz"
 
@@ -203,8 +206,8 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
                 writer.abort()
             writer = None
             break
-        except decoded.CorruptEntry as e:  # a changed pixel file: drop it and decode the folder again
-            decoded.log.warning("%s; the entry is dropped and the images decoded again.", e)
+        except decoded.CorruptEntry:  # a changed pixel file: drop it and decode the folder again
+            decoded.log.warning(decoded.corrupt_line(pixels_key))  # one line: never the worker's traceback
             cache.discard(pixels_key)
             entry = None
         except BaseException as e:
@@ -239,10 +242,13 @@ def features_provenance(checkpoint: str, revision: str, data: ProbeData, config:
     return json.loads(json.dumps(made_from))  # as the cache file holds it (tuples become lists)
 
 
-def _content_hash(features: np.ndarray, kept: np.ndarray) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(features, dtype=np.float32).tobytes())
-    digest.update(np.ascontiguousarray(kept, dtype=np.int64).tobytes())
-    return digest.hexdigest()
+def _content(meta: dict, features: np.ndarray, kept: np.ndarray) -> tuple[bytes, ...]:
+    """What an entry's keyed checksum covers: all its metadata (provenance, skipped images, feature
+    source, seconds: each goes into a stored number) and its arrays with their dtypes and shapes."""
+    body = json.dumps({k: v for k, v in meta.items() if k != "mac"}, sort_keys=True).encode()
+    arrays = [np.ascontiguousarray(features), np.ascontiguousarray(kept)]
+    layout = json.dumps([[str(a.dtype), list(a.shape)] for a in arrays]).encode()
+    return body, layout, *(a.tobytes() for a in arrays)
 
 
 def _write_cache(key: str, features: Features, made_from: dict) -> None:
@@ -252,10 +258,11 @@ def _write_cache(key: str, features: Features, made_from: dict) -> None:
     partial = path.with_suffix(".partial.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(partial, features=features.features, kept=features.kept,
-                 meta=json.dumps({"provenance": made_from, "content_sha256": _content_hash(features.features, features.kept),
-                                  "skipped": {str(k): v for k, v in features.skipped.items()},
-                                  "source": features.source, "seconds": features.seconds}))
+        meta = {"format": FEATURES_FORMAT, "provenance": made_from,
+                "skipped": {str(k): v for k, v in features.skipped.items()},
+                "source": features.source, "seconds": features.seconds}
+        meta["mac"] = cache_mac.mac(*_content(meta, features.features, features.kept))
+        np.savez(partial, features=features.features, kept=features.kept, meta=json.dumps(meta))
         os.replace(partial, path)  # never a half-written cache entry
     except OSError as e:
         try:
@@ -274,21 +281,28 @@ def _read_cache(key: str, checkpoint: str, revision: str, config: dict, made_fro
             return None
     except OSError:  # $MATCHUP_CACHE is not a folder: no entry
         return None
-    problem = None
+    problem, found = None, None
     try:
-        with np.load(path) as stored:
+        with np.load(path, allow_pickle=False) as stored:
             meta = json.loads(str(stored["meta"]))
             features, kept = stored["features"], stored["kept"]
-        if meta.get("provenance") != made_from:
+        if not isinstance(meta, dict) or meta.get("format") != FEATURES_FORMAT:
+            problem = "it is from another version"
+        elif not cache_mac.verify(meta.get("mac"), *_content(meta, features, kept)):
+            problem = "its content does not match its checksum (changed, or not written with this user's key)"
+        elif meta.get("provenance") != made_from:
             problem = "it was made from other images, weights or preprocessing"
-        elif meta.get("content_sha256") != _content_hash(features, kept):
-            problem = "its features do not match their hash"
+        elif features.dtype != np.float32 or kept.dtype.kind not in "iu" or features.ndim != 2 or kept.ndim != 1:
+            problem = "its arrays are not features and image indices"
         elif not np.isfinite(features).all():
             problem = "it holds non-finite features"
         elif len(features) != len(kept) or len(np.unique(kept)) != len(kept) or (len(kept) and (
                 kept.min() < 0 or kept.max() >= made_from["n_images"])):
             problem = "its image indices are not valid"
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        else:
+            found = Features(checkpoint, revision, features, kept, {int(k): str(v) for k, v in meta["skipped"].items()},
+                             str(meta["source"]), config, float(meta["seconds"]), True)
+    except Exception as e:  # noqa: BLE001 - any unreadable entry (a damaged zip, JSON of any shape) is a miss
         problem = f"it cannot be read ({type(e).__name__})"
     if problem is not None:
         decoded.log.warning("probe feature cache entry %s is not used: %s; features are extracted again.",
@@ -298,8 +312,7 @@ def _read_cache(key: str, checkpoint: str, revision: str, config: dict, made_fro
         except OSError:
             pass
         return None
-    return Features(checkpoint, revision, features, kept, {int(k): v for k, v in meta["skipped"].items()},
-                    meta["source"], config, meta["seconds"], True)
+    return found
 
 
 # -- the classifier -------------------------------------------------------------------------------

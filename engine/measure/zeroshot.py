@@ -25,7 +25,7 @@ from typing import Callable
 
 from engine.catalog import hub, image_text
 from engine.errors import MatchupError
-from engine.measure import datasets, decoded, evaluate
+from engine.measure import cache_mac, datasets, decoded, evaluate
 from engine.measure.datasets import EvalDataset
 from engine.paths import DATA_DIR
 from engine.store import cache_key
@@ -413,8 +413,10 @@ def text_cache_dir() -> Path:
     return decoded.cache_root() / "text"
 
 
-def _digest(tensor) -> str:
-    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()
+def _entry_content(provenance: str, tensor) -> tuple[bytes, ...]:
+    """What a text-cache entry's keyed checksum covers: its provenance and its tensor, dtype and shape."""
+    array = tensor.contiguous().numpy()
+    return provenance.encode(), f"{array.dtype}{list(array.shape)}".encode(), array.tobytes()
 
 
 def check_prompts_differ(tokenizer, tokens, texts: list[str], classnames: list[str], templates: list[str]) -> None:
@@ -447,16 +449,21 @@ def check_prompts_differ(tokenizer, tokens, texts: list[str], classnames: list[s
 def class_embeddings(model, tokenizer, provenance: dict, classnames: list[str], templates: list[str],
                      device, precision: str) -> tuple[object, str]:
     """(D x C class embeddings, how they were had: "encoded" or "cached"). The cache entry holds
-    its provenance and a SHA-256 of the tensor; a changed or unreadable entry is a miss."""
+    its provenance and a keyed checksum of both (cache_mac); a changed, unreadable or unkeyed
+    entry is a miss."""
     import torch
     import torch.nn.functional as F
     key = cache_key(provenance)
     path = text_cache_dir() / f"{key}.pt"
+    wanted = json.dumps(provenance, sort_keys=True)
     if path.exists():
         try:
             entry = torch.load(path, weights_only=True, map_location="cpu")
-            if entry["provenance"] == json.dumps(provenance, sort_keys=True) and _digest(entry["embeddings"]) == entry["sha256"]:
-                return entry["embeddings"].to(device), "cached"
+            embeddings = entry["embeddings"]
+            if (entry["provenance"] == wanted and isinstance(embeddings, torch.Tensor)
+                    and embeddings.dtype == torch.float32 and tuple(embeddings.shape[1:]) == (len(classnames),)
+                    and cache_mac.verify(entry["mac"], *_entry_content(wanted, embeddings))):
+                return embeddings.to(device), "cached"
             log.warning("The text-embedding cache entry %s does not hold what it says; encoding again.", path)
         except Exception as e:  # noqa: BLE001 - any unreadable entry is a miss
             log.warning("The text-embedding cache entry %s cannot be read (%s); encoding again.", path, type(e).__name__)
@@ -473,7 +480,7 @@ def class_embeddings(model, tokenizer, provenance: dict, classnames: list[str], 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        torch.save({"provenance": json.dumps(provenance, sort_keys=True), "sha256": _digest(stored),
+        torch.save({"provenance": wanted, "mac": cache_mac.mac(*_entry_content(wanted, stored)),
                     "embeddings": stored}, buffer)
         partial = path.with_suffix(f".partial{os.getpid()}")
         partial.write_bytes(buffer.getvalue())

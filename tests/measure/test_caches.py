@@ -109,7 +109,31 @@ DAMAGE = {
     "another shape": _edit_meta(lambda m: m["provenance"].update(shape=[m["provenance"]["shape"][0], 3, 80, 80])),
     "images marked bad": _edit_meta(lambda m: m["bad"].update({"0": "x", "1": "y"})),
     "garbled meta": lambda folder: (folder / "meta.json").write_text("{not json"),
+    # metadata of the wrong JSON shape: each one a miss, never an AttributeError or RecursionError
+    "meta a list": lambda folder: (folder / "meta.json").write_text("[1, 2]"),
+    "meta null": lambda folder: (folder / "meta.json").write_text("null"),
+    "meta a string": lambda folder: (folder / "meta.json").write_text('"meta"'),
+    "meta 200,000 deep": lambda folder: (folder / "meta.json").write_text("[" * 200_000 + "]" * 200_000),
+    "a non-integer key": _edit_meta(lambda m: m["bad"].update({"one": "x"})),
+    "floats as checks": _edit_meta(lambda m: m.update(image_checks=[0.5] * len(m["image_checks"]))),
 }
+
+
+def _resign(folder, key_file):
+    """An attacker who can write the cache and knows the checksum's algorithm, not this user's key:
+    new pixels, checksums recomputed with another key."""
+    from engine.measure import cache_mac
+    _flip(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=tuple(meta["provenance"]["shape"]))
+    saved = os.environ["MATCHUP_CACHE_KEY"]
+    os.environ["MATCHUP_CACHE_KEY"] = str(key_file)
+    try:
+        meta["image_checks"] = [int(c) for c in cache_mac.image_macs(images)]
+        meta["meta_mac"] = cache_mac.mac(decoded._meta_body(meta))
+    finally:
+        os.environ["MATCHUP_CACHE_KEY"] = saved
+    (folder / "meta.json").write_text(json.dumps(meta))
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -123,26 +147,87 @@ def test_a_damaged_decoded_cache_entry_is_a_miss_and_the_number_stands(damage, o
     assert predictions(image_folder, tmp_path / "c.duckdb") == clean  # rebuilt, and read again
 
 
-@pytest.mark.parametrize("damage", ["rows shuffled", "values perturbed", "a NaN"])
-def test_a_damaged_feature_cache_entry_is_a_miss(damage, offline_hub, tmp_path, caplog):
-    folder = ppm_folder(tmp_path / "set", seed=2, per_class=5)
+def test_a_flipped_byte_is_one_line_and_a_rebuilt_entry_not_a_traceback(offline_hub, image_folder, tmp_path):
+    from tests.conftest import run_cli
+    first = run_cli("eval", CHECKPOINT, "--data", str(image_folder), "--workers", "2", "--json", db=tmp_path / "a.duckdb")
+    assert first.returncode == 0, first.stderr
+    _flip(entry_folder())
+    again = run_cli("eval", CHECKPOINT, "--data", str(image_folder), "--workers", "2", "--json", db=tmp_path / "b.duckdb")
+    assert again.returncode == 0 and json.loads(again.stdout)[0]["top1"] == json.loads(first.stdout)[0]["top1"]
+    said = [line for line in again.stderr.splitlines() if "decoded-image cache entry" in line]
+    assert len(said) == 1 and "do not match their checksums" in said[0], again.stderr
+    assert "Traceback" not in again.stderr and "Error" not in again.stderr.replace(said[0], ""), again.stderr
+
+
+def test_an_entry_signed_without_this_users_key_is_a_miss(offline_hub, image_folder, tmp_path, caplog):
+    """Write access to the cache is not trust: pixels planted with checksums recomputed under another
+    key are a miss; the key lives outside the cache, readable by its owner only."""
+    from engine.measure import cache_mac
+    clean = predictions(image_folder, tmp_path / "a.duckdb")
+    key = cache_mac.key_path()
+    assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600
+    assert decoded.cache_root().resolve() not in key.resolve().parents
+    _resign(entry_folder(), tmp_path / "attacker.key")
+    with caplog.at_level(logging.WARNING, logger="matchup"):
+        again = predictions(image_folder, tmp_path / "b.duckdb")
+    assert again == clean
+    assert any("not written with this user's key" in r.message for r in caplog.records)
+
+
+def _feature_entry(tmp_path, seed=2):
+    folder = ppm_folder(tmp_path / "set", seed=seed, per_class=5)
     settings = probe.ProbeSettings(batch_size=4, workers=0)
     first = probe.extract(CHECKPOINT, probe.open_folder(folder), settings)
     [path] = (decoded.cache_root() / "features").glob("*.npz")
     with np.load(path) as stored:
         contents = {k: stored[k] for k in stored.files}
-    features = contents["features"].copy()
-    if damage == "rows shuffled":
-        features = features[::-1]
-    elif damage == "values perturbed":
-        features = features + 0.5
-    else:
-        features[3, 2] = np.nan
-    np.savez(path, **{**contents, "features": features})
+    return folder, settings, first, path, contents
+
+
+def _with_meta(change):
+    def edit(contents):
+        meta = json.loads(str(contents["meta"]))
+        change(meta)
+        return {**contents, "meta": json.dumps(meta)}
+    return edit
+
+
+FEATURE_DAMAGE = {
+    "rows shuffled": lambda c: {**c, "features": c["features"][::-1].copy()},
+    "values perturbed": lambda c: {**c, "features": c["features"] + 0.5},
+    "a NaN": lambda c: {**c, "features": np.where(np.arange(c["features"].size).reshape(c["features"].shape) == 7,
+                                                  np.nan, c["features"]).astype(np.float32)},
+    "skipped edited": _with_meta(lambda m: m.update(skipped={"0": "x", "1": "y"})),
+    "source edited": _with_meta(lambda m: m.update(source="pooled")),
+    "meta a list": lambda c: {**c, "meta": "[1, 2]"},
+    "meta null": lambda c: {**c, "meta": "null"},
+    "meta 200,000 deep": lambda c: {**c, "meta": "[" * 200_000 + "]" * 200_000},
+    "floats as indices": lambda c: {**c, "kept": c["kept"].astype(np.float64)},
+}
+
+
+@pytest.mark.parametrize("damage", list(FEATURE_DAMAGE))
+def test_a_damaged_feature_cache_entry_is_a_miss(damage, offline_hub, tmp_path, caplog):
+    folder, settings, first, path, contents = _feature_entry(tmp_path)
+    np.savez(path, **FEATURE_DAMAGE[damage](contents))
     with caplog.at_level(logging.WARNING, logger="matchup"):
         again = probe.extract(CHECKPOINT, probe.open_folder(folder), settings)
     assert not again.from_cache and np.array_equal(again.features, first.features)
+    assert again.skipped == first.skipped and again.source == first.source
     assert any("feature cache entry" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("damage", ["a bad CRC", "truncated", "empty"])
+def test_a_damaged_feature_file_is_a_miss(damage, offline_hub, tmp_path, caplog):
+    folder, settings, first, path, _ = _feature_entry(tmp_path, seed=6)
+    data = bytearray(path.read_bytes())
+    if damage == "a bad CRC":  # a byte inside the first member's data: the zip's CRC no longer holds
+        data[120] ^= 0xFF
+    path.write_bytes(bytes(data[:len(data) // 2]) if damage == "truncated" else b"" if damage == "empty" else bytes(data))
+    with caplog.at_level(logging.WARNING, logger="matchup"):
+        again = probe.extract(CHECKPOINT, probe.open_folder(folder), settings)
+    assert not again.from_cache and np.array_equal(again.features, first.features)
+    assert probe.extract(CHECKPOINT, probe.open_folder(folder), settings).from_cache  # rebuilt
 
 
 @pytest.mark.parametrize("where", ["a file", "a folder under a file"])

@@ -311,3 +311,18 @@ def test_measured_results_take_a_task_name_only_when_they_are_that_task():
     metrics = set(points_table._eval_rows(evals)["quality_metric"])
     assert {"imagenet~111111.top1", "imagenet~222222.top1"} <= metrics and "imagenet.top1" not in metrics
     assert "imagenet.top1" in set(points_table._eval_rows(evals.iloc[:1])["quality_metric"])
+
+
+def test_text_embeddings_planted_without_the_key_are_a_miss(offline_clip_hub, class_folder, store, tmp_path, monkeypatch):
+    import torch
+    from engine.measure import cache_mac
+    first = zeroshot.zeroshot(store, [TINY], zeroshot.open_folder(class_folder), settings=SETTINGS)[0]
+    [path] = zeroshot.text_cache_dir().glob("*.pt")
+    entry = torch.load(path, weights_only=True)
+    planted = entry["embeddings"].flip(1).contiguous()   # every class gets another's embedding
+    with monkeypatch.context() as m:   # the attacker knows the format, not this user's key
+        m.setenv("MATCHUP_CACHE_KEY", str(tmp_path / "attacker.key"))
+        entry.update(embeddings=planted, mac=cache_mac.mac(*zeroshot._entry_content(entry["provenance"], planted)))
+    torch.save(entry, path)
+    again = zeroshot.zeroshot(store, [TINY], zeroshot.open_folder(class_folder), settings=SETTINGS, force=True)[0]
+    assert again["details"]["text_embeddings"] == "encoded" and again["top1"] == first["top1"]
