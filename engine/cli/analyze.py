@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine import options
-from engine.cli.common import csv_list, frame_records, jsonable, print_json
+from engine.cli.common import DATA_SCALE_CHOICES, csv_list, frame_records, jsonable, print_json, source_choices
 from engine.errors import MatchupError
 from engine.store import Store
 
@@ -69,8 +69,8 @@ def cmd_analyze(args, store: Store) -> int:
     if args.cost is None:
         raise MatchupError(f"analyze {args.kind} needs --cost ({', '.join(points_table.COST_METRICS)}).")
     try:
-        filters = dict(data_scales=csv_list(args.data_scale, flag="--data-scale"), families=csv_list(args.families, flag="--families"),
-                       sources=csv_list(args.source, flag="--source"), img_size_range=_size_range(args.img_size),
+        filters = dict(data_scales=csv_list(args.data_scale, flag="--data-scale", choices=DATA_SCALE_CHOICES), families=csv_list(args.families, flag="--families"),
+                       sources=csv_list(args.source, flag="--source", choices=source_choices(points)), img_size_range=_size_range(args.img_size),
                        data_sources=csv_list(args.pretrain_data, flag="--pretrain-data"),
                        objectives=csv_list(args.objective, flag="--objective"))
         _check_known(points[(points["cost_metric"] == args.cost) & (points["quality_metric"] == args.quality)],
@@ -155,7 +155,7 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
         shown = result["points"]
         _check_known(shown, csv_list(args.pretrain_data, flag="--pretrain-data"),
                      csv_list(args.objective, flag="--objective"), f"{result['x']} and {result['y']}")
-        for column, wanted in (("arch_class", csv_list(args.classes, flag="--classes")), ("data_scale", csv_list(args.data_scale, flag="--data-scale")),
+        for column, wanted in (("arch_class", csv_list(args.classes, flag="--classes")), ("data_scale", csv_list(args.data_scale, flag="--data-scale", choices=DATA_SCALE_CHOICES)),
                                ("family", csv_list(args.families, flag="--families")),
                                ("pretrain_data", csv_list(args.pretrain_data, flag="--pretrain-data")),
                                ("objective", csv_list(args.objective, flag="--objective"))):
@@ -170,7 +170,7 @@ def _analyze_robustness(args, points, budgets: list[float], bench_source) -> int
                        ["checkpoint", "arch_class", "data_scale", "pretrain_data", "id_accuracy", "ood_accuracy",
                         "effective_robustness"]])}
         if args.cost:
-            filters = dict(data_scales=csv_list(args.data_scale, flag="--data-scale"), families=csv_list(args.families, flag="--families"),
+            filters = dict(data_scales=csv_list(args.data_scale, flag="--data-scale", choices=DATA_SCALE_CHOICES), families=csv_list(args.families, flag="--families"),
                            data_sources=csv_list(args.pretrain_data, flag="--pretrain-data"),
                            objectives=csv_list(args.objective, flag="--objective"))
             chosen = points_table.select(points, args.cost, result["y"], classes=csv_list(args.classes, flag="--classes"), **filters)

@@ -9,6 +9,7 @@ import math
 import sys
 
 from engine import options
+from engine.catalog.taxonomy import DATA_SCALES
 from engine.errors import MatchupError
 
 
@@ -58,15 +59,30 @@ def pass_bars(bars: dict, quiet: bool):
     return progress
 
 
-def csv_list(value: str | None, cast=str, flag: str = "this option") -> list | None:
+def csv_list(value: str | None, cast=str, flag: str = "this option", choices=None) -> list | None:
     """A comma-separated option; None when it was not given. Given but naming nothing (`''`,
-    `,`) is refused: an empty list never means everything."""
+    `,`) is refused: an empty list never means everything. With `choices`, a value outside them
+    is refused, naming the valid ones (a typo must not quietly select nothing)."""
     if value is None:
         return None
     items = [cast(v.strip()) for v in value.split(",") if v.strip()]
     if not items:
         raise MatchupError(f"{flag} names nothing ({value!r}); leave it out for all, or name one or more.")
+    if choices is not None:
+        unknown = [item for item in items if item not in choices]
+        if unknown:
+            raise MatchupError(f"{flag} {', '.join(map(repr, unknown))}: not a value it takes; use one or more of "
+                               f"{', '.join(choices)} (comma-separated).")
     return items
+
+
+DATA_SCALE_CHOICES = (*DATA_SCALES, "unknown")  # unknown: checkpoints whose data's size is not known
+
+
+def source_choices(points) -> list[str]:
+    """What --source takes: published, measured here, or a paper's source id among the points."""
+    papers = sorted(s for s in points["source"].dropna().unique() if s not in ("published", "measured here"))
+    return ["published", "measured here", *papers]
 
 
 def eval_options(parser: argparse.ArgumentParser, data_required: bool) -> None:

@@ -14,13 +14,25 @@ from engine.store import Store
 GROUPS = (catalog, cost, accuracy, sweep, analyze, jobs, db)  # the order `python -m engine --help` lists them
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one paragraph (the error, how to see the options), never
+    the usage wall; subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        hint = ""
+        if "required: MODEL" in message or "unrecognized arguments: -" in message or "expected one argument" in message:
+            hint = (" A checkpoint id or value that starts with '-' goes after `--` (e.g. `python -m engine eval "
+                    "--data DIR -- -my-model`).")
+        self.exit(2, f"error: {self.prog}: {message.rstrip('.')}.{hint} See `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS,
                         help="DuckDB file (default: $MATCHUP_DB, else data/matchup.duckdb)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an unexpected error (it is always logged)")
-    parser = argparse.ArgumentParser(prog="python -m engine", parents=[common],
+    parser = Parser(prog="python -m engine", parents=[common],
                                      description="Matchup engine: ConvNets vs ViTs at matched compute.")
     commands = parser.add_subparsers(dest="command", required=True)
     for group in GROUPS:

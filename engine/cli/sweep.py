@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from engine import options
-from engine.cli.common import csv_list, eval_options, frame_records, print_json, say_what_was_read
+from engine.cli.common import DATA_SCALE_CHOICES, csv_list, eval_options, frame_records, print_json, say_what_was_read
 from engine.store import Store
 
 
@@ -43,7 +43,7 @@ def _print_plan(p) -> None:
 def cmd_sweep(args, store: Store) -> int:
     from engine.measure import datasets, evaluate, sweep
     selection = sweep.Selection(classes=csv_list(args.classes, flag="--classes"), families=csv_list(args.families, flag="--families"),
-                                data_scales=csv_list(args.data_scales, flag="--data-scale"), max_params_m=args.max_params,
+                                data_scales=csv_list(args.data_scales, flag="--data-scale", choices=DATA_SCALE_CHOICES), max_params_m=args.max_params,
                                 max_gflops=args.max_gflops, checkpoints=csv_list(args.checkpoints, flag="--checkpoints"),
                                 from_file=args.from_file, published_only=args.published_only)
     if args.probe is not None:

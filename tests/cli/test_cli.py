@@ -36,3 +36,30 @@ def test_unreadable_db_is_one_plain_paragraph_not_a_traceback(tmp_path):
 def test_unknown_class_is_refused_with_the_choices(tmp_path, capsys):
     assert main(["--db", str(tmp_path / "m.duckdb"), "catalog", "list", "--class", "cnn"]) == 2
     assert "choose one of ConvNet, ViT, Hybrid, MLP" in capsys.readouterr().err
+
+
+def test_usage_mistakes_are_one_paragraph_not_the_usage_wall(tmp_path, capsys):
+    import pytest
+    for argv, said in ((["eval", "m.a", "--data", str(tmp_path), "--limit", "0"], "--limit must be a positive"),
+                       (["eval", "m.a", "--data", str(tmp_path), "--batch-size", "0"], "--batch-size must be"),
+                       (["eval", "-my-model", "--data", str(tmp_path)], "goes after `--`"),
+                       (["zeroshot", "--data", str(tmp_path), "-x"], "goes after `--`")):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and said in err, err
+        assert "usage:" not in err and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+
+
+def test_unknown_filter_values_are_refused_naming_the_valid_ones(catalog_db, capsys):
+    for argv, said in ((["--data-scale", "≥1B,unknown,bogus"], "--data-scale 'bogus': not a value it takes; use one "
+                                                               "or more of ≈1M, ≈10M, ≈100M, ≥1B, unknown"),
+                       (["--source", "published,nope"], "--source 'nope': not a value it takes; use one or more of "
+                                                         "published, measured here, brock2021_nfnet")):
+        code = main(["--db", str(catalog_db), "analyze", "frontier", "--cost", "paper_gflops", "--quality",
+                     "imagenet.top1", *argv])
+        assert code == 2 and said in capsys.readouterr().err
+    assert main(["--db", str(catalog_db), "sweep", "--data-scale", "huge", "--dry-run"]) == 2
+    assert "--data-scale 'huge'" in capsys.readouterr().err
+    assert main(["--db", str(catalog_db), "analyze", "frontier", "--cost", "paper_gflops", "--quality",
+                 "imagenet.top1", "--source", "published", "--json"]) == 0
