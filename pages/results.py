@@ -37,7 +37,7 @@ with st.expander("Query with SQL (read-only)"):
 st.caption(f"{len(frame)} rows")
 tables.show(frame, hide_index=True, width="stretch")
 left, right = st.columns(2)
-left.download_button("Download CSV", frame.to_csv(index=False), f"{table}.csv", "text/csv")
+left.download_button("Download CSV", tables.csv_text(frame), f"{table}.csv", "text/csv")
 buffer = io.BytesIO()
 frame.to_parquet(buffer, index=False)
 right.download_button("Download Parquet", buffer.getvalue(), f"{table}.parquet", "application/octet-stream")

@@ -105,9 +105,12 @@ else:
         spec.update(batch_size=batch)
 
     def queue_jobs(checkpoints):
+        now = access.at_action(rights)
+        if now is None:
+            return
         for checkpoint in checkpoints:
             try:
-                answer = submit.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots, requested_by=rights.user)
+                answer = submit.enqueue(store, {**spec, "checkpoint": checkpoint}, roots=roots, requested_by=now.user)
             except StoreLockedError as e:
                 st.warning(widgets.literal(f"{checkpoint}: {e}"))
                 continue
@@ -206,22 +209,26 @@ def queue():
         mine = rights.admin or (rights.user is not None and job.requested_by == rights.user)
         if rights.can_run and mine and job.state in ("queued", "running"):
             if right.button("Cancel", key=f"cancel-{job.id}", disabled=bool(job.cancel_requested)):
+                now = access.at_action(rights)
                 try:
-                    submit.cancel(watch, job.id, rights.user, rights.admin)
+                    if now is not None:
+                        submit.cancel(watch, job.id, now.user, now.admin)
                 except MatchupError as e:
                     st.error(widgets.literal(e))
-                st.rerun(scope="fragment")
+                else:
+                    st.rerun(scope="fragment")
         if rights.can_run and job.state in ("failed", "cancelled"):
             retried = job.state == "failed" and right.button(
                 "Retry", key=f"retry-{job.id}", help="Queue the same job again, as a new job.")
             cleared = mine and right.button("Clear", key=f"clear-{job.id}",
                                             help="Hide it from this list; the job stays in the store.")
-            if retried or cleared:
+            now = access.at_action(rights) if retried or cleared else None
+            if now is not None:
                 try:
                     if retried:
-                        submit.retry(watch, job.id, rights.user)
+                        submit.retry(watch, job.id, now.user)
                     else:
-                        submit.clear(watch, job.id, rights.user, rights.admin)
+                        submit.clear(watch, job.id, now.user, now.admin)
                 except MatchupError as e:
                     st.error(widgets.literal(e))
                 else:

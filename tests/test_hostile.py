@@ -193,3 +193,39 @@ def test_user_text_is_shown_literally_on_the_run_page(catalog_db, tmp_path, monk
     find.run()
     found = [c.value for c in find.caption if "point(s) highlighted" in c.value]
     assert found and not unescaped.search(found[0])
+
+
+# -- issue 36: the third probe -------------------------------------------------------------------------
+def test_csv_exports_never_carry_a_formula():
+    """OWASP's rule for every CSV a page offers: a text cell starting with = + - @ tab or CR is
+    prefixed with ', numbers stay numbers; and no page writes CSV any other way."""
+    import ast
+    import csv
+    import io
+    import pandas as pd
+    from ui.tables import csv_text
+    frame = pd.DataFrame({"dataset_name": ["=cmd|' /C calc'!A0", "+1", "-2+3", "@SUM(A1)", "\tx", "\ry", "pets"],
+                          "top1": [-1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], "=HYPERLINK(\"x\")": list("abcdefg")})
+    rows = list(csv.reader(io.StringIO(csv_text(frame), newline="")))
+    assert rows[0] == ["dataset_name", "top1", "'=HYPERLINK(\"x\")"]
+    assert [r[0] for r in rows[1:]] == ["'=cmd|' /C calc'!A0", "'+1", "'-2+3", "'@SUM(A1)", "'\tx", "'\ry", "pets"]
+    assert rows[1][1] == "-1.5"
+    for path in [*sorted((ROOT / "ui").glob("*.py")), *sorted((ROOT / "pages").glob("*.py"))]:
+        calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute) and n.attr == "to_csv"]
+        assert path.name == "tables.py" or not calls, f"{path.name} writes CSV without ui.tables.csv_text"
+
+
+def test_with_forwarded_addresses_trusted_the_loopback_gets_no_run_controls(catalog_db, tmp_path, monkeypatch):
+    db = tmp_path / "m.duckdb"
+    shutil.copy(catalog_db, db)
+    monkeypatch.setenv("MATCHUP_DB", str(db))
+    monkeypatch.delenv("MATCHUP_READONLY", raising=False)
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/run.py").run()
+    assert not at.exception and not at.radio
+    assert any("trusts forwarded addresses" in i.value and "FORWARDED_ALLOW_IPS" in i.value for i in at.info)
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/run.py").run()
+    assert not at.exception and at.radio(key="run_kind")

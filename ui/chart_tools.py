@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import charts, loaders, widgets
+from ui import charts, loaders, tables, widgets
 
 COLOUR_BY = {"class": "class", "family": "family"}
 
@@ -211,7 +211,7 @@ def export_buttons(spec: dict, datasets: dict, frame: pd.DataFrame, name: str) -
                       mime="image/svg+xml", on_click="ignore", key=f"{name}_svg")
     b.download_button("Chart as PNG", lambda: _render(spec_json(), "png"), file_name=f"{name}.png",
                       mime="image/png", on_click="ignore", key=f"{name}_png")
-    c.download_button("Data as CSV", lambda: frame.to_csv(index=False), file_name=f"{name}.csv",
+    c.download_button("Data as CSV", lambda: tables.csv_text(frame), file_name=f"{name}.csv",
                       mime="text/csv", on_click="ignore", key=f"{name}_csv")
 
 

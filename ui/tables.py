@@ -24,6 +24,24 @@ def cost_cell(value: float, cost: str) -> str:
     return FLOP_FORMAT % value if cost == "train_flops" or abs(value) >= LARGE else f"{value:.4g}"
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP's CSV injection list
+
+
+def _inert(value):
+    """A text cell a spreadsheet would run as a formula, prefixed with ' (then read as text)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """A frame as CSV for download, every text cell and header that starts like a formula
+    (=, +, -, @, tab, carriage return) prefixed with ' as OWASP advises: a folder named
+    `=cmd|' /C calc'!A0` must not run when the file is opened. Numbers stay numbers."""
+    safe = frame.rename(columns=lambda c: _inert(str(c)))
+    text = safe.select_dtypes(include=["object", "string"]).columns
+    safe[text] = safe[text].map(_inert)
+    return safe.to_csv(index=False, lineterminator="\r\n")  # RFC 4180: a CR or LF inside a cell is quoted
+
+
 def with_unit(name: str, cost: str) -> str:
     """'budget' -> 'budget (GFLOPs)': the header says the unit."""
     return f"{name} ({COST_UNIT_NAMES.get(cost, cost)})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from engine import options
@@ -30,13 +31,47 @@ class People:
     domains: frozenset[str] = frozenset()
 
     def __contains__(self, email: str | None) -> bool:
+        """Whether an address (as canonical_email gives it) is listed, exactly or by its whole domain."""
         if not email:
             return False
-        email = email.lower()
+        try:
+            email = canonical_email(email)
+        except AccessError:
+            return False
         return email in self.emails or "@" + email.rpartition("@")[2] in self.domains
 
     def __bool__(self) -> bool:
         return bool(self.emails or self.domains)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def canonical_email(address: str) -> str:
+    """The one form an address is compared in: exactly one `@`, no whitespace or control or format
+    character; the local part ASCII-lowercased (never Unicode case folding: a Kelvin sign `\u212a`
+    must not read as `k`); the domain as IDNA 2008 A-labels, lower case (a look-alike character
+    that IDNA does not allow is refused, not mapped). AccessError says what is wrong."""
+    import idna
+    if not isinstance(address, str) or not address:
+        raise AccessError("The sign-in gave no e-mail address.")
+    odd = [c for c in address if c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")]
+    if odd:
+        raise AccessError(f"The signed-in e-mail address holds a space, control or invisible character "
+                          f"(U+{ord(odd[0]):04X}), so it is not one well-formed address; this server does not "
+                          "accept it. Ask the lab to check the account at the identity provider.")
+    if address.count("@") != 1:
+        raise AccessError(f"The signed-in e-mail address has {address.count('@')} '@' signs, not one, so it is not "
+                          "one well-formed address; this server does not accept it.")
+    local, domain = address.split("@")
+    try:
+        ascii_domain = idna.encode(domain.rstrip(".").translate(_ASCII_LOWER), uts46=False).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError) as e:
+        raise AccessError(f"The signed-in e-mail address's domain is not a valid domain name ({e}); a look-alike "
+                          "character is refused, never read as the letter it resembles.") from None
+    if not local or not ascii_domain:
+        raise AccessError("The signed-in e-mail address has an empty name or domain.")
+    return f"{local.translate(_ASCII_LOWER)}@{ascii_domain}"
 
 
 def parse_people(text: str | None, variable: str) -> People:
@@ -86,11 +121,16 @@ class Identity:
     name: str | None = None
     issuer: str | None = None
 
+    signed_in_at: float | None = None  # the ID token's issue time (epoch seconds)
+
     @property
     def requested_by(self) -> str:
-        """What a job records: the verified e-mail, else the provider's subject."""
+        """What a job records: the verified e-mail (canonical_email), else the provider's subject."""
         if self.email and self.email_verified:
-            return self.email.lower()
+            try:
+                return canonical_email(self.email)
+            except AccessError:
+                pass
         return f"sub:{self.issuer or ''}|{self.subject or ''}"
 
 
@@ -99,10 +139,13 @@ def identity_from_claims(claims: dict) -> Identity | None:
     if not claims or not claims.get("is_logged_in", True) or not (claims.get("sub") or claims.get("email")):
         return None
     verified = claims.get("email_verified")
+    issued = claims.get("auth_time") or claims.get("iat")
     return Identity(subject=str(claims.get("sub")) if claims.get("sub") else None,
                     email=str(claims["email"]) if claims.get("email") else None,
                     email_verified=verified is True or str(verified).lower() == "true",
-                    name=claims.get("name"), issuer=claims.get("iss"))
+                    name=claims.get("name"), issuer=claims.get("iss"),
+                    signed_in_at=float(issued) if isinstance(issued, (int, float)) and not isinstance(issued, bool)
+                    else None)
 
 
 @dataclass(frozen=True)
@@ -122,12 +165,28 @@ def decide(identity: Identity | None, runners_list: People | None = None, admins
         return Decision(False, False, "Your identity provider did not vouch for an e-mail address (no verified "
                                       "e-mail in the sign-in), so this server cannot check you against its runners "
                                       "list. Ask the lab to verify your address with the provider.")
-    if identity.email in admins_list:
+    try:
+        email = canonical_email(identity.email)
+    except AccessError as e:
+        return Decision(False, False, str(e))
+    if email in admins_list:
         return Decision(True, True, "")
-    if identity.email in runners_list:
+    if email in runners_list:
         return Decision(True, False, "")
-    return Decision(False, False, f"{identity.email} is not on this server's runners list (MATCHUP_RUNNERS); "
+    return Decision(False, False, f"{email} is not on this server's runners list (MATCHUP_RUNNERS); "
                                   "you can look at everything, and ask the lab to add you to run.")
+
+
+def signed_out_since(identity: Identity, last_sign_out: float | None) -> str | None:
+    """Why a session may no longer act for `identity`: it signed out (in any tab or browser) after
+    this session's sign-in. A session with no sign-in time is refused once the identity has
+    signed out at all. None: the sign-in stands."""
+    if last_sign_out is None:
+        return None
+    if identity.signed_in_at is None or identity.signed_in_at < int(last_sign_out):
+        return ("This session's sign-in is older than your last sign-out (in this or another tab or browser), so "
+                "it can no longer run or cancel. Sign in again.")
+    return None
 
 
 def cli_user() -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -119,6 +120,20 @@ class JobQueue:
             if state in ("failed", "cancelled"):
                 con.execute("UPDATE jobs SET cleared_at = ? WHERE id = ?", [_now(), job])
             return state
+
+    def record_sign_out(self, identity: str) -> float:
+        """An identity signed out now (epoch seconds): every session signed in before it stops acting."""
+        now = time.time()
+        with self.transaction() as con:
+            con.execute("""INSERT INTO sign_outs VALUES (?, ?)
+                           ON CONFLICT (identity) DO UPDATE SET signed_out_at = excluded.signed_out_at""",
+                        [identity, now])
+        return now
+
+    def last_sign_out(self, identity: str) -> float | None:
+        with self.connect() as con:
+            row = con.execute("SELECT signed_out_at FROM sign_outs WHERE identity = ?", [identity]).fetchone()
+        return row[0] if row else None
 
     def requeue_stale(self, timeout_s: float, max_attempts: int) -> list[str]:
         """Running jobs whose worker stopped heartbeating go back to the queue (or fail, after

@@ -154,9 +154,13 @@ MIGRATIONS.append(
     (9, [  # a failed or cancelled job hidden from the queue's list by Clear (the row stays)
         "ALTER TABLE jobs ADD COLUMN cleared_at TIMESTAMP",
     ]))
+MIGRATIONS.append(
+    (10, [  # each identity's last sign-out: a session signed in before it can no longer run (ui.access)
+        """CREATE TABLE sign_outs (identity VARCHAR PRIMARY KEY, signed_out_at DOUBLE NOT NULL)""",
+    ]))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 TABLES = ("architectures", "checkpoints", "compute", "published_results", "published_benchmarks",
           "published_files", "reference_points", "evals", "benchmarks", "jobs", "workers", "probes",
           "training_compute", "image_text", "image_text_compute", "published_image_text",
-          "published_image_text_profile", "published_image_text_files", "zeroshots")
+          "published_image_text_profile", "published_image_text_files", "zeroshots", "sign_outs")
