@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import streamlit as st
@@ -497,8 +498,13 @@ _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>()#+-.!|$:~"
 def literal(text) -> str:
     """User text (a folder, file, dataset or checkpoint name, an error quoting one) for a Markdown
     element, every special character escaped: shown as written, never read as a link, an image
-    to fetch, emphasis or HTML."""
-    return str(text).translate(_MARKDOWN_SPECIAL)
+    to fetch, emphasis or HTML. GFM's autolinks (`http://...`, `www.`) survive escaping, so a
+    zero-width space breaks each one: the text reads the same, nothing becomes a link."""
+    escaped = str(text).translate(_MARKDOWN_SPECIAL)
+    return _WWW.sub("\\1\u200b\\2", escaped.replace("\\://", "\\:\u200b//"))
+
+
+_WWW = re.compile(r"(?i)(www)(\\\.)")
 
 
 def readable(text) -> str:

@@ -12,7 +12,9 @@ oidc = pytest.importorskip("oidc_provider_mock")
 USERS = [oidc.User(sub="alice", claims={"email": "alice@lab.org", "email_verified": True}),      # a runner
          oidc.User(sub="bob", claims={"email": "bob@elsewhere.org", "email_verified": True}),    # not on the list
          oidc.User(sub="carol", claims={"email": "carol@lab.org", "email_verified": True}),      # an admin
-         oidc.User(sub="eve", claims={"email": "eve@lab.org", "email_verified": False})]         # e-mail not verified
+         oidc.User(sub="eve", claims={"email": "eve@lab.org", "email_verified": False}),         # e-mail not verified
+         oidc.User(sub="mdname", claims={"email": "[md](http://127.0.0.1:9/x) ![i](http://127.0.0.1:9/i.png)",
+                                         "email_verified": True})]                                # Markdown as a name
 CHECKPOINT = "resnet18.a1_in1k"
 
 
@@ -138,6 +140,60 @@ def test_visitors_look_runners_run_admins_cancel(browser, lab_server):  # noqa: 
     expect.to_have_count(2, timeout=60_000)  # hers as well as the one alice cancelled herself
     context.close()
     assert {j.id: j.state for j in store.jobs_frame().itertuples()}[queued["job"]] == "cancelled"
+
+
+def test_a_sign_out_stops_every_tab_and_saved_cookie_and_names_show_literally(browser, lab_server):  # noqa: F811
+    """Issue 36: a tab opened while signed in cannot queue after a sign-out in another tab, alice's
+    auth cookie saved before she signed out signs no browser in, and a name is never Markdown."""
+    url, db = lab_server
+    from engine.store import Store
+    store = Store(db)
+    before = len(store.jobs_frame())
+    context, page = _run_page(browser, url)
+    _sign_in(page, "alice")
+    page.goto(f"{url}/run")
+    page.get_by_text("What to run").wait_for(timeout=60_000)
+    page.get_by_test_id("stRadioGroup").get_by_text("Hardware benchmark").click()
+    picker = page.locator("[data-testid='stMultiSelect']", has_text="Checkpoints").locator("input")
+    picker.click()
+    picker.fill(CHECKPOINT)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    queue = page.get_by_role("button", name="Queue 1 job(s)")
+    queue.wait_for(timeout=30_000)
+    saved = context.cookies()
+    page.wait_for_timeout(1_100)  # sign-in and sign-out times are compared to the second
+    other = context.new_page()   # another tab of the same browser signs out
+    other.goto(f"{url}/run")
+    other.get_by_role("button", name="Sign out").click()
+    other.get_by_role("button", name="End session").click()
+    other.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
+    queue.click()                # the first tab still shows alice's controls
+    page.get_by_text("older than your last sign-out").first.wait_for(timeout=60_000)
+    assert len(store.jobs_frame()) == before and _run_controls(page) == 0
+    context.close()
+
+    replay = browser.new_context(viewport={"width": 1400, "height": 1000})
+    replay.add_cookies(saved)    # alice's cookie from before she signed out, in a new browser
+    page = replay.new_page()
+    page.goto(f"{url}/run")
+    page.get_by_text("older than your last sign-out").first.wait_for(timeout=60_000)
+    assert _run_controls(page) == 0
+    replay.close()
+
+    context, page = _run_page(browser, url)
+    _sign_in(page, "mdname")
+    sidebar = page.get_by_test_id("stSidebar")
+    caption = sidebar.get_by_text("Signed in as")
+    shown = caption.inner_text().strip().replace("\u200b", "")  # zero-width spaces break GFM's autolinks
+    assert shown == "Signed in as [md](http://127.0.0.1:9/x) ![i](http://127.0.0.1:9/i.png)"
+    found = sidebar.locator("a[href*='127.0.0.1:9'], img[src*='127.0.0.1:9']")
+    assert found.count() == 0, [found.nth(i).evaluate("e => e.parentElement.outerHTML") for i in range(found.count())]
+    page.goto(f"{url}/run")
+    page.get_by_text("2 '@' signs").or_(page.get_by_text("not a valid domain")).or_(
+        page.get_by_text("space, control or invisible")).first.wait_for(timeout=60_000)
+    assert _run_controls(page) == 0
+    context.close()
 
 
 def test_broken_sign_in_leaves_the_pages_open_and_the_run_controls_off(browser, catalog_db, tmp_path):  # noqa: F811
