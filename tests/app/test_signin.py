@@ -249,3 +249,22 @@ def test_without_sign_in_only_the_servers_own_machine_gets_run_controls(browser,
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_streamlits_agent_api_gets_no_run_controls_without_sign_in(catalog_db, tmp_path):
+    """A session through the agent API has no socket peer: never taken for the server's own machine."""
+    import json
+    import urllib.request
+    db = tmp_path / "agent.duckdb"
+    shutil.copy(catalog_db, db)
+    server, url = _serve(db, {"STREAMLIT_SERVER_ENABLE_AGENT_API": "true"})
+    try:
+        request = urllib.request.Request(f"{url}/_stcore/agent/interact", data=json.dumps({"page": "run"}).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=120) as response:
+            body = response.read().decode()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "Run on this machine" in body and "offered on the server's own machine only" in body
+    assert "What to run" not in body
