@@ -122,15 +122,25 @@ def load_datasets(path: Path | None = None) -> dict[str, Dataset]:
     return out
 
 
+# Every numeric cell's range: a value outside is refused, naming the row (no recipe trains longer,
+# larger or on more crops than these; a typo of a few digits must not become a stored estimate).
+BOUNDS = {"stage": (1, 100), "epochs": (1e-3, 10_000), "samples": (1, 1e13), "train_res": (16, 4096),
+          "multiplier": (1e-3, 100), "crop count": (1, 1000), "crop resolution": (16, 4096),
+          "decoder depth": (1, 100), "decoder width": (1, 16384), "decoder patch": (1, 1024),
+          "teacher resolution": (16, 4096), "length_range bound": (1e-3, 1e13)}
+
+
 def _number(text: str, what: str, where: str, integer: bool = False) -> float | None:
+    """A numeric cell: finite, positive, within BOUNDS[what]; RecipeError naming the row otherwise."""
     if text == "":
         return None
     try:
         value = float(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise RecipeError(f"{where}: {what} {text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise RecipeError(f"{where}: {what} must be positive, not {text}")
+    low, high = BOUNDS.get(what, (0, math.inf))
+    if not math.isfinite(value) or value <= 0 or not low <= value <= high:
+        raise RecipeError(f"{where}: {what} must be a positive number from {low:g} to {high:g}, not {text}")
     if integer and not value.is_integer():
         raise RecipeError(f"{where}: {what} must be a whole number, not {text}")
     return value
@@ -161,7 +171,10 @@ def _check_row(row: dict, datasets: dict[str, Dataset], where: str) -> dict:
              "multiplier": _number(row["multiplier"], "multiplier", where) or 1.0,
              "mask_ratio": None}
     if row["mask_ratio"]:
-        ratio = float(row["mask_ratio"])
+        try:
+            ratio = float(row["mask_ratio"])
+        except ValueError:
+            raise RecipeError(f"{where}: mask_ratio {row['mask_ratio']!r} is not a number") from None
         if not 0 <= ratio < 1:
             raise RecipeError(f"{where}: mask_ratio must be in [0, 1), not {row['mask_ratio']}")
         typed["mask_ratio"] = ratio
@@ -169,8 +182,20 @@ def _check_row(row: dict, datasets: dict[str, Dataset], where: str) -> dict:
         raise RecipeError(f"{where}: a mim stage needs its mask_ratio (the fraction of patches dropped)")
     if row["decoder"] and not DECODER.match(row["decoder"]):
         raise RecipeError(f"{where}: decoder {row['decoder']!r} is not DEPTHxWIDTH@PATCH, e.g. 8x512@16")
+    if row["decoder"]:
+        for what, text in zip(("decoder depth", "decoder width", "decoder patch"), DECODER.match(row["decoder"]).groups(),
+                              strict=True):
+            _number(text, what, where, integer=True)
     if row["crops"] and not CROPS.match(row["crops"]):
         raise RecipeError(f"{where}: crops {row['crops']!r} is not COUNTxRES[+COUNTxRES], e.g. 2x224+10x96")
+    for part in row["crops"].split("+") if row["crops"] else []:
+        count, res = part.split("x")
+        _number(count, "crop count", where, integer=True)
+        _number(res, "crop resolution", where, integer=True)
+    for teacher in (row.get("teacher") or "").split("+"):
+        found = TEACHER.match(teacher.strip())
+        if found:
+            _number(found[2], "teacher resolution", where, integer=True)
     if row.get("network") and not NETWORK.match(row["network"]):
         raise RecipeError(f"{where}: network {row['network']!r} is not a timm architecture name")
     if row.get("parent") and not CHECKPOINT_ID.match(row["parent"]):
@@ -178,7 +203,10 @@ def _check_row(row: dict, datasets: dict[str, Dataset], where: str) -> dict:
     typed["length_range"] = None
     if row.get("length_range"):
         found = LENGTH_RANGE.match(row["length_range"])
-        bounds = [float(x) for x in found.groups()] if found else None
+        try:
+            bounds = [_number(x, "length_range bound", where) for x in found.groups()] if found else None
+        except RecipeError:
+            bounds = None
         if not bounds or not all(math.isfinite(b) and b > 0 for b in bounds):
             raise RecipeError(f"{where}: length_range {row['length_range']!r} is not LOW-HIGH with both bounds "
                               "positive, e.g. 100-300")
@@ -208,6 +236,9 @@ def load_recipes(path: Path | None = None, datasets: dict[str, Dataset] | None =
             rows.append(_check_row(row, datasets, where))
         except RecipeError as e:
             refused.append(str(e))
+            bad_groups.add((row["tag"], row["arch_pattern"]))
+        except (ValueError, TypeError, OverflowError, ZeroDivisionError) as e:  # one bad row never stops the others
+            refused.append(f"{where}: cannot be read ({type(e).__name__}: {e})")
             bad_groups.add((row["tag"], row["arch_pattern"]))
     every = COLUMNS + OPTIONAL_COLUMNS
     frame = pd.DataFrame(rows, columns=every) if rows else pd.DataFrame(columns=every)

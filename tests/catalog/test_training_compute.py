@@ -140,3 +140,40 @@ def test_training_compute_is_a_cost_axis(full_db, tmp_path, capsys):
     payload = json.loads(capsys.readouterr().out)
     assert payload["cost"] == "train_flops" and payload["n_points"] > 500
     assert {"ConvNet", "ViT"} <= set(payload["budgets"][-1]["best"])
+
+
+HOSTILE_CELLS = {  # issue 36: each bounded and refused by its row; before, they stored inf or stopped the refresh
+    "b1": {"epochs": "1e300"}, "b2": {"multiplier": "1e300"}, "b3": {"samples": "1e300", "epochs": ""},
+    "b4": {"decoder": "1x64@0", "objective": "mim", "mask_ratio": "0.75"},
+    "b5": {"crops": "1234567890123456789012345678901234567890x224"}, "b6": {"crops": "2x99999"},
+    "b7": {"mask_ratio": "abc", "objective": "mim"}, "b8": {"train_res": "100000"},
+    "b9": {"teacher": "deit3_base_patch16_384@0", "objective": "distillation"},
+    "b10": {"length_range": "1e5e5-2"}, "b11": {"stage": "1e300"},
+}
+
+
+def test_every_numeric_recipe_cell_is_bounded_and_one_bad_row_leaves_the_rest(tmp_path, catalog_db, monkeypatch, capsys):
+    good = {**{c: "" for c in tc.COLUMNS}, "tag": "a1_in1k", "arch_pattern": "resnet50", "stage": "1",
+            "stage_kind": "pretrain", "dataset": "imagenet-1k", "epochs": "600", "train_res": "224",
+            "objective": "supervised", "source": "RSB", "confidence": "exact"}
+    rows = [good] + [{**good, "tag": tag, **cells} for tag, cells in HOSTILE_CELLS.items()]
+    path = tmp_path / "recipes.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    book = tc.load_recipes(path)
+    assert list(book.by_tag) == ["a1_in1k"] and len(book.refused) == len(HOSTILE_CELLS)
+    for tag, said in zip(HOSTILE_CELLS, book.refused, strict=True):
+        assert f"({tag}, resnet50" in said, said
+    assert "epochs must be a positive number from 0.001 to 10000, not 1e300" in book.refused[0]
+    assert "decoder patch must be a positive number from 1 to 1024, not 0" in book.refused[3]
+    monkeypatch.setenv("MATCHUP_RECIPES", str(path))
+    db = tmp_path / "m.duckdb"
+    shutil.copy(catalog_db, db)
+    assert main(["--db", str(db), "catalog", "refresh"]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {len(HOSTILE_CELLS)} training recipe row(s) refused" in captured.err
+    assert "Traceback" not in captured.err and "(1 from their own of 1 sourced recipes" in captured.out
+    from engine.store import Store
+    with Store(db).connect() as con:
+        assert con.execute("SELECT count(*) FROM training_compute WHERE NOT isfinite(train_flops)").fetchone()[0] == 0
+        assert con.execute("SELECT train_flops FROM training_compute WHERE checkpoint = 'resnet50.a1_in1k'"
+                           ).fetchone()[0] > 0
