@@ -163,3 +163,164 @@ def test_page_urls_never_show_an_exception(full_db, tmp_path, monkeypatch):
         at.run()
         assert not at.exception, (url, at.exception)
         assert not [e.value for e in at.error if "Unexpected" in e.value], url
+
+
+# -- issue 36: the prompt, class-name and cache-metadata grammars ------------------------------------------
+PROMPT_PIECES = ["a photo of a ", "{c}", "{c}", ".", " of the ", "{{", "}}", "{", "}", "{c.__class__}", "{c!r}",
+                 "{c!s}", "{c[0]}", "{c:>5}", "{c:>400000000}", "{c.upper}", "{0}", "{}", "{x}", "\x00", "é",
+                 "💥", "{{c}}", "\t", "%s", "{c}" * 3, "x" * 600]
+PLAIN_PIECES = ["a photo of a ", "{c}", "{c}", ".", " of the ", "{{", "}}", "é", "%s"]
+
+
+def _filled(template: str, name: str) -> str:
+    """What a template must say, by an independent reading: {c} is the name, {{ and }} are braces."""
+    out, i = [], 0
+    while i < len(template):
+        if template.startswith("{{", i) or template.startswith("}}", i):
+            out.append(template[i])
+            i += 2
+        elif template.startswith("{c}", i):
+            out.append(name)
+            i += 3
+        else:
+            out.append(template[i])
+            i += 1
+    return "".join(out)
+
+
+def test_templates_are_taken_only_as_written_or_refused_in_one_line(tmp_path):
+    from engine.measure import zeroshot
+    rng = random.Random(SEED + 4)
+    path = tmp_path / "templates.txt"
+    outcomes = {"taken": 0, "refused": 0}
+    for _ in range(400):
+        lines = ["".join(rng.choice(PROMPT_PIECES if rng.random() < 0.3 else PLAIN_PIECES)
+                         for _ in range(rng.randint(1, 6))) for _ in range(rng.randint(1, 3))]
+        path.write_bytes("\n".join(lines).encode())
+        try:
+            _, templates = zeroshot.resolve_templates(str(path), False)
+        except zeroshot.ZeroShotError as e:
+            assert str(e) and "\n" not in str(e), (lines, str(e))
+            outcomes["refused"] += 1
+            continue
+        for template in templates:
+            assert "{c}" in template and "\x00" not in template and len(template) <= zeroshot.MAX_TEMPLATE_CHARS
+            assert zeroshot.fill(template, "golden retriever") == _filled(template, "golden retriever"), template
+        outcomes["taken"] += 1
+    assert outcomes["taken"] > 40 and outcomes["refused"] > 100
+
+
+def test_class_names_files_pair_every_folder_rightly_or_are_refused(tmp_path):
+    from engine.measure import zeroshot
+    from tests.conftest import make_image_folder
+    folders = ["apple", "Banana", "cherry", "dog_house"]
+    make_image_folder(tmp_path / "set", synsets=folders, per_class=1, size=(8, 8))
+    ordered = sorted(folders)   # the folders' order: Banana, apple, cherry, dog_house
+    names = ["apple", "Banana", "cherry", "dog house", "a ripe banana", "an apple", "", "  ", "\x00", "x\ty",
+             "Cherry", "💥", "a" * 200]
+    rng = random.Random(SEED + 5)
+    path = tmp_path / "names.txt"
+    outcomes = {"taken": 0, "refused": 0}
+    for _ in range(250):
+        shuffled = rng.sample(folders, len(folders))
+        if rng.random() < 0.5:   # folder<TAB>name, sometimes missing, doubled or unknown folders
+            chosen = {f: rng.choice(names) for f in shuffled}
+            lines = [f"{f}\t{n}" for f, n in chosen.items()]
+            if rng.random() < 0.3:
+                lines.append(rng.choice(["kiwi\tx", f"{folders[0]}\tagain", "no tab here"]))
+            if rng.random() < 0.2:
+                lines.pop(0)
+        elif rng.random() < 0.5:  # a plain list of new names (a wrong count now and then)
+            lines = rng.sample(names[4:6] + ["a cherry", "a kennel", "fruit", "pet"], rng.choice([3, 4, 4, 4]))
+        else:                    # a plain list in some order, folder names among it
+            lines = [rng.choice(names + folders) for _ in range(rng.choice([3, 4, 4, 5]))]
+        path.write_bytes("\n".join(lines).encode())
+        try:
+            opened = zeroshot.open_folder(tmp_path / "set", classnames=path)
+        except zeroshot.ZeroShotError as e:
+            assert str(e) and "Traceback" not in str(e), (lines, str(e))
+            outcomes["refused"] += 1
+            continue
+        outcomes["taken"] += 1
+        pairs = dict(zip(ordered, opened.classnames, strict=True))
+        if "\t" in lines[0]:     # the file's own mapping, whatever its order
+            assert all(pairs[f] == n.strip() for f, _, n in (line.partition("\t") for line in lines)), lines
+        else:                    # a plain list never names another folder
+            own = {zeroshot.normalised(zeroshot.display_name(f)): f for f in ordered}
+            assert all(own.get(zeroshot.normalised(n), f) == f for f, n in pairs.items()), lines
+    assert outcomes["taken"] > 20 and outcomes["refused"] > 50
+
+
+def _json_value(rng: random.Random, depth: int = 0):
+    """A random JSON value: what a damaged or hostile cache metadata file may hold."""
+    kind = rng.choice(["null", "bool", "int", "float", "str", "list", "dict"] if depth < 4 else ["int", "str", "null"])
+    return {"null": lambda: None, "bool": lambda: rng.random() < 0.5,
+            "int": lambda: rng.choice([0, -1, 3, 2 ** 64, 10 ** 30]),
+            "float": lambda: rng.choice([0.5, -1e308, 1e-9]), "str": lambda: rng.choice(["", "x", "1", "0", "pooled"]),
+            "list": lambda: [_json_value(rng, depth + 1) for _ in range(rng.randint(0, 3))],
+            "dict": lambda: {rng.choice(["format", "provenance", "bad", "image_checks", "meta_mac", "shape", "0",
+                                         "one"]): _json_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}}[kind]()
+
+
+def _mutated(rng: random.Random, meta):
+    """The real metadata with one part replaced by a random value (or a deep nesting, or garbage)."""
+    roll = rng.random()
+    if roll < 0.1:
+        return "[" * 200_000 + "]" * 200_000
+    if roll < 0.2:
+        return rng.choice(["{not json", "", "\x00", "null", "[]", '"meta"', "1e999"])
+    meta = json.loads(json.dumps(meta))
+    target = meta
+    path = [k for k in ("provenance", "bad") if isinstance(meta.get(k), dict) and rng.random() < 0.4]
+    for key in path[:1]:
+        target = meta[key]
+    key = rng.choice(list(target) + ["extra"]) if target else "extra"
+    target[key] = _json_value(rng)
+    return json.dumps(meta)
+
+
+def test_cache_metadata_of_any_shape_is_a_miss_never_a_crash(tmp_path):
+    import numpy as np
+    from engine.measure import decoded, probe
+    rng = random.Random(SEED + 6)
+    cache = decoded.DecodedCache(tmp_path / "cache", budget_bytes=1 << 30)
+    config = {"input_size": (3, 8, 8)}
+    made_from = {"dataset_fingerprint": "f", "files_sha256": "s", "n_images": 3, "pixels": [[3, 8, 8], "bicubic", 1.0,
+                 "center"], "shape": [3, 3, 8, 8], "dtype": "uint8"}
+    writer = cache.writer("k" * 32, 3, config, made_from)
+    writer.write([0, 1, 2], np.arange(3 * 192, dtype=np.uint8).reshape(3, 3, 8, 8), [True, True, False])
+    writer.mark_bad(2, "unreadable")
+    meta_path = writer.commit() / "meta.json"
+    original = meta_path.read_text()
+    assert cache.get("k" * 32, made_from) is not None
+    features = probe.Features("m", "r", np.ones((4, 5), np.float32), np.arange(4), {1: "x"}, "pre_logits", {}, 1.0, False)
+    feature_from = {"n_images": 5, "what": "fuzz"}
+    probe._write_cache("f" * 64, features, feature_from)
+    feature_path = probe._cache_path("f" * 64)
+    with np.load(feature_path) as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    feature_meta = json.loads(str(arrays["meta"]))
+    misses = 0
+    for _ in range(120):
+        changed = _mutated(rng, json.loads(original))
+        meta_path.parent.mkdir(exist_ok=True)
+        if not (meta_path.parent / "images.u8").exists():   # a miss dropped the entry: put it back
+            shutil.rmtree(meta_path.parent)
+            writer = cache.writer("k" * 32, 3, config, made_from)
+            writer.write([0, 1, 2], np.arange(3 * 192, dtype=np.uint8).reshape(3, 3, 8, 8), [True, True, False])
+            writer.mark_bad(2, "unreadable")
+            writer.commit()
+        meta_path.write_text(changed)
+        entry = cache.get("k" * 32, made_from)
+        assert entry is None or changed == original, changed[:200]
+        misses += entry is None
+        np.savez(feature_path, **{**arrays, "meta": _mutated(rng, feature_meta),
+                                  **({"kept": arrays["kept"].astype(rng.choice(["float64", "int8", "U1"]))}
+                                     if rng.random() < 0.2 else {})})
+        assert probe._read_cache("f" * 64, "m", "r", {}, feature_from) is None
+        if rng.random() < 0.2:  # a damaged file: truncated, emptied or a flipped byte
+            data = bytearray(feature_path.read_bytes()) if feature_path.exists() else bytearray(b"PK")
+            flipped = bytes(data[:40]) + bytes([data[40] ^ 0xFF]) + bytes(data[41:]) if len(data) > 41 else b""
+            feature_path.write_bytes(rng.choice([bytes(data[:len(data) // 2]), b"", flipped]))
+            assert probe._read_cache("f" * 64, "m", "r", {}, feature_from) is None
+    assert misses > 100
