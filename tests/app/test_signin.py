@@ -65,6 +65,23 @@ def _sign_in(page, who: str):
     page.get_by_text("Signed in as").wait_for(timeout=60_000)
 
 
+def _alice_ready_to_queue(browser, url: str):  # noqa: F811
+    """Alice signed in on the Run page, a benchmark of CHECKPOINT chosen: (context, page, its Queue button)."""
+    context, page = _run_page(browser, url)
+    _sign_in(page, "alice")
+    page.goto(f"{url}/run")
+    page.get_by_text("What to run").wait_for(timeout=60_000)
+    page.get_by_test_id("stRadioGroup").get_by_text("Hardware benchmark").click()
+    picker = page.locator("[data-testid='stMultiSelect']", has_text="Checkpoints").locator("input")
+    picker.click()
+    picker.fill(CHECKPOINT)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    queue = page.get_by_role("button", name="Queue 1 job(s)")
+    queue.wait_for(timeout=30_000)
+    return context, page, queue
+
+
 def _run_controls(page) -> int:
     return page.get_by_role("button", name="Queue 0 job(s)").count() + page.get_by_text("What to run").count()
 
@@ -80,18 +97,7 @@ def test_visitors_look_runners_run_admins_cancel(browser, lab_server):  # noqa: 
     context.close()
 
     # a runner signs in, queues a benchmark, sees it attributed to her, cancels it
-    context, page = _run_page(browser, url)
-    _sign_in(page, "alice")
-    page.goto(f"{url}/run")
-    page.get_by_text("What to run").wait_for(timeout=60_000)
-    page.get_by_test_id("stRadioGroup").get_by_text("Hardware benchmark").click()
-    picker = page.locator("[data-testid='stMultiSelect']", has_text="Checkpoints").locator("input")
-    picker.click()
-    picker.fill(CHECKPOINT)
-    page.keyboard.press("Enter")
-    page.keyboard.press("Escape")
-    queue = page.get_by_role("button", name="Queue 1 job(s)")
-    queue.wait_for(timeout=30_000)
+    context, page, queue = _alice_ready_to_queue(browser, url)
     page.wait_for_timeout(500)
     queue.click()
     mine = page.get_by_text(f"queued · bench {CHECKPOINT}")
@@ -149,18 +155,7 @@ def test_a_sign_out_stops_every_tab_and_saved_cookie_and_names_show_literally(br
     from engine.store import Store
     store = Store(db)
     before = len(store.jobs_frame())
-    context, page = _run_page(browser, url)
-    _sign_in(page, "alice")
-    page.goto(f"{url}/run")
-    page.get_by_text("What to run").wait_for(timeout=60_000)
-    page.get_by_test_id("stRadioGroup").get_by_text("Hardware benchmark").click()
-    picker = page.locator("[data-testid='stMultiSelect']", has_text="Checkpoints").locator("input")
-    picker.click()
-    picker.fill(CHECKPOINT)
-    page.keyboard.press("Enter")
-    page.keyboard.press("Escape")
-    queue = page.get_by_role("button", name="Queue 1 job(s)")
-    queue.wait_for(timeout=30_000)
+    context, page, queue = _alice_ready_to_queue(browser, url)
     saved = context.cookies()
     page.wait_for_timeout(1_100)  # sign-in and sign-out times are compared to the second
     other = context.new_page()   # another tab of the same browser signs out
