@@ -165,6 +165,7 @@ def test_a_sign_out_stops_every_tab_and_saved_cookie_and_names_show_literally(br
     other.wait_for_selector("[data-testid='stMain'] h1", timeout=60_000)
     queue.click()                # the first tab still shows alice's controls
     page.get_by_text("older than your last sign-out").first.wait_for(timeout=60_000)
+    sync_api.expect(page.get_by_text("What to run")).to_have_count(0, timeout=60_000)  # the rerun finished
     assert len(store.jobs_frame()) == before and _run_controls(page) == 0
     context.close()
 
@@ -173,6 +174,7 @@ def test_a_sign_out_stops_every_tab_and_saved_cookie_and_names_show_literally(br
     page = replay.new_page()
     page.goto(f"{url}/run")
     page.get_by_text("older than your last sign-out").first.wait_for(timeout=60_000)
+    sync_api.expect(page.get_by_text("What to run")).to_have_count(0, timeout=60_000)
     assert _run_controls(page) == 0
     replay.close()
 
