@@ -367,7 +367,9 @@ def _run_on_ray(store: Store, checkpoints: list[str], dataset: EvalDataset, sett
     if not ray.is_initialized():
         # the engine package travels with the job, so nodes need Matchup's dependencies, not a checkout
         runtime_env = {"env_vars": env, "py_modules": [str(ENGINE_DIR)]}
-        ray.init(address=None if address == "local" else address, runtime_env=runtime_env,
+        # "local": always a new Ray instance of this process's own, never a cluster already running
+        # on the machine (nor $RAY_ADDRESS); any other address joins that cluster
+        ray.init(address=address, runtime_env=runtime_env,
                  include_dashboard=False if address == "local" else None, log_to_driver=False)
     on_gpu = settings.device.startswith("cuda")
     task = ray.remote(max_retries=2)(evaluate_on_worker).options(

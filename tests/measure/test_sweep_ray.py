@@ -21,7 +21,10 @@ FAST = EvalSettings(batch_size=8, workers=0)
 
 
 @pytest.fixture
-def local_ray(offline):  # noqa: F811
+def local_ray(offline, monkeypatch):  # noqa: F811
+    """A Ray of the test's own: a cluster the machine names in $RAY_ADDRESS (here a closed port)
+    must never be joined by `--ray` without an address."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
     yield
     ray.shutdown()
 
