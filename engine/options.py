@@ -57,6 +57,8 @@ RULES = {
     "max_gflops": Rule("--max-gflops", float, 0, None, "a positive number of GFLOPs", low_open=True),
     "images": Rule("--images", int, 1, None, "a positive whole number of images"),
     "decoded_cache_gb": Rule("--decoded-cache-gb", float, 0, None, "a size in GB, 0 or more"),
+    "nodes": Rule("--nodes", int, 1, 10_000, "a whole number of nodes from 1 to 10000"),
+    "gpus_per_node": Rule("--gpus-per-node", int, 1, 64, "a whole number of GPUs per node from 1 to 64"),
     "gpus_per_task": Rule("--gpus-per-task", float, 0, 64, "a number of GPUs above 0", low_open=True),
     "n_boot": Rule("--n-boot", int, 1, 1_000_000, "a whole number of bootstrap resamples, at least 1"),
     "seed": Rule("--seed", int, 0, 2**32 - 1, "a whole number from 0 to 4294967295"),

@@ -40,6 +40,15 @@ def _print_plan(p) -> None:
         print(f"  skip {c['checkpoint']}: {c['reason']}")
 
 
+def _print_cluster(c: dict) -> None:
+    busiest = max(c["per_node"], key=lambda n: n["decoded_cache_bytes"])
+    print(f"  on {c['nodes']} node(s) x {c['gpus_per_node']} GPU(s) ({c['device']}): about "
+          f"{c['wall_seconds'] / 3600:.2f} h wall against {c['one_gpu_seconds'] / 3600:.2f} h on one GPU (groups largest "
+          f"first, each on one node; checkpoints largest first on its GPUs); decoded-cache disk per node: up to "
+          f"{_gib(c['decoded_cache_bytes_per_node_max'])} (node {busiest['node']}, "
+          f"{len(busiest['groups'])} group(s))" + (f"; no estimate for {len(c['unestimated'])}" if c["unestimated"] else ""))
+
+
 def cmd_sweep(args, store: Store) -> int:
     from engine.measure import datasets, evaluate, sweep
     selection = sweep.Selection(classes=csv_list(args.classes, flag="--classes"), families=csv_list(args.families, flag="--families"),
@@ -51,6 +60,8 @@ def cmd_sweep(args, store: Store) -> int:
     if args.zeroshot is not None:
         selection.zoo = "image-text"
         return _sweep_zeroshot(args, store, sweep.select(store, selection))
+    if (args.nodes or args.gpus_per_node) and not args.dry_run:
+        raise sweep.SweepError("--nodes and --gpus-per-node plan a cluster run: use them with --dry-run.")
     if not args.data and not (args.dry_run and args.images):
         raise sweep.SweepError("`sweep` needs --data DIR (the evaluation set); a --dry-run can plan "
                                "for --images N without one.")
@@ -68,11 +79,16 @@ def cmd_sweep(args, store: Store) -> int:
     the_plan = sweep.plan(store, checkpoints, dataset, settings, n_images=args.images,
                           estimate_for=args.estimate_for if args.dry_run else None)
     if args.dry_run:
+        cluster = (sweep.cluster_schedule(the_plan, args.nodes or 1, args.gpus_per_node or 1)
+                   if args.nodes or args.gpus_per_node else None)
         if args.json:
-            print_json(the_plan.as_dict())
+            print_json({**the_plan.as_dict(), **({"cluster": cluster} if cluster else {})})
         else:
             _print_plan(the_plan)
+            if cluster:
+                _print_cluster(cluster)
         return 0
+
     if not args.json:
         _print_plan(the_plan)
     import contextlib
@@ -214,6 +230,9 @@ def add_parsers(commands, common) -> None:
     sw.add_argument("--shots", type=options.arg("shots"), help="--probe: K training images per class")
     sw.add_argument("--seed", type=options.arg("seed"), default=0, help="--probe: the folds' and shots' seed")
     sw.add_argument("--images", type=options.arg("images"), help="--dry-run without --data: plan for N images")
+    sw.add_argument("--nodes", type=options.arg("nodes"),
+                    help="--dry-run: plan the wall time on N nodes (with --gpus-per-node; default 1 each)")
+    sw.add_argument("--gpus-per-node", type=options.arg("gpus_per_node"), help="--dry-run: GPUs on each node")
     sw.add_argument("--estimate-for", metavar="DEVICE", help="--dry-run: estimate time for this device name (e.g. H100)")
     sw.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                     help="fan out with Ray: alone, a local Ray over this machine; or a cluster's address")

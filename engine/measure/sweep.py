@@ -236,6 +236,38 @@ def plan(store: Store, checkpoints: list[str], dataset: EvalDataset | None, sett
     return result
 
 
+def cluster_schedule(the_plan: Plan, nodes: int, gpus_per_node: int) -> dict:
+    """The plan's wall time on `nodes` machines of `gpus_per_node` GPUs each, from the same
+    per-checkpoint estimates: preprocessing groups, largest first, each to the node where it would
+    finish earliest (a group stays on one node, so its images are decoded once, into that node's
+    own cache), and within a node each checkpoint, largest first, to its least loaded GPU. Also the
+    decoded-cache disk each node needs (its groups' entries). Checkpoints without an estimate count
+    zero seconds and are listed."""
+    seconds = {c["checkpoint"]: c["seconds"] or 0.0 for c in the_plan.checkpoints if c["status"] == "to run"}
+    groups = sorted(the_plan.groups, key=lambda g: -sum(seconds.get(c, 0.0) for c in g["checkpoints"]))
+    gpus = [[0.0] * gpus_per_node for _ in range(nodes)]
+    disk = [0] * nodes
+    placed: list[list[str]] = [[] for _ in range(nodes)]
+
+    def packed(loads: list[float], group: dict) -> list[float]:
+        loads = list(loads)
+        for checkpoint in sorted(group["checkpoints"], key=lambda c: -seconds.get(c, 0.0)):
+            loads[loads.index(min(loads))] += seconds.get(checkpoint, 0.0)
+        return loads
+    for group in groups:
+        options = [(max(packed(gpus[n], group)), disk[n], n) for n in range(nodes)]
+        _, _, node = min(options)
+        gpus[node] = packed(gpus[node], group)
+        disk[node] += group["decoded_bytes"] if group["decoded_cache"] == "to write" else 0
+        placed[node].append(group["group"])
+    wall = max((max(loads) for loads in gpus), default=0.0)
+    return {"nodes": nodes, "gpus_per_node": gpus_per_node, "device": the_plan.device,
+            "wall_seconds": wall, "one_gpu_seconds": the_plan.estimated_seconds,
+            "per_node": [{"node": n, "groups": placed[n], "busy_seconds": max(gpus[n]),
+                          "decoded_cache_bytes": disk[n]} for n in range(nodes)],
+            "decoded_cache_bytes_per_node_max": max(disk, default=0), "unestimated": list(the_plan.unestimated)}
+
+
 def _any_imagenet():
     """A stand-in set for planning without data: the 1k classes, no images."""
     return EvalDataset("plan#imagenet", "imagenet", [], [], "plan", "plan")

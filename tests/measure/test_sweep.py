@@ -14,7 +14,7 @@ import pytest
 from engine.measure import datasets, decoded, evaluate, sweep
 from engine.measure.evaluate import EvalSettings
 from engine.store import Store
-from tests.conftest import ROOT, make_image_folder, write_hub_checkpoint
+from tests.conftest import ROOT, make_image_folder, run_cli, write_hub_checkpoint
 
 GROUPS = {  # checkpoint -> its pixel group; test_efficientnet has other mean/std than test_vit: same group
     "test_vit.r160_in1k": "160 bicubic", "test_convnext.r160_in1k": "160 bicubic",
@@ -349,3 +349,41 @@ def test_selection_filters_match_the_run_page(catalog_store, tmp_path):
     listed = tmp_path / "list.txt"
     listed.write_text("# two of them\ntest_vit.r160_in1k\nresnet18.a1_in1k  # a comment\n")
     assert sweep.select(catalog_store, sweep.Selection(from_file=str(listed))) == ["test_vit.r160_in1k", "resnet18.a1_in1k"]
+
+
+def test_a_dry_run_plans_the_wall_time_on_a_cluster_keeping_groups_on_one_node(offline, catalog_store):
+    """Issue 37 (planning): largest first, a preprocessing group on one node, its checkpoints over
+    that node's GPUs; the decoded-cache disk each node needs."""
+    def row(name, seconds):
+        return {"checkpoint": name, "status": "to run", "seconds": seconds}
+    checkpoints = [row("a1", 40), row("a2", 30), row("a3", 20), row("b1", 50), row("c1", 10), row("c2", 10),
+                   {"checkpoint": "d1", "status": "to run", "seconds": None}]
+    groups = [{"group": "A", "checkpoints": ["a1", "a2", "a3"], "decoded_bytes": 300, "decoded_cache": "to write"},
+              {"group": "B", "checkpoints": ["b1"], "decoded_bytes": 200, "decoded_cache": "to write"},
+              {"group": "C", "checkpoints": ["c1", "c2", "d1"], "decoded_bytes": 100, "decoded_cache": "cached"}]
+    the_plan = sweep.Plan("H100", "bf16", 1000, checkpoints, groups, estimated_seconds=160, unestimated=["d1"])
+    one = sweep.cluster_schedule(the_plan, 1, 1)
+    assert one["wall_seconds"] == 160 and one["per_node"][0]["decoded_cache_bytes"] == 500
+    two = sweep.cluster_schedule(the_plan, 2, 2)
+    # A (90 s) first: node 0, GPUs 40 | 30+20; B (50 s): node 1; C (20 s): node 1, 50 | 10+10
+    assert two["wall_seconds"] == 50 and [n["groups"] for n in two["per_node"]] == [["A"], ["B", "C"]]
+    assert [n["decoded_cache_bytes"] for n in two["per_node"]] == [300, 200]  # C's entry is already cached
+    assert two["decoded_cache_bytes_per_node_max"] == 300 and two["unestimated"] == ["d1"]
+    many = sweep.cluster_schedule(the_plan, 8, 8)
+    assert many["wall_seconds"] == 50  # the largest checkpoint bounds it: a group is never split across nodes
+
+
+def test_the_cluster_plan_from_the_command_line(offline, catalog_store):
+    args = ["sweep", "--checkpoints",
+            "resnet50.a1_in1k,convnext_tiny.fb_in1k,vit_base_patch16_224.augreg2_in21k_ft_in1k", "--dry-run",
+            "--images", "50000", "--estimate-for", "H100", "--precision", "bf16"]
+    single = json.loads(run_cli(*args, "--json", db=catalog_store.path).stdout)
+    done = run_cli(*args, "--nodes", "2", "--gpus-per-node", "2", "--json", db=catalog_store.path)
+    assert done.returncode == 0, done.stderr
+    cluster = json.loads(done.stdout)["cluster"]
+    seconds = sorted((c["seconds"] for c in single["checkpoints"]), reverse=True)
+    assert cluster["one_gpu_seconds"] == pytest.approx(sum(seconds))
+    assert cluster["wall_seconds"] == pytest.approx(seconds[0])  # three groups on four GPUs: the largest alone
+    refused = run_cli("sweep", "--checkpoints", "resnet50.a1_in1k", "--nodes", "2", "--data", ".",
+                      db=catalog_store.path)
+    assert refused.returncode == 2 and "use them with --dry-run" in refused.stderr
