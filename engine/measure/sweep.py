@@ -36,7 +36,8 @@ PEAK_TFLOPS = {
     "4090": {"bf16": 165.0, "fp16": 165.0, "fp32": 82.6},
     "cpu": {"bf16": 0.1, "fp16": 0.1, "fp32": 0.1},
 }
-FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_ENDPOINT", "MATCHUP_CACHE")
+FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_ENDPOINT", "MATCHUP_CACHE",
+                 "MATCHUP_CACHE_KEY")
 
 
 class SweepError(MatchupError):
@@ -335,8 +336,8 @@ def run(store: Store, the_plan: Plan, dataset: EvalDataset, settings: evaluate.E
     to_run = the_plan.to_run()
     progress = _Progress(len(to_run), the_plan.n_images, show_progress)
 
-    def finished(row: dict, status: str) -> None:
-        results[row["checkpoint"]] = _summary_row(row, status)
+    def finished(row: dict, status: str, node: str | None = None) -> None:
+        results[row["checkpoint"]] = {**_summary_row(row, status), **({"node": node} if node else {})}
         progress.checkpoint_finished()
         if on_result is not None:
             on_result(results[row["checkpoint"]])
@@ -365,17 +366,13 @@ def run(store: Store, the_plan: Plan, dataset: EvalDataset, settings: evaluate.E
 
 
 # -- Ray ----------------------------------------------------------------------------------------------
-def evaluate_on_worker(checkpoint: str, data: dict, settings: dict, after: list | None = None) -> dict:
+def evaluate_on_worker(checkpoint: str, data: dict, settings: dict) -> dict:
     """One checkpoint, on whichever Ray worker runs it: no store access; the rows go back to the
-    driver. `after`: a task of the same pixel group to wait for, so its decoded cache is there."""
-    if after:
-        import ray
-        try:
-            ray.get(after[0])
-        except Exception:  # noqa: BLE001 - that task's failure is reported by the driver
-            pass
+    driver, with the node it ran on (where its pixel group's decoded cache now is)."""
+    import ray
     from engine.measure import datasets
-    out = {"checkpoint": checkpoint, "rows": [], "error": None}
+    out = {"checkpoint": checkpoint, "rows": [], "error": None,
+           "node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None}
     eval_settings = evaluate.EvalSettings(**settings)
     try:
         dataset = datasets.open_dataset(**data).limit(eval_settings.limit)
@@ -403,30 +400,45 @@ def _run_on_ray(store: Store, checkpoints: list[str], dataset: EvalDataset, sett
         # on the machine (nor $RAY_ADDRESS); any other address joins that cluster
         ray.init(address=address, runtime_env=runtime_env,
                  include_dashboard=False if address == "local" else None, log_to_driver=False)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     on_gpu = settings.device.startswith("cuda")
-    task = ray.remote(max_retries=2)(evaluate_on_worker).options(
-        num_gpus=gpus_per_task if on_gpu else 0, num_cpus=1)
+    remote = ray.remote(max_retries=2)(evaluate_on_worker)
+    resources = {"num_gpus": gpus_per_task if on_gpu else 0, "num_cpus": 1}
+    task = remote.options(**resources)
     data = dataset.opened_with  # each worker opens the same set (a shared or identical path)
     remote_settings = {**asdict(settings), "device": "cuda" if on_gpu else settings.device}
-    first_of_group: dict[tuple, object] = {}
-    refs = {}
+    groups: dict[tuple, list[str]] = {}
     for checkpoint in checkpoints:
-        pixels = decoded.pixel_key(evaluate.data_config(hub.pretrained_cfg(checkpoint)))
-        after = [first_of_group[pixels]] if pixels in first_of_group else None
-        ref = task.remote(checkpoint, data, remote_settings, after)
-        first_of_group.setdefault(pixels, ref)
-        refs[ref] = checkpoint
+        groups.setdefault(decoded.pixel_key(evaluate.data_config(hub.pretrained_cfg(checkpoint))), []).append(checkpoint)
+    # A group's first checkpoint decodes its images into the decoded cache of the node it runs on;
+    # the rest of the group is then sent to that node (soft affinity: elsewhere only if that node
+    # is gone or full), so the decode-once saving holds on a cluster without a shared cache.
+    refs, rest = {}, {}
+    for members in groups.values():
+        first = task.remote(members[0], data, remote_settings)
+        refs[first], rest[first] = members[0], members[1:]
     pending = list(refs)
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             checkpoint = refs[ready[0]]
+            followers = rest.pop(ready[0], [])
             try:
                 out = ray.get(ready[0])
             except Exception as e:  # noqa: BLE001 - the worker died on every retry
+                out = None
                 failed(checkpoint, f"its Ray task failed after retries ({type(e).__name__}: "
                                    f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
                                    "run the sweep again to retry it")
+            if followers:
+                node = (out or {}).get("node")
+                placed = remote.options(**resources, scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    node, soft=True)) if node else task
+                for follower in followers:
+                    ref = placed.remote(follower, data, remote_settings)
+                    refs[ref] = follower
+                    pending.append(ref)
+            if out is None:
                 continue
             if out["error"] and not out["rows"]:
                 failed(checkpoint, out["error"])
@@ -434,7 +446,7 @@ def _run_on_ray(store: Store, checkpoints: list[str], dataset: EvalDataset, sett
             for row, cached in out["rows"]:
                 if not cached:
                     store.put_eval(row)  # the driver is the only writer
-                finished(row, "in the store" if cached else "done")
+                finished(row, "in the store" if cached else "done", out.get("node"))  # the Ray node it ran on
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)

@@ -91,3 +91,75 @@ def test_a_ray_task_killed_mid_run_is_retried(offline, catalog_store, tmp_path):
     assert [r["status"] for r in result["results"]] == ["done", "done"]
     evals = Store(catalog_store.path).table_frame("evals")
     assert sorted(evals["checkpoint"]) == sorted(chosen) and (evals["n_images"] == 100).all()
+
+
+@pytest.fixture
+def three_nodes(offline, monkeypatch):  # noqa: F811
+    """A real multi-node Ray cluster on this machine (Ray's own Cluster): a head with no CPU for
+    tasks and three worker nodes of one CPU each, of the test's own."""
+    from ray.cluster_utils import Cluster
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(3)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_a_sweep_on_three_nodes_keeps_groups_together_and_survives_a_node_killed(three_nodes, catalog_store, tmp_path):
+    """Rows equal a single-machine run's, row for row; a group's later checkpoints run on the node
+    that decoded it; a worker node killed mid-run costs only its tasks, retried elsewhere."""
+    import threading
+    cluster, workers = three_nodes
+    root = tmp_path / "val"
+    make_image_folder(root, per_class=10, size=(300, 220))
+    chosen = ["test_vit.r160_in1k", "test_convnext.r160_in1k", "test_efficientnet.r160_in1k", "test_resnet.r160_in1k"]
+    dataset = datasets.open_dataset(root)
+    settings = EvalSettings(batch_size=4, workers=0)
+    report = sweep.run(catalog_store, sweep.plan(catalog_store, chosen, dataset, settings), dataset, settings,
+                       show_progress=False, ray_address=cluster.address)
+    by = {r["checkpoint"]: r for r in report.results}
+    assert all(by[c]["status"] == "done" for c in chosen)
+    assert len({by[c]["node"] for c in chosen[:3]}) == 1  # one pixel group: one node
+    plain = Store(tmp_path / "plain.duckdb")
+    shutil.copy(catalog_store.path, plain.path)
+    with plain.transaction() as con:
+        con.execute("DELETE FROM evals")
+    sweep.run(plain, sweep.plan(plain, chosen, dataset, settings), dataset, settings, show_progress=False)
+    assert _rows(catalog_store) == _rows(plain)
+
+    killed = Store(tmp_path / "killed.duckdb")
+    shutil.copy(plain.path, killed.path)
+    with killed.transaction() as con:
+        con.execute("DELETE FROM evals")
+    stop, removed = threading.Event(), []
+
+    def raylet_of(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])  # a task's worker is its raylet's child
+
+    def kill_a_busy_node():
+        while not stop.is_set():
+            for pid in _ray_task_pids():
+                for node in workers:
+                    try:
+                        busy = raylet_of(pid) == node.all_processes["raylet"][0].process.pid
+                    except (OSError, KeyError, IndexError):
+                        busy = False
+                    if busy:
+                        time.sleep(1.0)   # into its images
+                        cluster.remove_node(node, allow_graceful=False)  # kill -9 of that node's processes
+                        removed.append(node)
+                        return
+            time.sleep(0.1)
+    killer = threading.Thread(target=kill_a_busy_node)
+    killer.start()
+    report = sweep.run(killed, sweep.plan(killed, chosen, dataset, settings), dataset, settings,
+                       show_progress=False, ray_address=cluster.address)
+    stop.set()
+    killer.join()
+    assert removed, "no task was seen running on a worker node"  # killed while a task of the sweep ran there
+    assert [r["status"] for r in report.results] == ["done"] * 4
+    assert _rows(killed) == _rows(plain) and killed.count("evals") == 4  # none lost, none twice
+
