@@ -29,6 +29,15 @@ def local_ray(offline, monkeypatch):  # noqa: F811
     ray.shutdown()
 
 
+def _without_evals(source, path) -> Store:
+    """A copy of the catalog database with no evaluation: where a run of its own goes."""
+    shutil.copy(source, path)
+    store = Store(path)
+    with store.transaction() as con:
+        con.execute("DELETE FROM evals")
+    return store
+
+
 def _rows(store: Store) -> dict:
     frame = store.table_frame("evals")
     return {r["checkpoint"]: (r["cache_key"], r["top1"], r["n_images"], json.loads(r["details"])["predictions"])
@@ -44,10 +53,7 @@ def test_a_ray_sweep_gives_the_same_rows_as_the_plain_sweep(local_ray, images, c
     by = {r["checkpoint"]: r for r in report.results}
     assert by["resnet50.a1_in1k"]["status"] == "failed" and "not in the local Hub cache" in by["resnet50.a1_in1k"]["error"]
     assert all(by[c]["status"] == "done" for c in chosen[:4])
-    plain = Store(tmp_path / "plain.duckdb")
-    shutil.copy(catalog_store.path, plain.path)
-    with plain.transaction() as con:
-        con.execute("DELETE FROM evals")
+    plain = _without_evals(catalog_store.path, tmp_path / "plain.duckdb")
     sweep.run(plain, sweep.plan(plain, chosen, dataset, FAST), dataset, FAST, show_progress=False)
     assert _rows(catalog_store) == _rows(plain)
 
@@ -122,17 +128,11 @@ def test_a_sweep_on_three_nodes_keeps_groups_together_and_survives_a_node_killed
     by = {r["checkpoint"]: r for r in report.results}
     assert all(by[c]["status"] == "done" for c in chosen)
     assert len({by[c]["node"] for c in chosen[:3]}) == 1  # one pixel group: one node
-    plain = Store(tmp_path / "plain.duckdb")
-    shutil.copy(catalog_store.path, plain.path)
-    with plain.transaction() as con:
-        con.execute("DELETE FROM evals")
+    plain = _without_evals(catalog_store.path, tmp_path / "plain.duckdb")
     sweep.run(plain, sweep.plan(plain, chosen, dataset, settings), dataset, settings, show_progress=False)
     assert _rows(catalog_store) == _rows(plain)
 
-    killed = Store(tmp_path / "killed.duckdb")
-    shutil.copy(plain.path, killed.path)
-    with killed.transaction() as con:
-        con.execute("DELETE FROM evals")
+    killed = _without_evals(plain.path, tmp_path / "killed.duckdb")
     stop, removed = threading.Event(), []
 
     def raylet_of(pid: int) -> int:
