@@ -12,6 +12,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from engine.errors import MatchupError
 from engine.jobs.job_specs import bench_spec, eval_settings, open_dataset, probe_folders, probe_settings, zeroshot_folder
@@ -110,48 +111,15 @@ class Worker:
         return ran
 
     def _report(self, state: dict):
-        done, total = state["done"], state["total"]
-        self._progress = (done / total if total else 0.0,
-                          {"done": done, "total": total, "images_per_sec": state.get("images_per_sec"),
-                           "eta_s": state.get("eta_s")})
+        self._progress = progress_of(state)
 
     def run_job(self, job: dict) -> None:
         spec, job_id = job["spec"], job["id"]
         self._job, self._progress = job_id, None
         self._stop_job.clear()
         store = _JobStore(self.store, job_id, self.id, self._stop_job)
-        device = self.device
         try:
-            if spec["kind"] == "eval":
-                from engine.measure import evaluate
-                [row] = evaluate.evaluate(store, [spec["checkpoint"]], open_dataset(spec),
-                                          eval_settings(spec, device), progress=self._report,
-                                          cancel=self._stop_job.is_set)
-            elif spec["kind"] == "zeroshot":
-                from engine.measure import zeroshot
-                [row] = zeroshot.zeroshot(store, [spec["checkpoint"]], zeroshot_folder(spec), spec.get("templates"),
-                                          eval_settings(spec, device), progress=self._report,
-                                          cancel=self._stop_job.is_set)
-            elif spec["kind"] == "probe":
-                from engine.measure import probe
-                data, val = probe_folders(spec)
-                settings = probe_settings(spec, device)
-
-                def progress(done, total):
-                    if self._stop_job.is_set():
-                        raise JobCancelled("Cancelled while running; nothing was stored.")
-                    self._report({"done": done, "total": total})
-                row, cached = probe.probe_one(store, spec["checkpoint"], data, settings, val, progress)
-                row = {**row, "cached": cached}
-            else:
-                from engine.measure import profile
-                self._progress = (0.0, {"stage": "measuring"})
-
-                def stepped(state):
-                    if self._stop_job.is_set():
-                        raise JobCancelled("Cancelled while running; nothing was stored.")
-                    self._report(state)
-                row = profile.bench(store, bench_spec(spec, device), progress=stepped)
+            row = measure_job(store, spec, self.device, self._report, self._stop_job.is_set)
             if row.get("cached"):  # answered from the store: nothing new was written
                 self.store.finish_job(job_id, self.id, "done", result_key=row["cache_key"])
         except (JobCancelled, MatchupError) as e:
@@ -160,12 +128,55 @@ class Worker:
             self.store.finish_job(job_id, self.id, "cancelled" if cancelled else "failed",
                                   None if cancelled else str(e))
         except Exception as e:  # noqa: BLE001 - a job's failure must not stop the worker
-            where = traceback.extract_tb(e.__traceback__)[-1]
-            self.store.finish_job(job_id, self.id, "failed",
-                                  f"Unexpected {type(e).__name__}: {e} (at {Path(where.filename).name}:"
-                                  f"{where.lineno}). Nothing was stored; report it with this message.")
+            self.store.finish_job(job_id, self.id, "failed", unexpected_failure(e))
         finally:
             self._job, self._progress = None, None
+
+
+def unexpected_failure(e: Exception) -> str:
+    """A job's unexpected fault as the one line its row keeps."""
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
+    return (f"Unexpected {type(e).__name__}: {e}{at}. Nothing was stored; report it with this message.")
+
+
+def measure_job(store, spec: dict, device: str, report: Callable[[dict], None], cancelled: Callable[[], bool]) -> dict:
+    """One job's measurement against `store` (the database's, or a recording one on a Ray node):
+    the row it stored, or the stored row it found (`cached`). `report` hears progress states
+    ({"done", "total", ...}); once `cancelled()` is true the work stops with JobCancelled."""
+    def checked(state):
+        if cancelled():
+            raise JobCancelled("Cancelled while running; nothing was stored.")
+        report(state)
+
+    if spec["kind"] == "eval":
+        from engine.measure import evaluate
+        [row] = evaluate.evaluate(store, [spec["checkpoint"]], open_dataset(spec), eval_settings(spec, device),
+                                  progress=report, cancel=cancelled)
+    elif spec["kind"] == "zeroshot":
+        from engine.measure import zeroshot
+        [row] = zeroshot.zeroshot(store, [spec["checkpoint"]], zeroshot_folder(spec), spec.get("templates"),
+                                  eval_settings(spec, device), progress=report, cancel=cancelled)
+    elif spec["kind"] == "probe":
+        from engine.measure import probe
+        data, val = probe_folders(spec)
+        row, cached = probe.probe_one(store, spec["checkpoint"], data, probe_settings(spec, device), val,
+                                      lambda done, total: checked({"done": done, "total": total}))
+        row = {**row, "cached": cached}
+    else:
+        from engine.measure import profile
+        report({"stage": "measuring"})
+        row = profile.bench(store, bench_spec(spec, device), progress=checked)
+    return row
+
+
+def progress_of(state: dict) -> tuple[float, dict]:
+    """A progress state as the job's heartbeat keeps it: (share done, what the Run page shows)."""
+    if "done" not in state:
+        return 0.0, dict(state)  # a stage without a count (a benchmark measuring)
+    done, total = state["done"], state["total"]
+    return (done / total if total else 0.0,
+            {"done": done, "total": total, "images_per_sec": state.get("images_per_sec"), "eta_s": state.get("eta_s")})
 
 
 class EmbeddedWorker:
