@@ -11,8 +11,8 @@ process that writes the store.
 """
 from __future__ import annotations
 
+import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -21,10 +21,11 @@ import pandas as pd
 
 from engine.catalog import hub, taxonomy, timm_models
 from engine.errors import MatchupError
-from engine.measure import decoded, evaluate
+from engine.measure import cluster, decoded, evaluate
 from engine.measure.datasets import EvalDataset
-from engine.paths import ENGINE_DIR
 from engine.store import Store
+
+log = logging.getLogger(__name__)
 
 UTILISATION = 0.4  # share of peak assumed when only counted FLOPs are known
 # Dense peak TFLOP/s by device name fragment and precision (vendor data sheets; SXM parts).
@@ -36,8 +37,6 @@ PEAK_TFLOPS = {
     "4090": {"bf16": 165.0, "fp16": 165.0, "fp32": 82.6},
     "cpu": {"bf16": 0.1, "fp16": 0.1, "fp32": 0.1},
 }
-FORWARDED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "HF_ENDPOINT", "MATCHUP_CACHE",
-                 "MATCHUP_CACHE_KEY")
 
 
 class SweepError(MatchupError):
@@ -388,23 +387,21 @@ def evaluate_on_worker(checkpoint: str, data: dict, settings: dict) -> dict:
 
 def _run_on_ray(store: Store, checkpoints: list[str], dataset: EvalDataset, settings: evaluate.EvalSettings,
                 address: str, gpus_per_task: float, finished: Callable, failed: Callable) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise SweepError("--ray needs Ray: `pip install ray` (on every node), then try again.") from None
-    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
-    if not ray.is_initialized():
-        # the engine package travels with the job, so nodes need Matchup's dependencies, not a checkout
-        runtime_env = {"env_vars": env, "py_modules": [str(ENGINE_DIR)]}
-        # "local": always a new Ray instance of this process's own, never a cluster already running
-        # on the machine (nor $RAY_ADDRESS); any other address joins that cluster
-        ray.init(address=address, runtime_env=runtime_env,
-                 include_dashboard=False if address == "local" else None, log_to_driver=False)
+    cluster.connect(address)
+    import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     on_gpu = settings.device.startswith("cuda")
+    candidates = cluster.check_device("cuda" if on_gpu else "cpu", address)
+    folder = dataset.opened_with.get("path") if not str(dataset.opened_with.get("path", "")).startswith("hfds/") else None
+    good, left_out = cluster.preflight(candidates, [folder] if folder else [], checkpoints)
+    for line in left_out:
+        log.warning("%s", line)
+    if not good:
+        raise SweepError(f"No node of the Ray cluster at {address} can run this sweep: {' '.join(left_out)} "
+                         f"{cluster.missing_hint()}")
     remote = ray.remote(max_retries=2)(evaluate_on_worker)
     resources = {"num_gpus": gpus_per_task if on_gpu else 0, "num_cpus": 1}
-    task = remote.options(**resources)
+    task = remote.options(**resources, **cluster.on_nodes(good, candidates))
     data = dataset.opened_with  # each worker opens the same set (a shared or identical path)
     remote_settings = {**asdict(settings), "device": "cuda" if on_gpu else settings.device}
     groups: dict[tuple, list[str]] = {}
