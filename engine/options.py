@@ -63,6 +63,7 @@ RULES = {
     "n_boot": Rule("--n-boot", int, 1, 1_000_000, "a whole number of bootstrap resamples, at least 1"),
     "seed": Rule("--seed", int, 0, 2**32 - 1, "a whole number from 0 to 4294967295"),
     "max_memory_mb": Rule("--max-memory-mb", float, 0, None, "a positive number of MB", low_open=True),
+    "slots": Rule("--slots", int, 1, 10_000, "a whole number of jobs at once, from 1 to 10000"),
     "poll": Rule("--poll", float, 0.05, 3600, "seconds between looks at an empty queue, from 0.05 to 3600"),
     "jobs_limit": Rule("--limit", int, 1, 100_000, "a whole number of jobs to list, from 1 to 100000"),
     # the environment: read at start, refused there with the variable named

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from engine import options
@@ -82,6 +83,17 @@ def cmd_jobs(args, store: Store) -> int:
 
 def cmd_worker(args, store: Store) -> int:
     from engine.jobs import runner
+    if args.ray is not None:
+        from engine.jobs import on_ray
+        address = args.ray or os.environ.get("MATCHUP_RAY_ADDRESS", "").strip() or "local"
+        dispatcher = on_ray.RayDispatcher(store, address, device=args.device, slots=args.slots, embedded=args.embedded)
+        print(f"worker {dispatcher.id} on the Ray cluster at {address}: {dispatcher.describe()}"
+              + (" (until the queue is empty)" if args.once else ""), file=sys.stderr)
+        ran = dispatcher.run(once=args.once, poll_s=args.poll)
+        print(f"worker {dispatcher.id}: ran {ran} job(s)", file=sys.stderr)
+        return 0
+    if args.slots is not None:
+        raise options.OptionError("--slots is for --ray: a worker on this machine runs one job at a time.")
     worker = runner.Worker(store, device=args.device, embedded=args.embedded)
     print(f"worker {worker.id} on {worker.device}" + (" (until the queue is empty)" if args.once else ""),
           file=sys.stderr)
@@ -132,4 +144,9 @@ def add_parsers(commands, common) -> None:
     wk.add_argument("--device", default="auto", help="cpu or cuda:N (default: cuda:0 if present, else cpu)")
     wk.add_argument("--once", action="store_true", help="exit when no job is left for this device")
     wk.add_argument("--poll", type=options.arg("poll"), default=1.0, help="seconds between looks at an empty queue")
+    wk.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                    help="run each job as a task on the Ray cluster at ADDRESS (head host:port; default "
+                         "$MATCHUP_RAY_ADDRESS, else a Ray of its own); this process stays the store's only writer")
+    wk.add_argument("--slots", type=options.arg("slots"),
+                    help="with --ray: jobs at once per device kind (default: one per node that has the device)")
     wk.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)

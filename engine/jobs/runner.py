@@ -182,7 +182,7 @@ def progress_of(state: dict) -> tuple[float, dict]:
 class EmbeddedWorker:
     """The app's own worker, so `streamlit run app.py` alone runs what its users queue. A thread
     that, while jobs are queued and no other worker is alive, runs `python -m engine worker
-    --once` as a child process: the models load and run outside the app's process, so pages
+    --once` (with `--ray $MATCHUP_RAY_ADDRESS` when that is set) as a child process: the models load and run outside the app's process, so pages
     stay responsive and a crash takes down only that child."""
 
     MAX_STARTS, WINDOW_S = 5, 60.0  # a backstop: at most this many worker processes a minute
@@ -192,6 +192,7 @@ class EmbeddedWorker:
         self.store = Store(db, lock_timeout_s=1)
         self.runs = 0
         self.device = Worker._resolve("auto")
+        self.ray_address = os.environ.get("MATCHUP_RAY_ADDRESS", "").strip() or None  # the lab's cluster
         self._starts: list[float] = []
         self._thread = threading.Thread(target=self._loop, daemon=True, name="matchup-embedded-worker")
         self._stop = threading.Event()
@@ -208,8 +209,9 @@ class EmbeddedWorker:
         import sys
         root = REPO_ROOT  # `python -m engine` runs from the checkout
         while not self._stop.wait(self.poll_s):
-            try:  # only jobs a worker on this device can take: never spin on the others
-                if self.store.queued_count(runnable_on=self.device) == 0 or not live_workers(self.store).empty:
+            try:  # only jobs a worker on this device (the cluster: any) can take: never spin on the others
+                runnable_on = None if self.ray_address else self.device
+                if self.store.queued_count(runnable_on=runnable_on) == 0 or not live_workers(self.store).empty:
                     continue
             except MatchupError:
                 continue  # busy file: look again next time
@@ -218,7 +220,8 @@ class EmbeddedWorker:
             if len(self._starts) >= self.MAX_STARTS:
                 continue
             self._starts.append(now)
-            subprocess.run([sys.executable, "-m", "engine", "worker", "--once", "--embedded",
+            on_ray = ["--ray", self.ray_address] if self.ray_address else []
+            subprocess.run([sys.executable, "-m", "engine", "worker", "--once", "--embedded", *on_ray,
                             "--db", self.db], cwd=root, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
             self.runs += 1

@@ -112,8 +112,9 @@ def clear(store: Store, job: str, by: str | None = None, admin: bool = False) ->
 
 def can_run(worker_device: str, device: str, precision: str) -> bool:
     """Whether a worker on `worker_device` takes a job asking for `device` at `precision`."""
-    family = "cuda" if worker_device.startswith("cuda") else worker_device
-    return device in ("auto", worker_device, family) and not (family == "cpu" and precision == "fp16")
+    from engine.store.queue import served_devices
+    served = served_devices(worker_device)
+    return (device == "auto" or device in served) and not (served[0] == "cpu" and precision == "fp16")
 
 
 def waiting_for(job_device: str, precision: str, worker_devices: list[str]) -> str | None:

@@ -10,6 +10,19 @@ import pandas as pd
 from engine.store.connection import _now
 
 
+def served_devices(worker_device: str) -> list[str]:
+    """The job devices (besides auto) a worker on `worker_device` takes: its own and its family
+    (cuda:0 takes cuda); a Ray dispatcher `ray:cpu`, or `ray:cuda:G` (G GPUs on its largest node),
+    takes cpu, or cuda and cuda:N for N up to G (N GPUs' worth on one node)."""
+    if worker_device.startswith("ray:"):
+        device = worker_device[4:]
+        if device == "cpu":
+            return ["cpu"]
+        most = int(device.split(":")[1]) if ":" in device else 1
+        return ["cuda", *(f"cuda:{n}" for n in range(most + 1))]
+    family = "cuda" if worker_device.startswith("cuda") else worker_device
+    return [worker_device, family]
+
 
 class QueueFull(Exception):
     """A user's queued and running jobs are at the limit; `held` says how many."""
@@ -44,10 +57,11 @@ class JobQueue:
     def _runnable_on(device: str) -> tuple[str, list]:
         """The SQL condition for a queued job a worker on `device` can run: its device asked for
         (or auto), and no fp16 on a CPU."""
-        family = "cuda" if device.startswith("cuda") else device
-        condition = ("state = 'queued' AND device IN ('auto', ?, ?) AND NOT (? = 'cpu' AND "
-                     "coalesce(json_extract_string(spec, '$.precision'), 'fp32') = 'fp16')")
-        return condition, [device, family, family]
+        served = served_devices(device)
+        family = "cpu" if served[0] == "cpu" else "cuda"
+        condition = (f"state = 'queued' AND device IN ('auto', {', '.join('?' for _ in served)}) AND NOT "
+                     "(? = 'cpu' AND coalesce(json_extract_string(spec, '$.precision'), 'fp32') = 'fp16')")
+        return condition, [*served, family]
 
     def claim_job(self, worker: str, device: str) -> dict | None:
         """The oldest queued job this worker's device can run, now running under this worker."""
