@@ -1,4 +1,4 @@
-"""Ray's per-task overhead on a multi-node cluster against a plain local sweep (issue 37).
+"""Ray's per-task overhead on a multi-node cluster against a plain local run: a sweep, and the job queue (issue 37).
 
     python bench/ray_cluster_bench.py [--images 200] [--nodes 3] [--rounds 2]
 
@@ -6,8 +6,11 @@ A real multi-node Ray cluster on this machine (Ray's own `ray.cluster_utils.Clus
 no CPU for tasks, N worker nodes of one CPU each) runs a sweep of the same tiny checkpoints that a
 plain local sweep runs, on generated 500x375 JPEGs, each into a new database with a cold decoded
 cache. Reported: seconds of each, the ratio cluster / local, and the cluster's overhead per task
-((cluster - local / nodes) / tasks: what the fan-out costs beyond dividing the work). On one 2-core
-machine the nodes share the cores, so the ratio measures overhead, not speed-up.
+((cluster - local / nodes) / tasks: what the fan-out costs beyond dividing the work). The same for
+the queue: one eval job per checkpoint, run by a local `worker` against `worker --ray` (whose jobs
+each begin with a check task on every node); the dispatcher's first, cold run (worker processes
+starting on every node) is reported apart. On one 2-core machine the nodes share the cores, so
+the ratio measures overhead, not speed-up.
 """
 from __future__ import annotations
 
@@ -58,6 +61,24 @@ def main() -> None:
         assert all(r["status"] == "done" for r in report.results), report.results
         return seconds
 
+    from engine.jobs import runner, submit
+    from engine.jobs.on_ray import RayDispatcher
+
+    def queued(address: str | None) -> float:
+        store = fresh()
+        for checkpoint in CHECKPOINTS:
+            submit.enqueue(store, {"kind": "eval", "checkpoint": checkpoint, "data": dataset.opened_with["path"],
+                                   "batch_size": 16, "workers": 0})
+        started = time.perf_counter()
+        if address is None:
+            runner.Worker(store, device="cpu").run(once=True)
+        else:
+            RayDispatcher(store, address, say=lambda line: None).run(once=True)
+        seconds = time.perf_counter() - started
+        states = store.jobs_frame()["state"].tolist()
+        assert states == ["done"] * len(CHECKPOINTS), states
+        return seconds
+
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     for _ in range(args.nodes):
         cluster.add_node(num_cpus=1)
@@ -65,10 +86,13 @@ def main() -> None:
     os.environ.pop("RAY_ADDRESS", None)
     try:
         timed(cluster.address)  # the job's first task ships the engine package: not counted
-        local, on_cluster = [], []
+        cold_queue = queued(cluster.address)  # the first queue run starts the nodes' worker processes: apart
+        local, on_cluster, local_jobs, cluster_jobs = [], [], [], []
         for _ in range(args.rounds):
             local.append(timed(None))
             on_cluster.append(timed(cluster.address))
+            local_jobs.append(queued(None))
+            cluster_jobs.append(queued(cluster.address))
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -78,6 +102,11 @@ def main() -> None:
     print(f"  local sweep:   {local_s:6.2f} s")
     print(f"  cluster sweep: {cluster_s:6.2f} s  ({cluster_s / local_s:.2f}x the local run)")
     print(f"  overhead per task beyond dividing the work: {(cluster_s - local_s / args.nodes) / tasks:.2f} s")
+    local_q, cluster_q = statistics.median(local_jobs), statistics.median(cluster_jobs)
+    print(f"  local worker, {tasks} queued jobs:   {local_q:6.2f} s")
+    print(f"  worker --ray, {tasks} queued jobs:   {cluster_q:6.2f} s  ({cluster_q / local_q:.2f}x the local worker; "
+          f"its first, cold run {cold_queue:.2f} s)")
+    print(f"  overhead per job beyond dividing the work: {(cluster_q - local_q / args.nodes) / tasks:.2f} s")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -110,7 +110,8 @@ class Slot(Worker):
         try:
             self._dispatch(job)
         except JobCancelled:
-            self.store.finish_job(job["id"], self.id, "cancelled")
+            if not self.dispatcher.stopping.is_set():  # stopped, not cancelled: back by the timeout rule
+                self.store.finish_job(job["id"], self.id, "cancelled")
         except MatchupError as e:
             self.store.finish_job(job["id"], self.id, "failed", str(e))
         except Exception as e:  # noqa: BLE001 - a job's failure must not stop the dispatcher
@@ -178,6 +179,7 @@ class RayDispatcher:
     def __init__(self, store: Store, address: str, device: str = "auto", slots: int | None = None,
                  embedded: bool = False, say=None):
         self.store, self.address, self.embedded = store, address, embedded
+        self.stopping = threading.Event()
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}:ray"
         cluster.connect(address)
@@ -233,6 +235,7 @@ class RayDispatcher:
                     thread.join(timeout=0.5)
         except KeyboardInterrupt:
             stop.set()
+            self.stopping.set()
             for slot in self.slots:
                 slot._stop_job.set()
             for thread in threads:

@@ -134,8 +134,29 @@ def versions() -> dict:
             "timm": installed("timm")}
 
 
-def node_check(folders: list[str], checkpoints: list[str], head: dict) -> dict:
-    """Runs on one node: what it lacks of the folders, the weights and the head's versions."""
+def weight_files(checkpoints: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(checkpoint, Hub repo, file names it may be in) of each checkpoint, resolved here so that a
+    node's check needs no model code (a checkpoint not resolved here fails in its own task)."""
+    from engine.catalog import hub
+    from engine.measure import zeroshot
+    found = []
+    for checkpoint in checkpoints:
+        try:
+            if checkpoint.startswith("open_clip:"):
+                spec = zeroshot.spec_of(checkpoint)
+                found.append((checkpoint, spec.repo_id, list(spec.candidates)))
+            else:
+                cfg = hub.pretrained_cfg(checkpoint)
+                if cfg.hf_hub_id:
+                    found.append((checkpoint, cfg.hf_hub_id, list(hub._candidates(cfg))))
+        except MatchupError:
+            continue
+    return found
+
+
+def node_check(folders: list[str], weights: list[tuple[str, str, list[str]]], head: dict) -> dict:
+    """Runs on one node: what it lacks of the folders, the weights (`weight_files`) and the head's
+    versions; light (no torch), so a check costs a fraction of a second."""
     import ray
     missing = []
     for folder in folders:
@@ -150,16 +171,12 @@ def node_check(folders: list[str], checkpoints: list[str], head: dict) -> dict:
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     weightless = []
     if offline:  # online, a node fetches what its Hub cache lacks
-        from engine.measure import evaluate, zeroshot
-        for checkpoint in checkpoints:
-            try:
-                if checkpoint.startswith("open_clip:"):
-                    cached = zeroshot.cached_revision(zeroshot.spec_of(checkpoint)) is not None
-                else:
-                    cached = evaluate.cached_revision(checkpoint) is not None
-            except MatchupError:
-                cached = False
-            if not cached:
+        from huggingface_hub import try_to_load_from_cache
+
+        from engine.catalog import hub
+        for checkpoint, repo, filenames in weights:
+            if not any(isinstance(try_to_load_from_cache(repo, name, cache_dir=hub.cache_dir()), str)
+                       for name in filenames):
                 weightless.append(checkpoint)
     return {"node": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
             "missing": missing, "weightless": weightless}
@@ -180,8 +197,9 @@ def _preflight(candidates: list[dict], folders: list[str], checkpoints: list[str
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     check = ray.remote(num_cpus=0, max_retries=0)(node_check)
     head = versions()
+    weights = weight_files(checkpoints)
     refs = {check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["id"], soft=False)).remote(
-        folders, checkpoints, head): n for n in candidates}
+        folders, weights, head): n for n in candidates}
     ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=CHECK_TIMEOUT_S)
     answers = {}
     for ref in ready:

@@ -302,6 +302,23 @@ def test_a_cpu_worker_never_claims_what_it_cannot_run_and_the_page_says_what_it_
     assert submit.waiting_for("auto", "fp16", ["cpu", "cuda:0"]) is None
 
 
+def test_a_ray_dispatchers_slots_claim_only_what_one_node_can_run(store, queue_env, image_folder):
+    """`ray:cuda:2` (at most two GPUs on one node) takes cuda, cuda:1 and cuda:2 (two GPUs' worth),
+    never cuda:3 nor a CPU job; `ray:cpu` takes cpu and auto, never fp16."""
+    jobs = {(d, p): _queue_directly(store, d, p, image_folder)
+            for d, p in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda:2", "fp32"), ("cuda:3", "fp32"), ("auto", "fp16"))}
+    store.register_worker("gpu-slot", "host", 1, "ray:cuda:2", False)
+    store.register_worker("cpu-slot", "host", 1, "ray:cpu", False)
+    claimed = []
+    while (job := store.claim_job("gpu-slot", "ray:cuda:2")) is not None:
+        claimed.append(job["id"])
+    assert sorted(claimed) == sorted([jobs["cuda", "fp32"], jobs["cuda:2", "fp32"], jobs["auto", "fp16"]])
+    assert store.claim_job("cpu-slot", "ray:cpu")["id"] == jobs["cpu", "fp32"]
+    assert store.claim_job("cpu-slot", "ray:cpu") is None and store.queued_count() == 1  # cuda:3 waits
+    assert submit.waiting_for("cuda:3", "fp32", ["ray:cuda:2", "ray:cpu"]) == "waiting for a worker with cuda:3"
+    assert submit.can_run("ray:cuda:2", "cuda:1", "fp16") and not submit.can_run("ray:cpu", "cpu", "fp16")
+
+
 def test_the_embedded_worker_does_not_spin_on_jobs_it_cannot_take(store, queue_env, image_folder):
     _queue_directly(store, "cuda:5", "fp32", image_folder)
     _queue_directly(store, "auto", "fp16", image_folder)

@@ -177,8 +177,8 @@ def test_a_cancelled_job_stops_its_ray_task_and_stores_nothing(queue, lab):
     thread = threading.Thread(target=dispatcher.run, kwargs={"once": True})
     thread.start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not 0 < (queue.job(job)["progress"] or 0) < 1:
-        time.sleep(0.1)
+    while time.monotonic() < deadline and not _task_pids():  # its Ray task has started on a node
+        time.sleep(0.05)
     assert submit.cancel(queue, job, admin=True) == "running"
     thread.join(timeout=60)
     assert not thread.is_alive() and queue.job(job)["state"] == "cancelled" and queue.count("evals") == 0
