@@ -16,6 +16,7 @@ import pytest
 from engine.jobs import runner, submit
 from engine.store import Store
 from tests.conftest import ROOT, make_image_folder
+from tests.measure.test_sweep_ray import ray_task_pids
 
 ray = pytest.importorskip("ray")
 CHECKPOINTS = ["test_vit.r160_in1k", "test_convnext.r160_in1k", "test_resnet.r160_in1k"]
@@ -65,17 +66,7 @@ def _rows(store: Store) -> dict:
 
 
 def _task_pids() -> list[int]:
-    """Ray names a worker process after the task it runs."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"ray::run_job_on_node" in f.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
+    return ray_task_pids("run_job_on_node")
 
 
 def _parent(pid: int) -> int:

@@ -58,14 +58,15 @@ def test_a_ray_sweep_gives_the_same_rows_as_the_plain_sweep(local_ray, images, c
     assert _rows(catalog_store) == _rows(plain)
 
 
-def _ray_task_pids() -> list[int]:
-    """Ray names a worker process after the task it runs."""
+def ray_task_pids(task: str = "evaluate_on_worker") -> list[int]:
+    """The processes running a Ray task of that function now: Ray names a worker process after
+    the task it runs."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"ray::evaluate_on_worker" in f.read():
+                    if f"ray::{task}".encode() in f.read():
                         found.append(int(entry))
             except OSError:
                 continue
@@ -83,7 +84,7 @@ def test_a_ray_task_killed_mid_run_is_retried(offline, catalog_store, tmp_path):
     killed = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and killed is None:
-        pids = _ray_task_pids()
+        pids = ray_task_pids()
         if pids:
             time.sleep(1.0)  # let it get into the images
             os.kill(pids[0], signal.SIGKILL)
@@ -141,7 +142,7 @@ def test_a_sweep_on_three_nodes_keeps_groups_together_and_survives_a_node_killed
 
     def kill_a_busy_node():
         while not stop.is_set():
-            for pid in _ray_task_pids():
+            for pid in ray_task_pids():
                 for node in workers:
                     try:
                         busy = raylet_of(pid) == node.all_processes["raylet"][0].process.pid
