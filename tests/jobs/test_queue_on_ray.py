@@ -39,8 +39,10 @@ def lab(hub_cache, tmp_path_factory):
         cluster.wait_for_nodes()
         data = tmp_path_factory.mktemp("lab-val")
         make_image_folder(data, per_class=20, size=(300, 220))
-        slow = tmp_path_factory.mktemp("lab-slow")  # a batch-1 evaluation runs for seconds
-        make_image_folder(slow, per_class=60, size=(320, 240))
+        slow = {}
+        for use in ("kill", "cancel", "restart"):  # a set each, so no test finds another's decoded pixels
+            slow[use] = tmp_path_factory.mktemp(f"lab-slow-{use}")  # evaluations that run for seconds
+            make_image_folder(slow[use], per_class=60, size=(320, 240))
         yield {"cluster": cluster, "good": good, "weightless": weightless, "data": data, "slow": slow}
         ray.shutdown()
         cluster.shutdown()
@@ -110,7 +112,9 @@ def test_queued_jobs_run_across_nodes_and_a_node_killed_mid_task_loses_nothing(q
     """Rows equal a plain local worker's, row for row; the Run page's progress arrives; the node
     without the weights is named and left out; a busy node killed costs only a retry."""
     from engine.jobs.on_ray import RayDispatcher
-    ids = _queue(queue, CHECKPOINTS, lab["data"])
+    specs = [(CHECKPOINTS[0], lab["data"], {}), (CHECKPOINTS[1], lab["data"], {}),
+             (CHECKPOINTS[2], lab["slow"]["kill"], {"batch_size": 1})]  # long enough to watch its progress
+    ids = [_queue(queue, [c], data, **extra)[0] for c, data, extra in specs]
     ids.append(submit.enqueue(queue, {"kind": "bench", "checkpoint": "test_resnet.r160_in1k", "batch_size": 2})["job"])
     said = []
     dispatcher = RayDispatcher(queue, lab["cluster"].address, say=said.append)
@@ -146,8 +150,8 @@ def test_queued_jobs_run_across_nodes_and_a_node_killed_mid_task_loses_nothing(q
     jobs = {r["id"]: r for r in queue.jobs_frame().to_dict("records")}
     assert [jobs[i]["state"] for i in ids] == ["done"] * 4, "\n".join(str(jobs[i]["error"]) for i in ids)
     assert [jobs[i]["attempts"] for i in ids] == [1] * 4  # the lost node cost a Ray retry, not a queue attempt
-    partial = [json.loads(d) for i, p, d in seen if i in ids[:3] and p and 0 < p < 1]
-    assert partial and partial[-1]["total"] == 80 and partial[-1]["images_per_sec"] > 0  # 4 classes of 20
+    partial = [json.loads(d) for i, p, d in seen if i == ids[2] and p and 0 < p < 1]
+    assert partial and partial[-1]["total"] == 240 and partial[-1]["images_per_sec"] > 0  # 4 classes of 60
     weightless = lab["weightless"].node_id[:8]
     left_out = [line for line in said if f"({weightless}) is left out" in line]
     assert left_out and all("no weights of" in line and "Hub cache (offline)" in line for line in left_out), (weightless, said)
@@ -155,7 +159,8 @@ def test_queued_jobs_run_across_nodes_and_a_node_killed_mid_task_loses_nothing(q
     assert {line.split("ran on node ")[1] for line in said if "ran on node" in line} - {weightless}, said
 
     plain = Store(tmp_path / "plain.duckdb", lock_timeout_s=30)
-    _queue(plain, CHECKPOINTS, lab["data"])
+    for c, data, extra in specs:
+        _queue(plain, [c], data, **extra)
     runner.Worker(plain, device="cpu").run(once=True)
     assert _rows(queue) == _rows(plain) and queue.count("evals") == 3  # none lost, none twice
     assert queue.count("benchmarks") == 1
@@ -163,7 +168,7 @@ def test_queued_jobs_run_across_nodes_and_a_node_killed_mid_task_loses_nothing(q
 
 def test_a_cancelled_job_stops_its_ray_task_and_stores_nothing(queue, lab):
     from engine.jobs.on_ray import RayDispatcher
-    [job] = _queue(queue, CHECKPOINTS[:1], lab["slow"], batch_size=1)
+    [job] = _queue(queue, CHECKPOINTS[:1], lab["slow"]["cancel"], batch_size=1)
     dispatcher = RayDispatcher(queue, lab["cluster"].address, say=lambda line: None, slots=1)
     thread = threading.Thread(target=dispatcher.run, kwargs={"once": True})
     thread.start()
@@ -180,7 +185,7 @@ def test_a_cancelled_job_stops_its_ray_task_and_stores_nothing(queue, lab):
 
 
 def test_a_dispatcher_killed_and_restarted_finishes_the_queue_once(queue, lab):
-    ids = _queue(queue, CHECKPOINTS[1:2], lab["slow"], batch_size=1)
+    ids = _queue(queue, CHECKPOINTS[1:2], lab["slow"]["restart"], batch_size=1)
     first = _cli(queue, "worker", "--ray", lab["cluster"].address, start_new_session=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not any(0 < (queue.job(i)["progress"] or 0) < 1 for i in ids):
