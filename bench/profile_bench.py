@@ -57,7 +57,7 @@ def methodology(rounds: int = 3) -> list[dict]:
 
 def count_time(db: Path, full: bool) -> tuple[float, int, int]:
     """Seconds to count, pairs counted, pairs needed."""
-    from engine.measure import profile
+    from engine.measure import flops
     from engine.store import Store
     store = Store(db)
     targets = store.compute_targets(missing_only=False)
@@ -67,7 +67,7 @@ def count_time(db: Path, full: bool) -> tuple[float, int, int]:
     if not full:
         rows = rows[::max(1, len(rows) // 100)][:100]
     started = time.perf_counter()
-    failures = sum(1 for r in profile.count_many(rows, jobs=None) if r["error"])
+    failures = sum(1 for r in flops.count_many(rows, jobs=None) if r["error"])
     seconds = time.perf_counter() - started
     if failures:
         print(f"  {failures} pairs failed to count (kept with their reason)")
@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from engine.catalog import refresh, timm_published
-    from engine.measure import profile
+    from engine.measure import flops
     from engine.store import Store
     db = Path(tempfile.mkdtemp(prefix="matchup-bench-")) / "bench.duckdb"
     store = Store(db)
@@ -95,7 +95,7 @@ def main() -> None:
     print(f"FLOP count of all {needed} pairs on {os.cpu_count()} cores: "
           f"{full_estimate / 60:.1f} min ({kind}; target < 10 min)")
 
-    summary = profile.crosscheck_summary(store.compute_crosscheck())
+    summary = flops.crosscheck_summary(store.compute_crosscheck())
     print(f"cross-check: {summary['pairs']} pairs, {summary['share_within_tolerance']:.1%} agree "
           f"({summary['tolerance']}; target >= 95%), {summary['share_within_3pct_strict']:.1%} "
           "within 3% strictly")

@@ -2,7 +2,7 @@
 import altair as alt
 import streamlit as st
 
-from engine.measure import profile
+from engine.measure import flops
 from ui import charts, loaders, tables, widgets
 
 widgets.enter("crosscheck")
@@ -14,12 +14,12 @@ frame = loaders.get_store().compute_crosscheck()
 if frame.empty:
     st.info("No pairs to compare yet: import published benchmarks (`python -m engine catalog import DIR`).")
     st.stop()
-summary = profile.crosscheck_summary(frame)
+summary = flops.crosscheck_summary(frame)
 a, b, c = st.columns(3)
 a.metric("matched pairs", summary["pairs"])
 b.metric("agree", f"{summary['share_within_tolerance']:.1%}", help=summary["tolerance"])
 c.metric("within 3% strictly", f"{summary['share_within_3pct_strict']:.1%}")
-checked = profile.crosscheck(frame)
+checked = flops.crosscheck(frame)
 st.altair_chart(alt.Chart(checked[["arch", "arch_class", "img_size", "published_gmacs", "counted_gmacs", "ratio"]])
                 .mark_point(filled=True, opacity=0.6).encode(
     x=alt.X("published_gmacs:Q", scale=alt.Scale(type="log"), title="published GMACs"),

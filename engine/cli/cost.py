@@ -15,7 +15,7 @@ def _compute_row(result: dict) -> dict:
     import torch
     import timm
     from datetime import datetime, timezone
-    from engine.measure.profile import COUNTER
+    from engine.measure.flops import COUNTER
     by_module = result.get("flops_by_module")
     return {**result, "counter": f"{COUNTER} ({result['device']})",
             "flops_by_module": json.dumps(by_module) if by_module is not None else None,
@@ -26,9 +26,9 @@ def _compute_row(result: dict) -> dict:
 def cmd_profile(args, store: Store) -> int:
     import pandas as pd
     from tqdm import tqdm
-    from engine.measure import profile
+    from engine.measure import flops
     if args.crosscheck:
-        summary = profile.crosscheck_summary(store.compute_crosscheck())
+        summary = flops.crosscheck_summary(store.compute_crosscheck())
         if args.json:
             print_json(summary)
             return 0
@@ -49,7 +49,7 @@ def cmd_profile(args, store: Store) -> int:
         raise MatchupError("Name one or more models, or pass --all for every pretrained "
                            "architecture/resolution pair the catalog needs.")
     if args.models:
-        results = [_compute_row(profile.count_strict(name, args.img_size).as_dict())
+        results = [_compute_row(flops.count_strict(name, args.img_size).as_dict())
                    for name in tqdm(args.models, desc="counting", unit="model", disable=args.json)]
         store.upsert_compute(pd.DataFrame(results))
     else:
@@ -65,7 +65,7 @@ def cmd_profile(args, store: Store) -> int:
         rows = [(a, int(h), int(w), int(n)) for a, h, w, n in rows]
         results, batch = [], []
         bar = tqdm(total=len(rows), desc="counting", unit="model", disable=args.json)
-        for result in profile.count_many(rows, jobs=args.jobs):
+        for result in flops.count_many(rows, jobs=args.jobs):
             bar.update(1)
             batch.append(_compute_row(result))
             if len(batch) >= 100:  # each row is complete; batches keep progress on interruption

@@ -175,9 +175,9 @@ def normalize(spec: dict, roots: list[Path] | None = None) -> dict:
                    workers=options.check("workers", spec.get("workers")), file_rule=file_rule,
                    strict=_flag(spec, "strict"))
     else:
-        from engine.measure import profile
+        from engine.measure import flops
         img_size = options.check("img_size", spec.get("img_size"))
-        profile.checkpoint_target(checkpoint, img_size)  # unknown arch: clear error
+        flops.checkpoint_target(checkpoint, img_size)  # unknown arch: clear error
         batch_size = spec.get("batch_size", "auto")
         out.update(batch_size=batch_size if batch_size == "auto" else options.check("batch_size", batch_size),
                    img_size=img_size, compile=_flag(spec, "compile"))

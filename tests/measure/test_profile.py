@@ -9,7 +9,7 @@ import timm
 import torch
 
 from engine.__main__ import main
-from engine.measure import profile
+from engine.measure import flops, profile
 from engine.measure.profile import BenchSpec, ProfileError
 from tests.conftest import ROOT, run_cli
 
@@ -23,51 +23,51 @@ TINY = "test_vit.r160_in1k"
     ("efficientnet_b0", 0.772),
 ])
 def test_counted_flops_reproduce_the_reference_values(arch, gflops):
-    result = profile.count(arch, 224)
+    result = flops.count(arch, 224)
     assert result.error is None and result.device == "meta"
     assert result.flops / 1e9 == pytest.approx(gflops, rel=0.005)
     assert result.macs == result.flops / 2
 
 
 def test_attention_matmuls_are_counted_and_split_out():
-    vit = profile.count("vit_base_patch16_224", 224)
+    vit = flops.count("vit_base_patch16_224", 224)
     # 12 blocks x (QK^T + AV) x 197 tokens^2 x 768 dims x 2 FLOPs per MAC
     assert vit.attention_flops == pytest.approx(12 * 2 * 197 * 197 * 768 * 2, rel=1e-6)
-    assert profile.count("resnet50", 224).attention_flops == 0
+    assert flops.count("resnet50", 224).attention_flops == 0
 
 
 def test_count_at_another_resolution_rebuilds_the_position_embedding():
-    at_224 = profile.count("vit_base_patch16_224", 224)
-    at_384 = profile.count("vit_base_patch16_224", 384)
+    at_224 = flops.count("vit_base_patch16_224", 224)
+    at_384 = flops.count("vit_base_patch16_224", 384)
     assert at_384.params - at_224.params == (24 * 24 - 14 * 14) * 768
     assert at_384.flops > 3 * at_224.flops
 
 
 def test_checkpoint_is_counted_at_its_eval_size_with_its_own_head():
-    assert profile.checkpoint_target("convnext_base.fb_in22k_ft_in1k") == ("convnext_base", 288, 288, 1000)
-    assert profile.checkpoint_target("vit_base_patch16_224.augreg_in21k") == (
+    assert flops.checkpoint_target("convnext_base.fb_in22k_ft_in1k") == ("convnext_base", 288, 288, 1000)
+    assert flops.checkpoint_target("vit_base_patch16_224.augreg_in21k") == (
         "vit_base_patch16_224", 224, 224, 21843)
     # a bare name is timm's default pretrained tag, at its test size (timm's scripts do the same)
-    assert profile.checkpoint_target("resnet50") == profile.checkpoint_target("resnet50.a1_in1k") == (
+    assert flops.checkpoint_target("resnet50") == flops.checkpoint_target("resnet50.a1_in1k") == (
         "resnet50", 288, 288, 1000)
-    assert profile.checkpoint_target("regnety_040") == profile.checkpoint_target(
+    assert flops.checkpoint_target("regnety_040") == flops.checkpoint_target(
         timm.models.get_pretrained_cfg("regnety_040").hf_hub_id.split("/")[-1])
 
 
 def test_unknown_model_suggests_close_names():
     with pytest.raises(ProfileError) as err:
-        profile.count_strict("resnt50")
+        flops.count_strict("resnt50")
     assert "Unknown model 'resnt50'" in str(err.value) and "resnet50" in str(err.value)
     with pytest.raises(ProfileError, match="no pretrained tag"):
-        profile.count_strict("resnet50.no_such_tag")
+        flops.count_strict("resnet50.no_such_tag")
 
 
 def test_img_size_the_architecture_cannot_take_is_a_clear_error():
     with pytest.raises(ProfileError) as err:
-        profile.count_strict("maxvit_tiny_tf_224", img_size=100)
+        flops.count_strict("maxvit_tiny_tf_224", img_size=100)
     assert "cannot take a 100x100 input" in str(err.value)
     with pytest.raises(ProfileError, match="outside 8..8192"):
-        profile.count_strict("resnet50", img_size=4)
+        flops.count_strict("resnet50", img_size=4)
 
 
 READS_A_VALUE = """
@@ -99,8 +99,8 @@ def matchup_test_reads_a_value(pretrained=False, **kwargs):
 def test_model_that_fails_on_meta_is_counted_with_real_cpu_tensors(tmp_path):
     # in its own process, so the extra model never enters this session's timm registry
     (tmp_path / "reads_a_value.py").write_text(READS_A_VALUE)
-    code = ("import json, reads_a_value; from engine.measure import profile; "
-            "print(json.dumps(profile.count('matchup_test_reads_a_value', 224, 1000).as_dict()))")
+    code = ("import json, reads_a_value; from engine.measure import flops; "
+            "print(json.dumps(flops.count('matchup_test_reads_a_value', 224, 1000).as_dict()))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"})
     assert done.returncode == 0, done.stderr
@@ -112,16 +112,16 @@ def test_model_that_fails_on_meta_is_counted_with_real_cpu_tensors(tmp_path):
 
 
 def test_flops_are_split_by_module_class_and_add_up():
-    sequencer = profile.count("sequencer2d_s", 224)
+    sequencer = flops.count("sequencer2d_s", 224)
     assert sum(sequencer.flops_by_module.values()) == pytest.approx(sequencer.flops)
     assert sequencer.flops_by_module["LSTM"] / sequencer.flops == pytest.approx(0.41, abs=0.02)
-    assert profile.count("repvgg_a0", 224).reparameterizable
-    assert not profile.count("resnet50", 224).reparameterizable
+    assert flops.count("repvgg_a0", 224).reparameterizable
+    assert not flops.count("resnet50", 224).reparameterizable
 
 
 def test_count_many_records_failures_with_their_reason_instead_of_dropping_them():
     targets = [("resnet18", 224, 224, 1000), ("maxvit_tiny_tf_224", 100, 100, 1000)]
-    results = list(profile.count_many(targets, jobs=1))
+    results = list(flops.count_many(targets, jobs=1))
     assert [r["arch"] for r in results] == ["resnet18", "maxvit_tiny_tf_224"]
     assert results[0]["error"] is None and results[1]["error"]
 
@@ -134,7 +134,7 @@ def test_profile_cli_stores_counts_and_answers_json(tmp_path, capsys):
     assert [(r["arch"], r["img_size"]) for r in rows] == [("test_vit", 160), ("resnet18", 288)]
     from engine.store import Store
     stored = Store(db).compute_for("resnet18", 288, 1000)
-    assert stored["flops"] == rows[1]["flops"] and stored["counter"].startswith(profile.COUNTER)
+    assert stored["flops"] == rows[1]["flops"] and stored["counter"].startswith(flops.COUNTER)
 
 
 def test_compute_targets_cover_every_checkpoint_at_its_eval_size(catalog_store):
@@ -151,7 +151,7 @@ def test_compute_targets_cover_every_checkpoint_at_its_eval_size(catalog_store):
 def test_shipped_compute_matches_a_fresh_count(catalog_store):
     shipped = catalog_store.compute_for("convnext_base", 288, 1000)
     assert shipped is not None, "data/compute.csv should be loaded by catalog refresh"
-    fresh = profile.count("convnext_base", 288, 1000)
+    fresh = flops.count("convnext_base", 288, 1000)
     assert shipped["flops"] == fresh.flops and shipped["params"] == fresh.params
 
 
@@ -169,14 +169,14 @@ def test_crosscheck_flags_outliers_and_gives_each_a_reason():
     ], columns=["arch", "arch_class", "img_size", "counted_gmacs", "published_gmacs",
                 "attention_gmacs", "flops_by_module", "reparameterizable"]
     ).assign(family="x", source_file="f.csv", params_m=1.0)
-    checked = profile.crosscheck(frame).set_index("arch")
+    checked = flops.crosscheck(frame).set_index("arch")
     assert list(checked["within_tolerance"]) == [True, True, False, False, False, False]
     assert not checked.loc["tiny", "within_3pct_strict"]
     assert "omits the LSTM ops" in checked.loc["seq_like", "reason"]
     assert "re-parameterizable" in checked.loc["rep_like", "reason"]
     assert "attention matmuls are 17%" in checked.loc["vit_like", "reason"]
     assert "counted less" in checked.loc["mobile_like", "reason"]
-    summary = profile.crosscheck_summary(frame)
+    summary = flops.crosscheck_summary(frame)
     assert summary["pairs"] == 6 and summary["within_tolerance"] == 2
     assert [o["arch"] for o in summary["outliers"]] == ["seq_like", "rep_like", "vit_like", "mobile_like"]
 
@@ -187,8 +187,8 @@ def test_crosscheck_joins_counted_and_published_macs(catalog_store, tmp_path):
         "model,infer_img_size,infer_samples_per_sec,infer_step_time,infer_batch_size,param_count,"
         "infer_gmacs,infer_macts\nresnet50,224,3000,85,256,25.56,4.11,11.1\n")
     timm_published.import_dir(catalog_store, tmp_path)
-    summary = profile.crosscheck_summary(catalog_store.compute_crosscheck())
-    resnet = [r for r in profile.crosscheck(catalog_store.compute_crosscheck()).itertuples()
+    summary = flops.crosscheck_summary(catalog_store.compute_crosscheck())
+    resnet = [r for r in flops.crosscheck(catalog_store.compute_crosscheck()).itertuples()
               if r.arch == "resnet50"][0]
     assert resnet.ratio == pytest.approx(8.178368512 / 2 / 4.11, rel=1e-6)
     assert summary["pairs"] == 1 and summary["within_tolerance"] == 1
