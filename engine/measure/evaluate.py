@@ -22,28 +22,16 @@ from engine.catalog.hub import data_config
 from engine.errors import MatchupError
 from engine.measure import decoded
 from engine.measure.datasets import EvalDataset
+from engine.measure.eval_batches import autocast_for, cached_batches, decoding_batches, on_device, pixel_scale, strict_error
+from engine.measure.eval_metrics import EvalError, Metrics, check_head, head_error
 from engine.measure.profile import check_precision, device_name, is_out_of_memory, resolve_device
 from engine.store import cache_key
 
-ECE_BINS = 15
 SWEEP_GROUP = 4  # models that share one decoding pass (they all sit in memory together)
-
-
-class EvalError(MatchupError):
-    """An evaluation cannot run or produced unusable numbers."""
 
 
 class EvalCancelled(MatchupError):
     """Cancelled by the caller; nothing was stored."""
-
-
-def make_transform(config: dict):
-    """validate.py's eval transform (prefetcher form: normalisation happens on the device)."""
-    from timm.data import create_transform
-    return create_transform(input_size=config["input_size"], is_training=False,
-                            use_prefetcher=True, interpolation=config["interpolation"],
-                            mean=config["mean"], std=config["std"], crop_pct=config["crop_pct"],
-                            crop_mode=config["crop_mode"])
 
 
 @dataclass
@@ -96,93 +84,6 @@ def lookup(store, checkpoint: str, dataset: EvalDataset, settings: EvalSettings)
     return store.eval_result(key)
 
 
-class _Images:
-    """Torch dataset over an EvalDataset: (uint8 CHW tensor, index, decoded, why not). An image
-    that cannot be decoded (truncated, empty, not an image) comes back as zeros with the reason,
-    so one bad file never stops a run: it is skipped, counted and listed."""
-
-    def __init__(self, dataset: EvalDataset, transform, shape: tuple):
-        self.dataset, self.transform, self.shape = dataset, transform, shape
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        import torch
-        try:
-            image = self.transform(self.dataset.load(index))
-            if not isinstance(image, torch.Tensor):
-                image = torch.as_tensor(image)
-            return image, index, True, ""
-        except Exception as e:  # noqa: BLE001 - PIL raises many types for a broken file
-            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
-            return torch.zeros(self.shape, dtype=torch.uint8), index, False, why
-
-
-class _Metrics:
-    """Running sums for one checkpoint, kept on the device the logits are on, so a batch adds to
-    them without waiting for the GPU; `finish` reads them once."""
-
-    def __init__(self, num_classes: int, device="cpu"):
-        import torch
-        self.n = 0  # known from batch sizes: no device read
-        self.top1 = torch.zeros((), dtype=torch.int64, device=device)
-        self.top5 = torch.zeros((), dtype=torch.int64, device=device)
-        self.nll = torch.zeros((), dtype=torch.float64, device=device)
-        self.bin_count = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
-        self.bin_conf = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
-        self.bin_correct = torch.zeros(ECE_BINS, dtype=torch.float64, device=device)
-        self.class_total = torch.zeros(num_classes, dtype=torch.int64, device=device)
-        self.class_correct = torch.zeros(num_classes, dtype=torch.int64, device=device)
-        self.real_n = self.real_top1 = self.real_top5 = 0
-        self.predictions = []  # one tensor per batch
-
-    def update(self, logits, targets, real: list[list[int]] | None, subset):
-        import torch
-        import torch.nn.functional as F
-        probs = logits.softmax(dim=1)
-        confidence, predicted = probs.max(dim=1)
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        correct = predicted == targets
-        self.n += len(targets)
-        self.top1 += correct.sum()
-        self.top5 += (top5 == targets[:, None]).any(dim=1).sum()
-        self.nll += F.cross_entropy(logits, targets, reduction="sum").double()
-        # nan_to_num: a model with non-finite logits is failed at the next check; its sums don't matter
-        bins = (confidence * ECE_BINS).nan_to_num(0.0).long().clamp_(0, ECE_BINS - 1)
-        self.bin_count += torch.bincount(bins, minlength=ECE_BINS).double()
-        self.bin_conf += torch.bincount(bins, weights=confidence.double(), minlength=ECE_BINS)
-        self.bin_correct += torch.bincount(bins, weights=correct.double(), minlength=ECE_BINS)
-        self.class_total.index_add_(0, targets, torch.ones_like(targets))
-        self.class_correct.index_add_(0, targets, correct.long())
-        self.predictions.append(predicted)
-        if real is not None:
-            in_1k = (lambda i: subset[i]) if subset else (lambda i: i)
-            for labels, pred, top in zip(real, predicted.tolist(), top5.tolist()):
-                if labels:
-                    self.real_n += 1
-                    self.real_top1 += in_1k(pred) in labels
-                    self.real_top5 += any(in_1k(t) in labels for t in top)
-
-    def finish(self) -> dict:
-        top1, top5, nll = int(self.top1), int(self.top5), float(self.nll)
-        ece = float((self.bin_conf - self.bin_correct).abs().sum() / max(self.n, 1))
-        result = {"n_images": self.n, "top1": 100 * top1 / self.n,
-                  "top5": 100 * top5 / self.n, "nll": nll / self.n, "ece": ece,
-                  "per_class_correct": self.class_correct.tolist(),
-                  "per_class_total": self.class_total.tolist(),
-                  "ece_bins": {"count": self.bin_count.tolist(), "confidence": self.bin_conf.tolist(),
-                               "correct": self.bin_correct.tolist()}}
-        if self.real_n:
-            result.update(top1=100 * self.real_top1 / self.real_n, top5=100 * self.real_top5 / self.real_n,
-                          real_n_images=self.real_n, single_label_top1=100 * top1 / self.n)
-        return result
-
-    def predicted(self) -> list[int]:
-        import torch
-        return torch.cat(self.predictions).tolist() if self.predictions else []
-
-
 def _forward(model, images, chunk: list[int]):
     """Logits for a batch; on out-of-memory the batch is split in halves, and the smaller
     chunk size is kept for the rest of the run."""
@@ -199,103 +100,6 @@ def _forward(model, images, chunk: list[int]):
             chunk[0] = max(1, min(chunk[0], len(images)) // 2)
 
 
-def head_error(checkpoint: str, classes: int | None, offset: int, dataset: EvalDataset) -> EvalError | None:
-    """Why a head with `classes` outputs cannot be scored on the 1k classes (None: it can)."""
-    if classes is not None and classes - offset == 1000:
-        return None
-    what = {0: "no classifier head (a feature extractor)", 21841: "an ImageNet-21k head",
-            21843: "an ImageNet-21k head", 11821: "an ImageNet-12k head"}.get(classes, f"a {classes}-class head")
-    return EvalError(f"{checkpoint} has {what}; {dataset.variant} is scored on the 1000 "
-                     "ImageNet-1k classes. Pick a checkpoint fine-tuned on ImageNet-1k "
-                     f"(a tag ending in _in1k, e.g. `catalog list` shows them).")
-
-
-def check_head(checkpoint: str, cfg, model, dataset: EvalDataset) -> int:
-    """The label offset to drop; refuses a head that does not predict ImageNet-1k classes."""
-    offset = cfg.label_offset or 0
-    error = head_error(checkpoint, getattr(model, "num_classes", None), offset, dataset)
-    if error is not None:
-        raise error
-    return offset
-
-
-# -- batches: decoded here, or read from the decoded-image cache ------------------------------------
-def decoding_batches(dataset: EvalDataset, config: dict, settings: EvalSettings, device, writer, bad: dict):
-    """(uint8 images, indices, decoded mask) decoded by DataLoader workers; undecodable images go
-    to `bad` (index -> why) and every batch into the cache `writer` when there is one."""
-    import torch
-    loader = torch.utils.data.DataLoader(
-        _Images(dataset, make_transform(config), tuple(config["input_size"])),
-        batch_size=settings.batch_size, shuffle=False, num_workers=settings.workers,
-        pin_memory=device.type == "cuda", persistent_workers=False)
-    for images, indices, ok, why in loader:
-        indices = indices.tolist()
-        for index, good, reason in zip(indices, ok.tolist(), why):
-            if not good and settings.strict:
-                raise strict_error(dataset, index, reason)
-            if not good:
-                bad[index] = reason
-                if writer is not None:
-                    writer.mark_bad(index, reason)
-        if writer is not None:
-            writer.write(indices, images.numpy(), ok.tolist())
-        yield images, indices, ok
-
-
-def strict_error(dataset: EvalDataset, index: int, why: str) -> EvalError:
-    """--strict's one message for the first undecodable image (eval, sweep and probe)."""
-    return EvalError(f"{dataset.files[index]} cannot be decoded ({why}); --strict stops at the first such "
-                     "image and stores nothing. Fix or remove it, or run without --strict: undecodable "
-                     "images are then skipped, counted and listed in the result.")
-
-
-class _CachedBatches:
-    """Batch b of a decoded-cache entry: a torch dataset of whole batches, so DataLoader workers
-    read the memory-mapped pixels and its pin thread pins them while the GPU computes."""
-
-    def __init__(self, entry: decoded.Entry, batch_size: int):
-        self.entry, self.batch_size = entry, batch_size
-
-    def __len__(self):
-        return -(-len(self.entry) // self.batch_size)
-
-    def __getitem__(self, b):
-        import torch
-        start, stop = b * self.batch_size, min((b + 1) * self.batch_size, len(self.entry))
-        ok = torch.tensor([i not in self.entry.bad for i in range(start, stop)])
-        return torch.from_numpy(self.entry.read(start, stop)), torch.arange(start, stop), ok  # CRC-checked
-
-
-def cached_batches(entry: decoded.Entry, settings: EvalSettings, device):
-    """The same batches as decoding gives, read from a decoded-cache entry."""
-    import torch
-    loader = torch.utils.data.DataLoader(_CachedBatches(entry, settings.batch_size), batch_size=None,
-                                         num_workers=settings.workers, pin_memory=device.type == "cuda")
-    for images, indices, ok in loader:
-        yield images, indices.tolist(), ok
-
-
-def on_device(batches, device):
-    """Batches moved to the device; on CUDA the next batch's copy runs on a side stream while
-    the current batch's forward runs (pinned memory, non-blocking)."""
-    import torch
-    if device.type != "cuda":
-        yield from batches
-        return
-    stream = torch.cuda.Stream(device=device)
-    pending = None
-    for images, indices, ok in batches:
-        with torch.cuda.stream(stream):
-            images = images.to(device, non_blocking=True)
-        if pending is not None:
-            yield pending
-        torch.cuda.current_stream(device).wait_stream(stream)
-        images.record_stream(torch.cuda.current_stream(device))
-        pending = (images, indices, ok)
-    if pending is not None:
-        yield pending
-
-
 # -- one pass over the images, feeding one or more models -----------------------------------------
 class _ModelFailed(Exception):
     """One model of a pass failed; the others go on."""
@@ -303,21 +107,6 @@ class _ModelFailed(Exception):
     def __init__(self, entry: dict, error: MatchupError):
         super().__init__(str(error))
         self.entry, self.error = entry, error
-
-
-def pixel_scale(mean, std, device):
-    """(mean, std) tensors for uint8 NCHW batches: the normalisation eval does on the device."""
-    import torch
-    return (torch.tensor([x * 255 for x in mean], device=device).view(1, 3, 1, 1),
-            torch.tensor([x * 255 for x in std], device=device).view(1, 3, 1, 1))
-
-
-def autocast_for(precision: str, device):
-    """torch.autocast for bf16/fp16, nothing for fp32."""
-    import contextlib
-    import torch
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast(device_type=device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalSettings, device,
@@ -336,7 +125,7 @@ def _run_pass(models: list[dict], batches, dataset: EvalDataset, settings: EvalS
     for entry in models:
         model = entry["model"].to(device, memory_format=memory_format)
         entry["forward"] = torch.compile(model) if settings.compile else model
-        entry["metrics"] = _Metrics(dataset.num_classes, device)
+        entry["metrics"] = Metrics(dataset.num_classes, device)
         entry["seconds"] = 0.0
         entry["norm"] = (tuple(entry["config"]["mean"]), tuple(entry["config"]["std"]))
         entry["bad_from"] = torch.full((), -1, dtype=torch.int64, device=device)  # first non-finite batch

@@ -27,7 +27,7 @@ import numpy as np
 from engine.catalog import hub
 from engine.errors import MatchupError
 from engine.intervals import holding, percentile_interval
-from engine.measure import cache_mac, datasets, decoded, evaluate
+from engine.measure import cache_mac, datasets, decoded, eval_batches, evaluate
 from engine.store import cache_key
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # inverse L2 strength, chosen per training fold
@@ -164,7 +164,7 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
     device = resolve_device(settings.device)
     source = "pre_logits" if getattr(model, "num_classes", 0) else "pooled"
     model = model.eval().to(device)
-    mean, std = evaluate.pixel_scale(config["mean"], config["std"], device)
+    mean, std = eval_batches.pixel_scale(config["mean"], config["std"], device)
     eval_settings = evaluate.EvalSettings(device=settings.device, precision=settings.precision,
                                           batch_size=settings.batch_size, workers=settings.workers,
                                           strict=settings.strict, decoded_cache=settings.decoded_cache)
@@ -174,7 +174,7 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
     pixels_key = decoded.DecodedCache.key(dataset, config) if cache is not None else None
     pixels_from = decoded.provenance(dataset, config)
     entry = cache.get(pixels_key, pixels_from) if cache is not None else None
-    autocast = evaluate.autocast_for(settings.precision, device)
+    autocast = eval_batches.autocast_for(settings.precision, device)
     while True:
         writer = None
         bad: dict[int, str] = {}
@@ -183,14 +183,14 @@ def extract(checkpoint: str, data: ProbeData, settings: ProbeSettings,
             if entry is not None:
                 if settings.strict and entry.bad:
                     first = min(entry.bad)
-                    raise evaluate.strict_error(dataset, first, entry.bad[first])
+                    raise eval_batches.strict_error(dataset, first, entry.bad[first])
                 bad.update(entry.bad)
-                batches = evaluate.cached_batches(entry, eval_settings, device)
+                batches = eval_batches.cached_batches(entry, eval_settings, device)
             else:
                 writer = cache.writer(pixels_key, len(dataset), config, pixels_from) if cache is not None else None
-                batches = evaluate.decoding_batches(dataset, config, eval_settings, device, writer, bad)
+                batches = eval_batches.decoding_batches(dataset, config, eval_settings, device, writer, bad)
             with torch.inference_mode():
-                for images, indices, ok in evaluate.on_device(batches, device):
+                for images, indices, ok in eval_batches.on_device(batches, device):
                     images = (images.to(device).float() - mean) / std
                     with autocast:
                         out = _pooled(model, images).float()

@@ -25,7 +25,7 @@ from typing import Callable
 
 from engine.catalog import hub, image_text
 from engine.errors import MatchupError
-from engine.measure import cache_mac, datasets, decoded, evaluate
+from engine.measure import cache_mac, datasets, decoded, eval_batches, evaluate
 from engine.measure.datasets import EvalDataset
 from engine.paths import DATA_DIR
 from engine.store import cache_key
@@ -471,7 +471,7 @@ def class_embeddings(model, tokenizer, provenance: dict, classnames: list[str], 
     tokens = tokenizer(texts)
     check_prompts_differ(tokenizer, tokens, texts, classnames, templates)
     chunks = []
-    with torch.inference_mode(), evaluate.autocast_for(precision, device):
+    with torch.inference_mode(), eval_batches.autocast_for(precision, device):
         for start in range(0, len(texts), TEXT_BATCH):
             chunks.append(F.normalize(model.encode_text(tokens[start:start + TEXT_BATCH].to(device)).float(), dim=-1))
     per_prompt = torch.cat(chunks).view(len(classnames), len(templates), -1)

@@ -9,7 +9,7 @@ from timm.data import create_transform, resolve_data_config
 
 from engine.catalog import hub
 from engine.catalog.hub import HubError
-from engine.measure import datasets, evaluate
+from engine.measure import datasets, eval_batches, evaluate
 from engine.measure.datasets import DatasetError
 from engine.measure.evaluate import EvalCancelled, EvalError, EvalSettings
 from tests.conftest import SYNSETS, TINY_CHECKPOINTS, make_image_folder, run_cli, write_hub_checkpoint
@@ -75,7 +75,7 @@ def test_preprocessing_is_what_validate_py_builds_for_each_checkpoint(checkpoint
     assert ours["input_size"] == test_size
     assert ours["crop_pct"] == (cfg.test_crop_pct or cfg.crop_pct)
     assert ours["interpolation"] == cfg.interpolation
-    assert str(evaluate.make_transform(ours)) == str(create_transform(
+    assert str(eval_batches.make_transform(ours)) == str(create_transform(
         ours["input_size"], is_training=False, use_prefetcher=True, interpolation=ours["interpolation"],
         mean=ours["mean"], std=ours["std"], crop_pct=ours["crop_pct"], crop_mode=ours["crop_mode"]))
 
