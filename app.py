@@ -30,7 +30,7 @@ from engine.errors import MatchupError, unexpected_line  # noqa: E402
 from engine.jobs import access  # noqa: E402
 from ui.access import sidebar_account  # noqa: E402
 from ui.loaders import db_info, embedded_worker, get_store, published_loader, warm_imports  # noqa: E402
-from ui.widgets import literal  # noqa: E402
+from ui.markdown import literal  # noqa: E402
 
 
 def ensure_catalog() -> dict:

@@ -15,7 +15,7 @@ from engine.errors import MatchupError
 from engine.jobs import access
 from engine.jobs.submit import read_only
 from ui import loaders
-from ui.widgets import literal
+from ui.markdown import literal
 
 SIGN_IN_HOWTO = ("To let lab members run from their browsers, configure sign-in (`[auth]` in "
                  ".streamlit/secrets.toml; README: Running a lab server), or set MATCHUP_OPEN_RUNS=1 on a "

@@ -334,7 +334,7 @@ def probe_note(metric: str) -> str | None:
                 how = "trained on the folder, tested on --val"
             else:
                 how = f"{int(row.shots)} shots per class, 5 seeds"
-            from ui.widgets import literal
+            from ui.markdown import literal
             return (f"Linear probe on your folder “{literal(row.dataset_name)}”: {how}, {int(row.n_images):,} images in "
                     f"{int(row.n_classes)} classes, {int(row.n_checkpoints)} checkpoints probed (frozen pre-logits "
                     "features, logistic regression; `python -m engine probe MODEL --data DIR`).")
