@@ -1,5 +1,6 @@
 """The tree shows the layers (DESIGN.md): data flows Hub → catalog → measure → store → analysis → page,
-and imports point only downward. Checked on the source, lazy imports included."""
+and imports point only downward, with no circle inside a package (engine or ui) and no module too big
+for one reader to hold in mind. Checked on the source, lazy imports included."""
 import ast
 from pathlib import Path
 
@@ -9,14 +10,35 @@ from engine.paths import ENGINE_DIR
 RANKS = {"engine": 0, "engine.store": 1, "engine.catalog": 2, "engine.measure": 3, "engine.analysis": 3,
          "engine.jobs": 4, "engine.cli": 5}
 OUTSIDE = ("ui", "pages", "streamlit")  # the engine never imports these
+ROOT = ENGINE_DIR.parent
+MAX_LINES = 650  # past this a module is split by concern (its own commit, behaviour unchanged)
+
+
+def package_modules(package: Path) -> dict[str, Path]:
+    modules = {}
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
 
 
 def engine_modules() -> dict[str, Path]:
-    modules = {}
-    for path in ENGINE_DIR.rglob("*.py"):
-        parts = path.relative_to(ENGINE_DIR.parent).with_suffix("").parts
-        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return modules
+    return package_modules(ENGINE_DIR)
+
+
+def ui_modules() -> dict[str, Path]:
+    return package_modules(ROOT / "ui")
+
+
+def oversized(paths: list[Path]) -> list[str]:
+    """Each file over MAX_LINES lines, with its length."""
+    lengths = {path: len(path.read_text().splitlines()) for path in paths}
+    return sorted(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}: {n} lines"
+                  for path, n in lengths.items() if n > MAX_LINES)
+
+
+def source_files() -> list[Path]:
+    return [*ENGINE_DIR.rglob("*.py"), *(ROOT / "ui").rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py"]
 
 
 def layer(module: str) -> str:
@@ -35,9 +57,9 @@ def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
             found |= {a.name for a in node.names if a.name.split(".")[0] in ("engine", *OUTSIDE)}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             top = node.module.split(".")[0]
-            if top in OUTSIDE:
+            if top in OUTSIDE and top != "ui":
                 found.add(node.module)
-            elif top == "engine":
+            elif top in ("engine", "ui"):
                 found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
                           for a in node.names}
     return found
@@ -78,8 +100,12 @@ def test_no_module_imports_a_higher_layer_or_the_ui():
     assert upward_imports(engine_modules()) == []
 
 
-def test_no_import_cycles():
-    assert import_cycles(engine_modules()) == []
+def test_no_import_cycles_in_the_engine_or_the_ui():
+    assert import_cycles({**engine_modules(), **ui_modules()}) == []
+
+
+def test_no_module_is_too_big_to_hold_in_mind():
+    assert oversized(source_files()) == []
 
 
 def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path):
@@ -96,3 +122,18 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path):
         "engine.catalog.bad (engine.catalog) imports engine.measure.evaluate (engine.measure)",
         "engine.measure.a imports ui.widgets (the engine has no UI)"]
     assert import_cycles(modules) == ["engine.measure.a → engine.measure.b → engine.measure.a"]
+
+
+def test_the_checks_catch_a_ui_circle_and_a_module_too_big(tmp_path):
+    """A loaders module importing the widgets that import it (inside a function, too), and a
+    module one line over the limit next to one at it."""
+    planted = {"ui.planted_loaders": "def f():\n    from ui.planted_widgets import literal\n",
+               "ui.planted_widgets": "from ui import planted_loaders, tables\n"}
+    modules = dict(ui_modules())
+    for name, code in planted.items():
+        (tmp_path / f"{name}.py").write_text(code)
+        modules[name] = tmp_path / f"{name}.py"
+    assert import_cycles(modules) == ["ui.planted_loaders → ui.planted_widgets → ui.planted_loaders"]
+    (tmp_path / "long.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    (tmp_path / "fits.py").write_text("x = 1\n" * MAX_LINES)
+    assert oversized([tmp_path / "long.py", tmp_path / "fits.py"]) == [f"long.py: {MAX_LINES + 1} lines"]
