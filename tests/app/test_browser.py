@@ -147,6 +147,47 @@ def test_a_new_viewer_fetches_no_file_the_page_does_not_need(browser, app_url, n
     context.close()
 
 
+# The manual's screenshots (docs/img/), each the first 1280 × 1200 px of a page on the shipped
+# data, with the sentence or table it is there to show. The sidebar's database line (a temporary
+# path, the time of the refresh) is hidden, so an unchanged page gives the same picture.
+DOCS_IMG = ROOT / "docs" / "img"
+DOCS_SCREENSHOTS = {"overview": ("", "ViT vs ConvNet"), "frontier": ("frontier", "Best of each class"),
+                    "budget": ("budget", "Each class against ConvNets"), "image_text": ("?zoo=image-text", "on LAION")}
+HIDE_DATABASE_LINE = "[data-testid='stSidebar'] [data-testid='stCaptionContainer'] {visibility: hidden}"
+
+
+def _differs(png: bytes, path) -> bool:
+    """Whether PNG differs from the picture at PATH by more than anti-aliasing noise: a missing
+    file, another size, or over 50 pixels with a channel more than 24 levels apart."""
+    import io
+
+    from PIL import Image, ImageChops
+    if not path.exists():
+        return True
+    new, old = Image.open(io.BytesIO(png)).convert("RGB"), Image.open(path).convert("RGB")
+    if new.size != old.size:
+        return True
+    changed = ImageChops.difference(new, old).convert("L").point(lambda v: 255 if v > 24 else 0)
+    return changed.histogram()[255] > 50
+
+
+@pytest.mark.parametrize("name", list(DOCS_SCREENSHOTS))
+def test_the_manuals_screenshots_show_todays_app(browser, app_url, name):
+    path, shown = DOCS_SCREENSHOTS[name]
+    page = browser.new_page(viewport={"width": 1280, "height": 1200})
+    page.goto(f"{app_url}/{path}")
+    page.wait_for_selector(".vega-embed svg, [data-testid='stDataFrame']", timeout=60_000)
+    page.get_by_text(shown).first.wait_for(timeout=60_000)
+    page.add_style_tag(content=HIDE_DATABASE_LINE)
+    page.wait_for_timeout(1500)  # charts finish drawing
+    assert page.locator("[data-testid='stException']").count() == 0
+    png = page.screenshot()
+    page.close()
+    if _differs(png, DOCS_IMG / f"{name}.png"):
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        (DOCS_IMG / f"{name}.png").write_bytes(png)
+
+
 def test_the_budget_answer_is_in_view_at_1280_px(browser, app_url):
     """ViT vs ConvNet (budget, both bests, the gap with its interval, the verdict) without
     horizontal scrolling on a 1280 px screen. The grid's accessible header lists the columns it
