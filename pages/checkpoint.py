@@ -84,7 +84,7 @@ training = detail["training"]
 if training.empty or pd.isna(training["train_flops_low"].iloc[0]) and not training["n_stages"].iloc[0]:
     row = None if training.empty else training.iloc[0]
     st.caption("Unknown: no sourced training recipe for this tag and architecture or its lineage "
-               "(data/training_recipes.csv; README: how to add one). It is left out of the training-compute axis"
+               "(data/training_recipes.csv; docs/training-compute.md: how to add one). It is left out of the training-compute axis"
                + (f"; the verdicts' coverage check brackets it at {row['bracket_note']} "
                   f"({flops_text(row['bracket_low'])}–{flops_text(row['bracket_high'])} FLOPs)"
                   if row is not None and pd.notna(row["bracket_low"]) else "")

@@ -18,7 +18,7 @@ from ui import loaders
 from ui.markdown import literal
 
 SIGN_IN_HOWTO = ("To let lab members run from their browsers, configure sign-in (`[auth]` in "
-                 ".streamlit/secrets.toml; README: Running a lab server), or set MATCHUP_OPEN_RUNS=1 on a "
+                 ".streamlit/secrets.toml; docs/lab.md: running a lab server), or set MATCHUP_OPEN_RUNS=1 on a "
                  "trusted network.")
 
 

@@ -147,7 +147,7 @@ def cmd_catalog(args, store: Store) -> int:
 
 
 def _coverage(frame, as_json: bool) -> int:
-    """`catalog training-compute --coverage`: the README's coverage table, from one command."""
+    """`catalog training-compute --coverage`: the manual's coverage table (docs/training-compute.md), from one command."""
     if as_json:
         print_json(frame_records(frame))
         return 0
